@@ -1,0 +1,130 @@
+#pragma once
+// Keys, JWS, CSRs and certificates for the ACME client. Everything OpenSSL is parsed once into
+// EVP_PKEY / X509 and shared immutably (cheap copies). Private key bytes leave only as
+// SecretBytes; error messages never contain key material.
+#include <chrono>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "edgecert/base/clock.h"
+#include "edgecert/base/ossl.h"
+#include "edgecert/base/result.h"
+#include "edgecert/base/secret.h"
+
+namespace edgecert::acme {
+
+enum class KeyType { EcP256, EcP384, Rsa2048, Rsa3072, Rsa4096, Ed25519 };
+
+// Accepts lego/cert-manager spellings: "ec256", "p256", "ecdsa-p256", "ec384", "p384", "rsa2048",
+// "rsa3072", "rsa4096", "ed25519" (case-insensitive).
+Result<KeyType> parse_key_type(std::string_view s);
+std::string_view to_string(KeyType t);  // "ec256", "ec384", "rsa2048", ...
+
+class PrivateKey {
+public:
+    static Result<PrivateKey> generate(KeyType type);
+    // PEM: PKCS#8 ("PRIVATE KEY"), PKCS#1 ("RSA PRIVATE KEY") or SEC1 ("EC PRIVATE KEY").
+    static Result<PrivateKey> from_pem(std::string_view pem);
+    static PrivateKey adopt(ossl::UniquePtr<EVP_PKEY> pkey);  // type detected from the key
+
+    SecretBytes to_pem() const;  // PKCS#8 PEM
+    KeyType type() const { return type_; }
+    EVP_PKEY* get() const { return pkey_.get(); }
+
+    // Public JWK (RFC 7517/7518/8037) with only the required members, in lexicographic order
+    // (RFC 7638 §3.2), so its compact dump is the thumbprint input.
+    nlohmann::json public_jwk() const;
+    // RFC 7638: base64url(SHA-256(canonical JWK)).
+    std::string thumbprint() const;
+    // JWS "alg" for this key: ES256, ES384, RS256 or EdDSA.
+    std::string jws_alg() const;
+    // JWS signature over `signing_input` (RFC 7515 §5.1; for EC the raw R||S form, RFC 7518 §3.4).
+    Result<std::string> sign(std::string_view signing_input) const;
+    // DER SubjectPublicKeyInfo.
+    std::string public_key_der() const;
+
+private:
+    PrivateKey(std::shared_ptr<EVP_PKEY> k, KeyType t) : pkey_(std::move(k)), type_(t) {}
+    std::shared_ptr<EVP_PKEY> pkey_;
+    KeyType type_;
+};
+
+// RFC 8555 §6.2 flattened JWS JSON serialization. `kid` empty: the protected header carries the
+// public "jwk" (newAccount, revocation by certificate key); otherwise "kid" = account URL.
+// `payload` empty means POST-as-GET (§6.3): the payload member is "".
+Result<nlohmann::json> sign_jws(const PrivateKey& key, std::string_view url, std::string_view nonce,
+                                std::string_view kid, std::string_view payload);
+
+// RFC 8555 §7.3.4 externalAccountBinding: an HS256 JWS over the account's public JWK, with
+// protected header {alg: HS256, kid: eab_kid, url: newAccount URL}. hmac_key is the raw key
+// (already base64url-decoded).
+Result<nlohmann::json> sign_eab(const PrivateKey& account_key, std::string_view eab_kid,
+                                const SecretBytes& hmac_key, std::string_view url);
+
+// RFC 8555 §7.3.5 key rollover: inner JWS signed by the new key over {account, oldKey}.
+Result<nlohmann::json> sign_key_change(const PrivateKey& old_key, const PrivateKey& new_key,
+                                       std::string_view account_url, std::string_view url);
+
+// Verifies a flattened JWS signed with `jwk` (tests, and the ACME test server's C++ checks).
+Result<std::string> verify_jws(const nlohmann::json& jws, const nlohmann::json& jwk);
+
+std::string sha256(std::string_view data);
+Result<std::string> hmac_sha256(const SecretBytes& key, std::string_view data);
+
+// RFC 8555 §8.1: token "." thumbprint.
+std::string key_authorization(std::string_view token, std::string_view thumbprint);
+// RFC 8555 §8.4: base64url(SHA-256(key authorization)), the TXT record value.
+std::string dns01_txt_value(std::string_view key_authorization);
+
+class Certificate {
+public:
+    static Result<Certificate> from_pem(std::string_view pem);  // the first certificate
+    static Result<Certificate> from_der(std::string_view der);
+    static Certificate adopt(ossl::UniquePtr<X509> x);
+
+    X509* get() const { return x_.get(); }
+    std::string to_pem() const;
+    std::string to_der() const;
+
+    std::string serial_hex() const;   // lower-case hex, no leading zeros (as openssl prints)
+    SystemTime not_before() const;
+    SystemTime not_after() const;
+    std::vector<std::string> dns_names() const;  // subjectAltName dNSName entries
+    std::string subject_cn() const;
+    std::string issuer_cn() const;
+    std::string issuer_name() const;  // one-line RFC 2253 form
+    bool self_signed() const;         // subject == issuer
+    bool matches_key(const PrivateKey& key) const;
+    // RFC 9773 §4.1: base64url(AKI keyIdentifier) "." base64url(serial DER content octets).
+    Result<std::string> ari_cert_id() const;
+
+private:
+    explicit Certificate(std::shared_ptr<X509> x) : x_(std::move(x)) {}
+    std::shared_ptr<X509> x_;
+};
+
+// Every certificate in a PEM bundle, in order. Fails if there is none or one is malformed.
+Result<std::vector<Certificate>> parse_pem_chain(std::string_view pem);
+std::string chain_to_pem(const std::vector<Certificate>& chain);
+
+// RFC 2986 CSR, DER, signed by `key`: SANs = dns_names (wildcards allowed); CN = first name when
+// it fits 64 characters (RFC 5280 ub-common-name), otherwise no CN.
+Result<std::string> make_csr_der(const PrivateKey& key, const std::vector<std::string>& dns_names);
+
+// RFC 8737 §3 tls-alpn-01 challenge certificate: self-signed, SAN dNSName = domain, critical
+// acmeIdentifier extension (1.3.6.1.5.5.7.1.31) holding the SHA-256 of the key authorization.
+struct ChallengeCert {
+    Certificate cert;
+    PrivateKey key;
+};
+Result<ChallengeCert> make_tls_alpn01_cert(std::string_view domain, std::string_view key_authorization,
+                                           const Clock& clock);
+
+// Self-signed certificate for tests and the `selfSigned` issuer.
+Result<Certificate> make_self_signed(const PrivateKey& key, const std::vector<std::string>& dns_names,
+                                     std::chrono::seconds validity, const Clock& clock);
+
+}  // namespace edgecert::acme

@@ -1,0 +1,69 @@
+#pragma once
+// Clock: time is passed in (convention 6). Protocol code waits through Clock::sleep_for so a
+// FakeClock can run a whole order flow, with its polling and Retry-After, in no real time.
+#include <atomic>
+#include <chrono>
+#include <mutex>
+#include <thread>
+
+namespace edgecert {
+
+using SystemTime = std::chrono::system_clock::time_point;
+using SteadyTime = std::chrono::steady_clock::time_point;
+
+class Clock {
+public:
+    virtual ~Clock() = default;
+    virtual SystemTime now() const = 0;          // wall clock: certificate validity, ARI windows
+    virtual SteadyTime steady_now() const = 0;   // monotonic: deadlines, timeouts, backoff
+    virtual void sleep_for(std::chrono::milliseconds d) = 0;
+};
+
+class RealClock final : public Clock {
+public:
+    SystemTime now() const override { return std::chrono::system_clock::now(); }
+    SteadyTime steady_now() const override { return std::chrono::steady_clock::now(); }
+    void sleep_for(std::chrono::milliseconds d) override { std::this_thread::sleep_for(d); }
+    static RealClock& instance() {
+        static RealClock c;
+        return c;
+    }
+};
+
+// Test clock: sleep_for advances both clocks instantly and records the total slept.
+class FakeClock final : public Clock {
+public:
+    explicit FakeClock(SystemTime start = SystemTime(std::chrono::seconds(1'700'000'000)))
+        : wall_(start), mono_(SteadyTime(std::chrono::hours(1))) {}
+    SystemTime now() const override {
+        std::lock_guard l(mu_);
+        return wall_;
+    }
+    SteadyTime steady_now() const override {
+        std::lock_guard l(mu_);
+        return mono_;
+    }
+    void sleep_for(std::chrono::milliseconds d) override { advance(d); }
+    void advance(std::chrono::milliseconds d) {
+        std::lock_guard l(mu_);
+        wall_ += d;
+        mono_ += d;
+        slept_ += d;
+    }
+    void set_now(SystemTime t) {
+        std::lock_guard l(mu_);
+        wall_ = t;
+    }
+    std::chrono::milliseconds total_slept() const {
+        std::lock_guard l(mu_);
+        return slept_;
+    }
+
+private:
+    mutable std::mutex mu_;
+    SystemTime wall_;
+    SteadyTime mono_;
+    std::chrono::milliseconds slept_{0};
+};
+
+}  // namespace edgecert

@@ -1,0 +1,10 @@
+#pragma once
+// Subcommand table. Each command lives in its own cmd_<name>.cpp and is listed in commands.cpp.
+namespace edgecert::app {
+
+int dispatch(int argc, char** argv);
+
+// Each takes the arguments after the subcommand name; returns the process exit code.
+int cmd_version(int argc, char** argv);
+
+}  // namespace edgecert::app

@@ -1,0 +1,115 @@
+#include "app/flags.h"
+
+#include <sstream>
+
+namespace edgecert::app {
+
+Flags::Flags(std::string command, std::string usage, std::string description)
+    : command_(std::move(command)), usage_(std::move(usage)), description_(std::move(description)) {}
+
+Flags& Flags::add(std::string name, std::string metavar, std::string help, std::string def) {
+    specs_.push_back({std::move(name), std::move(metavar), std::move(help), std::move(def), false});
+    return *this;
+}
+
+Flags& Flags::add_bool(std::string name, std::string help) {
+    specs_.push_back({std::move(name), "", std::move(help), "", true});
+    return *this;
+}
+
+const Flags::Spec* Flags::find(const std::string& name) const {
+    for (const auto& s : specs_)
+        if (s.name == name) return &s;
+    return nullptr;
+}
+
+Status Flags::parse(int argc, char** argv) {
+    for (int i = 0; i < argc; ++i) {
+        std::string a = argv[i];
+        if (a == "-h" || a == "--help") {
+            help_ = true;
+            continue;
+        }
+        if (a == "--") {
+            for (++i; i < argc; ++i) positional_.push_back(argv[i]);
+            break;
+        }
+        if (a.rfind("--", 0) != 0) {
+            positional_.push_back(a);
+            continue;
+        }
+        std::string name = a.substr(2), value;
+        bool inline_value = false;
+        if (auto eq = name.find('='); eq != std::string::npos) {
+            value = name.substr(eq + 1);
+            name = name.substr(0, eq);
+            inline_value = true;
+        }
+        const Spec* s = find(name);
+        if (!s)
+            return Error(ErrorCode::InvalidConfig,
+                         "unknown flag --" + name + " (see 'edgecert " + command_ + " --help')");
+        if (s->is_bool) {
+            if (inline_value && value != "true" && value != "false")
+                return Error(ErrorCode::InvalidConfig, "--" + name + " takes no value");
+            values_[name].push_back(inline_value ? value : "true");
+            continue;
+        }
+        if (!inline_value) {
+            if (i + 1 >= argc)
+                return Error(ErrorCode::InvalidConfig, "--" + name + " needs a value (" + s->metavar + ")");
+            value = argv[++i];
+        }
+        values_[name].push_back(value);
+    }
+    return {};
+}
+
+bool Flags::has(const std::string& name) const { return values_.count(name) > 0; }
+
+std::string Flags::get(const std::string& name) const {
+    auto it = values_.find(name);
+    if (it != values_.end() && !it->second.empty()) return it->second.back();
+    const Spec* s = find(name);
+    return s ? s->def : "";
+}
+
+std::vector<std::string> Flags::get_all(const std::string& name) const {
+    auto it = values_.find(name);
+    return it == values_.end() ? std::vector<std::string>{} : it->second;
+}
+
+bool Flags::get_bool(const std::string& name) const { return get(name) == "true"; }
+
+Result<long> Flags::get_int(const std::string& name, long min, long max) const {
+    std::string v = get(name);
+    try {
+        size_t pos = 0;
+        long n = std::stol(v, &pos);
+        if (pos != v.size()) throw std::invalid_argument("trailing");
+        if (n < min || n > max)
+            return Error(ErrorCode::InvalidConfig, "--" + name + " must be between " +
+                                                       std::to_string(min) + " and " + std::to_string(max));
+        return n;
+    } catch (const std::exception&) {
+        return Error(ErrorCode::InvalidConfig, "--" + name + ": '" + v + "' is not a number");
+    }
+}
+
+std::string Flags::help_text() const {
+    std::ostringstream o;
+    o << "Usage: edgecert " << command_ << " " << usage_ << "\n\n" << description_ << "\n\nFlags:\n";
+    for (const auto& s : specs_) {
+        std::string left = "  --" + s.name + (s.is_bool ? "" : " " + s.metavar);
+        o << left;
+        if (left.size() < 30) o << std::string(30 - left.size(), ' ');
+        else o << "\n" << std::string(30, ' ');
+        o << s.help;
+        if (!s.def.empty()) o << " (default " << s.def << ")";
+        o << "\n";
+    }
+    o << "  --help                      show this help\n";
+    return o.str();
+}
+
+}  // namespace edgecert::app

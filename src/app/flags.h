@@ -1,0 +1,48 @@
+#pragma once
+// A small declarative flag parser shared by every subcommand: `--name value`, `--name=value`,
+// boolean `--name`, repeated flags, and a generated --help. Unknown flags are an error.
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "edgecert/base/result.h"
+
+namespace edgecert::app {
+
+class Flags {
+public:
+    Flags(std::string command, std::string usage, std::string description);
+
+    // Registers a flag. For value flags, `metavar` names the argument in --help.
+    Flags& add(std::string name, std::string metavar, std::string help, std::string def = "");
+    Flags& add_bool(std::string name, std::string help);
+
+    // Parses argv (after the subcommand). Returns InvalidConfig with a one-line message on error.
+    Status parse(int argc, char** argv);
+
+    bool help_requested() const { return help_; }
+    std::string help_text() const;
+
+    bool has(const std::string& name) const;           // given on the command line
+    std::string get(const std::string& name) const;    // value or default
+    std::vector<std::string> get_all(const std::string& name) const;
+    bool get_bool(const std::string& name) const;
+    Result<long> get_int(const std::string& name, long min, long max) const;
+    const std::vector<std::string>& positional() const { return positional_; }
+
+private:
+    struct Spec {
+        std::string name, metavar, help, def;
+        bool is_bool = false;
+    };
+    std::string command_, usage_, description_;
+    std::vector<Spec> specs_;
+    std::map<std::string, std::vector<std::string>> values_;
+    std::vector<std::string> positional_;
+    bool help_ = false;
+    const Spec* find(const std::string& name) const;
+};
+
+}  // namespace edgecert::app

@@ -1,0 +1,62 @@
+#pragma once
+// The high-level issuance flow shared by the CLI (`edgecert issue/renew`) and the controller:
+// newOrder (or resume a persisted order) → solve authorizations → finalize → download → pick
+// the preferred chain. Crash-safe: the order URL is handed out right after newOrder so a
+// restarted caller resumes the order instead of creating another one.
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "edgecert/acme/client.h"
+#include "edgecert/acme/crypto.h"
+#include "edgecert/acme/types.h"
+#include "edgecert/base/result.h"
+
+namespace edgecert::acme {
+
+// Publishes and removes challenge responses (http-01 token file, dns-01 TXT record,
+// tls-alpn-01 certificate). `domain` is the authorization's identifier value: for a wildcard
+// authorization it is the base name without "*." (the dns-01 record is _acme-challenge.<domain>).
+struct ChallengeSolver {
+    virtual ~ChallengeSolver();
+    // Challenge types this solver can answer, in preference order, e.g. {"http-01"}.
+    virtual std::vector<std::string> supported_types() const = 0;
+    virtual Status present(const std::string& domain, const Challenge& ch,
+                           const std::string& key_authorization) = 0;
+    virtual void cleanup(const std::string& domain, const Challenge& ch) noexcept = 0;
+};
+
+struct ObtainRequest {
+    std::vector<std::string> dns_names;
+    PrivateKey cert_key;           // the CSR is signed with it
+    std::string profile;           // empty: the CA's default
+    std::string replaces;          // RFC 9773 certID of the certificate being renewed
+    std::string preferred_chain;   // issuer CN of the chain's topmost certificate
+    std::string resume_order_url;  // non-empty: resume this order instead of creating one
+    // Called right after newOrder so callers can persist the URL before anything else.
+    std::function<void(const std::string& order_url)> on_order_created;
+};
+
+struct ObtainResult {
+    std::string order_url;
+    std::string certificate_url;
+    std::vector<Certificate> chain;  // leaf first, no root
+    std::string chain_pem;           // leaf + intermediates, no root
+};
+
+// Requires an account on the client (new_account / set_account / ensure_account).
+// Resuming: valid → download; ready → finalize; processing → wait; pending → solve;
+// invalid / expired → Permanent error (the caller then drops the URL and orders again).
+// A wildcard authorization is only solved with dns-01. Every presented challenge is cleaned up
+// on every path. If the CA answers newOrder with alreadyReplaced, the order is placed again
+// without `replaces`.
+Result<ObtainResult> obtain(Client& client, ChallengeSolver& solver, const ObtainRequest& req);
+
+// For callers that persist the account key but not the URL: onlyReturnExisting first, then a
+// registration when the CA says accountDoesNotExist. On success the client uses the account.
+Result<Account> ensure_account(Client& client, const PrivateKey& key, const NewAccountOptions& opts);
+
+// Drops a trailing self-signed certificate (the root) from a chain.
+std::vector<Certificate> without_root(std::vector<Certificate> chain);
+
+}  // namespace edgecert::acme

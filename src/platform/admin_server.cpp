@@ -15,6 +15,7 @@
 #include <cerrno>
 #include <cstring>
 #include <fstream>
+#include <set>
 #include <sstream>
 
 #include "edgecert/base/version.h"
@@ -175,6 +176,13 @@ void release_process_collectors(metrics::Registry& r) {
     }
 }
 
+// cpprestsdk keeps one acceptor per "host:port" for the whole process and treats a second
+// listener on the same key as another path on the first; when that registration fails, its
+// cleanup also tears down the first listener. So in-process duplicates are refused here, before
+// cpprestsdk sees them.
+std::mutex g_bound_mu;
+std::set<std::string> g_bound;
+
 constexpr const char* kMetricsContentType = "text/plain; version=0.0.4; charset=utf-8";
 constexpr const char* kTextContentType = "text/plain; charset=utf-8";
 
@@ -229,6 +237,7 @@ struct AdminServer::Impl {
     std::map<std::string, Handler> handlers;
     std::unique_ptr<http_listener> listener;
     int bound_port = 0;
+    std::string bound_key;  // entry in g_bound while listening
 
     void serve(http::http_request req) noexcept;
     void dispatch(const std::string& method, const std::string& path, const std::string& query,
@@ -350,21 +359,31 @@ Status AdminServer::start() {
         if (pick) {
             EC_TRY_ASSIGN(port, pick_free_port(impl_->addr.host));
         }
-        std::string url = "http://" + (v6 ? "[" + impl_->addr.host + "]" : impl_->addr.host) + ":" +
-                          std::to_string(port) + "/";
+        std::string hostport = (v6 ? "[" + impl_->addr.host + "]" : impl_->addr.host) + ":" +
+                               std::to_string(port);
+        {
+            std::lock_guard blk(g_bound_mu);
+            if (!g_bound.insert(hostport).second) {
+                last_err = "already served by another admin server in this process";
+                continue;
+            }
+        }
         try {
-            auto l = std::make_unique<http_listener>(url);
+            auto l = std::make_unique<http_listener>("http://" + hostport + "/");
             Impl* self = impl_.get();
             l->support([self](http::http_request req) { self->serve(std::move(req)); });
             l->open().wait();
             impl_->listener = std::move(l);
             impl_->bound_port = port;
+            impl_->bound_key = hostport;
             return ok_status();
         } catch (const std::exception& e) {
             last_err = e.what();
         } catch (...) {
             last_err = "unknown error";
         }
+        std::lock_guard blk(g_bound_mu);
+        g_bound.erase(hostport);
     }
     return make_error(ErrorCode::Transient, "admin server: cannot listen on " + impl_->addr.host +
                                                 ":" + std::to_string(impl_->addr.port) + ": " +
@@ -378,9 +397,12 @@ int AdminServer::port() const {
 
 void AdminServer::stop() {
     std::unique_ptr<http_listener> l;
+    std::string key;
     {
         std::lock_guard lk(impl_->mu);
         l = std::move(impl_->listener);
+        key = std::move(impl_->bound_key);
+        impl_->bound_key.clear();
         impl_->bound_port = 0;
     }
     if (!l) return;
@@ -389,6 +411,8 @@ void AdminServer::stop() {
     } catch (...) {
         // Closing failed (already closed, or a connection error): the listener is gone anyway.
     }
+    std::lock_guard blk(g_bound_mu);
+    g_bound.erase(key);
 }
 
 }  // namespace edgecert::platform

@@ -29,6 +29,13 @@ public:
     // PEM: PKCS#8 ("PRIVATE KEY"), PKCS#1 ("RSA PRIVATE KEY") or SEC1 ("EC PRIVATE KEY").
     static Result<PrivateKey> from_pem(std::string_view pem);
     static PrivateKey adopt(ossl::UniquePtr<EVP_PKEY> pkey);  // type detected from the key
+    // Like adopt, but rejects what the JWS layer cannot sign with (EC curves other than P-256 /
+    // P-384, RSA under 2048 bits, DSA, ...). RSA keys of other sizes >= 2048 are accepted and
+    // reported as the nearest smaller RSA KeyType. adopt() of such a key is a caller bug.
+    static Result<PrivateKey> from_pkey(ossl::UniquePtr<EVP_PKEY> pkey);
+    // Private JWK (RFC 7518 §6.2.2 / §6.3.2, RFC 8037 §2 "d"): for published test vectors and
+    // tools that store keys as JWK.
+    static Result<PrivateKey> from_jwk(const nlohmann::json& jwk);
 
     SecretBytes to_pem() const;  // PKCS#8 PEM
     KeyType type() const { return type_; }
@@ -47,9 +54,17 @@ public:
     std::string public_key_der() const;
 
 private:
-    PrivateKey(std::shared_ptr<EVP_PKEY> k, KeyType t) : pkey_(std::move(k)), type_(t) {}
+    // Computed once when the key is loaded: the JWK goes into every newAccount/revocation JWS
+    // and the thumbprint into every key authorization, so neither is rebuilt per call.
+    struct Derived {
+        nlohmann::json jwk;
+        std::string thumbprint;
+        std::string alg;
+    };
+    PrivateKey(std::shared_ptr<EVP_PKEY> k, KeyType t);
     std::shared_ptr<EVP_PKEY> pkey_;
     KeyType type_;
+    std::shared_ptr<const Derived> derived_;
 };
 
 // RFC 8555 §6.2 flattened JWS JSON serialization. `kid` empty: the protected header carries the
@@ -68,7 +83,17 @@ Result<nlohmann::json> sign_eab(const PrivateKey& account_key, std::string_view 
 Result<nlohmann::json> sign_key_change(const PrivateKey& old_key, const PrivateKey& new_key,
                                        std::string_view account_url, std::string_view url);
 
-// Verifies a flattened JWS signed with `jwk` (tests, and the ACME test server's C++ checks).
+// RFC 7638 thumbprint of any public (or private: extra members are ignored) JWK: EC, RSA, OKP
+// or oct. Fails on a JWK that lacks a required member.
+Result<std::string> jwk_thumbprint(const nlohmann::json& jwk);
+// Public key from a JWK (EC P-256/P-384, RSA, OKP Ed25519). "oct" keys are not public keys.
+Result<ossl::UniquePtr<EVP_PKEY>> public_key_from_jwk(const nlohmann::json& jwk);
+// Verifies a raw JWS signature (`alg` ES256/ES384/RS256/EdDSA; EC in R||S form).
+Status verify_signature(EVP_PKEY* key, std::string_view alg, std::string_view signing_input,
+                        std::string_view signature);
+
+// Verifies a flattened JWS signed with `jwk` (tests, and the ACME test server's C++ checks) and
+// returns the decoded payload. `jwk` may be {"kty":"oct","k":...} for HS256 (EAB).
 Result<std::string> verify_jws(const nlohmann::json& jws, const nlohmann::json& jwk);
 
 std::string sha256(std::string_view data);

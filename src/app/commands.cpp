@@ -18,6 +18,9 @@ struct Command {
 
 // Keep in the order `edgecert --help` should list them.
 const Command kCommands[] = {
+    {"issue", cmd_issue, "obtain a certificate from an ACME CA (standalone responder)"},
+    {"renew", cmd_renew, "renew a certificate when ARI or its lifetime says so"},
+    {"revoke", cmd_revoke, "revoke a certificate"},
     {"version", cmd_version, "print the version"},
 };
 

@@ -6,5 +6,8 @@ int dispatch(int argc, char** argv);
 
 // Each takes the arguments after the subcommand name; returns the process exit code.
 int cmd_version(int argc, char** argv);
+int cmd_issue(int argc, char** argv);
+int cmd_renew(int argc, char** argv);
+int cmd_revoke(int argc, char** argv);
 
 }  // namespace edgecert::app

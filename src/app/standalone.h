@@ -1,0 +1,76 @@
+#pragma once
+// Built-in standalone challenge responders for `edgecert issue` (like lego's --http / --tls):
+// a tiny HTTP server answering /.well-known/acme-challenge/<token> (RFC 8555 §8.3) and a TLS
+// server answering tls-alpn-01 (RFC 8737 §3) with the challenge certificate for the SNI name.
+// Each runs one thread with poll()-bounded accepts and per-connection deadlines; they exist only
+// while an order is being validated. The long-running terminator has its own responders in
+// src/proxy on its event loops.
+#include <atomic>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "edgecert/base/ossl.h"
+#include "edgecert/base/result.h"
+
+namespace edgecert::app {
+
+// "8080", ":8080" or "127.0.0.1:8080" → (address, port). Empty address means all interfaces.
+Result<std::pair<std::string, int>> parse_listen(const std::string& spec, int default_port);
+
+class Http01Responder {
+public:
+    static Result<std::unique_ptr<Http01Responder>> create(const std::string& listen);
+    ~Http01Responder();
+    void set(const std::string& token, const std::string& key_authorization);
+    void remove(const std::string& token);
+    int port() const { return port_; }
+    size_t served() const { return served_.load(); }
+
+private:
+    Http01Responder() = default;
+    void run();
+    void handle(int fd);
+    int fd_ = -1;
+    int port_ = 0;
+    int wake_[2] = {-1, -1};
+    std::atomic<bool> stop_{false};
+    std::atomic<size_t> served_{0};
+    std::mutex mu_;
+    std::map<std::string, std::string> tokens_;
+    std::thread thread_;
+};
+
+class TlsAlpn01Responder {
+public:
+    static Result<std::unique_ptr<TlsAlpn01Responder>> create(const std::string& listen);
+    ~TlsAlpn01Responder();
+    // Takes references on cert and key.
+    void set(const std::string& domain, X509* cert, EVP_PKEY* key);
+    void remove(const std::string& domain);
+    int port() const { return port_; }
+    size_t served() const { return served_.load(); }
+
+private:
+    TlsAlpn01Responder() = default;
+    void run();
+    void handle(int fd);
+    static int on_client_hello(SSL* ssl, int* alert, void* arg);
+    struct Entry {
+        ossl::UniquePtr<X509> cert;
+        ossl::UniquePtr<EVP_PKEY> key;
+    };
+    int fd_ = -1;
+    int port_ = 0;
+    int wake_[2] = {-1, -1};
+    std::atomic<bool> stop_{false};
+    std::atomic<size_t> served_{0};
+    ossl::UniquePtr<SSL_CTX> ctx_;
+    std::mutex mu_;
+    std::map<std::string, Entry> certs_;
+    std::thread thread_;
+};
+
+}  // namespace edgecert::app

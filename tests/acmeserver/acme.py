@@ -54,6 +54,7 @@ class Account:
 class Challenge:
     def __init__(self, authz, typ):
         self.id, self.authz, self.type = new_id(), authz, typ
+        self.account = authz.account
         self.token = b64u_encode(secrets.token_bytes(32))
         self.status, self.validated, self.error = "pending", None, None
         self.auto_valid_at = None  # --validation auto: becomes valid lazily at this monotonic time

@@ -1,0 +1,180 @@
+// Finalize CSRs (RFC 2986 / RFC 8555 §7.4) and tls-alpn-01 challenge certificates (RFC 8737 §3),
+// checked by parsing them back with OpenSSL.
+#include <gtest/gtest.h>
+
+#include "edgecert/acme/crypto.h"
+
+namespace edgecert::acme {
+namespace {
+
+ossl::UniquePtr<X509_REQ> parse_csr(const std::string& der) {
+    const auto* p = reinterpret_cast<const unsigned char*>(der.data());
+    ossl::UniquePtr<X509_REQ> req(d2i_X509_REQ(nullptr, &p, static_cast<long>(der.size())));
+    EXPECT_TRUE(req);
+    EXPECT_EQ(p, reinterpret_cast<const unsigned char*>(der.data()) + der.size());
+    return req;
+}
+
+struct Sans {
+    std::vector<std::string> dns;
+    std::vector<std::string> ips;  // raw octets
+};
+
+Sans csr_sans(X509_REQ* req) {
+    Sans out;
+    STACK_OF(X509_EXTENSION)* exts = X509_REQ_get_extensions(req);
+    EXPECT_NE(exts, nullptr);
+    if (!exts) return out;
+    for (int i = 0; i < sk_X509_EXTENSION_num(exts); ++i) {
+        X509_EXTENSION* ext = sk_X509_EXTENSION_value(exts, i);
+        if (OBJ_obj2nid(X509_EXTENSION_get_object(ext)) != NID_subject_alt_name) continue;
+        ossl::UniquePtr<GENERAL_NAMES> gens(static_cast<GENERAL_NAMES*>(X509V3_EXT_d2i(ext)));
+        for (int j = 0; j < sk_GENERAL_NAME_num(gens.get()); ++j) {
+            const GENERAL_NAME* gn = sk_GENERAL_NAME_value(gens.get(), j);
+            const ASN1_STRING* s = gn->type == GEN_DNS ? gn->d.dNSName : gn->d.iPAddress;
+            std::string v(reinterpret_cast<const char*>(ASN1_STRING_get0_data(s)),
+                          static_cast<size_t>(ASN1_STRING_length(s)));
+            (gn->type == GEN_DNS ? out.dns : out.ips).push_back(v);
+        }
+    }
+    sk_X509_EXTENSION_pop_free(exts, X509_EXTENSION_free);
+    return out;
+}
+
+std::string req_cn(X509_REQ* req) {
+    X509_NAME* name = X509_REQ_get_subject_name(req);
+    int idx = X509_NAME_get_index_by_NID(name, NID_commonName, -1);
+    if (idx < 0) return {};
+    const ASN1_STRING* s = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(name, idx));
+    return std::string(reinterpret_cast<const char*>(ASN1_STRING_get0_data(s)),
+                       static_cast<size_t>(ASN1_STRING_length(s)));
+}
+
+class CryptoCsrEachType : public ::testing::TestWithParam<KeyType> {};
+
+TEST_P(CryptoCsrEachType, SignedWithSansAndCommonName) {
+    auto key = PrivateKey::generate(GetParam());
+    ASSERT_TRUE(key.ok());
+    const std::vector<std::string> names = {"example.org", "www.example.org", "*.example.org"};
+    auto der = make_csr_der(*key, names);
+    ASSERT_TRUE(der.ok()) << der.error().message;
+    auto req = parse_csr(*der);
+    ASSERT_TRUE(req);
+    EXPECT_EQ(X509_REQ_get_version(req.get()), X509_REQ_VERSION_1);
+    // The CSR verifies with its own public key, which is the account-independent cert key.
+    ossl::UniquePtr<EVP_PKEY> pub(X509_REQ_get_pubkey(req.get()));
+    ASSERT_TRUE(pub);
+    EXPECT_EQ(X509_REQ_verify(req.get(), pub.get()), 1);
+    EXPECT_EQ(EVP_PKEY_eq(pub.get(), key->get()), 1);
+    // Signature algorithm: SHA-256 based, or pure Ed25519.
+    int sig_nid = X509_REQ_get_signature_nid(req.get());
+    switch (GetParam()) {
+        case KeyType::Ed25519: EXPECT_EQ(sig_nid, NID_ED25519); break;
+        case KeyType::Rsa2048: EXPECT_EQ(sig_nid, NID_sha256WithRSAEncryption); break;
+        default: EXPECT_EQ(sig_nid, NID_ecdsa_with_SHA256);
+    }
+    EXPECT_EQ(csr_sans(req.get()).dns, names);
+    EXPECT_EQ(req_cn(req.get()), "example.org");
+    EXPECT_EQ(ERR_peek_error(), 0u);
+}
+
+INSTANTIATE_TEST_SUITE_P(Crypto, CryptoCsrEachType,
+                         ::testing::Values(KeyType::EcP256, KeyType::EcP384, KeyType::Rsa2048, KeyType::Ed25519),
+                         [](const auto& info) { return std::string(to_string(info.param)); });
+
+TEST(CryptoCsr, LongFirstNameHasNoCommonName) {
+    auto key = PrivateKey::generate(KeyType::EcP256);
+    ASSERT_TRUE(key.ok());
+    std::string longname = std::string(60, 'a') + ".example.org";  // 72 > 64 characters
+    auto der = make_csr_der(*key, {longname, "short.example.org"});
+    ASSERT_TRUE(der.ok()) << der.error().message;
+    auto req = parse_csr(*der);
+    EXPECT_EQ(req_cn(req.get()), "");
+    EXPECT_EQ(csr_sans(req.get()).dns, (std::vector<std::string>{longname, "short.example.org"}));
+    EXPECT_EQ(X509_NAME_entry_count(X509_REQ_get_subject_name(req.get())), 0);
+
+    // Exactly 64 characters still fits.
+    std::string sixty_four = std::string(52, 'b') + ".example.org";
+    ASSERT_EQ(sixty_four.size(), 64u);
+    auto der64 = make_csr_der(*key, {sixty_four});
+    ASSERT_TRUE(der64.ok());
+    EXPECT_EQ(req_cn(parse_csr(*der64).get()), sixty_four);
+}
+
+TEST(CryptoCsr, IpIdentifiersBecomeIpAddressSans) {
+    auto key = PrivateKey::generate(KeyType::EcP256);
+    ASSERT_TRUE(key.ok());
+    auto der = make_csr_der(*key, {"192.0.2.7", "2001:db8::1", "host.example"});
+    ASSERT_TRUE(der.ok()) << der.error().message;
+    auto req = parse_csr(*der);
+    Sans sans = csr_sans(req.get());
+    EXPECT_EQ(sans.dns, (std::vector<std::string>{"host.example"}));
+    ASSERT_EQ(sans.ips.size(), 2u);
+    EXPECT_EQ(sans.ips[0], std::string("\xc0\x00\x02\x07", 4));
+    EXPECT_EQ(sans.ips[1].size(), 16u);
+    EXPECT_EQ(req_cn(req.get()), "");  // an IP is not put in the CN
+}
+
+TEST(CryptoCsr, RejectsEmptyIdentifiers) {
+    auto key = PrivateKey::generate(KeyType::EcP256);
+    ASSERT_TRUE(key.ok());
+    EXPECT_FALSE(make_csr_der(*key, {}).ok());
+    EXPECT_FALSE(make_csr_der(*key, {""}).ok());
+    EXPECT_FALSE(make_csr_der(*key, {std::string("a\0b", 3)}).ok());
+}
+
+TEST(CryptoTlsAlpn01, ChallengeCertificateCarriesAcmeIdentifier) {
+    FakeClock clock;
+    const std::string ka = "evaGxfADs6pSRb2LAv9IZf17Dt3juxGJ-PCt92wr-oA.NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs";
+    auto cc = make_tls_alpn01_cert("challenge.example.org", ka, clock);
+    ASSERT_TRUE(cc.ok()) << cc.error().message;
+    X509* x = cc->cert.get();
+    EXPECT_EQ(cc->key.type(), KeyType::EcP256);
+    EXPECT_TRUE(cc->cert.matches_key(cc->key));
+    EXPECT_TRUE(cc->cert.self_signed());
+    EXPECT_EQ(X509_verify(x, cc->key.get()), 1);
+    EXPECT_EQ(cc->cert.dns_names(), (std::vector<std::string>{"challenge.example.org"}));
+    EXPECT_LE(cc->cert.not_before(), clock.now());
+    EXPECT_GT(cc->cert.not_after(), clock.now());
+
+    // RFC 8737 §3: critical id-pe-acmeIdentifier (1.3.6.1.5.5.7.1.31), value = DER OCTET STRING
+    // of SHA-256(key authorization).
+    ossl::UniquePtr<ASN1_OBJECT> oid(OBJ_txt2obj("1.3.6.1.5.5.7.1.31", 1));
+    int idx = X509_get_ext_by_OBJ(x, oid.get(), -1);
+    ASSERT_GE(idx, 0);
+    EXPECT_LT(X509_get_ext_by_OBJ(x, oid.get(), idx), 0);  // exactly one
+    X509_EXTENSION* ext = X509_get_ext(x, idx);
+    EXPECT_EQ(X509_EXTENSION_get_critical(ext), 1);
+    const ASN1_OCTET_STRING* data = X509_EXTENSION_get_data(ext);
+    const unsigned char* p = ASN1_STRING_get0_data(data);
+    const unsigned char* end = p + ASN1_STRING_length(data);
+    ossl::UniquePtr<ASN1_OCTET_STRING> inner(d2i_ASN1_OCTET_STRING(nullptr, &p, ASN1_STRING_length(data)));
+    ASSERT_TRUE(inner);
+    EXPECT_EQ(p, end);  // nothing after the OCTET STRING
+    std::string got(reinterpret_cast<const char*>(ASN1_STRING_get0_data(inner.get())),
+                    static_cast<size_t>(ASN1_STRING_length(inner.get())));
+    EXPECT_EQ(got, sha256(ka));
+    EXPECT_EQ(got.size(), 32u);
+
+    // A fresh key for every challenge.
+    auto cc2 = make_tls_alpn01_cert("challenge.example.org", ka, clock);
+    ASSERT_TRUE(cc2.ok());
+    EXPECT_NE(cc2->key.thumbprint(), cc->key.thumbprint());
+    EXPECT_EQ(ERR_peek_error(), 0u);
+}
+
+TEST(CryptoSelfSigned, RejectsNonPositiveValidityAndNoNames) {
+    FakeClock clock;
+    auto key = PrivateKey::generate(KeyType::EcP256);
+    ASSERT_TRUE(key.ok());
+    EXPECT_FALSE(make_self_signed(*key, {"a.example"}, std::chrono::seconds(0), clock).ok());
+    EXPECT_FALSE(make_self_signed(*key, {}, std::chrono::seconds(60), clock).ok());
+    // Leaf profile: not a CA, serverAuth.
+    auto cert = make_self_signed(*key, {"a.example"}, std::chrono::seconds(3600), clock);
+    ASSERT_TRUE(cert.ok());
+    EXPECT_EQ(X509_check_ca(cert->get()), 0);
+    EXPECT_EQ(X509_check_purpose(cert->get(), X509_PURPOSE_SSL_SERVER, 0), 1);
+}
+
+}  // namespace
+}  // namespace edgecert::acme

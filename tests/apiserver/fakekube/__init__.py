@@ -1,0 +1,1 @@
+"""fakekube: an in-memory Kubernetes API server for tests (see tests/apiserver/README.md)."""

@@ -1,0 +1,323 @@
+"""HTTP layer: routing, auth, fault injection, request log, list/watch encoding."""
+import json
+import os
+import queue
+import socket
+import ssl
+import threading
+import time
+import traceback
+from collections import deque
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
+
+import yaml
+
+from . import discovery, errors, table
+from .bootstrap import bootstrap
+from .selectors import FieldSelector, LabelSelector
+from .types import Registry
+from .writes import Store
+
+FAULT_KINDS = {"conflict_next_put", "gone_next_watch", "throttle", "error_500", "drop_watches",
+               "drop_next", "delay", "compact"}
+
+
+def parse_bool(v):
+    """apimachinery Convert_Slice_string_To_bool: only "", "0", "false" (any case) are false;
+    "f"/"F" are accepted as false too (strconv.ParseBool spelling)."""
+    if v is None:
+        return False
+    return v.strip().lower() not in ("", "0", "false", "f")
+
+
+class Faults:
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.items = []
+
+    def add(self, f):
+        with self.lock:
+            self.items.append(f)
+
+    def clear(self):
+        with self.lock:
+            self.items = []
+
+    def list(self):
+        with self.lock:
+            return [dict(f) for f in self.items]
+
+    def take(self, method, path, is_watch):
+        """Consume and return the faults that apply to this request (delay first)."""
+        out = []
+        with self.lock:
+            for f in self.items:
+                if not path.startswith(f.get("path_prefix", "")):
+                    continue
+                if f.get("method") and f["method"].upper() != method:
+                    continue
+                k = f["kind"]
+                if k == "conflict_next_put" and method != "PUT":
+                    continue
+                if k == "gone_next_watch" and not is_watch:
+                    continue
+                if out and k != "delay" and any(x["kind"] != "delay" for x in out):
+                    continue
+                out.append(dict(f))
+                if f.get("count", 1) > 0:
+                    f["count"] = f.get("count", 1) - 1
+            self.items = [f for f in self.items if f.get("count", 1) != 0]
+        return out
+
+
+class FakeServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 256
+
+    def __init__(self, addr, cfg):
+        super().__init__(addr, Handler)
+        self.cfg = cfg
+        self.registry = Registry()
+        self.store = Store(self.registry, history=cfg.history)
+        bootstrap(self.store)
+        self.faults = Faults()
+        self.requests = deque(maxlen=cfg.request_log)
+        self.req_lock = threading.Lock()
+        if cfg.tls_cert:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(cfg.tls_cert, cfg.tls_key)
+            ctx.set_alpn_protocols(["http/1.1"])
+            self.socket = ctx.wrap_socket(self.socket, server_side=True,
+                                          do_handshake_on_connect=False)
+
+    def tokens(self):
+        """The bearer tokens accepted now: every non-empty line of --token-file, re-read on each
+        request so tests can rotate it."""
+        if not self.cfg.token_file:
+            return None
+        try:
+            with open(self.cfg.token_file) as f:
+                return {t.strip() for t in f if t.strip()}
+        except OSError:
+            return set()
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "fakekube"
+    sys_version = ""
+
+    def log_message(self, fmt, *args):
+        pass
+
+    def do_GET(self):
+        self._dispatch("GET")
+
+    def do_POST(self):
+        self._dispatch("POST")
+
+    def do_PUT(self):
+        self._dispatch("PUT")
+
+    def do_PATCH(self):
+        self._dispatch("PATCH")
+
+    def do_DELETE(self):
+        self._dispatch("DELETE")
+
+    # ---- plumbing ------------------------------------------------------------------------
+
+    def _send(self, code, body, ctype="application/json", headers=None):
+        data = body if isinstance(body, bytes) else json.dumps(body, separators=(",", ":")).encode()
+        self.status = code
+        self.send_response(code)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("Cache-Control", "no-cache, private")
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _send_error(self, e):
+        self._send(e.code, e.status(), headers=e.headers)
+
+    def _chunk(self, data):
+        self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+
+    def _dispatch(self, method):
+        self.status = 0
+        t0 = time.time()
+        u = urlsplit(self.path)
+        self.q = {k: v[0] for k, v in parse_qs(u.query, keep_blank_values=True).items()}
+        n = int(self.headers.get("Content-Length") or 0)
+        self.body = self.rfile.read(n) if n else b""
+        srv = self.server
+        try:
+            if u.path.startswith("/_"):
+                return self._control(method, u.path)
+            tokens = srv.tokens()
+            if tokens is not None:
+                auth = self.headers.get("Authorization", "")
+                scheme, _, tok = auth.partition(" ")
+                if scheme.lower() != "bearer" or tok.strip() not in tokens:
+                    raise errors.unauthorized()
+            is_watch = parse_bool(self.q.get("watch")) or "/watch/" in u.path
+            for f in srv.faults.take(method, u.path, is_watch):
+                k = f["kind"]
+                if k == "delay":
+                    time.sleep(f.get("ms", 1000) / 1000.0)
+                elif k == "throttle":
+                    raise errors.too_many_requests(int(f.get("retry_after", 1)))
+                elif k == "error_500":
+                    raise errors.internal(f.get("message", "injected fault"))
+                elif k == "drop_next":
+                    self.status = -1
+                    self.close_connection = True
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    return
+                elif k == "conflict_next_put":
+                    self.fault_conflict = True
+                elif k == "gone_next_watch":
+                    self.fault_gone = f
+            self._route(method, u.path)
+        except errors.ApiError as e:
+            self._send_error(e)
+        except (BrokenPipeError, ConnectionResetError, ssl.SSLError):
+            self.close_connection = True
+        except Exception as e:  # a bug in the fake: answer like the real server would
+            traceback.print_exc()
+            try:
+                self._send_error(errors.internal("%s: %s" % (type(e).__name__, e)))
+            except OSError:
+                pass
+        finally:
+            with srv.req_lock:
+                srv.requests.append({
+                    "method": method, "path": u.path, "query": u.query, "status": self.status,
+                    "contentType": self.headers.get("Content-Type", ""),
+                    "accept": self.headers.get("Accept", ""),
+                    "userAgent": self.headers.get("User-Agent", ""),
+                    "ms": round((time.time() - t0) * 1000, 1)})
+
+    # ---- test control endpoints (not part of the Kubernetes API) ---------------------------
+
+    def _control(self, method, path):
+        srv = self.server
+        if path == "/_fault":
+            if method == "DELETE":
+                srv.faults.clear()
+                return self._send(200, {"faults": []})
+            if method == "GET":
+                return self._send(200, {"faults": srv.faults.list()})
+            f = json.loads(self.body or b"{}")
+            if f.get("kind") not in FAULT_KINDS:
+                raise errors.bad_request("unknown fault kind %r; one of %s"
+                                         % (f.get("kind"), sorted(FAULT_KINDS)))
+            if f["kind"] == "drop_watches":
+                n = srv.store.watcher_count()
+                srv.store.drop_watches()
+                return self._send(200, {"dropped": n})
+            if f["kind"] == "compact":
+                srv.store.compact()
+                return self._send(200, {"compacted": srv.store.compacted})
+            srv.faults.add(f)
+            return self._send(200, {"faults": srv.faults.list()})
+        if path == "/_debug/requests":
+            with srv.req_lock:
+                reqs = list(srv.requests)
+                if method == "DELETE" or parse_bool(self.q.get("clear")):
+                    srv.requests.clear()
+            return self._send(200, {"requests": reqs})
+        if path == "/_debug/stats":
+            st = srv.store
+            with st.lock:
+                counts = {k: len(v) for k, v in st.data.items()}
+                out = {"resourceVersion": st.rv, "compacted": st.compacted,
+                       "history": len(st.history), "objects": counts,
+                       "watchers": sum(len(s) for s in st.watchers.values())}
+            return self._send(200, out)
+        if path == "/_debug/load" and method == "POST":
+            return self._bulk_load()
+        raise errors.path_not_found()
+
+    def _bulk_load(self):
+        """Create many objects in one request (benchmark setup): {"items":[obj,...]}."""
+        st = self.server.store
+        items = json.loads(self.body or b"{}").get("items") or []
+        created = 0
+        for o in items:
+            g, _, v = (o.get("apiVersion") or "").rpartition("/")
+            rt = next((t for t in self.server.registry.resources(g, v)
+                       if t.kind == o.get("kind")), None)
+            if rt is None:
+                raise errors.bad_request("unknown apiVersion/kind %s/%s"
+                                         % (o.get("apiVersion"), o.get("kind")))
+            st.create(rt, (o.get("metadata") or {}).get("namespace", "default"), o, "bulk-load")
+            created += 1
+        self._send(201, {"created": created, "resourceVersion": str(st.rv)})
+
+    # ---- Kubernetes API ----------------------------------------------------------------------
+
+    def _route(self, method, path):
+        srv = self.server
+        parts = [p for p in path.split("/") if p]
+        if path in ("/healthz", "/livez", "/readyz"):
+            return self._send(200, b"ok", "text/plain")
+        if path == "/version":
+            return self._send(200, discovery.version_doc(srv.cfg.version_minor))
+        if path == "/openapi/v3":
+            return self._send(200, discovery.openapi_index(srv.registry))
+        if len(parts) >= 3 and parts[0] == "openapi" and parts[1] == "v3":
+            rest = parts[2:]
+            if rest[0] == "api" and len(rest) == 2:
+                doc = discovery.openapi_gv_doc(srv.registry, "", rest[1])
+            elif rest[0] == "apis" and len(rest) == 3:
+                doc = discovery.openapi_gv_doc(srv.registry, rest[1], rest[2])
+            else:
+                doc = None
+            if doc is None:
+                raise errors.path_not_found()
+            return self._send(200, doc)
+        if not parts or parts[0] not in ("api", "apis"):
+            raise errors.path_not_found()
+        if parts[0] == "api":
+            if len(parts) == 1:
+                host = "%s:%d" % srv.server_address[:2]
+                return self._send(200, discovery.api_versions(host))
+            group, version, rest = "", parts[1], parts[2:]
+        else:
+            if len(parts) == 1:
+                return self._send(200, discovery.api_group_list(srv.registry))
+            if len(parts) == 2:
+                doc = discovery.api_group(srv.registry, parts[1])
+                if doc is None:
+                    raise errors.path_not_found()
+                return self._send(200, doc)
+            group, version, rest = parts[1], parts[2], parts[3:]
+        if not rest:
+            doc = discovery.resource_list(srv.registry, group, version)
+            if doc is None:
+                raise errors.path_not_found()
+            return self._send(200, doc)
+        legacy_watch = rest[0] == "watch"
+        if legacy_watch:
+            rest = rest[1:]
+        ns = ""
+        if len(rest) >= 3 and rest[0] == "namespaces":
+            cand = srv.registry.lookup(group, version, rest[2])
+            if cand is not None and cand.namespaced:
+                ns, rest = rest[1], rest[2:]
+        rt = srv.registry.lookup(group, version, rest[0]) if rest else None
+        if rt is None or len(rest) > 3:
+            raise errors.path_not_found()
+        if rt.namespaced and len(rest) > 1 and not ns:
+            raise errors.path_not_found()
+        name = rest[1] if len(rest) > 1 else ""
+        sub = rest[2] if len(rest) > 2 else ""
+        if sub and not (sub == "status" and rt.status):
+            raise errors.path_not_found()
+        from .api import handle
+        handle(self, method, rt, ns, name, sub, legacy_watch)

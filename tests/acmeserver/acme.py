@@ -186,6 +186,8 @@ class State:
         p = req.payload_json()
         with self.lock:
             existing = self.by_thumb.get(thumbprint(req.jwk))
+            if existing and existing.status != "valid":
+                raise Problem("unauthorized", f"the account for this key is {existing.status}", 403)
             if existing:
                 return Reply(200, self.account_json(base, existing), headers={"Location": f"{base}/acct/{existing.id}"})
             if p.get("onlyReturnExisting") is True:
@@ -419,7 +421,7 @@ class State:
         with self.lock:
             o = self._own(req, self.orders.get(order_id), "order")
             self._refresh_order(o)
-            if o.status == "processing":
+            if o.status == "processing" and o.cert is not None:  # cert None: a finalize is still running
                 if o.processing_polls > 0:
                     o.processing_polls -= 1
                 else:
@@ -441,7 +443,7 @@ class State:
                                           lambda k: thumbprint(jwk_from_public_key(k)))
             validity = self.o.profiles.get(o.profile, self.o.validity) if o.profile else self.o.validity
             leaf = self.ca.issue(pub, names, validity)
-        except Problem:
+        except Exception:
             with self.lock:
                 o.status = "ready"  # RFC 8555 §7.4: a bad CSR leaves the order ready for another try
             raise

@@ -185,6 +185,8 @@ class ParsedJWS:
             raise Problem("malformed", f"{what} protected header is not valid JSON")
         if not isinstance(self.protected, dict):
             raise Problem("malformed", f"{what} protected header is not a JSON object")
+        if "crit" in self.protected:  # RFC 7515 §4.1.11: no extensions are understood here
+            raise Problem("malformed", f"{what} protected header has a crit parameter this server does not support")
         self.payload_raw = b64u_decode(self.payload_b64, "payload")
         self.alg = self.protected.get("alg")
         self.jwk = self.protected.get("jwk")

@@ -454,38 +454,48 @@ def test_starts_fast_and_stops_on_sigterm(tmp_path):
 
 
 # --- (3) faithfulness vs a real client: Debian's lego ------------------------------------------------------
-def run_lego(srv, tmp_path, hport, key_type, extra=()):
+LEGO_CASES = {
+    # name: (server options, lego key type, extra lego global flags, lego run flags)
+    "http01-real": ({"validation": "http", "alternate_roots": 1}, "ec256", ["--http"],
+                    ["--preferred-chain", "Fake Alt Root 1"]),
+    "tlsalpn01-real": ({"validation": "tls-alpn"}, "ec384", ["--tls"], []),
+    "auto-rsa": ({"validation": "auto"}, "rsa2048", ["--http"], []),
+    "auto-eab": ({"validation": "auto", "eab_required": True}, "ec256", ["--http", "--eab", "--kid", "kid-7"], []),
+}
+
+
+@pytest.mark.parametrize("case", sorted(LEGO_CASES))
+def test_lego_obtains_certificate(tmp_path, case):
     lego = shutil.which("lego")
     if lego is None:
         pytest.skip("lego is not installed (scripts/setup.sh installs it)")
-    env = dict(os.environ, LEGO_CA_CERTIFICATES=srv.ca_bundle)
-    cmd = [lego, "--server", srv.dir_url, "--key-type", key_type, "--accept-tos", "--email", "a@example.test", "--domains",
-           "d.example.test", "--http", "--http.port", f"127.0.0.1:{hport}", "--path", str(tmp_path / "lego"),
-           "run", *extra]
-    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
-
-
-@pytest.mark.parametrize("mode,key_type", [("http", "ec256"), ("auto", "rsa2048")])
-def test_lego_obtains_certificate(tmp_path, mode, key_type):
-    hport = free_port()
-    with AcmeServer(tmp_path, validation=mode, http_port=hport, alternate_roots=1, quiet=True) as s:
-        extra = ["--preferred-chain", "Fake Alt Root 1"] if mode == "http" else []
-        r = run_lego(s, tmp_path, hport, key_type, extra)
+    opts, key_type, flags, run_flags = LEGO_CASES[case]
+    hport, tport, hkey = free_port(), free_port(), b64u(os.urandom(32))
+    flags = [*flags, "--http.port", f"127.0.0.1:{hport}"] if "--http" in flags else \
+        [*flags, "--tls.port", f"127.0.0.1:{tport}"]
+    if "--eab" in flags:
+        flags += ["--hmac", hkey]
+        opts = dict(opts, eab_keys={"kid-7": hkey})
+    with AcmeServer(tmp_path, http_port=hport, tls_port=tport, quiet=True, **opts) as s:
+        env = dict(os.environ, LEGO_CA_CERTIFICATES=s.ca_bundle)
+        common = [lego, "--server", s.dir_url, "--accept-tos", "--email", "a@example.test", "--domains",
+                  "d.example.test", "--key-type", key_type, "--path", str(tmp_path / "lego")]
+        r = subprocess.run([*common, *flags, "run", *run_flags], env=env, capture_output=True, text=True,
+                           timeout=60)
         assert r.returncode == 0, r.stdout + r.stderr
         crt = (tmp_path / "lego" / "certificates" / "d.example.test.crt").read_text()
         leaf = load_chain(crt)[0]
         assert leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value \
             .get_values_for_type(x509.DNSName) == ["d.example.test"]
-        root = s.root_pem(1 if mode == "http" else 0)
+        root = s.root_pem(1 if "--preferred-chain" in run_flags else 0)
         assert openssl_verify(tmp_path, root, crt, "d.example.test").returncode == 0
         st = s.stats()
-        assert st["newOrder"] == 1 and st["finalize"] == 1
-        if mode == "http":
-            assert st["validationsOk"] == 1  # the server fetched lego's http-01 answer for real
+        assert st["newOrder"] == 1 and st["finalize"] == 1 and st["newAccount"] == 1
+        if opts["validation"] != "auto":
+            assert st["validationsOk"] == 1  # the server checked lego's challenge answer for real
+        if "--eab" in flags:
+            assert [a["eab_kid"] for a in json.loads(s.mgmt("GET", "accounts"))] == ["kid-7"]
         # lego revokes through the account (kid) path
-        env = dict(os.environ, LEGO_CA_CERTIFICATES=s.ca_bundle)
-        rv = subprocess.run(["lego", "--server", s.dir_url, "--accept-tos", "--email", "a@example.test",
-                             "--domains", "d.example.test", "--path", str(tmp_path / "lego"), "revoke"],
-                            env=env, capture_output=True, text=True, timeout=30)
+        rv = subprocess.run([*common, *flags, "revoke"], env=env, capture_output=True, text=True, timeout=30)
         assert rv.returncode == 0, rv.stdout + rv.stderr
         assert [c["revoked"] for c in s.certs()] == [True]

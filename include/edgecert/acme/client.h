@@ -156,6 +156,10 @@ private:
 // when `preferred_issuer_cn` is empty. `chains` must not be empty.
 const CertChain& select_chain(const std::vector<CertChain>& chains, std::string_view preferred_issuer_cn);
 
+// The Error for an authorization that is neither pending nor valid: the failing challenge's
+// problem (Permanent unless the CA failed internally), or "authorization for X is <status>".
+Error authorization_error(const Authorization& a);
+
 // Parses the Link header values of a response and returns the targets with rel="<rel>".
 std::vector<std::string> parse_link_headers(const std::vector<std::string>& values, std::string_view rel);
 

@@ -64,8 +64,8 @@ Error problem_to_error(const Problem& p, int http_status,
                        std::optional<std::chrono::seconds> retry_after = std::nullopt);
 
 // The Error for a non-2xx response to `url`: a problem document when the body is one, otherwise
-// a Transient (5xx, 429 → RateLimited) or Permanent error naming the URL and status, with at
-// most ~200 characters of the body.
+// an error naming the URL and status with at most ~200 characters of the body: RateLimited for
+// 429, NotFound for 404, Transient otherwise (a proxy page or a broken CA usually passes).
 Error response_to_error(const HttpResponse& resp, std::string_view url, SystemTime now);
 
 // A short, single-line excerpt of an unexpected body for error messages (≤ max chars).

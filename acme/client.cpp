@@ -1,0 +1,508 @@
+// RFC 8555 client: transport (nonces, JWS, retries) and the account/order/challenge resources.
+#include "edgecert/acme/client.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <deque>
+
+#include "acme/wire.h"
+#include "edgecert/acme/problem.h"
+#include "edgecert/base/encoding.h"
+#include "edgecert/base/version.h"
+
+namespace edgecert::acme {
+
+using wire::json;
+using namespace std::chrono_literals;
+
+namespace {
+
+constexpr size_t kMaxPooledNonces = 32;
+constexpr const char* kJoseJson = "application/jose+json";
+constexpr const char* kPemChain = "application/pem-certificate-chain";
+
+// Adds where a malformed body came from; the decoders do not know the URL or status.
+Error from_response(Error e, std::string_view url, int status) {
+    e.message += fmt::format(" (from {}, HTTP {})", url, status);
+    e.http_status = status;
+    return e;
+}
+
+bool looks_like_ip(std::string_view s) {
+    if (s.find(':') != std::string_view::npos) return true;  // IPv6
+    return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return (c >= '0' && c <= '9') || c == '.'; }) &&
+           std::count(s.begin(), s.end(), '.') == 3;
+}
+
+std::string seconds_text(std::chrono::milliseconds d) {
+    auto s = std::chrono::duration_cast<std::chrono::seconds>(d).count();
+    return fmt::format("{} s", s);
+}
+
+}  // namespace
+
+struct Client::Impl {
+    HttpClient& http;
+    Clock& clock;
+    ClientOptions opts;
+    std::optional<Directory> dir;
+    std::deque<std::string> nonces;
+    std::optional<PrivateKey> key;
+    std::string kid;
+
+    Impl(HttpClient& h, Clock& c, ClientOptions o) : http(h), clock(c), opts(std::move(o)) {}
+
+    HttpRequest base_request(std::string method, std::string url) const {
+        HttpRequest r;
+        r.method = std::move(method);
+        r.url = std::move(url);
+        r.timeout = opts.request_timeout;
+        r.headers.emplace_back("User-Agent", opts.user_agent);
+        return r;
+    }
+
+    void remember_nonce(const HttpResponse& resp) {
+        if (auto n = resp.header("replay-nonce"); n && !n->empty()) {
+            nonces.push_back(*n);
+            while (nonces.size() > kMaxPooledNonces) nonces.pop_front();
+        }
+    }
+
+    // Retried inside the client: transport failures and 5xx. A Transient error from a 4xx (a
+    // proxy page, say) goes back to the caller, whose own backoff is much longer.
+    static bool retry_here(const Error& e) {
+        return e.code == ErrorCode::Transient && (e.http_status == 0 || e.http_status >= 500);
+    }
+
+    // Backoff before transient retry n (1-based): Retry-After if the CA sent one (≤ 30 s),
+    // otherwise 1 s, 2 s, 4 s...
+    std::chrono::milliseconds transient_backoff(int n, const std::optional<std::chrono::seconds>& ra) const {
+        if (ra) return std::clamp<std::chrono::milliseconds>(*ra, 1s, 30s);
+        return std::chrono::milliseconds(1000LL << std::min(n - 1, 5));
+    }
+
+    // Unauthenticated request (directory, newNonce, renewalInfo) with bounded transient retries.
+    // Returns any HTTP response that is not a 5xx; the caller interprets the status.
+    Result<HttpResponse> send_plain(const std::string& method, const std::string& url) {
+        for (int attempt = 1;; ++attempt) {
+            auto r = http.send(base_request(method, url));
+            std::optional<Error> err;
+            if (!r.ok()) {
+                err = r.error();
+            } else {
+                remember_nonce(*r);
+                if (r->status < 500) return std::move(r).value();
+                err = response_to_error(*r, url, clock.now());
+            }
+            if (!retry_here(*err) || attempt > opts.max_transient_retries)
+                return err->with_context(fmt::format("{} {}", method, url));
+            clock.sleep_for(transient_backoff(attempt, err->retry_after));
+        }
+    }
+
+    Result<Directory> directory() {
+        if (dir) return *dir;
+        EC_TRY_ASSIGN(auto resp, send_plain("GET", opts.directory_url));
+        if (!resp.success()) return response_to_error(resp, opts.directory_url, clock.now());
+        auto d = parse_directory(resp.body);
+        if (!d) return from_response(d.error(), opts.directory_url, resp.status);
+        dir = *d;
+        return *dir;
+    }
+
+    Result<std::string> take_nonce() {
+        if (nonces.empty()) {
+            EC_TRY_ASSIGN(auto d, directory());
+            EC_TRY_ASSIGN(auto resp, send_plain("HEAD", d.new_nonce));
+            if (!resp.success()) return response_to_error(resp, d.new_nonce, clock.now());
+            if (nonces.empty())
+                return Error(ErrorCode::Transient,
+                             fmt::format("no Replay-Nonce in the response from {}", d.new_nonce));
+        }
+        // Newest first: the nonce a badNonce response just carried is the one most likely valid.
+        std::string n = std::move(nonces.back());
+        nonces.pop_back();
+        return n;
+    }
+
+    // A signed POST (§6.2). `payload` empty = POST-as-GET (§6.3). `use_jwk`: the protected header
+    // carries the public key of `signer` instead of the account URL. Returns only 2xx responses.
+    Result<HttpResponse> post(const std::string& url, const std::string& payload, const PrivateKey& signer,
+                              bool use_jwk, const char* accept = nullptr) {
+        if (!use_jwk && kid.empty())
+            return Error(ErrorCode::InvalidConfig, "no ACME account: register or load one first");
+        int bad_nonces = 0;
+        int transient = 0;
+        for (;;) {
+            EC_TRY_ASSIGN(auto nonce, take_nonce());
+            EC_TRY_ASSIGN(auto jws, sign_jws(signer, url, nonce, use_jwk ? std::string_view{} : kid, payload));
+            HttpRequest req = base_request("POST", url);
+            req.headers.emplace_back("Content-Type", kJoseJson);
+            if (accept) req.headers.emplace_back("Accept", accept);
+            req.body = jws.dump();
+            auto r = http.send(req);
+            std::optional<Error> err;
+            if (!r.ok()) {
+                err = r.error();
+            } else {
+                remember_nonce(*r);
+                if (r->success()) return std::move(r).value();
+                err = response_to_error(*r, url, clock.now());
+            }
+            // §6.5: a badNonce response carries a fresh nonce (now in the pool): retry at once.
+            if (err->code == ErrorCode::BadNonce && bad_nonces++ < opts.max_bad_nonce_retries) continue;
+            if (retry_here(*err) && ++transient <= opts.max_transient_retries) {
+                clock.sleep_for(transient_backoff(transient, err->retry_after));
+                continue;
+            }
+            return *err;
+        }
+    }
+
+    Result<HttpResponse> post_account(const std::string& url, const std::string& payload,
+                                      const char* accept = nullptr) {
+        if (!key) return Error(ErrorCode::InvalidConfig, "no ACME account: register or load one first");
+        return post(url, payload, *key, false, accept);
+    }
+
+    std::chrono::milliseconds poll_delay(const HttpResponse& resp, int attempt) const {
+        if (auto h = resp.header("retry-after")) {
+            if (auto ra = parse_retry_after(*h, clock.now()))
+                return std::clamp<std::chrono::milliseconds>(*ra, 1s, 30s);
+        }
+        return std::min<std::chrono::milliseconds>(std::chrono::milliseconds(1000LL << std::min(attempt, 4)), 10s);
+    }
+};
+
+Result<std::unique_ptr<Client>> Client::create(HttpClient& http, Clock& clock, ClientOptions opts) {
+    if (!opts.directory_url.starts_with("https://") && !opts.directory_url.starts_with("http://"))
+        return Error(ErrorCode::InvalidConfig,
+                     fmt::format("ACME directory URL must be http(s): \"{}\"", opts.directory_url));
+    if (opts.max_bad_nonce_retries < 0 || opts.max_transient_retries < 0 || opts.poll_deadline <= 0ms ||
+        opts.request_timeout <= 0ms)
+        return Error(ErrorCode::InvalidConfig, "ACME client: retry counts and timeouts must be positive");
+    if (opts.user_agent.empty()) opts.user_agent = kUserAgent;
+    return std::unique_ptr<Client>(new Client(std::make_unique<Impl>(http, clock, std::move(opts))));
+}
+
+Client::Client(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Client::~Client() = default;
+
+Clock& Client::clock() const { return impl_->clock; }
+const ClientOptions& Client::options() const { return impl_->opts; }
+
+Result<Directory> Client::directory() { return impl_->directory(); }
+
+// ---- account ---------------------------------------------------------------------------------
+
+Result<Account> Client::new_account(const PrivateKey& key, const NewAccountOptions& opts) {
+    EC_TRY_ASSIGN(auto d, impl_->directory());
+    json payload = json::object();
+    if (!opts.contacts.empty()) payload["contact"] = opts.contacts;
+    if (opts.terms_of_service_agreed) payload["termsOfServiceAgreed"] = true;
+    if (opts.only_return_existing) payload["onlyReturnExisting"] = true;
+    if (!opts.eab_kid.empty()) {
+        EC_TRY_ASSIGN(auto eab, sign_eab(key, opts.eab_kid, opts.eab_hmac_key, d.new_account));
+        payload["externalAccountBinding"] = std::move(eab);
+    } else if (d.meta.external_account_required && !opts.only_return_existing) {
+        Error e(ErrorCode::InvalidConfig,
+                "the CA requires external account binding: set an EAB key ID and HMAC key");
+        e.type = std::string(problem::kExternalAccountRequired);
+        return e;
+    }
+    EC_TRY_ASSIGN(auto resp, impl_->post(d.new_account, payload.dump(), key, true));
+    auto loc = resp.header("location");
+    if (!loc || loc->empty())
+        return Error(ErrorCode::Transient, fmt::format("newAccount response from {} has no Location", d.new_account));
+    auto acct = resp.body.empty() ? Result<Account>(Account{*loc, "valid", {}, false, {}})
+                                  : parse_account(resp.body, *loc);
+    if (!acct) return from_response(acct.error(), d.new_account, resp.status);
+    impl_->key = key;
+    impl_->kid = *loc;
+    return acct;
+}
+
+void Client::set_account(const PrivateKey& key, std::string account_url) {
+    impl_->key = key;
+    impl_->kid = std::move(account_url);
+}
+
+bool Client::has_account() const { return impl_->key.has_value() && !impl_->kid.empty(); }
+const std::string& Client::account_url() const { return impl_->kid; }
+const PrivateKey* Client::account_key() const { return impl_->key ? &*impl_->key : nullptr; }
+
+Result<Account> Client::fetch_account() {
+    EC_TRY_ASSIGN(auto resp, impl_->post_account(impl_->kid, ""));
+    auto a = parse_account(resp.body, impl_->kid);
+    if (!a) return from_response(a.error(), impl_->kid, resp.status);
+    return a;
+}
+
+Result<Account> Client::update_contacts(const std::vector<std::string>& contacts) {
+    json payload = {{"contact", contacts}};
+    EC_TRY_ASSIGN(auto resp, impl_->post_account(impl_->kid, payload.dump()));
+    auto a = parse_account(resp.body, impl_->kid);
+    if (!a) return from_response(a.error(), impl_->kid, resp.status);
+    return a;
+}
+
+Result<Account> Client::deactivate_account() {
+    json payload = {{"status", "deactivated"}};
+    EC_TRY_ASSIGN(auto resp, impl_->post_account(impl_->kid, payload.dump()));
+    auto a = parse_account(resp.body, impl_->kid);
+    if (!a) return from_response(a.error(), impl_->kid, resp.status);
+    return a;
+}
+
+Status Client::key_change(const PrivateKey& new_key) {
+    if (!has_account()) return Error(ErrorCode::InvalidConfig, "no ACME account: register or load one first");
+    EC_TRY_ASSIGN(auto d, impl_->directory());
+    if (d.key_change.empty()) return Error(ErrorCode::Permanent, "the CA does not support key rollover");
+    // The inner JWS carries no nonce, so it survives badNonce retries of the outer one.
+    EC_TRY_ASSIGN(auto inner, sign_key_change(*impl_->key, new_key, impl_->kid, d.key_change));
+    EC_TRY(impl_->post_account(d.key_change, inner.dump()));
+    impl_->key = new_key;
+    return ok_status();
+}
+
+Result<std::string> Client::key_authorization(std::string_view token) const {
+    if (!impl_->key) return Error(ErrorCode::InvalidConfig, "no ACME account: register or load one first");
+    return acme::key_authorization(token, impl_->key->thumbprint());
+}
+
+// ---- orders ----------------------------------------------------------------------------------
+
+Result<Order> Client::new_order(const NewOrderOptions& opts) {
+    if (opts.dns_names.empty()) return Error(ErrorCode::InvalidConfig, "an order needs at least one name");
+    EC_TRY_ASSIGN(auto d, impl_->directory());
+    if (!opts.profile.empty() && !d.meta.profiles.empty() && !d.meta.profiles.contains(opts.profile)) {
+        std::string known;
+        for (const auto& [name, _] : d.meta.profiles) known += (known.empty() ? "" : ", ") + name;
+        Error e(ErrorCode::InvalidConfig,
+                fmt::format("the CA does not offer profile \"{}\" (it offers: {})", opts.profile, known));
+        e.type = std::string(problem::kInvalidProfile);
+        return e;
+    }
+    json ids = json::array();
+    for (const auto& n : opts.dns_names)
+        ids.push_back({{"type", looks_like_ip(n) ? "ip" : "dns"}, {"value", n}});
+    json payload = {{"identifiers", std::move(ids)}};
+    if (!opts.profile.empty()) payload["profile"] = opts.profile;
+    if (!opts.replaces.empty()) payload["replaces"] = opts.replaces;
+    if (opts.not_before) payload["notBefore"] = format_rfc3339(*opts.not_before);
+    if (opts.not_after) payload["notAfter"] = format_rfc3339(*opts.not_after);
+    EC_TRY_ASSIGN(auto resp, impl_->post_account(d.new_order, payload.dump()));
+    auto loc = resp.header("location");
+    if (!loc || loc->empty())
+        return Error(ErrorCode::Transient, fmt::format("newOrder response from {} has no Location", d.new_order));
+    auto o = parse_order(resp.body, *loc);
+    if (!o) return from_response(o.error(), d.new_order, resp.status);
+    return o;
+}
+
+Result<Order> Client::get_order(const std::string& url) {
+    EC_TRY_ASSIGN(auto resp, impl_->post_account(url, ""));
+    auto o = parse_order(resp.body, url);
+    if (!o) return from_response(o.error(), url, resp.status);
+    return o;
+}
+
+Result<Authorization> Client::get_authorization(const std::string& url) {
+    EC_TRY_ASSIGN(auto resp, impl_->post_account(url, ""));
+    auto a = parse_authorization(resp.body, url);
+    if (!a) return from_response(a.error(), url, resp.status);
+    return a;
+}
+
+Result<Challenge> Client::accept_challenge(const Challenge& ch) {
+    EC_TRY_ASSIGN(auto resp, impl_->post_account(ch.url, "{}"));
+    auto c = parse_challenge(resp.body);
+    if (!c) return from_response(c.error(), ch.url, resp.status);
+    return c;
+}
+
+Result<Authorization> Client::deactivate_authorization(const std::string& url) {
+    json payload = {{"status", "deactivated"}};
+    EC_TRY_ASSIGN(auto resp, impl_->post_account(url, payload.dump()));
+    auto a = parse_authorization(resp.body, url);
+    if (!a) return from_response(a.error(), url, resp.status);
+    return a;
+}
+
+Error authorization_error(const Authorization& a) {
+    std::string name = (a.wildcard ? "*." : "") + a.identifier.value;
+    for (const auto& ch : a.challenges) {
+        if (ch.error) {
+            Error e = problem_to_error(*ch.error, 0);
+            e.context(fmt::format("{} challenge for {} failed", ch.type, name));
+            if (e.code != ErrorCode::Transient && e.code != ErrorCode::RateLimited) e.code = ErrorCode::Permanent;
+            return e;
+        }
+    }
+    return Error(ErrorCode::Permanent, fmt::format("authorization for {} is {}", name, a.status));
+}
+
+Result<Authorization> Client::wait_authorization(const std::string& url) {
+    const auto start = impl_->clock.steady_now();
+    for (int attempt = 0;; ++attempt) {
+        EC_TRY_ASSIGN(auto resp, impl_->post_account(url, ""));
+        auto a = parse_authorization(resp.body, url);
+        if (!a) return from_response(a.error(), url, resp.status);
+        if (a->status == status::kValid) return a;
+        if (a->status != status::kPending) return authorization_error(*a);
+        auto delay = impl_->poll_delay(resp, attempt);
+        auto waited = impl_->clock.steady_now() - start;
+        if (waited + delay > impl_->opts.poll_deadline)
+            return Error(ErrorCode::Transient,
+                         fmt::format("timed out after {} waiting for the authorization of {} ({} is still pending)",
+                                     seconds_text(std::chrono::duration_cast<std::chrono::milliseconds>(waited)),
+                                     a->identifier.value, url));
+        impl_->clock.sleep_for(delay);
+    }
+}
+
+Result<Order> Client::wait_order(const std::string& url) {
+    const auto start = impl_->clock.steady_now();
+    for (int attempt = 0;; ++attempt) {
+        EC_TRY_ASSIGN(auto resp, impl_->post_account(url, ""));
+        auto o = parse_order(resp.body, url);
+        if (!o) return from_response(o.error(), url, resp.status);
+        if (o->status == status::kInvalid) {
+            if (o->error) return problem_to_error(*o->error, 0).with_context(fmt::format("order {} is invalid", url));
+            return Error(ErrorCode::Permanent, fmt::format("order {} is invalid", url));
+        }
+        if (o->status != status::kPending && o->status != status::kProcessing) return o;
+        auto delay = impl_->poll_delay(resp, attempt);
+        auto waited = impl_->clock.steady_now() - start;
+        if (waited + delay > impl_->opts.poll_deadline)
+            return Error(ErrorCode::Transient,
+                         fmt::format("timed out after {} waiting for order {} (still {})",
+                                     seconds_text(std::chrono::duration_cast<std::chrono::milliseconds>(waited)),
+                                     url, o->status));
+        impl_->clock.sleep_for(delay);
+    }
+}
+
+Result<Order> Client::finalize(const Order& order, std::string_view csr_der) {
+    if (order.finalize.empty()) return Error(ErrorCode::Permanent, "order has no finalize URL");
+    json payload = {{"csr", enc::base64url(csr_der)}};
+    EC_TRY_ASSIGN(auto resp, impl_->post_account(order.finalize, payload.dump()));
+    auto o = parse_order(resp.body, order.url);
+    if (!o) return from_response(o.error(), order.finalize, resp.status);
+    return o;
+}
+
+Result<std::vector<CertChain>> Client::download_certificate(const std::string& url, bool alternates) {
+    std::vector<CertChain> out;
+    std::vector<std::string> todo{url};
+    for (size_t i = 0; i < todo.size(); ++i) {
+        EC_TRY_ASSIGN(auto resp, impl_->post_account(todo[i], "", kPemChain));
+        auto certs = parse_pem_chain(resp.body);
+        if (!certs)
+            return Error(ErrorCode::Transient, fmt::format("malformed certificate chain from {} (HTTP {}): {}", todo[i],
+                                                           resp.status, certs.error().message));
+        out.push_back(CertChain{todo[i], resp.body, std::move(certs).value()});
+        if (i == 0 && alternates) {
+            for (auto& alt : parse_link_headers(resp.header_all("link"), "alternate"))
+                if (std::find(todo.begin(), todo.end(), alt) == todo.end()) todo.push_back(std::move(alt));
+        }
+    }
+    return out;
+}
+
+Status Client::revoke(const Certificate& cert, std::optional<RevocationReason> reason) {
+    EC_TRY_ASSIGN(auto d, impl_->directory());
+    json payload = {{"certificate", enc::base64url(cert.to_der())}};
+    if (reason) payload["reason"] = static_cast<int>(*reason);
+    EC_TRY(impl_->post_account(d.revoke_cert, payload.dump()));
+    return ok_status();
+}
+
+Status Client::revoke_with_cert_key(const Certificate& cert, const PrivateKey& cert_key,
+                                    std::optional<RevocationReason> reason) {
+    if (!cert.matches_key(cert_key))
+        return Error(ErrorCode::InvalidConfig, "the private key does not belong to the certificate");
+    EC_TRY_ASSIGN(auto d, impl_->directory());
+    json payload = {{"certificate", enc::base64url(cert.to_der())}};
+    if (reason) payload["reason"] = static_cast<int>(*reason);
+    EC_TRY(impl_->post(d.revoke_cert, payload.dump(), cert_key, true));
+    return ok_status();
+}
+
+// ---- ARI -------------------------------------------------------------------------------------
+
+bool Client::supports_ari() {
+    auto d = impl_->directory();
+    return d.ok() && !d->renewal_info.empty();
+}
+
+Result<RenewalInfo> Client::renewal_info(const Certificate& cert) {
+    EC_TRY_ASSIGN(auto d, impl_->directory());
+    if (d.renewal_info.empty())
+        return Error(ErrorCode::NotFound, "the CA does not offer renewal information (no renewalInfo in its directory)");
+    EC_TRY_ASSIGN(auto id, cert.ari_cert_id());
+    std::string url = renewal_info_url(d.renewal_info, id);
+    EC_TRY_ASSIGN(auto resp, impl_->send_plain("GET", url));
+    if (!resp.success()) return response_to_error(resp, url, impl_->clock.now());
+    auto ra = resp.header("retry-after");
+    auto info = parse_renewal_info(resp.body, ra ? std::optional<std::string_view>(*ra) : std::nullopt,
+                                   impl_->clock.now());
+    if (!info) return from_response(info.error(), url, resp.status);
+    return info;
+}
+
+// ---- chains ----------------------------------------------------------------------------------
+
+const CertChain& select_chain(const std::vector<CertChain>& chains, std::string_view preferred) {
+    if (!preferred.empty()) {
+        for (const auto& c : chains)
+            if (!c.certs.empty() && c.certs.back().issuer_cn() == preferred) return c;
+    }
+    return chains.front();
+}
+
+std::vector<std::string> parse_link_headers(const std::vector<std::string>& values, std::string_view rel) {
+    std::vector<std::string> out;
+    for (const auto& v : values) {
+        size_t pos = 0;
+        while (pos < v.size()) {
+            size_t lt = v.find('<', pos);
+            if (lt == std::string::npos) break;
+            size_t gt = v.find('>', lt);
+            if (gt == std::string::npos) break;
+            std::string target = v.substr(lt + 1, gt - lt - 1);
+            // Parameters run to the next link (a ',' followed by '<') or the end.
+            size_t next = v.find('<', gt);
+            std::string params = v.substr(gt + 1, next == std::string::npos ? std::string::npos : next - gt - 1);
+            pos = next == std::string::npos ? v.size() : next;
+            // Find rel=... (quoted or not); it may hold several space-separated relation types.
+            std::string lower = ascii_lower(params);
+            size_t r = lower.find("rel=");
+            if (r == std::string::npos) continue;
+            size_t s = r + 4;
+            std::string val;
+            if (s < params.size() && params[s] == '"') {
+                size_t e = params.find('"', s + 1);
+                val = params.substr(s + 1, e == std::string::npos ? std::string::npos : e - s - 1);
+            } else {
+                size_t e = params.find_first_of(";, ", s);
+                val = params.substr(s, e == std::string::npos ? std::string::npos : e - s);
+            }
+            size_t p = 0;
+            while (p <= val.size()) {
+                size_t sp = val.find(' ', p);
+                std::string tok = val.substr(p, sp == std::string::npos ? std::string::npos : sp - p);
+                if (ascii_lower(tok) == rel) {
+                    out.push_back(target);
+                    break;
+                }
+                if (sp == std::string::npos) break;
+                p = sp + 1;
+            }
+        }
+    }
+    return out;
+}
+
+}  // namespace edgecert::acme

@@ -1,0 +1,184 @@
+// The issuance flow (order.h): newOrder or resume → authorizations → finalize → download.
+#include "edgecert/acme/order.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <set>
+
+#include "edgecert/acme/problem.h"
+
+namespace edgecert::acme {
+
+ChallengeSolver::~ChallengeSolver() = default;
+
+namespace {
+
+// Cleans up every challenge it was told about when it goes out of scope, on every path.
+class PresentedChallenges {
+public:
+    explicit PresentedChallenges(ChallengeSolver& s) : solver_(s) {}
+    ~PresentedChallenges() {
+        for (const auto& [domain, ch] : items_) solver_.cleanup(domain, ch);
+    }
+    PresentedChallenges(const PresentedChallenges&) = delete;
+    PresentedChallenges& operator=(const PresentedChallenges&) = delete;
+    void add(std::string domain, Challenge ch) { items_.emplace_back(std::move(domain), std::move(ch)); }
+
+private:
+    ChallengeSolver& solver_;
+    std::vector<std::pair<std::string, Challenge>> items_;
+};
+
+std::string join(const std::vector<std::string>& v) {
+    std::string out;
+    for (const auto& s : v) out += (out.empty() ? "" : ", ") + s;
+    return out;
+}
+
+std::set<std::string> name_set(const std::vector<std::string>& names) {
+    std::set<std::string> out;
+    for (const auto& n : names) out.insert(ascii_lower(n));
+    return out;
+}
+
+// The first challenge, in the solver's order of preference, that the CA offers for `a`.
+// RFC 8555 §7.1.3: a wildcard name can only be validated with dns-01.
+const Challenge* pick_challenge(const Authorization& a, const std::vector<std::string>& supported) {
+    for (const auto& type : supported) {
+        if (a.wildcard && type != kDns01) continue;
+        for (const auto& ch : a.challenges)
+            if (ch.type == type) return &ch;
+    }
+    return nullptr;
+}
+
+// Presents, accepts and waits for every authorization of `order` that is not valid yet.
+Status solve_authorizations(Client& client, ChallengeSolver& solver, const Order& order) {
+    PresentedChallenges presented(solver);
+    std::vector<Challenge> to_accept;
+    std::vector<std::string> to_wait;
+    const auto supported = solver.supported_types();
+    for (const auto& url : order.authorizations) {
+        EC_TRY_ASSIGN(auto a, client.get_authorization(url));
+        if (a.status == status::kValid) continue;  // reused from an earlier order
+        if (a.status != status::kPending) return authorization_error(a);
+        // Resumed after a crash: a challenge we accepted earlier is still being validated.
+        bool in_flight = std::any_of(a.challenges.begin(), a.challenges.end(), [](const Challenge& c) {
+            return c.status == status::kProcessing || c.status == status::kValid;
+        });
+        const Challenge* ch = pick_challenge(a, supported);
+        if (!ch && !in_flight) {
+            std::vector<std::string> offered;
+            for (const auto& c : a.challenges) offered.push_back(c.type);
+            return Error(ErrorCode::InvalidConfig,
+                         fmt::format("no usable challenge for {}{}: the CA offers [{}], the solver supports [{}]{}",
+                                     a.wildcard ? "*." : "", a.identifier.value, join(offered), join(supported),
+                                     a.wildcard ? " (a wildcard needs dns-01)" : ""));
+        }
+        if (ch) {
+            // The solver must keep serving the response while the CA validates, also for a
+            // challenge accepted before a crash (it re-validates from scratch on retries).
+            EC_TRY_ASSIGN(auto ka, client.key_authorization(ch->token));
+            presented.add(a.identifier.value, *ch);
+            auto st = solver.present(a.identifier.value, *ch, ka);
+            if (!st) return st.error().with_context(fmt::format("presenting {} for {}", ch->type, a.identifier.value));
+            if (!in_flight) to_accept.push_back(*ch);
+        }
+        to_wait.push_back(url);
+    }
+    for (const auto& ch : to_accept) {
+        auto r = client.accept_challenge(ch);
+        if (!r) return r.error().with_context(fmt::format("accepting challenge {}", ch.url));
+    }
+    for (const auto& url : to_wait) EC_TRY(client.wait_authorization(url));
+    return ok_status();
+}
+
+Result<ObtainResult> download(Client& client, const Order& order, const ObtainRequest& req) {
+    if (order.certificate.empty())
+        return Error(ErrorCode::Transient, fmt::format("order {} is valid but has no certificate URL", order.url));
+    EC_TRY_ASSIGN(auto chains, client.download_certificate(order.certificate, !req.preferred_chain.empty()));
+    const CertChain& chosen = select_chain(chains, req.preferred_chain);
+    ObtainResult out;
+    out.order_url = order.url;
+    out.certificate_url = chosen.url;
+    out.chain = without_root(chosen.certs);
+    if (out.chain.empty()) return Error(ErrorCode::Transient, fmt::format("empty certificate chain from {}", chosen.url));
+    if (!out.chain.front().matches_key(req.cert_key))
+        return Error(ErrorCode::Permanent,
+                     fmt::format("the certificate from {} does not match the certificate key", chosen.url));
+    out.chain_pem = chain_to_pem(out.chain);
+    return out;
+}
+
+}  // namespace
+
+std::vector<Certificate> without_root(std::vector<Certificate> chain) {
+    if (chain.size() > 1 && chain.back().self_signed()) chain.pop_back();
+    return chain;
+}
+
+Result<ObtainResult> obtain(Client& client, ChallengeSolver& solver, const ObtainRequest& req) {
+    if (!client.has_account()) return Error(ErrorCode::InvalidConfig, "no ACME account: register or load one first");
+    if (req.dns_names.empty()) return Error(ErrorCode::InvalidConfig, "a certificate needs at least one name");
+
+    Order order;
+    if (!req.resume_order_url.empty()) {
+        EC_TRY_ASSIGN(order, client.get_order(req.resume_order_url));
+        std::vector<std::string> ids;
+        for (const auto& i : order.identifiers) ids.push_back(i.value);
+        if (name_set(ids) != name_set(req.dns_names))
+            return Error(ErrorCode::Permanent, fmt::format("order {} is for [{}], not for the requested [{}]",
+                                                           order.url, join(ids), join(req.dns_names)));
+    } else {
+        NewOrderOptions o;
+        o.dns_names = req.dns_names;
+        o.profile = req.profile;
+        o.replaces = req.replaces;
+        auto r = client.new_order(o);
+        if (!r && r.error().type == problem::kAlreadyReplaced && !o.replaces.empty()) {
+            // RFC 9773 §5: someone already renewed that certificate; order without `replaces`.
+            o.replaces.clear();
+            r = client.new_order(o);
+        }
+        if (!r) return std::move(r).error();
+        order = std::move(r).value();
+        if (req.on_order_created) req.on_order_created(order.url);
+    }
+
+    if (order.status == status::kInvalid || order.status == status::kExpired ||
+        order.status == status::kDeactivated) {
+        std::string what = fmt::format("order {} is {}", order.url, order.status);
+        if (order.error) return problem_to_error(*order.error, 0).with_context(what);
+        return Error(ErrorCode::Permanent, what);
+    }
+    if (order.status == status::kPending) {
+        EC_TRY(solve_authorizations(client, solver, order));
+        EC_TRY_ASSIGN(order, client.wait_order(order.url));  // pending → ready
+    }
+    if (order.status == status::kReady) {
+        EC_TRY_ASSIGN(auto csr, make_csr_der(req.cert_key, req.dns_names));
+        EC_TRY_ASSIGN(auto finalized, client.finalize(order, csr));
+        order = std::move(finalized);
+    }
+    if (order.status == status::kProcessing) {
+        EC_TRY_ASSIGN(order, client.wait_order(order.url));
+    }
+    if (order.status != status::kValid)
+        return Error(ErrorCode::Transient, fmt::format("order {} is {} where valid was expected", order.url, order.status));
+    return download(client, order, req);
+}
+
+Result<Account> ensure_account(Client& client, const PrivateKey& key, const NewAccountOptions& opts) {
+    NewAccountOptions lookup;
+    lookup.only_return_existing = true;  // §7.3.1: the other fields are ignored; send no EAB
+    auto found = client.new_account(key, lookup);
+    if (found) return found;
+    if (found.error().type != problem::kAccountDoesNotExist) return std::move(found).error();
+    NewAccountOptions reg = opts;
+    reg.only_return_existing = false;
+    return client.new_account(key, reg);
+}
+
+}  // namespace edgecert::acme

@@ -494,14 +494,22 @@ class State:
             ch = self._own(req, self.challenges.get(chall_id), "challenge")
             z = ch.authz
             up = {"Link": f'<{base}/authz/{z.id}>;rel="up"'}
+
+            def reply():
+                # RFC 8555 §8.2: the challenge resource tells the client when to check again.
+                h = dict(up)
+                if ch.status in ("pending", "processing") and self.o.retry_after > 0:
+                    h["Retry-After"] = str(self.o.retry_after)
+                return Reply(200, self.challenge_json(base, ch), headers=h)
+
             if req.is_post_as_get():
                 self._refresh_challenge(ch)
-                return Reply(200, self.challenge_json(base, ch), headers=up)
+                return reply()
             req.payload_json()  # RFC 8555 §7.5.1: the response to a challenge is the JSON object {}
             self.stats["challenge"] += 1
             if ch.status != "pending" or z.status != "pending":
                 self._refresh_challenge(ch)
-                return Reply(200, self.challenge_json(base, ch), headers=up)
+                return reply()
             if any(c.status == "processing" for c in z.challenges):
                 raise Problem("malformed", "another challenge of this authorization is being validated")
             ch.status = "processing"
@@ -510,7 +518,7 @@ class State:
                 ch.auto_valid_at = time.monotonic()
             else:
                 threading.Thread(target=self._validate, args=(ch, z.value, key_authz), daemon=True).start()
-            return Reply(200, self.challenge_json(base, ch), headers=up)
+            return reply()
 
     def _validate(self, ch, domain, key_authz):
         if ch.type == "http-01":
@@ -597,8 +605,11 @@ class State:
             raise Problem("malformed", f"no certificate with certID {cert_id}", 404)
         nb = c.leaf.not_valid_before.replace(tzinfo=datetime.timezone.utc)
         na = c.leaf.not_valid_after.replace(tzinfo=datetime.timezone.utc)
+        now = ca_mod.utcnow()
         if c.revoked_at is not None:  # renew immediately: a window entirely in the past
             start, end = c.revoked_at - datetime.timedelta(hours=2), c.revoked_at - datetime.timedelta(hours=1)
+        elif na <= now:  # expired: renew immediately too
+            start, end = now - datetime.timedelta(hours=2), now - datetime.timedelta(hours=1)
         else:
             life, f = na - nb, self.o.ari_window_fraction
             start, end = nb + life * f, nb + life * (f + (1 - f) / 2)

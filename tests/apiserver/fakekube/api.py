@@ -28,6 +28,13 @@ def _wants_table(h):
 
 def _body(h):
     ctype = (h.headers.get("Content-Type") or "application/json").split(";")[0].strip().lower()
+    if ctype == "application/vnd.kubernetes.protobuf":
+        from .protobuf import decode
+        return decode(h.body or b"")
+    if "protobuf" in ctype or "cbor" in ctype:
+        raise errors.ApiError(415, "UnsupportedMediaType", 'the body of the request was in an '
+                              'unknown format - accepted media types include: '
+                              'application/json, application/yaml')
     try:
         if ctype in ("application/yaml", "application/apply-patch+yaml"):
             return yaml.safe_load(h.body or b"")

@@ -155,6 +155,13 @@ class Handler(BaseHTTPRequestHandler):
         n = int(self.headers.get("Content-Length") or 0)
         self.body = self.rfile.read(n) if n else b""
         srv = self.server
+        entry = {"method": method, "path": u.path, "query": u.query, "status": 0,
+                 "contentType": self.headers.get("Content-Type", ""),
+                 "accept": self.headers.get("Accept", ""),
+                 "userAgent": self.headers.get("User-Agent", ""), "ms": None}
+        if not u.path.startswith("/_"):
+            with srv.req_lock:  # logged on arrival, so open watches show up at once
+                srv.requests.append(entry)
         try:
             if u.path.startswith("/_"):
                 return self._control(method, u.path)
@@ -195,12 +202,8 @@ class Handler(BaseHTTPRequestHandler):
                 pass
         finally:
             with srv.req_lock:
-                srv.requests.append({
-                    "method": method, "path": u.path, "query": u.query, "status": self.status,
-                    "contentType": self.headers.get("Content-Type", ""),
-                    "accept": self.headers.get("Accept", ""),
-                    "userAgent": self.headers.get("User-Agent", ""),
-                    "ms": round((time.time() - t0) * 1000, 1)})
+                entry["status"] = self.status
+                entry["ms"] = round((time.time() - t0) * 1000, 1)
 
     # ---- test control endpoints (not part of the Kubernetes API) ---------------------------
 
@@ -227,7 +230,7 @@ class Handler(BaseHTTPRequestHandler):
             return self._send(200, {"faults": srv.faults.list()})
         if path == "/_debug/requests":
             with srv.req_lock:
-                reqs = list(srv.requests)
+                reqs = [dict(r) for r in srv.requests]
                 if method == "DELETE" or parse_bool(self.q.get("clear")):
                     srv.requests.clear()
             return self._send(200, {"requests": reqs})

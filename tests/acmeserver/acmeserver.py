@@ -269,7 +269,8 @@ class Handler(BaseHTTPRequestHandler):
         with st.lock:
             if path == "/_mgmt/fail":
                 f = {"path_prefix": body.get("path_prefix", "*"), "count": int(body.get("count", 1)),
-                     "status": int(body.get("status", 503)), "type": body.get("type", "serverInternal"),
+                     "status": int(body.get("status", 200 if body.get("malformed") else 503)),
+                     "type": body.get("type", "serverInternal"),
                      "retry_after": body.get("retry_after"), "malformed": bool(body.get("malformed")),
                      "detail": body.get("detail", "injected fault"), "delay": body.get("delay")}
                 st.faults.append(f)
@@ -391,6 +392,7 @@ def main(argv=None):
     if a.tls_cert:
         tls_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         tls_ctx.load_cert_chain(a.tls_cert, a.tls_key)
+        tls_ctx.set_alpn_protocols(["http/1.1"])  # HTTP/1.1 only: keep curl/Go clients off h2
     state = acme.State(opts)
     srv = Server(("127.0.0.1", a.port), state, tls_ctx, a.quiet)
 

@@ -146,11 +146,11 @@ class AcmeServer:
             raise RuntimeError(f"mgmt {path}: HTTP {status} {data[:200]!r}")
         return data
 
-    def fail(self, path_prefix="*", count=1, status=503, type="serverInternal", retry_after=None,
+    def fail(self, path_prefix="*", count=1, status=None, type="serverInternal", retry_after=None,
              malformed=False, delay=None, detail=None):
-        body = {"path_prefix": path_prefix, "count": count, "status": status, "type": type,
-                "malformed": malformed}
-        for k, v in (("retry_after", retry_after), ("delay", delay), ("detail", detail)):
+        """Injects a fault; status defaults to 503 (200 with malformed=True)."""
+        body = {"path_prefix": path_prefix, "count": count, "type": type, "malformed": malformed}
+        for k, v in (("status", status), ("retry_after", retry_after), ("delay", delay), ("detail", detail)):
             if v is not None:
                 body[k] = v
         self.mgmt("POST", "fail", body)

@@ -451,6 +451,39 @@ def test_starts_fast_and_stops_on_sigterm(tmp_path):
     s.proc.send_signal(signal.SIGTERM)
     assert s.proc.wait(5) == 0
     s.stop()
+    # a fixed --port prints plain "ready"
+    port = free_port()
+    p = subprocess.Popen([str(pathlib.Path(__file__).resolve().parents[1] / "acmeserver" / "run"), "--port",
+                          str(port), "--quiet"], stdout=subprocess.PIPE)
+    try:
+        assert p.stdout.readline() == b"ready\n"
+        assert http_request(f"http://127.0.0.1:{port}", "GET", "/dir")[0] == 200
+    finally:
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(5) == 0
+        p.stdout.close()
+
+
+def test_ari_overrides_and_faults(srv, client):
+    chain, _, _, _ = client.issue(["o.example.test"])
+    cid = cert_id(load_chain(chain)[0])
+    url = client.directory["renewalInfo"] + "/" + cid
+    srv.set_renewal_info(cid, raw='{"suggestedWindow": {"start": "yesterday"', retry_after=5)
+    r = client.get(url)
+    assert r.status == 200 and r.header("Retry-After") == "5"
+    with pytest.raises(ValueError):
+        json.loads(r.body)
+    srv.mgmt("POST", "renewal-info", {"cert_id": cid, "clear": True})
+    assert client.get(url).json["suggestedWindow"]["start"] > "2000"
+    srv.fail("/renewal-info/", status=503, type="serverInternal", retry_after=2)
+    r = client.get(url)
+    problem(r, "serverInternal", 503)
+    assert r.header("Retry-After") == "2"
+    # a server-side badNonce (like Pebble's PEBBLE_WFE_NONCEREJECT): the client retries with the fresh nonce
+    srv.fail("/new-order", status=400, type="badNonce")
+    before = srv.stats().get("faultsInjected", 0)
+    assert client.new_order(["o.example.test"]).status == 201
+    assert srv.stats()["faultsInjected"] == before + 1
 
 
 # --- (3) faithfulness vs a real client: Debian's lego ------------------------------------------------------

@@ -322,6 +322,45 @@ TEST(CryptoPrivateKey, RejectsGarbageWithoutEchoingIt) {
     EXPECT_EQ(r.error().message.find(pem.substr(30, 20)), std::string::npos);
 }
 
+TEST(CryptoPrivateKey, FindsTheKeyInACombinedPemAndRefusesEncryptedKeys) {
+    auto key = PrivateKey::generate(KeyType::EcP256);
+    ASSERT_TRUE(key.ok());
+    FakeClock clock;
+    auto cert = make_self_signed(*key, {"combined.example"}, std::chrono::hours(1), clock);
+    ASSERT_TRUE(cert.ok());
+    // tls-combined.pem layout: certificate first, then the key; plus `openssl ecparam -genkey`'s
+    // leading EC PARAMETERS block.
+    std::string combined = cert->to_pem() + "-----BEGIN EC PARAMETERS-----\nBggqhkjOPQMBBw==\n-----END EC PARAMETERS-----\n" +
+                           std::string(key->to_pem().reveal());
+    auto back = PrivateKey::from_pem(combined);
+    ASSERT_TRUE(back.ok()) << back.error().message;
+    EXPECT_EQ(back->thumbprint(), key->thumbprint());
+    EXPECT_TRUE(cert->matches_key(*back));
+
+    // A certificate alone holds no private key.
+    auto none = PrivateKey::from_pem(cert->to_pem());
+    ASSERT_FALSE(none.ok());
+    EXPECT_NE(none.error().message.find("no private key"), std::string::npos) << none.error().message;
+
+    // Encrypted PKCS#8 and legacy "Proc-Type: 4,ENCRYPTED" keys: a clear error, no prompt.
+    ossl::UniquePtr<BIO> p8(BIO_new(BIO_s_mem()));
+    char pass[] = "passphrase";
+    ASSERT_EQ(PEM_write_bio_PKCS8PrivateKey(p8.get(), key->get(), EVP_aes_256_cbc(), pass, sizeof pass - 1, nullptr,
+                                            nullptr),
+              1);
+    ossl::UniquePtr<BIO> legacy(BIO_new(BIO_s_mem()));
+    ASSERT_EQ(PEM_write_bio_PrivateKey_traditional(legacy.get(), key->get(), EVP_aes_256_cbc(),
+                                                   reinterpret_cast<unsigned char*>(pass), sizeof pass - 1,
+                                                   nullptr, nullptr),
+              1);
+    for (BIO* b : {p8.get(), legacy.get()}) {
+        auto r = PrivateKey::from_pem(ossl::bio_to_string(b));
+        ASSERT_FALSE(r.ok());
+        EXPECT_NE(r.error().message.find("encrypted"), std::string::npos) << r.error().message;
+    }
+    EXPECT_EQ(ERR_peek_error(), 0u);
+}
+
 TEST(CryptoPrivateKey, RejectsUnsupportedKeys) {
     // P-521 and RSA-1024 parse as keys but cannot be ACME account keys here.
     ossl::UniquePtr<EVP_PKEY> p521(EVP_PKEY_Q_keygen(nullptr, nullptr, "EC", "P-521"));

@@ -356,6 +356,7 @@ class State:
                 authzs.append(z)
             o = Order(a, values, authzs, profile, p.get("replaces"))
             self.orders[o.id] = o
+            self.stats["ordersCreated"] += 1
             a.order_ids.append(o.id)
             if replaced is not None:
                 replaced.replaced_by = o
@@ -449,6 +450,7 @@ class State:
             raise
         with self.lock:
             c = Cert(leaf, o)
+            self.stats["certsIssued"] += 1
             self.certs[c.id] = c
             self.certs_by_cert_id[c.cert_id] = c
             o.cert = c

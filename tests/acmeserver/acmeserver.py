@@ -387,26 +387,28 @@ def parse_args(argv):
 
 
 def main(argv=None):
-    a, opts = parse_args(sys.argv[1:] if argv is None else argv)
-    tls_ctx = None
-    if a.tls_cert:
-        tls_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        tls_ctx.load_cert_chain(a.tls_cert, a.tls_key)
-        tls_ctx.set_alpn_protocols(["http/1.1"])  # HTTP/1.1 only: keep curl/Go clients off h2
-    state = acme.State(opts)
-    srv = Server(("127.0.0.1", a.port), state, tls_ctx, a.quiet)
-
     def on_term(signum, frame):
         raise KeyboardInterrupt
 
+    # Installed first and covering everything after it, so a SIGTERM at any moment exits 0.
     signal.signal(signal.SIGTERM, on_term)
-    print("ready" if a.port else f"ready port={srv.server_address[1]}", flush=True)
+    srv = None
     try:
+        a, opts = parse_args(sys.argv[1:] if argv is None else argv)
+        tls_ctx = None
+        if a.tls_cert:
+            tls_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            tls_ctx.load_cert_chain(a.tls_cert, a.tls_key)
+            tls_ctx.set_alpn_protocols(["http/1.1"])  # HTTP/1.1 only: keep curl/Go clients off h2
+        state = acme.State(opts)
+        srv = Server(("127.0.0.1", a.port), state, tls_ctx, a.quiet)
+        print("ready" if a.port else f"ready port={srv.server_address[1]}", flush=True)
         srv.serve_forever(poll_interval=0.2)
     except KeyboardInterrupt:
         pass
     finally:
-        srv.server_close()
+        if srv is not None:
+            srv.server_close()
     return 0
 
 

@@ -115,14 +115,53 @@ inline Labels canonical(Labels l) {
     return l;
 }
 
+// Length of the well-formed UTF-8 sequence at the start of `s` (RFC 3629: no overlongs, no
+// surrogates, max U+10FFFF), or 0 if it is not one.
+inline size_t utf8_sequence_length(std::string_view s) {
+    auto b = [&](size_t i) { return static_cast<unsigned char>(s[i]); };
+    unsigned char c = b(0);
+    if (c < 0x80) return 1;
+    size_t n;
+    unsigned char lo = 0x80, hi = 0xBF;
+    if (c >= 0xC2 && c <= 0xDF) n = 2;
+    else if (c >= 0xE0 && c <= 0xEF) {
+        n = 3;
+        if (c == 0xE0) lo = 0xA0;
+        if (c == 0xED) hi = 0x9F;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        n = 4;
+        if (c == 0xF0) lo = 0x90;
+        if (c == 0xF4) hi = 0x8F;
+    } else {
+        return 0;
+    }
+    if (s.size() < n || b(1) < lo || b(1) > hi) return 0;
+    for (size_t i = 2; i < n; ++i)
+        if (b(i) < 0x80 || b(i) > 0xBF) return 0;
+    return n;
+}
+
 // Label values escape backslash, double quote and newline; HELP text escapes backslash and
-// newline only (exposition format 0.0.4).
+// newline only (exposition format 0.0.4). The format requires UTF-8, and Prometheus rejects the
+// whole scrape on one bad byte, so a value from the wire (an SNI, a certificate subject) cannot
+// break it: each invalid byte becomes U+FFFD.
 inline void append_escaped(std::string& out, std::string_view s, bool quote) {
-    for (char c : s) {
-        if (c == '\\') out += "\\\\";
-        else if (c == '\n') out += "\\n";
-        else if (quote && c == '"') out += "\\\"";
-        else out += c;
+    while (!s.empty()) {
+        char c = s[0];
+        size_t n = utf8_sequence_length(s);
+        if (n == 0) {
+            out += "\xEF\xBF\xBD";
+            n = 1;
+        } else if (c == '\\') {
+            out += "\\\\";
+        } else if (c == '\n') {
+            out += "\\n";
+        } else if (quote && c == '"') {
+            out += "\\\"";
+        } else {
+            out.append(s.data(), n);
+        }
+        s.remove_prefix(n);
     }
 }
 

@@ -43,6 +43,18 @@ TEST(Metrics, EscapingOfLabelValuesAndHelp) {
               "x{v=\"a\\\\b\\\"c\\nd\"} 1\n");
 }
 
+TEST(Metrics, InvalidUtf8InLabelValuesIsReplaced) {
+    Registry r;
+    // Valid multi-byte text passes through; a stray byte, an overlong '/', a surrogate and a
+    // truncated sequence each become U+FFFD, so one odd SNI cannot fail the whole scrape.
+    r.gauge("u", "h", {{"ok", "caf\xC3\xA9 \xF0\x9F\x94\x92"},
+                       {"bad", "a\xFF" "b\xC0\xAF" "c\xED\xA0\x80" "d\xE2\x82"}})
+        ->set(1);
+    const std::string R = "\xEF\xBF\xBD";
+    EXPECT_EQ(r.render(), "# HELP u h\n# TYPE u gauge\nu{bad=\"a" + R + "b" + R + R + "c" + R + R + R +
+                              "d" + R + R + "\",ok=\"caf\xC3\xA9 \xF0\x9F\x94\x92\"} 1\n");
+}
+
 TEST(Metrics, LabelsAreSortedAndOrderInsensitive) {
     Registry r;
     Counter* a = r.counter("c_total", "h", {{"namespace", "ns"}, {"name", "web"}});
@@ -227,6 +239,7 @@ TEST(Metrics, PromtoolAcceptsExposition) {
                 {0.001, 0.01, 0.1, 1})
         ->observe(0.004);
     r.gauge("weird_labels", "Escapes: \\ and\nnewline.", {{"v", "q\"b\\n\nl"}})->set(-1.5);
+    r.gauge("utf8_labels", "Non-ASCII and invalid bytes.", {{"sni", "caf\xC3\xA9.\xFF\xFE"}})->set(2);
     int id = r.add_collector("edgecert_served_certificate_not_after_timestamp_seconds",
                              "notAfter of served certificates.", "gauge",
                              [](std::vector<Registry::Sample>& out) {

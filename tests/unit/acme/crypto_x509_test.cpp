@@ -1,6 +1,9 @@
 // Certificate parsing and fields, PEM chains, and the RFC 9773 ARI certificate identifier.
 #include <gtest/gtest.h>
 
+#include <fstream>
+#include <sstream>
+
 #include "edgecert/acme/crypto.h"
 #include "edgecert/base/encoding.h"
 
@@ -58,6 +61,33 @@ TEST(CryptoCertificate, Rfc9773AriCertId) {
     auto ss = self_signed(*key, {"a.example"}, clock);
     EXPECT_FALSE(ss.ari_cert_id().ok());
     EXPECT_EQ(ERR_peek_error(), 0u);
+}
+
+std::string read_fixture(const std::string& name) {
+    std::ifstream f(std::string(EDGECERT_TEST_DATA) + "/acme/" + name, std::ios::binary);
+    EXPECT_TRUE(f.good()) << name;
+    std::stringstream ss;
+    ss << f.rdbuf();
+    return ss.str();
+}
+
+// RFC 9773 Appendix A, the example certificate as published (tests/data/acme).
+TEST(CryptoCertificate, Rfc9773AppendixACertificate) {
+    auto cert = Certificate::from_pem(read_fixture("rfc9773_example_cert.pem"));
+    ASSERT_TRUE(cert.ok()) << cert.error().message;
+    auto id = cert->ari_cert_id();
+    ASSERT_TRUE(id.ok()) << id.error().message;
+    EXPECT_EQ(*id, "aYhba4dGQEHhs3uEe6CuLN4ByNQ.AIdlQyE");
+    EXPECT_EQ(cert->serial_hex(), "87654321");
+    EXPECT_EQ(cert->subject_cn(), "example.com");
+    EXPECT_EQ(cert->issuer_cn(), "Example CA");
+    EXPECT_EQ(cert->issuer_name(), "CN=Example CA");
+    EXPECT_FALSE(cert->self_signed());
+    EXPECT_TRUE(cert->dns_names().empty());
+    // Both validity bounds are 0001-01-01T00:00:00Z (GeneralizedTime), 719162 days before 1970.
+    const SystemTime year1 = SystemTime(std::chrono::seconds(-62135596800LL));
+    EXPECT_EQ(cert->not_before(), year1);
+    EXPECT_EQ(cert->not_after(), year1);
 }
 
 class CryptoCertEachType : public ::testing::TestWithParam<KeyType> {};

@@ -87,7 +87,7 @@ def handle(h, method, rt, ns, name, sub, legacy_watch):
     if method == "PUT":
         if not name:
             raise errors.method_not_allowed(method)
-        if getattr(h, "fault_conflict", False):
+        if h.fault_conflict:
             raise errors.conflict(rt, name)
         obj = st.update(rt, ns, name, _body(h), _manager(h), sub, _dry(h))
         return _send_obj(h, 200, rt, obj)
@@ -183,7 +183,7 @@ def _watch(h, rt, ns, lsel, fsel):
                                        "Forbidden: sendInitialEvents requires "
                                        "resourceVersionMatch=NotOlderThan and "
                                        "allowWatchBookmarks=true")])
-    gone = getattr(h, "fault_gone", None)
+    gone = h.fault_gone
     if gone is not None:
         e = errors.expired("too old resource version: %s (%d)"
                            % (q.get("resourceVersion", "0"), st.rv))

@@ -149,6 +149,8 @@ class Handler(BaseHTTPRequestHandler):
 
     def _dispatch(self, method):
         self.status = 0
+        self.fault_conflict = False  # per request: a handler serves a whole keep-alive connection
+        self.fault_gone = None
         t0 = time.time()
         u = urlsplit(self.path)
         self.q = {k: v[0] for k, v in parse_qs(u.query, keep_blank_values=True).items()}

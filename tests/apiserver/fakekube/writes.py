@@ -3,6 +3,7 @@ Semantics follow k8s.io/apiserver/pkg/registry/generic/registry/store.go."""
 import base64
 import binascii
 import copy
+import datetime
 import random
 
 import yaml
@@ -25,11 +26,38 @@ def _strip_for_compare(o):
     return o
 
 
+# Typed time fields are re-serialized by the real server: metav1.Time as RFC 3339 seconds,
+# metav1.MicroTime with exactly 6 fraction digits, both in UTC with "Z".
+TIME_FIELDS = {
+    "coordination.k8s.io/leases": [(("spec", "acquireTime"), True), (("spec", "renewTime"), True)],
+    "/events": [(("eventTime",), True), (("series", "lastObservedTime"), True),
+                (("firstTimestamp",), False), (("lastTimestamp",), False)],
+}
+
+
+def _norm_time(v, micro):
+    try:
+        t = datetime.datetime.fromisoformat(v.replace("Z", "+00:00").replace("z", "+00:00"))
+    except (AttributeError, ValueError):
+        raise errors.bad_request('parsing time "%s" as "2006-01-02T15:04:05Z07:00": cannot parse'
+                                 % v)
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=datetime.timezone.utc)
+    t = t.astimezone(datetime.timezone.utc)
+    return t.strftime("%Y-%m-%dT%H:%M:%S.%fZ" if micro else "%Y-%m-%dT%H:%M:%SZ")
+
+
 class Store(StoreBase):
     # ---- validation and defaults per kind ------------------------------------------------
 
     def _validate(self, rt, obj, old):
         name = meta(obj).get("name", "")
+        for path, micro in TIME_FIELDS.get(rt.storage, ()):
+            parent = obj
+            for k in path[:-1]:
+                parent = parent.get(k) if isinstance(parent, dict) else None
+            if isinstance(parent, dict) and parent.get(path[-1]) is not None:
+                parent[path[-1]] = _norm_time(parent[path[-1]], micro)
         if rt.storage == "/secrets":
             sd = obj.pop("stringData", None)
             data = dict(obj.get("data") or {})

@@ -79,7 +79,7 @@ std::optional<double> open_fds() {
 // ---- listen address ----------------------------------------------------------------------------
 
 struct HostPort {
-    std::string host;  // without brackets
+    std::string host;
     int port = 0;
 };
 
@@ -88,19 +88,15 @@ Result<HostPort> parse_listen(const std::string& s) {
         return Error(ErrorCode::InvalidConfig, "admin listen address \"" + s + "\": " + why);
     };
     HostPort hp;
-    std::string port;
-    if (!s.empty() && s[0] == '[') {
-        auto rb = s.find(']');
-        if (rb == std::string::npos || rb + 1 >= s.size() || s[rb + 1] != ':')
-            return bad("expected [v6-address]:port");
-        hp.host = s.substr(1, rb - 1);
-        port = s.substr(rb + 2);
-    } else {
-        auto c = s.rfind(':');
-        if (c == std::string::npos || s.find(':') != c) return bad("expected host:port");
-        hp.host = s.substr(0, c);
-        port = s.substr(c + 1);
-    }
+    // cpprestsdk 2.10's listener splits "[v6]:port" at the wrong colon ("resolve: Service not
+    // found"), so IPv6 literals are refused here with a clear message instead.
+    if (!s.empty() && s[0] == '[')
+        return bad("IPv6 literals are not supported by the admin server; use an IPv4 address, "
+                   "0.0.0.0 or a host name");
+    auto c = s.rfind(':');
+    if (c == std::string::npos || s.find(':') != c) return bad("expected host:port");
+    hp.host = s.substr(0, c);
+    std::string port = s.substr(c + 1);
     if (hp.host.empty()) return bad("empty host (use 0.0.0.0 to listen on every address)");
     if (port.empty() || port.size() > 5 ||
         port.find_first_not_of("0123456789") != std::string::npos)
@@ -135,6 +131,7 @@ Result<int> pick_free_port(const std::string& host) {
                      "admin server: binding " + host + ":0: " + strerror(e));
     }
     close(fd);
+    // A host name may resolve to ::1 first; the port field sits at the same place either way.
     return ss.ss_family == AF_INET6 ? ntohs(reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port)
                                     : ntohs(reinterpret_cast<sockaddr_in*>(&ss)->sin_port);
 }
@@ -350,7 +347,6 @@ Status AdminServer::start() {
     if (impl_->listener) return make_error(ErrorCode::Permanent, "admin server already started");
     size_cpprest_pool();
     const bool pick = impl_->addr.port == 0;
-    const bool v6 = impl_->addr.host.find(':') != std::string::npos;
     std::string last_err;
     // Port 0: the free port found by pick_free_port() can be taken by someone else before the
     // listener binds it; a few fresh attempts make that race harmless in practice.
@@ -359,8 +355,7 @@ Status AdminServer::start() {
         if (pick) {
             EC_TRY_ASSIGN(port, pick_free_port(impl_->addr.host));
         }
-        std::string hostport = (v6 ? "[" + impl_->addr.host + "]" : impl_->addr.host) + ":" +
-                               std::to_string(port);
+        std::string hostport = impl_->addr.host + ":" + std::to_string(port);
         {
             std::lock_guard blk(g_bound_mu);
             if (!g_bound.insert(hostport).second) {

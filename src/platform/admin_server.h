@@ -17,7 +17,8 @@ namespace edgecert::platform {
 class AdminServer {
 public:
     struct Options {
-        // host:port (IPv4 literal, "[v6]" literal or a name); port 0 picks a free port.
+        // host:port, host an IPv4 address or a name (no IPv6 literals: cpprestsdk cannot parse
+        // them); port 0 picks a free port.
         std::string listen = "127.0.0.1:9402";
     };
     // Called on a listener thread for GET <path>. status defaults to 200 and content_type to

@@ -220,7 +220,7 @@ TEST_F(AdminServerTest, StopClosesThePortAndIsIdempotent) {
 TEST(AdminServerCreate, RejectsBadListenAddresses) {
     metrics::Registry r;
     for (const char* bad : {"", "9402", "127.0.0.1", ":9402", "127.0.0.1:x", "127.0.0.1:70000",
-                            "[::1]9402", "::1:9402"}) {
+                            "[::1]9402", "::1:9402", "[::1]:0"}) {
         auto s = AdminServer::create({bad}, r, [] { return true; });
         ASSERT_FALSE(s.ok()) << bad;
         EXPECT_EQ(s.error().code, ErrorCode::InvalidConfig) << bad;

@@ -67,7 +67,7 @@ class Handler(BaseHTTPRequestHandler):
             body = acme.dumps(body)
         body = body or b""
         self.send_response(reply.status)
-        if reply.status != 204 or body:
+        if body:
             self.send_header("Content-Type", reply.content_type)
         self.send_header("Content-Length", str(0 if self.command == "HEAD" else len(body)))
         if acme_path:

@@ -249,9 +249,6 @@ Result<acme::ObtainResult> issue_and_store(AcmeSession& s, acme::ChallengeSolver
         } else {
             EC_TRY_ASSIGN(key, acme::PrivateKey::generate(p.key_type));
         }
-        EC_TRY(platform::write_secret_file(pending_key, key->to_pem()));
-        json o = {{"server", s.server}, {"domains", p.domains}, {"order_url", ""}};
-        EC_TRY(platform::write_file_atomic(pending_order, o.dump(2) + "\n", 0600));
     }
     acme::ObtainRequest req{.dns_names = p.domains,
                             .cert_key = *key,
@@ -261,9 +258,12 @@ Result<acme::ObtainResult> issue_and_store(AcmeSession& s, acme::ChallengeSolver
                             .resume_order_url = resume_url,
                             .on_order_created = nullptr};
     Status persist_error;
+    // Recorded the moment the CA has created the order (and not before: a failure before that
+    // leaves nothing behind): key first, then the order URL that needs it.
     req.on_order_created = [&](const std::string& url) {
         json o = {{"server", s.server}, {"domains", p.domains}, {"order_url", url}};
-        auto st = platform::write_file_atomic(pending_order, o.dump(2) + "\n", 0600);
+        auto st = platform::write_secret_file(pending_key, key->to_pem());
+        if (st) st = platform::write_file_atomic(pending_order, o.dump(2) + "\n", 0600);
         if (!st) persist_error = st;
     };
 
@@ -281,6 +281,7 @@ Result<acme::ObtainResult> issue_and_store(AcmeSession& s, acme::ChallengeSolver
             (void)platform::remove_file(pending_order);
             (void)platform::remove_file(pending_key);
             ::rmdir(pending.c_str());
+            ::rmdir(dir.c_str());  // only if empty: a failed first issuance leaves no folder
         }
         return res.error();
     }

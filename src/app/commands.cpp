@@ -1,5 +1,6 @@
 #include "app/commands.h"
 
+#include <csignal>
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -21,6 +22,7 @@ const Command kCommands[] = {
     {"issue", cmd_issue, "obtain a certificate from an ACME CA (standalone responder)"},
     {"renew", cmd_renew, "renew a certificate when ARI or its lifetime says so"},
     {"revoke", cmd_revoke, "revoke a certificate"},
+    {"terminator", cmd_terminator, "serve HTTPS from certificates, hot-reloading them"},
     {"version", cmd_version, "print the version"},
 };
 
@@ -50,6 +52,8 @@ int dispatch(int argc, char** argv) {
         return argc < 2 ? 2 : 0;
     }
     if (!std::strcmp(argv[1], "--version")) return cmd_version(0, nullptr);
+    // A peer that closes mid-write must be an error return (EPIPE), never a dead process.
+    std::signal(SIGPIPE, SIG_IGN);
     const char* lvl = std::getenv("EDGECERT_LOG_LEVEL");
     const char* fmt = std::getenv("EDGECERT_LOG_FORMAT");
     auto st = platform::setup_logging(

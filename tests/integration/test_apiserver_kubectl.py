@@ -194,6 +194,27 @@ def test_apply_server_side(srv):
     assert "app" not in (obj(srv, "secret", "tls1")["metadata"].get("labels") or {})
 
 
+def test_client_side_then_server_side_apply(srv):
+    cm = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c, labels: {a: b}}\ndata: {k: v}\n"
+    srv.kubectl("apply", "-f", "-", input=cm)
+    # fields applied client-side before do not conflict (lastappliedmanager), and the
+    # last-applied annotation follows the server-side applied config (lastappliedupdater)
+    out = srv.kubectl("apply", "--server-side", "-f", "-", input=cm.replace("k: v", "k: w"))
+    assert "serverside-applied" in out.stdout_text
+    got = obj(srv, "configmap", "c", "--show-managed-fields")
+    assert got["data"] == {"k": "w"}
+    last = json.loads(got["metadata"]["annotations"][
+        "kubectl.kubernetes.io/last-applied-configuration"])
+    assert last["data"] == {"k": "w"}
+    owners = {m["manager"]: m for m in got["metadata"]["managedFields"]}
+    assert owners["kubectl"]["operation"] == "Apply"
+    assert "f:k" in owners["kubectl"]["fieldsV1"]["f:data"]
+    # a different field manager still conflicts
+    r = srv.kubectl("apply", "--server-side", "--field-manager", "other", "-f", "-",
+                    input=cm.replace("k: v", "k: z"), check=False)
+    assert r.returncode != 0 and 'conflict with "kubectl"' in r.stderr_text
+
+
 def test_patch_merge_json_strategic(srv):
     svc = ("apiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec:\n  ports:\n"
            "  - {name: http, port: 80}\n  - {name: https, port: 443}\n")

@@ -147,6 +147,17 @@ class Handler(BaseHTTPRequestHandler):
     def _chunk(self, data):
         self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
 
+    def _read_chunked(self):
+        out = []
+        while True:
+            size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+            if size == 0:
+                while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                    pass  # trailers
+                return b"".join(out)
+            out.append(self.rfile.read(size))
+            self.rfile.readline()
+
     def _dispatch(self, method):
         self.status = 0
         self.fault_conflict = False  # per request: a handler serves a whole keep-alive connection
@@ -154,8 +165,11 @@ class Handler(BaseHTTPRequestHandler):
         t0 = time.time()
         u = urlsplit(self.path)
         self.q = {k: v[0] for k, v in parse_qs(u.query, keep_blank_values=True).items()}
-        n = int(self.headers.get("Content-Length") or 0)
-        self.body = self.rfile.read(n) if n else b""
+        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+            self.body = self._read_chunked()
+        else:
+            n = int(self.headers.get("Content-Length") or 0)
+            self.body = self.rfile.read(n) if n else b""
         srv = self.server
         entry = {"method": method, "path": u.path, "query": u.query, "status": 0,
                  "contentType": self.headers.get("Content-Type", ""),

@@ -4,6 +4,7 @@ import base64
 import binascii
 import copy
 import datetime
+import json
 import random
 
 import yaml
@@ -168,9 +169,9 @@ class Store(StoreBase):
         else:
             obj["metadata"].pop("managedFields", None)
 
-    def _track_update(self, rt, old, new, manager, sub):
+    def _track_update(self, rt, old, new, manager, sub, base=None):
         changed, removed = P.changed_paths(old, new)
-        owners = self._owners(old) if old else []
+        owners = self._owners({"metadata": {"managedFields": base}}) if base else []
         for _, s in owners:
             s -= changed
         mine = next((x for x in owners if x[0].get("manager") == manager
@@ -305,8 +306,11 @@ class Store(StoreBase):
         if owners is not None:
             self._set_owners(new, owners)
         else:
-            new["metadata"]["managedFields"] = om.get("managedFields")
-            self._track_update(rt, old, new, manager, sub)
+            req_mf = new["metadata"].get("managedFields")
+            # A request may rewrite managedFields (kubectl's CSA->SSA upgrade does, by JSON
+            # patch); absent means "keep", [] means "reset".
+            base = om.get("managedFields") if req_mf is None else req_mf
+            self._track_update(rt, old, new, manager, sub, base)
         if _strip_for_compare(new) == _strip_for_compare(old):
             return old  # no-op: no new resourceVersion, no watch event
         if dry_run:
@@ -347,7 +351,7 @@ class Store(StoreBase):
                 patched = P.strategic_merge_patch(view, body, rt.kind)
             else:
                 raise errors.unsupported_media(ctype)
-            new = self.from_view(rt, patched)
+            new = self.from_view(rt, copy.deepcopy(patched))  # patches share subtrees with live
             new["metadata"]["name"] = name
             rv = new["metadata"].get("resourceVersion")
             if rv and rv != meta(live)["resourceVersion"]:
@@ -376,6 +380,18 @@ class Store(StoreBase):
                         conflicts.append((e.get("manager"), e.get("apiVersion", ""), p))
                         if force:
                             s.discard(p)
+            lac = _last_applied_paths(live)
+            if conflicts and not force and lac is not None and manager == "kubectl":
+                # fieldmanager/lastappliedmanager.go: for the manager "kubectl", conflicts on
+                # fields of the last-applied annotation still equal to the live object are
+                # allowed (CSA -> SSA upgrade); if all conflicts are allowed, force the apply.
+                if all(c[2] in lac for c in conflicts):
+                    for _, _, p in conflicts:
+                        for e, s in owners:
+                            s.discard(p)
+                    conflicts = []
+                else:
+                    conflicts = [c for c in conflicts if c[2] not in lac]
             if conflicts and not force:
                 raise _apply_conflict(conflicts)
             mine = next((x for x in owners if x[0].get("manager") == manager
@@ -393,6 +409,10 @@ class Store(StoreBase):
                 P.remove_path(new, p)
             body = {k: v for k, v in applied.items() if k not in ("apiVersion", "kind")}
             new = P.deep_merge(new, body)
+            if lac is not None and manager == "kubectl":
+                # fieldmanager/lastappliedupdater.go keeps the CSA annotation in sync
+                new["metadata"].setdefault("annotations", {})[LAST_APPLIED] = json.dumps(
+                    applied, separators=(",", ":"))
             mine[0]["time"] = now()
             mine[1].clear()
             mine[1].update(applied_paths)
@@ -464,6 +484,23 @@ class Store(StoreBase):
             if storage != "/namespaces" and any(k[0] == ns for k in bucket):
                 return
         self._commit(self.reg.lookup("", "v1", "namespaces"), "DELETED", None, nso)
+
+
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+
+
+def _last_applied_paths(live):
+    """Leaf paths of the last-applied annotation whose value still equals the live object."""
+    raw = (meta(live).get("annotations") or {}).get(LAST_APPLIED)
+    if not raw:
+        return None
+    try:
+        la = json.loads(raw)
+    except ValueError:
+        return None
+    if not isinstance(la, dict):
+        return None
+    return {p for p in P.leaf_paths(la) if P.get_path(la, p) == P.get_path(live, p)}
 
 
 def _apply_conflict(conflicts):

@@ -81,9 +81,19 @@ def public_key_from_jwk(jwk):
             curve = _CURVES.get(jwk.get("crv"))
             if curve is None:
                 raise Problem("badPublicKey", f"unsupported EC curve {jwk.get('crv')!r}")
+            size = (curve.key_size + 7) // 8
+            for member in ("x", "y"):
+                # RFC 7518 §6.2.1.2: full-size octet strings. A client that drops leading zero bytes
+                # (e.g. BN_bn2bin) fails here 1 time in 128, so reject it every time.
+                if len(b64u_decode(jwk.get(member), member)) != size:
+                    raise Problem("malformed", f"EC jwk member {member} must be exactly {size} octets")
             return ec.EllipticCurvePublicNumbers(_int(jwk.get("x"), "x"), _int(jwk.get("y"), "y"),
                                                  curve).public_key()
         if kty == "RSA":
+            for member in ("n", "e"):
+                raw = b64u_decode(jwk.get(member), member)
+                if raw[:1] == b"\x00":  # RFC 7518 §6.3.1: minimum number of octets
+                    raise Problem("malformed", f"RSA jwk member {member} has a leading zero octet")
             key = rsa.RSAPublicNumbers(_int(jwk.get("e"), "e"), _int(jwk.get("n"), "n")).public_key()
             if key.key_size < 2048:
                 raise Problem("badPublicKey", f"RSA key of {key.key_size} bits is too small")

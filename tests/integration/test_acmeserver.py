@@ -196,6 +196,16 @@ def test_url_content_type_and_auth_mode_checks(srv, client):
     problem(client.post(o.header("Location"), {}), "malformed", 400)
 
 
+def test_jwk_encoding_is_strict(srv):
+    c = AcmeClient(srv)
+    good = c.key.jwk()
+    # an EC coordinate without its leading zero octet (RFC 7518 §6.2.1.2 wants the full 32 octets)
+    short = dict(good, x=b64u(base64.urlsafe_b64decode(good["x"] + "==")[1:]))
+    r = c.post(c.directory["newAccount"], {"termsOfServiceAgreed": True}, use_jwk=True, extra={"jwk": short})
+    assert "32 octets" in problem(r, "malformed", 400)["detail"]
+    assert c.register().status == 201  # the same key, correctly encoded
+
+
 def test_accounts(srv):
     c = AcmeClient(srv)
     problem(c.register(onlyReturnExisting=True), "accountDoesNotExist", 400)

@@ -9,5 +9,6 @@ int cmd_version(int argc, char** argv);
 int cmd_issue(int argc, char** argv);
 int cmd_renew(int argc, char** argv);
 int cmd_revoke(int argc, char** argv);
+int cmd_terminator(int argc, char** argv);
 
 }  // namespace edgecert::app

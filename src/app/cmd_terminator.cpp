@@ -1,0 +1,251 @@
+// `edgecert terminator`: the composition root of the TLS edge. Wires the certificate directory
+// source → CertStore (validate, build snapshot, swap) → the proxy's workers, the challenge
+// sources, ticket-key rotation, the admin server and signals (SIGHUP full reload, SIGTERM drain).
+#include <signal.h>
+#include <unistd.h>
+
+#include <spdlog/spdlog.h>
+
+#include <cstdio>
+#include <thread>
+
+#include "app/commands.h"
+#include "app/flags.h"
+#include "edgecert/base/clock.h"
+#include "edgecert/base/metrics.h"
+#include "platform/admin_server.h"
+#include "platform/cert_dir_source.h"
+#include "proxy/server.h"
+#include "tls/cert_store.h"
+#include "tls/challenge_source.h"
+#include "tls/tls_context.h"
+
+namespace edgecert::app {
+namespace {
+
+// "250ms", "10s", "5m", "12h"; a bare number is seconds.
+Result<std::chrono::milliseconds> parse_duration(const std::string& flag, const std::string& v) {
+    size_t pos = 0;
+    double n = 0;
+    try {
+        n = std::stod(v, &pos);
+    } catch (const std::exception&) {
+        return Error(ErrorCode::InvalidConfig, "--" + flag + ": '" + v + "' is not a duration");
+    }
+    std::string unit = v.substr(pos);
+    double ms;
+    if (unit == "ms") ms = n;
+    else if (unit == "s" || unit.empty()) ms = n * 1000;
+    else if (unit == "m") ms = n * 60'000;
+    else if (unit == "h") ms = n * 3'600'000;
+    else return Error(ErrorCode::InvalidConfig, "--" + flag + ": unknown unit '" + unit + "'");
+    if (n < 0) return Error(ErrorCode::InvalidConfig, "--" + flag + " must not be negative");
+    return std::chrono::milliseconds(static_cast<long long>(ms));
+}
+
+void register_metrics(metrics::Registry& reg, std::vector<int>& ids, proxy::Server& srv, tls::CertStore& store,
+                      tls::SnapshotHolder& holder) {
+    using S = metrics::Registry::Sample;
+    ids.push_back(reg.add_collector("edgecert_tls_handshakes_total", "TLS handshakes by result.", "counter",
+                                    [&srv](std::vector<S>& out) {
+                                        auto s = srv.stats();
+                                        out.push_back({{{"result", "ok"}}, double(s.hs_ok)});
+                                        out.push_back({{{"result", "failed"}}, double(s.hs_failed)});
+                                        out.push_back({{{"result", "timeout"}}, double(s.hs_timeout)});
+                                    }));
+    ids.push_back(reg.add_collector("edgecert_tls_connections", "Open client TLS connections.", "gauge",
+                                    [&srv](std::vector<S>& out) { out.push_back({{}, double(srv.stats().tls_conns_open)}); }));
+    ids.push_back(reg.add_collector("edgecert_tls_connections_total", "Accepted client TLS connections.", "counter",
+                                    [&srv](std::vector<S>& out) { out.push_back({{}, double(srv.stats().tls_conns_total)}); }));
+    ids.push_back(reg.add_collector("edgecert_http_connections_total", "Accepted plain-HTTP connections.", "counter",
+                                    [&srv](std::vector<S>& out) { out.push_back({{}, double(srv.stats().http_conns_total)}); }));
+    ids.push_back(reg.add_collector("edgecert_bytes_total", "Application bytes proxied, by direction (in: from clients).",
+                                    "counter", [&srv](std::vector<S>& out) {
+                                        auto s = srv.stats();
+                                        out.push_back({{{"direction", "in"}}, double(s.bytes_in)});
+                                        out.push_back({{{"direction", "out"}}, double(s.bytes_out)});
+                                    }));
+    ids.push_back(reg.add_collector("edgecert_connections_rejected_total",
+                                    "Connections closed at accept because --max-connections was reached.", "counter",
+                                    [&srv](std::vector<S>& out) { out.push_back({{}, double(srv.stats().rejected_max)}); }));
+    ids.push_back(reg.add_collector("edgecert_upstream_errors_total", "Upstream connect/read/write failures.", "counter",
+                                    [&srv](std::vector<S>& out) { out.push_back({{}, double(srv.stats().upstream_errors)}); }));
+    ids.push_back(reg.add_collector("edgecert_acme_challenges_served_total", "ACME challenge answers served, by type.",
+                                    "counter", [&srv](std::vector<S>& out) {
+                                        auto s = srv.stats();
+                                        out.push_back({{{"type", "http-01"}}, double(s.http01_served)});
+                                        out.push_back({{{"type", "tls-alpn-01"}}, double(s.tls_alpn01_served)});
+                                    }));
+    ids.push_back(reg.add_collector("edgecert_certificate_reloads_total",
+                                    "Certificate (re)loads by result; errors keep the last good certificate.",
+                                    "counter", [&store](std::vector<S>& out) {
+                                        out.push_back({{{"result", "ok"}}, double(store.reloads_ok())});
+                                        out.push_back({{{"result", "error"}}, double(store.reloads_error())});
+                                    }));
+    ids.push_back(reg.add_collector("edgecert_loaded_certificates", "Certificates in the served snapshot.", "gauge",
+                                    [&holder](std::vector<S>& out) { out.push_back({{}, double(holder.get()->size())}); }));
+    ids.push_back(reg.add_collector(
+        "edgecert_served_certificate_not_after_timestamp_seconds",
+        "notAfter of every certificate in the served snapshot (what is on the wire).", "gauge",
+        [&holder](std::vector<S>& out) {
+            auto snap = holder.get();
+            for (const auto& [name, e] : snap->entries())
+                out.push_back({{{"name", name}, {"serial", e->serial}}, double(e->not_after)});
+        }));
+}
+
+}  // namespace
+
+int cmd_terminator(int argc, char** argv) {
+    Flags f("terminator", "[flags]",
+            "Terminates TLS with certificates from --cert-dir (hot-reloaded on change), answers ACME\n"
+            "http-01/tls-alpn-01 challenges, and forwards plain bytes to --upstream with a PROXY header.");
+    f.add("listen", "ADDR:PORT", "TLS listener", "0.0.0.0:443")
+        .add("http-listen", "ADDR:PORT", "plain-HTTP listener (ACME http-01, redirect/pass-through); 'off' disables",
+             "0.0.0.0:80")
+        .add("upstream", "HOST:PORT", "where decrypted connections go (resolved once at start)")
+        .add("cert-dir", "DIR", "one folder per certificate with tls.crt and tls.key")
+        .add("challenge-dir", "DIR", "ACME challenges: DIR/<token>, DIR/tls-alpn-01/<domain>")
+        .add("default-cert", "NAME", "folder served when SNI matches nothing (default: first by name)")
+        .add_bool("strict-sni", "refuse handshakes whose SNI matches no certificate")
+        .add("admin", "ADDR:PORT", "admin server (/healthz, /readyz, /metrics); 'off' disables", "0.0.0.0:9402")
+        .add("workers", "N", "worker threads, each with its own event loop and listener",
+             std::to_string(std::max(1u, std::thread::hardware_concurrency())))
+        .add("proxy-protocol", "none|v1|v2", "PROXY protocol header sent upstream", "v2")
+        .add("http-mode", "redirect|passthrough", "non-challenge requests on the HTTP listener", "redirect")
+        .add("handshake-timeout", "DURATION", "TLS handshake / request head / upstream connect deadline", "10s")
+        .add("idle-timeout", "DURATION", "close a proxied connection idle this long", "5m")
+        .add("max-connections", "N", "open connections across all workers; beyond it new ones are closed", "50000")
+        .add("drain-timeout", "DURATION", "on SIGTERM, how long in-flight connections may finish", "30s")
+        .add("rescan-interval", "DURATION", "periodic full compare of --cert-dir (inotify fallback)", "10s")
+        .add("ticket-key-rotation", "DURATION", "session-ticket key lifetime (2 previous keys still decrypt)", "12h")
+        .add("alpn", "LIST", "ALPN protocols in server preference order", "h2,http/1.1");
+    if (auto st = f.parse(argc, argv); !st) {
+        std::fprintf(stderr, "edgecert terminator: %s\n", st.error().message.c_str());
+        return 2;
+    }
+    if (f.help_requested()) {
+        std::printf("%s", f.help_text().c_str());
+        return 0;
+    }
+    auto fail = [](const Error& e) {
+        spdlog::error("terminator: {}", e.message);
+        return e.code == ErrorCode::InvalidConfig ? 2 : 1;
+    };
+    if (!f.has("cert-dir")) return fail(Error(ErrorCode::InvalidConfig, "--cert-dir is required"));
+
+    proxy::ServerOptions so;
+    so.listen = f.get("listen");
+    so.http_listen = f.get("http-listen") == "off" ? "" : f.get("http-listen");
+    so.upstream = f.get("upstream");
+    auto workers = f.get_int("workers", 1, 256);
+    auto maxc = f.get_int("max-connections", 1, 10'000'000);
+    if (!workers) return fail(workers.error());
+    if (!maxc) return fail(maxc.error());
+    so.workers = static_cast<int>(*workers);
+    so.max_connections = *maxc;
+    std::string pp = f.get("proxy-protocol");
+    if (pp == "none") so.proxy_protocol = proxy::ProxyProtocol::None;
+    else if (pp == "v1") so.proxy_protocol = proxy::ProxyProtocol::V1;
+    else if (pp == "v2") so.proxy_protocol = proxy::ProxyProtocol::V2;
+    else return fail(Error(ErrorCode::InvalidConfig, "--proxy-protocol must be none, v1 or v2"));
+    std::string hm = f.get("http-mode");
+    if (hm == "redirect") so.http_mode = proxy::HttpMode::Redirect;
+    else if (hm == "passthrough") so.http_mode = proxy::HttpMode::Passthrough;
+    else return fail(Error(ErrorCode::InvalidConfig, "--http-mode must be redirect or passthrough"));
+    std::chrono::milliseconds rescan, rotation;
+    for (auto [name, dst] : {std::pair{"handshake-timeout", &so.handshake_timeout}, {"idle-timeout", &so.idle_timeout},
+                             {"drain-timeout", &so.drain_timeout}, {"rescan-interval", &rescan},
+                             {"ticket-key-rotation", &rotation}}) {
+        auto d = parse_duration(name, f.get(name));
+        if (!d) return fail(d.error());
+        *dst = *d;
+    }
+    tls::TlsOptions to;
+    to.alpn.clear();
+    for (size_t pos = 0; pos <= f.get("alpn").size();) {
+        std::string l = f.get("alpn");
+        size_t c = l.find(',', pos);
+        std::string p = l.substr(pos, c == std::string::npos ? std::string::npos : c - pos);
+        if (!p.empty()) to.alpn.push_back(p);
+        if (c == std::string::npos) break;
+        pos = c + 1;
+    }
+
+    // Signals are taken synchronously by this thread (sigtimedwait): block them before any
+    // thread starts so every thread inherits the mask.
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    for (int s : {SIGTERM, SIGINT, SIGHUP}) sigaddset(&sigs, s);
+    pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+    signal(SIGPIPE, SIG_IGN);
+
+    RealClock& clock = RealClock::instance();
+    tls::MemoryChallengeSource api_challenges;  // filled in-process by `edgecert run`
+    std::unique_ptr<tls::DirChallengeSource> dir_challenges;
+    tls::ChainChallengeSource challenges;
+    if (f.has("challenge-dir")) {
+        dir_challenges = std::make_unique<tls::DirChallengeSource>(f.get("challenge-dir"));
+        challenges.add(dir_challenges.get());
+    }
+    challenges.add(&api_challenges);
+
+    tls::TicketKeys tickets(clock, std::chrono::duration_cast<std::chrono::seconds>(rotation));
+    auto tctx = tls::TlsContext::create(to, &challenges, tickets);
+    if (!tctx) return fail(tctx.error());
+
+    tls::SnapshotHolder holder;
+    tls::CertStore store({f.get("default-cert"), f.get_bool("strict-sni")}, clock, holder);
+    auto source = platform::CertDirSource::create({f.get("cert-dir"), std::chrono::milliseconds(50), rescan});
+    if (!source) return fail(source.error());
+    auto t0 = std::chrono::steady_clock::now();
+    if (auto st = (*source)->start(store); !st) return fail(st.error());
+    spdlog::info("terminator: {} certificate(s) loaded from {} in {:.1f} ms", holder.get()->size(), f.get("cert-dir"),
+                 std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+    if (f.has("default-cert") && !holder.get()->entries().count(f.get("default-cert")))
+        spdlog::warn("terminator: --default-cert {} is not loaded (yet)", f.get("default-cert"));
+
+    auto server = proxy::Server::create(so, **tctx, holder, &challenges);
+    if (!server) return fail(server.error());
+    if (auto st = (*server)->start(); !st) return fail(st.error());
+
+    auto& reg = metrics::Registry::global();
+    std::vector<int> collector_ids;
+    register_metrics(reg, collector_ids, **server, store, holder);
+    std::atomic<bool> draining{false};
+    std::unique_ptr<platform::AdminServer> admin;
+    if (f.get("admin") != "off") {
+        auto a = platform::AdminServer::create({f.get("admin")}, reg,
+                                               [&] { return store.loaded() && !draining.load(); });
+        if (!a) return fail(a.error());
+        admin = std::move(*a);
+        if (auto st = admin->start(); !st) return fail(st.error());
+        spdlog::info("terminator: admin on port {}", admin->port());
+    }
+
+    int rc = 0;
+    while (true) {
+        timespec ts{1, 0};
+        int sig = sigtimedwait(&sigs, nullptr, &ts);
+        tickets.maybe_rotate();
+        if (sig == SIGHUP) {
+            spdlog::info("terminator: SIGHUP: reloading every certificate");
+            (*source)->request_full_rescan();
+        } else if (sig == SIGTERM || sig == SIGINT) {
+            spdlog::info("terminator: {}: draining (up to {} ms)", sig == SIGTERM ? "SIGTERM" : "SIGINT",
+                         so.drain_timeout.count());
+            draining.store(true);
+            (*server)->begin_drain();
+            if (!(*server)->wait_for(so.drain_timeout + std::chrono::seconds(2))) rc = 1;
+            break;
+        }
+    }
+    (*server)->stop();
+    (*source)->stop();
+    if (admin) admin->stop();
+    for (int id : collector_ids) reg.remove_collector(id);
+    spdlog::info("terminator: stopped");
+    return rc;
+}
+
+}  // namespace edgecert::app

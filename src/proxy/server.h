@@ -1,0 +1,98 @@
+#pragma once
+// The data plane: N workers, each one thread with its own epoll loop and its own SO_REUSEPORT
+// listeners (TLS and plain HTTP). No blocking call on a loop: upstream addresses are resolved
+// once at start-up, certificates come as immutable snapshots, challenge files are tiny local reads.
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "edgecert/base/result.h"
+#include "proxy/proxy_protocol.h"
+#include "tls/cert_snapshot.h"
+#include "tls/challenge_source.h"
+#include "tls/tls_context.h"
+
+namespace edgecert::proxy {
+
+enum class HttpMode { Redirect, Passthrough };
+
+struct ServerOptions {
+    std::string listen = "0.0.0.0:443";
+    std::string http_listen = "0.0.0.0:80";  // empty: no plain-HTTP listener
+    std::string upstream;                    // HOST:PORT, resolved once at start
+    int workers = 1;
+    ProxyProtocol proxy_protocol = ProxyProtocol::V2;
+    HttpMode http_mode = HttpMode::Redirect;
+    std::chrono::milliseconds handshake_timeout{10'000};
+    std::chrono::milliseconds idle_timeout{300'000};
+    std::chrono::milliseconds drain_timeout{30'000};
+    long max_connections = 50'000;  // across all workers; beyond it new connections are closed
+    size_t buffer_size = 16 * 1024; // per direction, allocated only while data is in flight
+};
+
+// Counters, one cache line per worker (no sharing on the hot path); summed by stats().
+struct alignas(64) WorkerStats {
+    std::atomic<uint64_t> hs_ok{0}, hs_failed{0}, hs_timeout{0};
+    std::atomic<uint64_t> tls_conns_total{0}, http_conns_total{0};
+    std::atomic<int64_t> tls_conns_open{0}, http_conns_open{0};
+    std::atomic<uint64_t> bytes_in{0}, bytes_out{0};
+    std::atomic<uint64_t> rejected_max{0}, upstream_errors{0}, idle_timeouts{0};
+    std::atomic<uint64_t> http01_served{0}, tls_alpn01_served{0};
+};
+
+struct StatsTotals {
+    uint64_t hs_ok = 0, hs_failed = 0, hs_timeout = 0, tls_conns_total = 0, http_conns_total = 0;
+    int64_t tls_conns_open = 0, http_conns_open = 0;
+    uint64_t bytes_in = 0, bytes_out = 0, rejected_max = 0, upstream_errors = 0, idle_timeouts = 0;
+    uint64_t http01_served = 0, tls_alpn01_served = 0;
+};
+
+class Worker;
+
+class Server {
+public:
+    static Result<std::unique_ptr<Server>> create(ServerOptions opts, tls::TlsContext& tls,
+                                                  tls::SnapshotHolder& snapshots,
+                                                  const tls::ChallengeSource* challenges);
+    ~Server();
+
+    // Binds every listener (so a bad address fails here, not in a thread), then starts workers.
+    Status start();
+    // SIGTERM: stop accepting, let connections finish up to drain_timeout, then close the rest.
+    void begin_drain();
+    // Blocks until every worker has exited or `d` passed; true if all exited.
+    bool wait_for(std::chrono::milliseconds d);
+    void stop();  // immediate: close everything
+
+    int tls_port() const { return tls_port_; }
+    int http_port() const { return http_port_; }
+    StatsTotals stats() const;
+
+private:
+    Server(ServerOptions opts, tls::TlsContext& tls, tls::SnapshotHolder& snapshots,
+           const tls::ChallengeSource* challenges);
+    ServerOptions opts_;
+    tls::TlsContext& tls_;
+    tls::SnapshotHolder& snapshots_;
+    const tls::ChallengeSource* challenges_;
+    sockaddr_storage upstream_{};
+    socklen_t upstream_len_ = 0;
+    int tls_port_ = 0, http_port_ = 0;
+    std::atomic<long> open_conns_{0};
+    std::vector<std::unique_ptr<WorkerStats>> stats_;
+    std::vector<std::unique_ptr<Worker>> workers_;
+    std::vector<std::thread> threads_;
+    std::atomic<int> running_{0};
+    friend class Worker;
+};
+
+// "host:port" → sockaddr (numeric hosts, names via getaddrinfo; call only at start-up).
+Result<std::pair<sockaddr_storage, socklen_t>> resolve_host_port(const std::string& hp, bool passive);
+
+}  // namespace edgecert::proxy

@@ -1,0 +1,298 @@
+#include "proxy/worker.h"
+
+#include <netinet/tcp.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <spdlog/spdlog.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "proxy/http_head.h"
+
+namespace edgecert::proxy {
+
+// epoll tags for the non-connection fds; connection pointers are never this small. The
+// upstream side of a connection is tagged by setting bit 0 of its Conn pointer.
+static void* const kTagTls = reinterpret_cast<void*>(8);
+static void* const kTagHttp = reinterpret_cast<void*>(16);
+static void* const kTagWake = reinterpret_cast<void*>(24);
+
+Worker::Worker(Server& server, int index, WorkerStats& stats) : srv_(server), index_(index), st_(stats) {}
+
+Worker::~Worker() {
+    for (char* p : pool_) std::free(p);
+    for (int fd : {ep_, tls_fd_, http_fd_, wake_fd_})
+        if (fd >= 0) ::close(fd);
+}
+
+Status Worker::init(int tls_fd, int http_fd) {
+    tls_fd_ = tls_fd;
+    http_fd_ = http_fd;
+    ep_ = epoll_create1(EPOLL_CLOEXEC);
+    wake_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (ep_ < 0 || wake_fd_ < 0) return Error(ErrorCode::Permanent, std::string("epoll/eventfd: ") + strerror(errno));
+    auto add = [&](int fd, void* tag) {
+        epoll_event ev{};
+        ev.events = EPOLLIN;  // level-triggered: accept a bounded batch per wakeup
+        ev.data.ptr = tag;
+        return epoll_ctl(ep_, EPOLL_CTL_ADD, fd, &ev) == 0;
+    };
+    if ((tls_fd_ >= 0 && !add(tls_fd_, kTagTls)) || (http_fd_ >= 0 && !add(http_fd_, kTagHttp)) ||
+        !add(wake_fd_, kTagWake))
+        return Error(ErrorCode::Permanent, std::string("epoll_ctl: ") + strerror(errno));
+    EC_TRY_ASSIGN(ctx_, srv_.tls_.new_ssl_ctx());
+    return {};
+}
+
+void Worker::wake_drain() {
+    drain_req_.store(true);
+    uint64_t one = 1;
+    [[maybe_unused]] auto r = ::write(wake_fd_, &one, sizeof one);
+}
+
+void Worker::wake_stop() {
+    stop_req_.store(true);
+    uint64_t one = 1;
+    [[maybe_unused]] auto r = ::write(wake_fd_, &one, sizeof one);
+}
+
+void Worker::refresh_snapshot() {
+    uint64_t g = srv_.snapshots_.generation();
+    if (g != snap_gen_) {
+        snap_ = srv_.snapshots_.get();
+        snap_gen_ = g;
+    }
+}
+
+// ---- timers ----
+
+void Worker::list_remove(Conn* c) {
+    if (!c->list) return;
+    List& l = *c->list;
+    (c->prev ? c->prev->next : l.head) = c->next;
+    (c->next ? c->next->prev : l.tail) = c->prev;
+    c->prev = c->next = nullptr;
+    c->list = nullptr;
+}
+
+void Worker::list_append(List& l, Conn* c, Clock::time_point deadline) {
+    list_remove(c);
+    c->deadline = deadline;
+    c->list = &l;
+    c->prev = l.tail;
+    (l.tail ? l.tail->next : l.head) = c;
+    l.tail = c;
+}
+
+void Worker::expire_timers() {
+    while (hs_list_.head && hs_list_.head->deadline <= now_) {
+        Conn* c = hs_list_.head;
+        if (c->state == Conn::State::Handshake) st_.hs_timeout.fetch_add(1, std::memory_order_relaxed);
+        close_conn(c);
+    }
+    while (idle_list_.head && idle_list_.head->deadline <= now_) {
+        st_.idle_timeouts.fetch_add(1, std::memory_order_relaxed);
+        close_conn(idle_list_.head);
+    }
+}
+
+int Worker::next_timeout_ms() const {
+    if (!again_.empty()) return 0;
+    auto next = now_ + std::chrono::seconds(1);
+    if (hs_list_.head && hs_list_.head->deadline < next) next = hs_list_.head->deadline;
+    if (idle_list_.head && idle_list_.head->deadline < next) next = idle_list_.head->deadline;
+    if (draining_ && drain_deadline_ < next) next = drain_deadline_;
+    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(next - now_).count() + 1;
+    return ms < 0 ? 0 : static_cast<int>(ms);
+}
+
+// ---- buffers ----
+
+bool Worker::ensure(Buf& b) {
+    if (b.p) return true;
+    if (!pool_.empty()) {
+        b.p = pool_.back();
+        pool_.pop_back();
+    } else {
+        b.p = static_cast<char*>(std::malloc(srv_.opts_.buffer_size));
+        if (!b.p) return false;
+    }
+    b.off = b.len = 0;
+    return true;
+}
+
+void Worker::release(Buf& b) {
+    if (!b.p) return;
+    if (pool_.size() < 64) pool_.push_back(b.p);
+    else std::free(b.p);
+    b.p = nullptr;
+    b.off = b.len = 0;
+}
+
+// ---- loop ----
+
+void Worker::run() {
+    epoll_event evs[256];
+    now_ = Clock::now();
+    refresh_snapshot();
+    while (!stopping_) {
+        int n = epoll_wait(ep_, evs, 256, next_timeout_ms());
+        now_ = Clock::now();
+        refresh_snapshot();
+        for (int i = 0; i < n; ++i) {
+            void* tag = evs[i].data.ptr;
+            if (tag == kTagTls) {
+                on_accept(tls_fd_, true);
+            } else if (tag == kTagHttp) {
+                on_accept(http_fd_, false);
+            } else if (tag == kTagWake) {
+                uint64_t v;
+                [[maybe_unused]] auto r = ::read(wake_fd_, &v, sizeof v);
+                if (stop_req_.load()) stopping_ = true;
+                if (drain_req_.load() && !draining_) {
+                    draining_ = true;
+                    drain_deadline_ = now_ + srv_.opts_.drain_timeout;
+                    // Closing the listeners stops accepting at once; the other workers'
+                    // SO_REUSEPORT sockets close too, so nothing is queued on a dead socket.
+                    for (int* fd : {&tls_fd_, &http_fd_})
+                        if (*fd >= 0) {
+                            ::close(*fd);
+                            *fd = -1;
+                        }
+                }
+            } else {
+                auto bits = reinterpret_cast<uintptr_t>(tag);
+                on_event(reinterpret_cast<Conn*>(bits & ~uintptr_t(1)), bits & 1, evs[i].events);
+            }
+        }
+        if (!again_.empty()) {
+            std::vector<Conn*> batch;
+            batch.swap(again_);
+            for (Conn* c : batch)
+                if (!c->closed) drive(c);
+        }
+        expire_timers();
+        for (Conn* c : dead_) delete c;
+        dead_.clear();
+        if (draining_ && (conns_ == 0 || now_ >= drain_deadline_)) break;
+    }
+    while (hs_list_.head) close_conn(hs_list_.head);
+    while (idle_list_.head) close_conn(idle_list_.head);
+    for (Conn* c : dead_) delete c;
+    dead_.clear();
+}
+
+void Worker::on_accept(int lfd, bool tls) {
+    for (int i = 0; i < 64; ++i) {
+        sockaddr_storage peer;
+        socklen_t plen = sizeof peer;
+        int fd = accept4(lfd, reinterpret_cast<sockaddr*>(&peer), &plen, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED) continue;
+            if (errno == EMFILE || errno == ENFILE) spdlog::warn("accept: {}", strerror(errno));
+            return;
+        }
+        if (srv_.open_conns_.fetch_add(1, std::memory_order_relaxed) >= srv_.opts_.max_connections) {
+            srv_.open_conns_.fetch_sub(1, std::memory_order_relaxed);
+            st_.rejected_max.fetch_add(1, std::memory_order_relaxed);
+            ::close(fd);
+            continue;
+        }
+        Conn* c = new Conn;
+        c->cfd = fd;
+        c->peer = peer;
+        ++conns_;
+        c->is_tls = tls;
+        if (tls) {
+            c->ssl = SSL_new(ctx_.get());
+            if (!c->ssl || SSL_set_fd(c->ssl, fd) != 1) {
+                ossl::clear_errors();
+                close_conn(c);
+                continue;
+            }
+            SSL_set_accept_state(c->ssl);
+            tls::TlsContext::attach(c->ssl, &c->info);
+            c->state = Conn::State::Handshake;
+            st_.tls_conns_total.fetch_add(1, std::memory_order_relaxed);
+            st_.tls_conns_open.fetch_add(1, std::memory_order_relaxed);
+        } else {
+            c->state = Conn::State::HttpHead;
+            st_.http_conns_total.fetch_add(1, std::memory_order_relaxed);
+            st_.http_conns_open.fetch_add(1, std::memory_order_relaxed);
+        }
+        list_append(hs_list_, c, now_ + srv_.opts_.handshake_timeout);
+        // Both directions, edge-triggered, registered once: no epoll_ctl per state change.
+        epoll_event ev{};
+        ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+        ev.data.ptr = c;
+        if (epoll_ctl(ep_, EPOLL_CTL_ADD, fd, &ev) != 0) {
+            close_conn(c);
+            continue;
+        }
+        // TCP_DEFER_ACCEPT: the ClientHello / request head is usually already here.
+        drive(c);
+    }
+}
+
+void Worker::on_event(Conn* c, bool upstream, uint32_t ev) {
+    if (c->closed) return;
+    bool rd = ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR);
+    bool wr = ev & (EPOLLOUT | EPOLLHUP | EPOLLERR);
+    if (upstream) {
+        c->u_rd |= rd;
+        c->u_wr |= wr;
+    } else {
+        c->c_rd |= rd;
+        c->c_wr |= wr;
+    }
+    drive(c);
+}
+
+void Worker::drive(Conn* c) {
+    switch (c->state) {
+        case Conn::State::Handshake:
+            if (c->hs_wants_write ? c->c_wr : c->c_rd) do_handshake(c);
+            break;
+        case Conn::State::HttpHead:
+            if (c->c_rd) do_http_head(c);
+            break;
+        case Conn::State::Connecting:
+            if (!c->u_wr) break;  // connect() completes (or fails) with EPOLLOUT/EPOLLERR
+            c->state = Conn::State::Streaming;
+            list_append(idle_list_, c, now_ + srv_.opts_.idle_timeout);
+            pump(c);
+            break;
+        case Conn::State::Streaming:
+            pump(c);
+            break;
+        case Conn::State::Responding:
+            pump(c);
+            break;
+    }
+}
+
+void Worker::close_conn(Conn* c) {
+    if (c->closed) return;
+    c->closed = true;
+    list_remove(c);
+    if (c->ssl) {
+        SSL_free(c->ssl);  // also frees the socket BIO, not the fd (BIO_NOCLOSE)
+        c->ssl = nullptr;
+        st_.tls_conns_open.fetch_sub(1, std::memory_order_relaxed);
+    } else {
+        st_.http_conns_open.fetch_sub(1, std::memory_order_relaxed);
+    }
+    if (c->cfd >= 0) ::close(c->cfd);  // close() also removes the fd from epoll
+    if (c->ufd >= 0) ::close(c->ufd);
+    c->cfd = c->ufd = -1;
+    release(c->c2u);
+    release(c->u2c);
+    --conns_;
+    srv_.open_conns_.fetch_sub(1, std::memory_order_relaxed);
+    dead_.push_back(c);
+}
+
+}  // namespace edgecert::proxy

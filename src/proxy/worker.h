@@ -1,0 +1,113 @@
+#pragma once
+// One worker: an epoll loop, its SO_REUSEPORT listeners and its connections. Internal to
+// src/proxy (Server owns the workers).
+#include <openssl/ssl.h>
+
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "edgecert/base/ossl.h"
+#include "tls/tls_context.h"
+#include "proxy/server.h"
+
+namespace edgecert::proxy {
+
+using Clock = std::chrono::steady_clock;
+
+// A byte buffer that exists only while data is in flight (taken from / returned to the
+// worker's pool), so an idle connection holds no proxy buffers.
+struct Buf {
+    char* p = nullptr;
+    uint32_t off = 0, len = 0;
+    bool empty() const { return len == 0; }
+};
+
+
+struct Conn;
+
+class Worker {
+public:
+    friend class Server;
+    Worker(Server& server, int index, WorkerStats& stats);
+    ~Worker();
+    Status init(int tls_fd, int http_fd);  // takes ownership of the listening sockets
+    void run();
+    void wake_drain();  // thread-safe
+    void wake_stop();   // thread-safe
+
+private:
+    friend struct Conn;
+    // Event handlers.
+    void on_accept(int lfd, bool tls);
+    void on_event(Conn* c, bool upstream, uint32_t ev);
+    void drive(Conn* c);
+    void do_handshake(Conn* c);
+    void do_http_head(Conn* c);
+    void start_upstream(Conn* c, std::string prefix);
+    void pump(Conn* c);
+    void respond_and_close(Conn* c, std::string response);
+    void close_conn(Conn* c);
+    void expire_timers();
+    int next_timeout_ms() const;
+    void refresh_snapshot();
+
+    // Buffers.
+    bool ensure(Buf& b);
+    void release(Buf& b);
+
+    // Timer lists: intrusive, ordered by deadline because every list has one fixed timeout
+    // and entries are appended (or moved to the tail on activity).
+    struct List {
+        Conn* head = nullptr;
+        Conn* tail = nullptr;
+    };
+    void list_remove(Conn* c);
+    void list_append(List& l, Conn* c, Clock::time_point deadline);
+
+    Server& srv_;
+    int index_;
+    WorkerStats& st_;
+    int ep_ = -1, tls_fd_ = -1, http_fd_ = -1, wake_fd_ = -1;
+    ossl::UniquePtr<SSL_CTX> ctx_;
+    std::shared_ptr<const tls::CertSnapshot> snap_;
+    uint64_t snap_gen_ = ~0ull;
+    Clock::time_point now_;
+    List hs_list_, idle_list_;
+    std::vector<char*> pool_;
+    size_t conns_ = 0;
+    bool draining_ = false, stopping_ = false;
+    std::atomic<bool> drain_req_{false}, stop_req_{false};
+    std::vector<Conn*> dead_;  // closed during this batch; freed after it (events may still name them)
+    std::vector<Conn*> again_;  // connections that hit the per-wakeup work bound
+    Clock::time_point drain_deadline_;
+    sockaddr_storage tls_local_{}, http_local_{};
+    bool tls_local_known_ = false, http_local_known_ = false;
+};
+
+// One client connection and (after the handshake) its upstream connection.
+struct Conn {
+    enum class State : uint8_t { Handshake, HttpHead, Connecting, Streaming, Responding };
+    // Timer list hooks.
+    Worker::List* list = nullptr;
+    Conn* prev = nullptr;
+    Conn* next = nullptr;
+    Clock::time_point deadline;
+
+    int cfd = -1, ufd = -1;
+    SSL* ssl = nullptr;  // null on the plain-HTTP listener
+    State state = State::Handshake;
+    bool closed = false;
+    bool is_tls = false;
+    // Edge-triggered readiness: set by epoll, cleared when an operation would block.
+    bool c_rd = true, c_wr = true, u_rd = false, u_wr = false;
+    bool hs_wants_write = false, rd_wants_wr = false, wr_wants_rd = false;
+    bool c_eof = false, u_eof = false, c_shut = false, u_shut = false;
+    Buf c2u, u2c;  // client → upstream, upstream → client
+    sockaddr_storage peer{};
+    tls::TlsConnInfo info;
+};
+
+}  // namespace edgecert::proxy

@@ -1,0 +1,144 @@
+#include "tls/cert_entry.h"
+
+#include <openssl/pem.h>
+
+#include <algorithm>
+#include <cctype>
+
+namespace edgecert::tls {
+namespace {
+
+std::string lower(std::string_view s) {
+    std::string out(s);
+    for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    return out;
+}
+
+// Everything outside PEM blocks must be whitespace: a cut-off or garbled file must not pass as
+// "leaf plus nothing".
+Status check_pem_structure(std::string_view pem, std::string_view what) {
+    size_t pos = 0, blocks = 0;
+    while (true) {
+        size_t b = pem.find("-----BEGIN ", pos);
+        std::string_view gap = pem.substr(pos, b == std::string_view::npos ? std::string_view::npos : b - pos);
+        for (char c : gap)
+            if (!std::isspace(static_cast<unsigned char>(c)))
+                return Error(ErrorCode::InvalidConfig, std::string(what) + ": data outside PEM blocks");
+        if (b == std::string_view::npos) break;
+        size_t e = pem.find("-----END ", b);
+        if (e == std::string_view::npos)
+            return Error(ErrorCode::InvalidConfig, std::string(what) + ": truncated PEM (no END line)");
+        size_t close = pem.find("-----", e + 9);
+        if (close == std::string_view::npos)
+            return Error(ErrorCode::InvalidConfig, std::string(what) + ": truncated PEM (END line cut)");
+        pos = close + 5;
+        ++blocks;
+    }
+    if (blocks == 0) return Error(ErrorCode::InvalidConfig, std::string(what) + ": no PEM block");
+    return {};
+}
+
+}  // namespace
+
+std::string serial_hex(const X509* cert) {
+    const ASN1_INTEGER* s = X509_get0_serialNumber(cert);
+    ossl::UniquePtr<BIGNUM> bn(ASN1_INTEGER_to_BN(s, nullptr));
+    if (!bn) return "";
+    char* hex = BN_bn2hex(bn.get());
+    std::string out = lower(hex ? hex : "");
+    OPENSSL_free(hex);
+    return out;
+}
+
+std::time_t asn1_time_to_unix(const ASN1_TIME* t) {
+    struct tm tm {};
+    if (!t || ASN1_TIME_to_tm(t, &tm) != 1) return 0;
+    return timegm(&tm);
+}
+
+Result<std::shared_ptr<const CertEntry>> parse_cert_entry(std::string name, std::string_view cert_pem,
+                                                          const SecretBytes& key_pem, const Clock& clock) {
+    auto fail = [&](std::string msg) {
+        ossl::clear_errors();
+        return Error(ErrorCode::InvalidConfig, "certificate " + name + ": " + msg);
+    };
+    if (auto st = check_pem_structure(cert_pem, "tls.crt"); !st) return fail(st.error().message);
+    if (auto st = check_pem_structure(key_pem.reveal(), "tls.key"); !st) return fail(st.error().message);
+
+    auto entry = std::make_shared<CertEntry>();
+    entry->name = name;
+    entry->chain.reset(sk_X509_new_null());
+
+    auto bio = ossl::mem_bio(cert_pem);
+    entry->leaf.reset(PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr));
+    if (!entry->leaf) return fail("tls.crt: cannot parse leaf certificate: " + ossl::drain_errors());
+    while (true) {
+        X509* c = PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr);
+        if (!c) {
+            unsigned long e = ERR_peek_last_error();
+            if (ERR_GET_LIB(e) == ERR_LIB_PEM && ERR_GET_REASON(e) == PEM_R_NO_START_LINE) {
+                ossl::clear_errors();
+                break;
+            }
+            return fail("tls.crt: cannot parse chain certificate: " + ossl::drain_errors());
+        }
+        sk_X509_push(entry->chain.get(), c);
+    }
+
+    // The key: never put any of its bytes in a message; OpenSSL's reasons carry none.
+    auto kbio = ossl::mem_bio(key_pem.reveal());
+    entry->key.reset(PEM_read_bio_PrivateKey(kbio.get(), nullptr, nullptr, nullptr));
+    if (!entry->key) {
+        ossl::clear_errors();
+        return fail("tls.key: cannot parse private key");
+    }
+    if (EVP_PKEY_is_a(entry->key.get(), "EC")) {
+        entry->key_type = KeyType::EC;
+    } else if (EVP_PKEY_is_a(entry->key.get(), "RSA")) {
+        entry->key_type = KeyType::RSA;
+        if (EVP_PKEY_get_bits(entry->key.get()) < 2048) return fail("tls.key: RSA key shorter than 2048 bits");
+    } else {
+        return fail("tls.key: unsupported key type (want EC or RSA)");
+    }
+    if (X509_check_private_key(entry->leaf.get(), entry->key.get()) != 1)
+        return fail("tls.key does not match the certificate in tls.crt");
+
+    entry->not_before = asn1_time_to_unix(X509_get0_notBefore(entry->leaf.get()));
+    entry->not_after = asn1_time_to_unix(X509_get0_notAfter(entry->leaf.get()));
+    entry->serial = serial_hex(entry->leaf.get());
+    std::time_t now = std::chrono::system_clock::to_time_t(clock.now());
+    if (entry->not_after <= now) return fail("expired (serial " + entry->serial + ")");
+    if (entry->not_before > now + 300)  // small skew allowance
+        return fail("not valid yet (serial " + entry->serial + ")");
+    // Chain entries must at least be valid X.509 (parsed above) and not expired themselves.
+    for (int i = 0; i < sk_X509_num(entry->chain.get()); ++i) {
+        X509* c = sk_X509_value(entry->chain.get(), i);
+        if (asn1_time_to_unix(X509_get0_notAfter(c)) <= now)
+            return fail("chain certificate " + std::to_string(i + 1) + " expired");
+    }
+
+    ossl::UniquePtr<GENERAL_NAMES> sans(static_cast<GENERAL_NAMES*>(
+        X509_get_ext_d2i(entry->leaf.get(), NID_subject_alt_name, nullptr, nullptr)));
+    if (sans) {
+        for (int i = 0; i < sk_GENERAL_NAME_num(sans.get()); ++i) {
+            const GENERAL_NAME* gn = sk_GENERAL_NAME_value(sans.get(), i);
+            if (gn->type != GEN_DNS) continue;
+            const ASN1_IA5STRING* s = gn->d.dNSName;
+            entry->dns_names.push_back(lower(std::string_view(reinterpret_cast<const char*>(s->data),
+                                                              static_cast<size_t>(s->length))));
+        }
+    } else {
+        // Legacy certificates without SAN: fall back to the subject CN.
+        X509_NAME* subj = X509_get_subject_name(entry->leaf.get());
+        int idx = X509_NAME_get_index_by_NID(subj, NID_commonName, -1);
+        if (idx >= 0) {
+            ASN1_STRING* cn = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subj, idx));
+            entry->dns_names.push_back(lower(std::string_view(
+                reinterpret_cast<const char*>(ASN1_STRING_get0_data(cn)), static_cast<size_t>(ASN1_STRING_length(cn)))));
+        }
+    }
+    ossl::clear_errors();
+    return std::shared_ptr<const CertEntry>(std::move(entry));
+}
+
+}  // namespace edgecert::tls

@@ -6,6 +6,8 @@
 #include "platform/admin_server.h"
 
 #include <arpa/inet.h>
+#include <pthread.h>
+#include <signal.h>
 #include <dirent.h>
 #include <netdb.h>
 #include <sys/resource.h>
@@ -137,15 +139,22 @@ Result<int> pick_free_port(const std::string& host) {
 }
 
 // cpprestsdk's shared pool defaults to 40 threads; the admin port needs a handful. Only the
-// first call in the process can size it (it throws afterwards), so try once.
+// first call in the process can size it (it throws afterwards), so try once. The pool threads are
+// created with every signal blocked: they inherit the creator's mask, and a SIGTERM delivered to
+// one of them would bypass the signal handling of the role (sigwait loop, drain), whichever order
+// the caller set its own mask in.
 void size_cpprest_pool() {
     static std::once_flag once;
     std::call_once(once, [] {
+        sigset_t all, old;
+        sigfillset(&all);
+        pthread_sigmask(SIG_BLOCK, &all, &old);
         try {
             crossplat::threadpool::initialize_with_threads(4);
         } catch (...) {
             // Already initialised by an earlier user: keep its size.
         }
+        pthread_sigmask(SIG_SETMASK, &old, nullptr);
     });
 }
 

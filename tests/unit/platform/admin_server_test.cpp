@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -159,6 +160,22 @@ TEST_F(AdminServerTest, ListensOnLoopbackOnly) {
     }
     EXPECT_TRUE(found) << "no LISTEN socket on 127.0.0.1:" << server_->port();
     EXPECT_FALSE(on_any);
+}
+
+// cpprestsdk's pool threads must not take process signals (SIGTERM/SIGINT/SIGHUP are the roles'
+// business): they are created with every signal blocked.
+TEST_F(AdminServerTest, PoolThreadsBlockSignals) {
+    int blocking = 0;
+    for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
+        std::ifstream f(task.path() / "status");
+        for (std::string line; std::getline(f, line);) {
+            if (line.rfind("SigBlk:", 0) != 0) continue;
+            unsigned long long mask = std::stoull(line.substr(7), nullptr, 16);
+            auto bit = [&](int sig) { return (mask >> (sig - 1)) & 1; };
+            if (bit(SIGTERM) && bit(SIGINT) && bit(SIGHUP)) ++blocking;
+        }
+    }
+    EXPECT_GE(blocking, 4) << "cpprestsdk pool threads do not block signals";
 }
 
 TEST_F(AdminServerTest, PortInUseFailsClearly) {

@@ -524,3 +524,72 @@ def test_scale_10k_objects_and_50_watchers(srv):
     print("\nscale: load 10k %.2fs, list 10k in 20 pages %.2fs, 50-watcher fan-out %.3fs"
           % (load_s, list_s, fan_s))
     assert list_s < 15 and fan_s < 5
+
+
+def watch_events(srv, path, n, timeout=10):
+    """Read n newline-delimited events of a (plain HTTP) watch with http.client."""
+    import http.client
+    conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=timeout)
+    conn.request("GET", path)
+    resp = conn.getresponse()
+    assert resp.status == 200 and resp.getheader("Transfer-Encoding") == "chunked"
+    out = []
+    while len(out) < n:
+        line = resp.readline()
+        if not line:
+            break
+        assert line.endswith(b"\n")
+        out.append(json.loads(line))
+    conn.close()
+    return out
+
+
+def test_raw_wire_details(srv):
+    base = "/api/v1/namespaces/default/configmaps"
+    for n in ("a", "b"):
+        assert srv.http("POST", base, {"metadata": {"name": n, "labels": {"k": n}}})[0] == 201
+    # sendInitialEvents: ADDED for each object, then the initial-events-end BOOKMARK
+    evs = watch_events(srv, base + "?watch=true&sendInitialEvents=true&allowWatchBookmarks="
+                       "true&resourceVersionMatch=NotOlderThan&resourceVersion=", 3)
+    assert [e["type"] for e in evs] == ["ADDED", "ADDED", "BOOKMARK"]
+    assert evs[2]["object"]["metadata"]["annotations"] == {"k8s.io/initial-events-end": "true"}
+    assert srv.http("GET", base + "?watch=true&sendInitialEvents=true")[0] == 422
+    # legacy /watch/ path, and notin
+    evs = watch_events(srv, "/api/v1/watch/namespaces/default/configmaps?labelSelector="
+                       "k%20notin%20(a)&timeoutSeconds=2", 1)
+    assert [(e["type"], e["object"]["metadata"]["name"]) for e in evs] == [("ADDED", "b")]
+    # a resourceVersion from the future
+    st, _, body = srv.http("GET", base + "?resourceVersion=999999")
+    assert st == 504 and body["details"]["causes"][0]["reason"] == "ResourceVersionTooLarge"
+    # delete preconditions
+    st, _, body = srv.http("DELETE", base + "/a", {"preconditions": {"uid": "not-the-uid"}})
+    assert st == 409 and body["reason"] == "Conflict" and "Precondition failed" in body["message"]
+    # deletecollection with a selector
+    st, _, body = srv.http("DELETE", base + "?labelSelector=k%3Da")
+    assert st == 200 and [i["metadata"]["name"] for i in body["items"]] == ["a"]
+    assert [i["metadata"]["name"] for i in srv.http("GET", base)[2]["items"]] == ["b"]
+    # Table rendering as kubectl asks for it
+    st, _, t = srv.http("GET", "/api/v1/namespaces/default/secrets", headers={
+        "Accept": "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"})
+    assert st == 200 and t["kind"] == "Table"
+    assert [c["name"] for c in t["columnDefinitions"]] == ["Name", "Type", "Data", "Age"]
+    # unknown paths are a 404 Status; Secret type is immutable
+    st, _, body = srv.http("GET", "/apis/nope.example.com/v1/things")
+    assert st == 404 and body["message"] == "the server could not find the requested resource"
+    srv.http("POST", "/api/v1/namespaces/default/secrets", {"metadata": {"name": "s"}})
+    st, _, body = srv.http("PATCH", "/api/v1/namespaces/default/secrets/s", {"type": "x/y"},
+                           headers={"Content-Type": "application/merge-patch+json"})
+    assert st == 422 and body["details"]["causes"][0]["field"] == "type"
+    # CRD selectableFields become field selectors
+    crd = json.loads(json.dumps(CRD))
+    crd["spec"]["versions"][0]["selectableFields"] = [{"jsonPath": ".spec.issuer"}]
+    assert srv.http("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
+                    crd)[0] == 201
+    cb = "/apis/edgecert.io/v1alpha1/namespaces/default/certificates"
+    for n, iss in (("c1", "le"), ("c2", "zerossl")):
+        assert srv.http("POST", cb, {"apiVersion": "edgecert.io/v1alpha1", "kind": "Certificate",
+                                     "metadata": {"name": n}, "spec": {"issuer": iss}})[0] == 201
+    st, _, body = srv.http("GET", cb + "?fieldSelector=spec.issuer%3Dzerossl")
+    assert st == 200 and [i["metadata"]["name"] for i in body["items"]] == ["c2"]
+    st, _, _ = srv.http("GET", cb + "?fieldSelector=spec.other%3Dx")
+    assert st == 400

@@ -20,6 +20,8 @@
 #include <set>
 #include <sstream>
 
+#include <spdlog/spdlog.h>
+
 #include "edgecert/base/version.h"
 
 namespace edgecert::platform {
@@ -301,10 +303,14 @@ void AdminServer::Impl::serve(http::http_request req) noexcept {
         const auto& uri = req.request_uri();
         dispatch(method, uri.path(), uri.query(), status, ct, body);
     } catch (const std::exception& e) {
+        // The detail goes to the log, not to whoever asked.
+        spdlog::warn("admin server: {} {}: handler failed: {}", method, req.request_uri().path(),
+                     e.what());
         status = 500;
         ct = kTextContentType;
-        body = std::string("internal error: ") + e.what() + "\n";
+        body = "internal error\n";
     } catch (...) {
+        spdlog::warn("admin server: {} {}: handler failed", method, req.request_uri().path());
         status = 500;
         ct = kTextContentType;
         body = "internal error\n";

@@ -137,7 +137,9 @@ TEST_F(AdminServerTest, ExtraHandlerGetsPathAndQuery) {
 TEST_F(AdminServerTest, ThrowingHandlerGives500AndServerSurvives) {
     server_->add_handler("/boom", [](const std::string&, const std::string&, int&, std::string&,
                                      std::string&) { throw std::runtime_error("kaput"); });
-    EXPECT_EQ(request("GET", "/boom").status, 500);
+    auto r = request("GET", "/boom");
+    EXPECT_EQ(r.status, 500);
+    EXPECT_EQ(r.body, "internal error\n");  // the exception text is logged, not served
     EXPECT_EQ(request("GET", "/healthz").status, 200);
 }
 

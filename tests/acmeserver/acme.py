@@ -102,6 +102,7 @@ class Options:
         self.ari_retry_after = kw.get("ari_retry_after", 60)
         self.retry_after = kw.get("retry_after", 1)
         self.processing_polls = kw.get("processing_polls", 1)
+        self.authz_reuse = kw.get("authz_reuse", False)
         self.tos = kw.get("tos", "https://acme.example.test/terms")
 
 
@@ -349,6 +350,14 @@ class State:
             authzs = []
             for v in values:
                 wildcard = v.startswith("*.")
+                if self.o.authz_reuse:  # RFC 8555 §7.4: a CA may reuse valid authorizations
+                    now = ca_mod.utcnow()
+                    old = next((z for z in self.authzs.values() if z.account is a and z.status == "valid"
+                                and z.wildcard == wildcard and z.value == (v[2:] if wildcard else v)
+                                and z.expires > now), None)
+                    if old is not None:
+                        authzs.append(old)
+                        continue
                 z = Authz(a, v[2:] if wildcard else v, wildcard, self._challenge_types(wildcard))
                 self.authzs[z.id] = z
                 for ch in z.challenges:
@@ -360,6 +369,7 @@ class State:
             a.order_ids.append(o.id)
             if replaced is not None:
                 replaced.replaced_by = o
+            self._refresh_order(o)  # reused authorizations can make it ready at once
             return Reply(201, self.order_json(base, o), headers=self._order_headers(base, o))
 
     def _refresh_challenge(self, ch):

@@ -306,6 +306,8 @@ class Handler(BaseHTTPRequestHandler):
                 for k in ("retry_after", "ari_retry_after", "processing_polls", "validity"):
                     if k in body:
                         setattr(st.o, k, int(body[k]))
+                if "authz_reuse" in body:
+                    st.o.authz_reuse = bool(body["authz_reuse"])
                 if "ari_window_fraction" in body:
                     st.o.ari_window_fraction = float(body["ari_window_fraction"])
                 if body.get("validation") in ("auto", "http", "tls-alpn", "real"):
@@ -357,6 +359,7 @@ def parse_args(argv):
     ap.add_argument("--ari-window-fraction", type=float, default=2.0 / 3.0)
     ap.add_argument("--ari-retry-after", type=int, default=60)
     ap.add_argument("--retry-after", type=int, default=1, help="Retry-After on pending orders/authz (0: none)")
+    ap.add_argument("--authz-reuse", action="store_true", help="reuse the account's valid authorizations")
     ap.add_argument("--processing-polls", type=int, default=1, help="order polls answered 'processing' after finalize")
     ap.add_argument("--tos", default="https://acme.example.test/terms", help="termsOfService URL ('' for none)")
     ap.add_argument("--quiet", action="store_true")
@@ -382,7 +385,7 @@ def parse_args(argv):
                         profiles=profiles, default_profile=a.default_profile, eab_required=a.eab_required,
                         eab_keys=eab, alternate_roots=a.alternate_roots, ari_window_fraction=a.ari_window_fraction,
                         ari_retry_after=a.ari_retry_after, retry_after=a.retry_after,
-                        processing_polls=a.processing_polls, tos=a.tos or None)
+                        processing_polls=a.processing_polls, authz_reuse=a.authz_reuse, tos=a.tos or None)
     return a, opts
 
 

@@ -115,6 +115,21 @@ def test_order_state_machine_and_headers(srv, client):
     problem(client.finalize(url, order, ["s.example.test"])[0], "orderNotReady", 403)
 
 
+def test_authz_reuse_and_orders_list(srv, client):
+    _, _, first, first_url = client.issue(["reuse.example.test"])
+    r = client.new_order(["reuse.example.test"])
+    assert r.status == 201 and r.json["status"] == "pending"  # no reuse by default
+    srv.configure(authz_reuse=True)
+    try:
+        r2 = client.new_order(["reuse.example.test"])
+        assert r2.status == 201 and r2.json["status"] == "ready"
+        assert r2.json["authorizations"] == first["authorizations"]  # the valid one, not r's pending one
+    finally:
+        srv.configure(authz_reuse=False)
+    orders = client.post(client.post(client.kid, None).json["orders"], None).json["orders"]
+    assert orders == [first_url, r.header("Location"), r2.header("Location")]
+
+
 def test_wildcard_gets_only_dns01_and_alternate_chain(srv, client, tmp_path):
     r = client.new_order(["*.w.example.test", "w.example.test"])
     assert r.status == 201

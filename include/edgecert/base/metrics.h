@@ -435,4 +435,44 @@ private:
     int next_collector_id_ = 1;
 };
 
+// `count` bucket bounds start, start*factor, start*factor^2, ... (like client_golang's
+// ExponentialBuckets). Example: handshake latency exponential_buckets(0.0005, 2, 12) spans
+// 0.5 ms .. ~1 s.
+inline std::vector<double> exponential_buckets(double start, double factor, int count) {
+    assert(start > 0 && factor > 1 && count >= 1);
+    std::vector<double> b;
+    b.reserve(static_cast<size_t>(count));
+    for (double v = start; count-- > 0; v *= factor) b.push_back(v);
+    return b;
+}
+
+// Owns one collector registration: removes it on destruction (after which the callback is
+// guaranteed not to run), so a component's collector cannot outlive what it captured.
+class ScopedCollector {
+public:
+    ScopedCollector() = default;
+    ScopedCollector(Registry& r, const std::string& name, const std::string& help,
+                    const std::string& type, Registry::CollectFn fn)
+        : r_(&r), id_(r.add_collector(name, help, type, std::move(fn))) {}
+    ScopedCollector(ScopedCollector&& o) noexcept : r_(o.r_), id_(o.id_) { o.r_ = nullptr; }
+    ScopedCollector& operator=(ScopedCollector&& o) noexcept {
+        if (this != &o) {
+            reset();
+            r_ = o.r_;
+            id_ = o.id_;
+            o.r_ = nullptr;
+        }
+        return *this;
+    }
+    ~ScopedCollector() { reset(); }
+    void reset() {
+        if (r_) r_->remove_collector(id_);
+        r_ = nullptr;
+    }
+
+private:
+    Registry* r_ = nullptr;
+    int id_ = 0;
+};
+
 }  // namespace edgecert::metrics

@@ -212,6 +212,27 @@ TEST(Metrics, RemoveDropsOneSeriesAndKeepsPointersValid) {
     EXPECT_EQ(r.render(), "");  // an empty family renders nothing
 }
 
+TEST(Metrics, ExponentialBuckets) {
+    EXPECT_EQ(exponential_buckets(0.001, 10, 4), (std::vector<double>{0.001, 0.01, 0.1, 1}));
+    EXPECT_EQ(exponential_buckets(1, 2, 1), (std::vector<double>{1}));
+}
+
+TEST(Metrics, ScopedCollectorRemovesOnDestructionAndMove) {
+    Registry r;
+    auto fn = [](std::vector<Registry::Sample>& out) { out.push_back({{}, 1}); };
+    {
+        ScopedCollector a(r, "scoped", "h", "gauge", fn);
+        EXPECT_EQ(r.render(), "# HELP scoped h\n# TYPE scoped gauge\nscoped 1\n");
+        ScopedCollector b = std::move(a);  // ownership moves, a no longer removes
+        a.reset();
+        EXPECT_NE(r.render(), "");
+        ScopedCollector c;
+        c = std::move(b);
+        EXPECT_NE(r.render(), "");
+    }
+    EXPECT_EQ(r.render(), "");
+}
+
 TEST(Metrics, GlobalIsASingleton) {
     EXPECT_EQ(&Registry::global(), &Registry::global());
 }

@@ -236,12 +236,17 @@ def test_accounts(srv):
     # key change (RFC 8555 §7.3.5), then the old key no longer works
     new = Key("ec256")  # same type as the old key, so the old key's signature is checked and fails
     url = c.directory["keyChange"]
-    inner = json.loads(c.jws(url, {"account": c.kid, "oldKey": c.key.jwk()}, use_jwk=True, key=new, nonce=""))
-    prot = json.loads(base64.urlsafe_b64decode(inner["protected"] + "=="))
-    prot.pop("nonce")
-    inner["protected"] = b64u(json.dumps(prot).encode())
-    inner["signature"] = b64u(new.sign(f'{inner["protected"]}.{inner["payload"]}'.encode()))
-    r = c.post(url, inner)
+
+    def inner_jws(payload, inner_url=url, signer=new):
+        prot = {"alg": "ES256", "jwk": new.jwk(), "url": inner_url}
+        p64, pl64 = b64u(json.dumps(prot).encode()), b64u(json.dumps(payload).encode())
+        return {"protected": p64, "payload": pl64, "signature": b64u(signer.sign(f"{p64}.{pl64}".encode()))}
+
+    good = {"account": c.kid, "oldKey": c.key.jwk()}
+    problem(c.post(url, inner_jws(good, inner_url=c.kid)), "malformed")  # inner url != outer url
+    problem(c.post(url, inner_jws(dict(good, oldKey=new.jwk()))), "malformed")  # wrong oldKey
+    problem(c.post(url, inner_jws(good, signer=Key("ec256"))), "malformed")  # not signed by the new key
+    r = c.post(url, inner_jws(good))
     assert r.status == 200, r.body
     old = c.key
     c.key = new
@@ -462,6 +467,15 @@ def test_real_tls_alpn01_validation(tmp_path):
                     before_respond=lambda az, ch, ka: answers.__setitem__(az["identifier"]["value"],
                                                                           make_ctx(az["identifier"]["value"], ka)))
             assert s.stats()["validationsOk"] == 1
+            # a responder answering with another key authorization fails the challenge
+            r = c.new_order(["t2.example.test"])
+            az = c.post(r.json["authorizations"][0], None).json
+            ch = next(x for x in az["challenges"] if x["type"] == "tls-alpn-01")
+            answers["t2.example.test"] = make_ctx("t2.example.test", ch["token"] + ".not-the-thumbprint")
+            c.post(ch["url"], {})
+            az = c.poll(r.json["authorizations"][0], ("valid", "invalid")).json
+            assert az["status"] == "invalid"
+            assert "acmeIdentifier" in az["challenges"][0]["error"]["detail"]
     finally:
         stop.set()
         t.join(2)

@@ -165,8 +165,10 @@ struct ProcessCollectors {
     int refs = 0;
     std::vector<int> ids;
 };
+// Leaked on purpose (like the bound-address set below): an AdminServer with static storage
+// duration may be destroyed after this file's globals.
 std::mutex g_proc_mu;
-std::map<metrics::Registry*, ProcessCollectors> g_proc;
+auto& g_proc = *new std::map<metrics::Registry*, ProcessCollectors>();
 
 void acquire_process_collectors(metrics::Registry& r) {
     std::lock_guard lk(g_proc_mu);
@@ -189,7 +191,7 @@ void release_process_collectors(metrics::Registry& r) {
 // cleanup also tears down the first listener. So in-process duplicates are refused here, before
 // cpprestsdk sees them.
 std::mutex g_bound_mu;
-std::set<std::string> g_bound;
+auto& g_bound = *new std::set<std::string>();
 
 constexpr const char* kMetricsContentType = "text/plain; version=0.0.4; charset=utf-8";
 constexpr const char* kTextContentType = "text/plain; charset=utf-8";

@@ -66,11 +66,18 @@ TEST_P(CryptoCsrEachType, SignedWithSansAndCommonName) {
     ASSERT_TRUE(pub);
     EXPECT_EQ(X509_REQ_verify(req.get(), pub.get()), 1);
     EXPECT_EQ(EVP_PKEY_eq(pub.get(), key->get()), 1);
+    // Its SubjectPublicKeyInfo is byte-identical to OpenSSL's own encoding of the key.
+    unsigned char* spki = nullptr;
+    int spki_len = i2d_X509_PUBKEY(X509_REQ_get_X509_PUBKEY(req.get()), &spki);
+    ASSERT_GT(spki_len, 0);
+    EXPECT_EQ(std::string(reinterpret_cast<char*>(spki), static_cast<size_t>(spki_len)), key->public_key_der());
+    OPENSSL_free(spki);
     // Signature algorithm: SHA-256 based, or pure Ed25519.
     int sig_nid = X509_REQ_get_signature_nid(req.get());
     switch (GetParam()) {
         case KeyType::Ed25519: EXPECT_EQ(sig_nid, NID_ED25519); break;
-        case KeyType::Rsa2048: EXPECT_EQ(sig_nid, NID_sha256WithRSAEncryption); break;
+        case KeyType::Rsa2048:
+        case KeyType::Rsa4096: EXPECT_EQ(sig_nid, NID_sha256WithRSAEncryption); break;
         default: EXPECT_EQ(sig_nid, NID_ecdsa_with_SHA256);
     }
     EXPECT_EQ(csr_sans(req.get()).dns, names);
@@ -79,7 +86,8 @@ TEST_P(CryptoCsrEachType, SignedWithSansAndCommonName) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Crypto, CryptoCsrEachType,
-                         ::testing::Values(KeyType::EcP256, KeyType::EcP384, KeyType::Rsa2048, KeyType::Ed25519),
+                         ::testing::Values(KeyType::EcP256, KeyType::EcP384, KeyType::Rsa2048, KeyType::Rsa4096,
+                                           KeyType::Ed25519),
                          [](const auto& info) { return std::string(to_string(info.param)); });
 
 TEST(CryptoCsr, LongFirstNameHasNoCommonName) {

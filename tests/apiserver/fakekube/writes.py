@@ -192,8 +192,9 @@ class Store(StoreBase):
     # ---- create ----------------------------------------------------------------------------
 
     def create(self, rt, ns, body, manager, dry_run=False, applied=None):
+        """`body` must be a fresh object (a decoded request): the store takes it over."""
         with self.lock:
-            obj = self.from_view(rt, copy.deepcopy(body))
+            obj = self.from_view(rt, body)
             m = obj["metadata"]
             if rt.namespaced:
                 if m.get("namespace") and m["namespace"] != ns:
@@ -250,8 +251,9 @@ class Store(StoreBase):
     # ---- update ----------------------------------------------------------------------------
 
     def update(self, rt, ns, name, body, manager, sub="", dry_run=False):
+        """`body` must be a fresh object (a decoded request): the store takes it over."""
         with self.lock:
-            new = self.from_view(rt, copy.deepcopy(body))
+            new = self.from_view(rt, body)
             m = new["metadata"]
             if m.get("name") != name:
                 raise errors.bad_request('the name of the object (%s) does not match the name on '
@@ -368,7 +370,8 @@ class Store(StoreBase):
             try:
                 live = self._get(rt, ns, name)
             except errors.ApiError:
-                return self.create(rt, ns, applied, manager, dry_run, applied=applied)
+                return self.create(rt, ns, copy.deepcopy(applied), manager, dry_run,
+                                   applied=applied)
             applied_paths = P.leaf_paths(applied)
             owners = self._owners(live)
             conflicts = []

@@ -32,8 +32,9 @@ KUBECTL_132 = "/usr/lib/google-cloud-sdk/bin/kubectl.1.32"
 
 
 def kubectl_path():
-    if os.environ.get("KUBECTL"):
-        return os.environ["KUBECTL"]
+    if os.environ.get("KUBECTL"):  # an override that is not executable means "no kubectl"
+        k = shutil.which(os.environ["KUBECTL"])
+        return k if k and os.access(k, os.X_OK) else None
     if os.access(KUBECTL_132, os.X_OK):
         return KUBECTL_132
     return shutil.which("kubectl")

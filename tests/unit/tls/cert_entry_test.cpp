@@ -1,0 +1,132 @@
+#include "tls/cert_entry.h"
+
+#include <gtest/gtest.h>
+
+#include "tests/unit/tls/test_certs.h"
+#include "tls/cert_store.h"
+
+namespace edgecert::tls {
+namespace {
+
+using testing::make_cert;
+
+class CertEntryTest : public ::testing::Test {
+protected:
+    FakeClock clock{SystemTime(std::chrono::seconds(1'800'000'000))};
+    time_t now = 1'800'000'000;
+};
+
+TEST_F(CertEntryTest, ParsesEcdsaLeafWithChainAndSans) {
+    auto ca = make_cert({"ca.test"}, false, 1, now);
+    auto leaf = make_cert({"a.example.com", "*.Example.org"}, false, 0x1234, now, -3600, 86400, &ca);
+    auto e = parse_cert_entry("a", leaf.cert_pem, leaf.key_pem, clock);
+    ASSERT_TRUE(e.ok()) << e.error().message;
+    EXPECT_EQ((*e)->key_type, KeyType::EC);
+    EXPECT_EQ((*e)->serial, "1234");
+    EXPECT_EQ(sk_X509_num((*e)->chain.get()), 1);
+    EXPECT_EQ((*e)->dns_names, (std::vector<std::string>{"a.example.com", "*.example.org"}));
+    EXPECT_EQ((*e)->not_after, now + 86400);
+}
+
+TEST_F(CertEntryTest, ParsesRsa) {
+    auto c = make_cert({"r.test"}, true, 7, now);
+    auto e = parse_cert_entry("r", c.cert_pem, c.key_pem, clock);
+    ASSERT_TRUE(e.ok()) << e.error().message;
+    EXPECT_EQ((*e)->key_type, KeyType::RSA);
+}
+
+TEST_F(CertEntryTest, RejectsTruncatedCertificatePem) {
+    auto c = make_cert({"a.test"}, false, 1, now);
+    for (size_t cut : {c.cert_pem.size() / 2, c.cert_pem.size() - 10, size_t(30)}) {
+        auto e = parse_cert_entry("a", c.cert_pem.substr(0, cut), c.key_pem, clock);
+        ASSERT_FALSE(e.ok()) << "cut at " << cut;
+        EXPECT_EQ(e.error().code, ErrorCode::InvalidConfig);
+        EXPECT_NE(e.error().message.find("tls.crt"), std::string::npos) << e.error().message;
+    }
+}
+
+TEST_F(CertEntryTest, RejectsTruncatedChain) {
+    auto ca = make_cert({"ca.test"}, false, 1, now);
+    auto leaf = make_cert({"a.test"}, false, 2, now, -3600, 86400, &ca);
+    std::string pem = leaf.cert_pem.substr(0, leaf.cert_pem.size() - 40);  // cut inside the CA block
+    EXPECT_FALSE(parse_cert_entry("a", pem, leaf.key_pem, clock).ok());
+}
+
+TEST_F(CertEntryTest, RejectsTruncatedKeyWithoutLeakingIt) {
+    auto c = make_cert({"a.test"}, false, 1, now);
+    SecretBytes half(std::string(c.key_pem.reveal().substr(0, c.key_pem.size() / 2)));
+    auto e = parse_cert_entry("a", c.cert_pem, half, clock);
+    ASSERT_FALSE(e.ok());
+    // No base64 line of the key may appear in the message.
+    std::string key(c.key_pem.reveal());
+    size_t nl = key.find('\n');
+    std::string first_b64 = key.substr(nl + 1, 40);
+    EXPECT_EQ(e.error().message.find(first_b64), std::string::npos);
+    EXPECT_NE(e.error().message.find("tls.key"), std::string::npos);
+}
+
+TEST_F(CertEntryTest, RejectsMismatchedKey) {
+    auto a = make_cert({"a.test"}, false, 1, now);
+    auto b = make_cert({"a.test"}, false, 2, now);
+    auto e = parse_cert_entry("a", a.cert_pem, b.key_pem, clock);
+    ASSERT_FALSE(e.ok());
+    EXPECT_NE(e.error().message.find("does not match"), std::string::npos) << e.error().message;
+}
+
+TEST_F(CertEntryTest, RejectsExpiredAndNotYetValid) {
+    auto old = make_cert({"a.test"}, false, 1, now, -86400 * 10, -60);
+    auto e = parse_cert_entry("a", old.cert_pem, old.key_pem, clock);
+    ASSERT_FALSE(e.ok());
+    EXPECT_NE(e.error().message.find("expired"), std::string::npos);
+    auto future = make_cert({"a.test"}, false, 2, now, 86400, 86400 * 10);
+    EXPECT_FALSE(parse_cert_entry("a", future.cert_pem, future.key_pem, clock).ok());
+}
+
+TEST_F(CertEntryTest, RejectsGarbageAndTrailingJunk) {
+    auto c = make_cert({"a.test"}, false, 1, now);
+    EXPECT_FALSE(parse_cert_entry("a", "hello", c.key_pem, clock).ok());
+    EXPECT_FALSE(parse_cert_entry("a", "", c.key_pem, clock).ok());
+    EXPECT_FALSE(parse_cert_entry("a", c.cert_pem + "junk", c.key_pem, clock).ok());
+    EXPECT_TRUE(parse_cert_entry("a", c.cert_pem + "\n\n", c.key_pem, clock).ok());
+}
+
+TEST_F(CertEntryTest, StoreKeepsLastGoodOnBadUpdateAndCountsIt) {
+    SnapshotHolder holder;
+    CertStore store({}, clock, holder);
+    auto good = make_cert({"a.test"}, false, 10, now);
+    store.apply({{CertChange::Kind::Upsert, "a", good.cert_pem, good.key_pem}}, true);
+    ASSERT_TRUE(store.loaded());
+    EXPECT_EQ(store.reloads_ok(), 1u);
+    auto other = make_cert({"a.test"}, false, 11, now);
+    // Mismatched key, then a truncated file: both rejected, serial 10 still served.
+    store.apply({{CertChange::Kind::Upsert, "a", good.cert_pem, other.key_pem}}, false);
+    store.apply({{CertChange::Kind::Upsert, "a", other.cert_pem.substr(0, 100), other.key_pem}}, false);
+    EXPECT_EQ(store.reloads_error(), 2u);
+    EXPECT_EQ(holder.get()->find("a.test").ec->serial, "0a");
+    EXPECT_FALSE(store.errors().at("a").empty());
+    // The fixed pair goes in.
+    store.apply({{CertChange::Kind::Upsert, "a", other.cert_pem, other.key_pem}}, false);
+    EXPECT_EQ(holder.get()->find("a.test").ec->serial, "0b");
+    EXPECT_TRUE(store.errors().at("a").empty());
+    // Identical content does not republish.
+    uint64_t gen = holder.generation();
+    store.apply({{CertChange::Kind::Upsert, "a", other.cert_pem, other.key_pem}}, false);
+    EXPECT_EQ(holder.generation(), gen);
+    store.apply({{CertChange::Kind::Remove, "a", {}, {}}}, false);
+    EXPECT_EQ(holder.get()->size(), 0u);
+}
+
+TEST_F(CertEntryTest, FullBatchRemovesMissingNames) {
+    SnapshotHolder holder;
+    CertStore store({}, clock, holder);
+    auto a = make_cert({"a.test"}, false, 1, now);
+    auto b = make_cert({"b.test"}, false, 2, now);
+    store.apply({{CertChange::Kind::Upsert, "a", a.cert_pem, a.key_pem}, {CertChange::Kind::Upsert, "b", b.cert_pem, b.key_pem}}, true);
+    EXPECT_EQ(holder.get()->size(), 2u);
+    store.apply({{CertChange::Kind::Upsert, "b", b.cert_pem, b.key_pem}}, true);
+    EXPECT_EQ(holder.get()->size(), 1u);
+    EXPECT_TRUE(holder.get()->entries().count("b"));
+}
+
+}  // namespace
+}  // namespace edgecert::tls

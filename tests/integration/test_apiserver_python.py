@@ -593,3 +593,15 @@ def test_raw_wire_details(srv):
     assert st == 200 and [i["metadata"]["name"] for i in body["items"]] == ["c2"]
     st, _, _ = srv.http("GET", cb + "?fieldSelector=spec.other%3Dx")
     assert st == 400
+
+
+def test_watchers_of_closed_connections_are_released(srv):
+    for _ in range(10):
+        c = socket.create_connection(("127.0.0.1", srv.port))
+        c.sendall(b"GET /api/v1/namespaces/default/secrets?watch=1 HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert b"200 OK" in c.recv(4096)
+        c.close()
+    deadline = time.time() + 10
+    while srv.stats()["watchers"] and time.time() < deadline:
+        time.sleep(0.2)
+    assert srv.stats()["watchers"] == 0

@@ -2,7 +2,9 @@
 `h` is the request Handler (server.py)."""
 import json
 import queue
+import select
 import socket
+import ssl
 import time
 
 import yaml
@@ -220,6 +222,20 @@ def _encode(h, rt, typ, obj, entry, as_table):
     return data
 
 
+def _peer_gone(conn):
+    """A watching client sends nothing after its request: readable means EOF (or a client we
+    cannot serve any more), so the stream ends and the watcher is unregistered."""
+    try:
+        r, _, _ = select.select([conn], [], [], 0)
+        if not r:
+            return False
+        if isinstance(conn, ssl.SSLSocket):
+            return True
+        return conn.recv(1, socket.MSG_PEEK) == b""
+    except (OSError, ValueError):
+        return True
+
+
 def _start_stream(h, first, w, timeout, bookmarks, rt=None):
     h.status = 200
     h.send_response(200)
@@ -249,8 +265,10 @@ def _start_stream(h, first, w, timeout, bookmarks, rt=None):
                 next_bm = now + interval
             wait = min(wait, max(0.01, next_bm - now))
         try:
-            item = w.q.get(timeout=wait)
+            item = w.q.get(timeout=min(wait, 1.0))
         except queue.Empty:
+            if _peer_gone(h.connection):
+                return
             continue
         batch = [item]
         while len(batch) < 256:

@@ -91,11 +91,12 @@ class Handler(BaseHTTPRequestHandler):
 
     def read_body(self):
         length = self.headers.get("Content-Length")
-        if length is None:
-            raise Problem("malformed", "Content-Length is required", 411)
+        if length is None or not length.isdigit() or int(length) > MAX_BODY:
+            self.close_connection = True  # the rest of the stream cannot be framed: drop the connection
+            if length is None:
+                raise Problem("malformed", "Content-Length is required", 411)
+            raise Problem("malformed", "bad or too large Content-Length", 413)
         length = int(length)
-        if length > MAX_BODY:
-            raise Problem("malformed", "request body too large", 413)
         return self.rfile.read(length)
 
     def inject_fault(self):

@@ -268,10 +268,30 @@ class AcmeClient:
         self.key = key or Key("ec256")
         self.kid = None
         self.nonce = None
+        self._conn = None
         self.directory = self.get(server.dir_url).json
 
     def request(self, method, url, body=None, headers=None):
-        r = Resp(*http_request(self.srv.base_url, method, url, body, headers, self.srv.ssl_context()))
+        """One request on this client's keep-alive connection (reopened once if the server closed it)."""
+        u = urllib.parse.urlsplit(url if "://" in url else self.srv.base_url + url)
+        for attempt in (0, 1):
+            if self._conn is None:
+                self._conn = (http.client.HTTPSConnection(u.hostname, u.port, context=self.srv.ssl_context(),
+                                                          timeout=30) if u.scheme == "https"
+                              else http.client.HTTPConnection(u.hostname, u.port, timeout=30))
+            try:
+                self._conn.request(method, u.path, body=body, headers=headers or {})
+                resp = self._conn.getresponse()
+                r = Resp(resp.status, resp.getheaders(), resp.read())
+                break
+            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
+                self._conn.close()
+                self._conn = None
+                if attempt:
+                    raise
+        if r.header("Connection") == "close":
+            self._conn.close()
+            self._conn = None
         if r.header("Replay-Nonce"):
             self.nonce = r.header("Replay-Nonce")
         return r
@@ -332,7 +352,7 @@ class AcmeClient:
             r = self.post(url, None)
             if r.status != 200 or r.json["status"] in until or time.monotonic() > deadline:
                 return r
-            time.sleep(min(float(r.header("Retry-After") or 0.2), 0.5))
+            time.sleep(min(float(r.header("Retry-After") or 0.1), 0.2))  # capped: tests, not production
 
     def key_authorization(self, token):
         return f"{token}.{self.key.thumbprint()}"

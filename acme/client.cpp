@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <deque>
+#include <mutex>
 
 #include "acme/wire.h"
 #include "edgecert/acme/problem.h"
@@ -45,13 +46,26 @@ std::string seconds_text(std::chrono::milliseconds d) {
 struct Client::Impl {
     HttpClient& http;
     Clock& clock;
-    ClientOptions opts;
+    const ClientOptions opts;
+
+    // Guards everything below; never held across I/O.
+    mutable std::mutex mu;
     std::optional<Directory> dir;
     std::deque<std::string> nonces;
     std::optional<PrivateKey> key;
     std::string kid;
 
     Impl(HttpClient& h, Clock& c, ClientOptions o) : http(h), clock(c), opts(std::move(o)) {}
+
+    struct Account {
+        PrivateKey key;
+        std::string kid;
+    };
+    Result<Account> account() const {
+        std::lock_guard l(mu);
+        if (!key || kid.empty()) return Error(ErrorCode::InvalidConfig, "no ACME account: register or load one first");
+        return Account{*key, kid};
+    }
 
     HttpRequest base_request(std::string method, std::string url) const {
         HttpRequest r;
@@ -64,9 +78,31 @@ struct Client::Impl {
 
     void remember_nonce(const HttpResponse& resp) {
         if (auto n = resp.header("replay-nonce"); n && !n->empty()) {
+            std::lock_guard l(mu);
             nonces.push_back(*n);
             while (nonces.size() > kMaxPooledNonces) nonces.pop_front();
         }
+    }
+
+    // One exchange, reported to the on_request hook.
+    Result<HttpResponse> exchange(const HttpRequest& req, std::string_view resource) {
+        const auto start = clock.steady_now();
+        auto r = http.send(req);
+        if (r.ok()) remember_nonce(*r);
+        if (opts.on_request) {
+            RequestEvent ev;
+            ev.method = req.method;
+            ev.resource = resource;
+            ev.status = r.ok() ? r->status : 0;
+            std::string type;
+            if (r.ok() && !r->success())
+                if (auto p = parse_problem(r->body)) type = p->type;
+            ev.problem_type = type;
+            ev.duration = std::chrono::duration_cast<std::chrono::milliseconds>(clock.steady_now() - start);
+            opts.on_request(ev);
+        }
+        if (!r.ok()) return r.error().with_context(fmt::format("{} {}", req.method, req.url));
+        return r;
     }
 
     // Retried inside the client: transport failures and 5xx. A Transient error from a 4xx (a
@@ -84,69 +120,73 @@ struct Client::Impl {
 
     // Unauthenticated request (directory, newNonce, renewalInfo) with bounded transient retries.
     // Returns any HTTP response that is not a 5xx; the caller interprets the status.
-    Result<HttpResponse> send_plain(const std::string& method, const std::string& url) {
+    Result<HttpResponse> send_plain(const std::string& method, const std::string& url, std::string_view resource) {
         for (int attempt = 1;; ++attempt) {
-            auto r = http.send(base_request(method, url));
+            auto r = exchange(base_request(method, url), resource);
             std::optional<Error> err;
             if (!r.ok()) {
                 err = r.error();
             } else {
-                remember_nonce(*r);
                 if (r->status < 500) return std::move(r).value();
                 err = response_to_error(*r, url, clock.now());
             }
-            if (!retry_here(*err) || attempt > opts.max_transient_retries)
-                return err->with_context(fmt::format("{} {}", method, url));
+            if (!retry_here(*err) || attempt > opts.max_transient_retries) return *err;
             clock.sleep_for(transient_backoff(attempt, err->retry_after));
         }
     }
 
     Result<Directory> directory() {
-        if (dir) return *dir;
-        EC_TRY_ASSIGN(auto resp, send_plain("GET", opts.directory_url));
+        {
+            std::lock_guard l(mu);
+            if (dir) return *dir;
+        }
+        EC_TRY_ASSIGN(auto resp, send_plain("GET", opts.directory_url, "directory"));
         if (!resp.success()) return response_to_error(resp, opts.directory_url, clock.now());
         auto d = parse_directory(resp.body);
         if (!d) return from_response(d.error(), opts.directory_url, resp.status);
+        std::lock_guard l(mu);
         dir = *d;
         return *dir;
     }
 
-    Result<std::string> take_nonce() {
-        if (nonces.empty()) {
-            EC_TRY_ASSIGN(auto d, directory());
-            EC_TRY_ASSIGN(auto resp, send_plain("HEAD", d.new_nonce));
-            if (!resp.success()) return response_to_error(resp, d.new_nonce, clock.now());
-            if (nonces.empty())
-                return Error(ErrorCode::Transient,
-                             fmt::format("no Replay-Nonce in the response from {}", d.new_nonce));
-        }
+    std::optional<std::string> pop_nonce() {
+        std::lock_guard l(mu);
+        if (nonces.empty()) return std::nullopt;
         // Newest first: the nonce a badNonce response just carried is the one most likely valid.
         std::string n = std::move(nonces.back());
         nonces.pop_back();
         return n;
     }
 
-    // A signed POST (§6.2). `payload` empty = POST-as-GET (§6.3). `use_jwk`: the protected header
-    // carries the public key of `signer` instead of the account URL. Returns only 2xx responses.
+    Result<std::string> take_nonce() {
+        if (auto n = pop_nonce()) return *n;
+        EC_TRY_ASSIGN(auto d, directory());
+        EC_TRY_ASSIGN(auto resp, send_plain("HEAD", d.new_nonce, "newNonce"));
+        if (!resp.success()) return response_to_error(resp, d.new_nonce, clock.now());
+        if (auto n = pop_nonce()) return *n;
+        return Error(ErrorCode::Transient, fmt::format("no Replay-Nonce in the response from {}", d.new_nonce));
+    }
+
+    // A signed POST (§6.2). `payload` empty = POST-as-GET (§6.3). `kid_or_empty` empty: the
+    // protected header carries the public key of `signer` ("jwk") instead of the account URL.
+    // Returns only 2xx responses.
     Result<HttpResponse> post(const std::string& url, const std::string& payload, const PrivateKey& signer,
-                              bool use_jwk, const char* accept = nullptr) {
-        if (!use_jwk && kid.empty())
-            return Error(ErrorCode::InvalidConfig, "no ACME account: register or load one first");
+                              const std::string& kid_or_empty, std::string_view resource,
+                              const char* accept = nullptr) {
         int bad_nonces = 0;
         int transient = 0;
         for (;;) {
             EC_TRY_ASSIGN(auto nonce, take_nonce());
-            EC_TRY_ASSIGN(auto jws, sign_jws(signer, url, nonce, use_jwk ? std::string_view{} : kid, payload));
+            EC_TRY_ASSIGN(auto jws, sign_jws(signer, url, nonce, kid_or_empty, payload));
             HttpRequest req = base_request("POST", url);
             req.headers.emplace_back("Content-Type", kJoseJson);
             if (accept) req.headers.emplace_back("Accept", accept);
             req.body = jws.dump();
-            auto r = http.send(req);
+            auto r = exchange(req, resource);
             std::optional<Error> err;
             if (!r.ok()) {
                 err = r.error();
             } else {
-                remember_nonce(*r);
                 if (r->success()) return std::move(r).value();
                 err = response_to_error(*r, url, clock.now());
             }
@@ -160,10 +200,11 @@ struct Client::Impl {
         }
     }
 
-    Result<HttpResponse> post_account(const std::string& url, const std::string& payload,
+    // A POST signed by the account ("kid").
+    Result<HttpResponse> post_account(const std::string& url, const std::string& payload, std::string_view resource,
                                       const char* accept = nullptr) {
-        if (!key) return Error(ErrorCode::InvalidConfig, "no ACME account: register or load one first");
-        return post(url, payload, *key, false, accept);
+        EC_TRY_ASSIGN(auto a, account());
+        return post(url, payload, a.key, a.kid, resource, accept);
     }
 
     std::chrono::milliseconds poll_delay(const HttpResponse& resp, int attempt) const {
@@ -211,64 +252,76 @@ Result<Account> Client::new_account(const PrivateKey& key, const NewAccountOptio
         e.type = std::string(problem::kExternalAccountRequired);
         return e;
     }
-    EC_TRY_ASSIGN(auto resp, impl_->post(d.new_account, payload.dump(), key, true));
+    EC_TRY_ASSIGN(auto resp, impl_->post(d.new_account, payload.dump(), key, {}, "newAccount"));
     auto loc = resp.header("location");
     if (!loc || loc->empty())
         return Error(ErrorCode::Transient, fmt::format("newAccount response from {} has no Location", d.new_account));
     auto acct = resp.body.empty() ? Result<Account>(Account{*loc, "valid", {}, false, {}})
                                   : parse_account(resp.body, *loc);
     if (!acct) return from_response(acct.error(), d.new_account, resp.status);
+    std::lock_guard l(impl_->mu);
     impl_->key = key;
     impl_->kid = *loc;
     return acct;
 }
 
 void Client::set_account(const PrivateKey& key, std::string account_url) {
+    std::lock_guard l(impl_->mu);
     impl_->key = key;
     impl_->kid = std::move(account_url);
 }
 
-bool Client::has_account() const { return impl_->key.has_value() && !impl_->kid.empty(); }
-const std::string& Client::account_url() const { return impl_->kid; }
-const PrivateKey* Client::account_key() const { return impl_->key ? &*impl_->key : nullptr; }
+bool Client::has_account() const { return impl_->account().ok(); }
+std::string Client::account_url() const {
+    std::lock_guard l(impl_->mu);
+    return impl_->kid;
+}
+std::optional<PrivateKey> Client::account_key() const {
+    std::lock_guard l(impl_->mu);
+    return impl_->key;
+}
 
 Result<Account> Client::fetch_account() {
-    EC_TRY_ASSIGN(auto resp, impl_->post_account(impl_->kid, ""));
-    auto a = parse_account(resp.body, impl_->kid);
-    if (!a) return from_response(a.error(), impl_->kid, resp.status);
+    EC_TRY_ASSIGN(auto acct, impl_->account());
+    EC_TRY_ASSIGN(auto resp, impl_->post(acct.kid, "", acct.key, acct.kid, "account"));
+    auto a = parse_account(resp.body, acct.kid);
+    if (!a) return from_response(a.error(), acct.kid, resp.status);
     return a;
 }
 
 Result<Account> Client::update_contacts(const std::vector<std::string>& contacts) {
     json payload = {{"contact", contacts}};
-    EC_TRY_ASSIGN(auto resp, impl_->post_account(impl_->kid, payload.dump()));
-    auto a = parse_account(resp.body, impl_->kid);
-    if (!a) return from_response(a.error(), impl_->kid, resp.status);
+    EC_TRY_ASSIGN(auto acct, impl_->account());
+    EC_TRY_ASSIGN(auto resp, impl_->post(acct.kid, payload.dump(), acct.key, acct.kid, "account"));
+    auto a = parse_account(resp.body, acct.kid);
+    if (!a) return from_response(a.error(), acct.kid, resp.status);
     return a;
 }
 
 Result<Account> Client::deactivate_account() {
     json payload = {{"status", "deactivated"}};
-    EC_TRY_ASSIGN(auto resp, impl_->post_account(impl_->kid, payload.dump()));
-    auto a = parse_account(resp.body, impl_->kid);
-    if (!a) return from_response(a.error(), impl_->kid, resp.status);
+    EC_TRY_ASSIGN(auto acct, impl_->account());
+    EC_TRY_ASSIGN(auto resp, impl_->post(acct.kid, payload.dump(), acct.key, acct.kid, "account"));
+    auto a = parse_account(resp.body, acct.kid);
+    if (!a) return from_response(a.error(), acct.kid, resp.status);
     return a;
 }
 
 Status Client::key_change(const PrivateKey& new_key) {
-    if (!has_account()) return Error(ErrorCode::InvalidConfig, "no ACME account: register or load one first");
+    EC_TRY_ASSIGN(auto acct, impl_->account());
     EC_TRY_ASSIGN(auto d, impl_->directory());
     if (d.key_change.empty()) return Error(ErrorCode::Permanent, "the CA does not support key rollover");
     // The inner JWS carries no nonce, so it survives badNonce retries of the outer one.
-    EC_TRY_ASSIGN(auto inner, sign_key_change(*impl_->key, new_key, impl_->kid, d.key_change));
-    EC_TRY(impl_->post_account(d.key_change, inner.dump()));
+    EC_TRY_ASSIGN(auto inner, sign_key_change(acct.key, new_key, acct.kid, d.key_change));
+    EC_TRY(impl_->post(d.key_change, inner.dump(), acct.key, acct.kid, "keyChange"));
+    std::lock_guard l(impl_->mu);
     impl_->key = new_key;
     return ok_status();
 }
 
 Result<std::string> Client::key_authorization(std::string_view token) const {
-    if (!impl_->key) return Error(ErrorCode::InvalidConfig, "no ACME account: register or load one first");
-    return acme::key_authorization(token, impl_->key->thumbprint());
+    EC_TRY_ASSIGN(auto acct, impl_->account());
+    return acme::key_authorization(token, acct.key.thumbprint());
 }
 
 // ---- orders ----------------------------------------------------------------------------------
@@ -292,7 +345,7 @@ Result<Order> Client::new_order(const NewOrderOptions& opts) {
     if (!opts.replaces.empty()) payload["replaces"] = opts.replaces;
     if (opts.not_before) payload["notBefore"] = format_rfc3339(*opts.not_before);
     if (opts.not_after) payload["notAfter"] = format_rfc3339(*opts.not_after);
-    EC_TRY_ASSIGN(auto resp, impl_->post_account(d.new_order, payload.dump()));
+    EC_TRY_ASSIGN(auto resp, impl_->post_account(d.new_order, payload.dump(), "newOrder"));
     auto loc = resp.header("location");
     if (!loc || loc->empty())
         return Error(ErrorCode::Transient, fmt::format("newOrder response from {} has no Location", d.new_order));
@@ -302,21 +355,21 @@ Result<Order> Client::new_order(const NewOrderOptions& opts) {
 }
 
 Result<Order> Client::get_order(const std::string& url) {
-    EC_TRY_ASSIGN(auto resp, impl_->post_account(url, ""));
+    EC_TRY_ASSIGN(auto resp, impl_->post_account(url, "", "order"));
     auto o = parse_order(resp.body, url);
     if (!o) return from_response(o.error(), url, resp.status);
     return o;
 }
 
 Result<Authorization> Client::get_authorization(const std::string& url) {
-    EC_TRY_ASSIGN(auto resp, impl_->post_account(url, ""));
+    EC_TRY_ASSIGN(auto resp, impl_->post_account(url, "", "authz"));
     auto a = parse_authorization(resp.body, url);
     if (!a) return from_response(a.error(), url, resp.status);
     return a;
 }
 
 Result<Challenge> Client::accept_challenge(const Challenge& ch) {
-    EC_TRY_ASSIGN(auto resp, impl_->post_account(ch.url, "{}"));
+    EC_TRY_ASSIGN(auto resp, impl_->post_account(ch.url, "{}", "challenge"));
     auto c = parse_challenge(resp.body);
     if (!c) return from_response(c.error(), ch.url, resp.status);
     return c;
@@ -324,7 +377,7 @@ Result<Challenge> Client::accept_challenge(const Challenge& ch) {
 
 Result<Authorization> Client::deactivate_authorization(const std::string& url) {
     json payload = {{"status", "deactivated"}};
-    EC_TRY_ASSIGN(auto resp, impl_->post_account(url, payload.dump()));
+    EC_TRY_ASSIGN(auto resp, impl_->post_account(url, payload.dump(), "authz"));
     auto a = parse_authorization(resp.body, url);
     if (!a) return from_response(a.error(), url, resp.status);
     return a;
@@ -346,7 +399,7 @@ Error authorization_error(const Authorization& a) {
 Result<Authorization> Client::wait_authorization(const std::string& url) {
     const auto start = impl_->clock.steady_now();
     for (int attempt = 0;; ++attempt) {
-        EC_TRY_ASSIGN(auto resp, impl_->post_account(url, ""));
+        EC_TRY_ASSIGN(auto resp, impl_->post_account(url, "", "authz"));
         auto a = parse_authorization(resp.body, url);
         if (!a) return from_response(a.error(), url, resp.status);
         if (a->status == status::kValid) return a;
@@ -365,11 +418,17 @@ Result<Authorization> Client::wait_authorization(const std::string& url) {
 Result<Order> Client::wait_order(const std::string& url) {
     const auto start = impl_->clock.steady_now();
     for (int attempt = 0;; ++attempt) {
-        EC_TRY_ASSIGN(auto resp, impl_->post_account(url, ""));
+        EC_TRY_ASSIGN(auto resp, impl_->post_account(url, "", "order"));
         auto o = parse_order(resp.body, url);
         if (!o) return from_response(o.error(), url, resp.status);
         if (o->status == status::kInvalid) {
-            if (o->error) return problem_to_error(*o->error, 0).with_context(fmt::format("order {} is invalid", url));
+            if (o->error) {
+                // The order can never succeed: Permanent whatever the problem type (except a rate
+                // limit, which the caller should wait out before ordering again).
+                Error e = problem_to_error(*o->error, 0).with_context(fmt::format("order {} is invalid", url));
+                if (e.code != ErrorCode::RateLimited) e.code = ErrorCode::Permanent;
+                return e;
+            }
             return Error(ErrorCode::Permanent, fmt::format("order {} is invalid", url));
         }
         if (o->status != status::kPending && o->status != status::kProcessing) return o;
@@ -387,7 +446,7 @@ Result<Order> Client::wait_order(const std::string& url) {
 Result<Order> Client::finalize(const Order& order, std::string_view csr_der) {
     if (order.finalize.empty()) return Error(ErrorCode::Permanent, "order has no finalize URL");
     json payload = {{"csr", enc::base64url(csr_der)}};
-    EC_TRY_ASSIGN(auto resp, impl_->post_account(order.finalize, payload.dump()));
+    EC_TRY_ASSIGN(auto resp, impl_->post_account(order.finalize, payload.dump(), "finalize"));
     auto o = parse_order(resp.body, order.url);
     if (!o) return from_response(o.error(), order.finalize, resp.status);
     return o;
@@ -397,7 +456,7 @@ Result<std::vector<CertChain>> Client::download_certificate(const std::string& u
     std::vector<CertChain> out;
     std::vector<std::string> todo{url};
     for (size_t i = 0; i < todo.size(); ++i) {
-        EC_TRY_ASSIGN(auto resp, impl_->post_account(todo[i], "", kPemChain));
+        EC_TRY_ASSIGN(auto resp, impl_->post_account(todo[i], "", "certificate", kPemChain));
         auto certs = parse_pem_chain(resp.body);
         if (!certs)
             return Error(ErrorCode::Transient, fmt::format("malformed certificate chain from {} (HTTP {}): {}", todo[i],
@@ -415,7 +474,7 @@ Status Client::revoke(const Certificate& cert, std::optional<RevocationReason> r
     EC_TRY_ASSIGN(auto d, impl_->directory());
     json payload = {{"certificate", enc::base64url(cert.to_der())}};
     if (reason) payload["reason"] = static_cast<int>(*reason);
-    EC_TRY(impl_->post_account(d.revoke_cert, payload.dump()));
+    EC_TRY(impl_->post_account(d.revoke_cert, payload.dump(), "revokeCert"));
     return ok_status();
 }
 
@@ -426,7 +485,7 @@ Status Client::revoke_with_cert_key(const Certificate& cert, const PrivateKey& c
     EC_TRY_ASSIGN(auto d, impl_->directory());
     json payload = {{"certificate", enc::base64url(cert.to_der())}};
     if (reason) payload["reason"] = static_cast<int>(*reason);
-    EC_TRY(impl_->post(d.revoke_cert, payload.dump(), cert_key, true));
+    EC_TRY(impl_->post(d.revoke_cert, payload.dump(), cert_key, {}, "revokeCert"));
     return ok_status();
 }
 
@@ -443,7 +502,7 @@ Result<RenewalInfo> Client::renewal_info(const Certificate& cert) {
         return Error(ErrorCode::NotFound, "the CA does not offer renewal information (no renewalInfo in its directory)");
     EC_TRY_ASSIGN(auto id, cert.ari_cert_id());
     std::string url = renewal_info_url(d.renewal_info, id);
-    EC_TRY_ASSIGN(auto resp, impl_->send_plain("GET", url));
+    EC_TRY_ASSIGN(auto resp, impl_->send_plain("GET", url, "renewalInfo"));
     if (!resp.success()) return response_to_error(resp, url, impl_->clock.now());
     auto ra = resp.header("retry-after");
     auto info = parse_renewal_info(resp.body, ra ? std::optional<std::string_view>(*ra) : std::nullopt,

@@ -83,10 +83,22 @@ public:
         return s;
     }
 
+    // Answer every HEAD to `url` with 200 and a fresh nonce, outside the script (for tests where
+    // the number of nonce fetches is not deterministic, e.g. several threads).
+    void serve_nonces_at(std::string url) { nonce_url_ = std::move(url); }
+    int nonces_served() const { return nonces_served_; }
+
     Result<HttpResponse> send(const HttpRequest& req) override {
         std::lock_guard l(mu_);
         RecordedRequest rec;
         rec.request = req;
+        if (!nonce_url_.empty() && req.method == "HEAD" && req.url == nonce_url_) {
+            requests_.push_back(std::move(rec));
+            ++nonces_served_;
+            HttpResponse resp{200, {{"replay-nonce", "nonce-" + std::to_string(++counter_)}}, {}};
+            issued_.insert(resp.headers.back().second);
+            return resp;
+        }
         if (steps_.empty()) {
             fail("unexpected request " + req.method + " " + req.url + " (script exhausted)");
             requests_.push_back(std::move(rec));
@@ -176,6 +188,8 @@ private:
     std::set<std::string> used_;
     nlohmann::json account_jwk_;
     std::string kid_;
+    std::string nonce_url_;
+    int nonces_served_ = 0;
     int counter_ = 0;
 };
 

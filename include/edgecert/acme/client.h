@@ -12,9 +12,11 @@
 //    max_transient_retries times with exponential backoff (1 s, 2 s, 4 s...);
 //  - maps every error response to an Error (problem.h); nlohmann exceptions never escape.
 //
-// Not thread-safe: use one Client per worker (the nonce pool and cached directory are per
-// instance). The HttpClient and Clock must outlive the Client.
+// Thread-safe: one Client (per CA and account) may be shared by workers; the nonce pool, cached
+// directory and account are guarded, and no lock is held across I/O or waits. The HttpClient and
+// Clock must outlive the Client (and be thread-safe themselves when shared).
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -31,6 +33,17 @@
 
 namespace edgecert::acme {
 
+// One HTTP exchange, reported to ClientOptions::on_request (metrics, debug logs). `resource` is
+// a low-cardinality label: directory, newNonce, newAccount, account, keyChange, newOrder, order,
+// authz, challenge, finalize, certificate, revokeCert, renewalInfo. `status` 0: transport error.
+struct RequestEvent {
+    std::string_view method;
+    std::string_view resource;
+    int status = 0;
+    std::string_view problem_type;  // the error response's problem type, if any
+    std::chrono::milliseconds duration{0};
+};
+
 struct ClientOptions {
     std::string directory_url;
     std::chrono::milliseconds request_timeout{30'000};  // per HTTP request
@@ -39,6 +52,8 @@ struct ClientOptions {
     int max_bad_nonce_retries = 10;
     int max_transient_retries = 3;
     std::string user_agent;  // default: edgecert/<version>
+    // Called after every HTTP exchange, on the calling thread. Must not call back into the Client.
+    std::function<void(const RequestEvent&)> on_request;
 };
 
 // RFC 8555 §7.3 newAccount request.
@@ -96,8 +111,8 @@ public:
     // Use a persisted account without contacting the CA.
     void set_account(const PrivateKey& key, std::string account_url);
     bool has_account() const;
-    const std::string& account_url() const;
-    const PrivateKey* account_key() const;  // nullptr before new_account/set_account
+    std::string account_url() const;                // empty before new_account/set_account
+    std::optional<PrivateKey> account_key() const;  // nullopt before new_account/set_account
 
     Result<Account> fetch_account();                           // POST-as-GET to the account URL
     Result<Account> update_contacts(const std::vector<std::string>& contacts);  // §7.3.2

@@ -17,6 +17,10 @@ namespace edgecert::acme {
 // Publishes and removes challenge responses (http-01 token file, dns-01 TXT record,
 // tls-alpn-01 certificate). `domain` is the authorization's identifier value: for a wildcard
 // authorization it is the base name without "*." (the dns-01 record is _acme-challenge.<domain>).
+// `key_authorization` is RFC 8555 §8.1's token.thumbprint: http-01 serves it as is, dns-01
+// publishes dns01_txt_value(key_authorization), tls-alpn-01 uses make_tls_alpn01_cert().
+// A wildcard and its base name share one TXT name with two values: present() must add, and
+// cleanup() remove, only its own value.
 struct ChallengeSolver {
     virtual ~ChallengeSolver();
     // Challenge types this solver can answer, in preference order, e.g. {"http-01"}.

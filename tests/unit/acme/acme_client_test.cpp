@@ -411,3 +411,69 @@ TEST(AcmeClient, LinkHeaderParsing) {
 
 }  // namespace
 }  // namespace edgecert::acme
+
+namespace edgecert::acme {
+namespace {
+
+using namespace testutil;
+
+TEST(AcmeClient, RequestHookSeesEveryExchange) {
+    std::vector<std::string> seen;
+    ClientOptions o;
+    o.on_request = [&](const RequestEvent& ev) {
+        seen.push_back(std::string(ev.method) + " " + std::string(ev.resource) + " " + std::to_string(ev.status) +
+                       (ev.problem_type.empty() ? "" : " " + std::string(ev.problem_type)));
+    };
+    AcmeEnv env(o);
+    env.use_account();
+    env.expect_prelude();
+    env.http.expect_post(kNewOrderUrl, 400, problem_json("badNonce", "stale", 400).dump());
+    env.http.expect_post(kNewOrderUrl, 201, order_json("pending", {"a.example"}, {"https://ca.test/authz/1"}).dump())
+        .header("Location", kOrderUrl);
+    env.http.expect_transport_error("POST", "https://ca.test/authz/1", "connection reset").auth = Auth::Kid;
+    env.expect_nonce();  // the lost response carried no nonce: the pool is empty again
+    env.http.expect_post("https://ca.test/authz/1", 200,
+                         authz_json("deactivated", "a.example", json::array()).dump())
+        .checking([](const testing::RecordedRequest& r) { EXPECT_EQ(r.payload.at("status"), "deactivated"); });
+    NewOrderOptions no;
+    no.dns_names = {"a.example"};
+    ASSERT_TRUE(env.client->new_order(no).ok());
+    auto d = env.client->deactivate_authorization("https://ca.test/authz/1");
+    ASSERT_TRUE(d.ok()) << d.error().message;
+    EXPECT_EQ(d->status, "deactivated");
+    EXPECT_EQ(seen, (std::vector<std::string>{"GET directory 200", "HEAD newNonce 200",
+                                              "POST newOrder 400 urn:ietf:params:acme:error:badNonce",
+                                              "POST newOrder 201", "POST authz 0", "HEAD newNonce 200",
+                                              "POST authz 200"}));
+    EXPECT_TRUE(env.http.failures().empty());
+}
+
+TEST(AcmeClient, TransportErrorsNameTheRequest) {
+    AcmeEnv env(ClientOptions{.max_transient_retries = 0});
+    env.http.expect_transport_error("GET", kDirUrl, "Could not resolve host: ca.test");
+    auto d = env.client->directory();
+    ASSERT_FALSE(d.ok());
+    EXPECT_EQ(d.error().code, ErrorCode::Transient);
+    EXPECT_EQ(d.error().message, "GET " + kDirUrl + ": Could not resolve host: ca.test");
+}
+
+TEST(AcmeClient, UpdateContactsAndKeyAuthorization) {
+    AcmeEnv env;
+    EXPECT_FALSE(env.client->key_authorization("t").ok());  // no account yet
+    EXPECT_FALSE(env.client->account_key().has_value());
+    env.use_account();
+    EXPECT_EQ(env.client->account_url(), kAccountUrl);
+    EXPECT_EQ(*env.client->key_authorization("tok"), "tok." + env.account_key.thumbprint());
+    env.expect_prelude();
+    env.http.expect_post(kAccountUrl, 200, json{{"status", "valid"}, {"contact", {"mailto:b@example.com"}}}.dump())
+        .checking([](const testing::RecordedRequest& r) {
+            EXPECT_EQ(r.payload.at("contact"), json::array({"mailto:b@example.com"}));
+        });
+    auto a = env.client->update_contacts({"mailto:b@example.com"});
+    ASSERT_TRUE(a.ok()) << a.error().message;
+    EXPECT_EQ(a->contact, std::vector<std::string>{"mailto:b@example.com"});
+    EXPECT_TRUE(env.http.failures().empty());
+}
+
+}  // namespace
+}  // namespace edgecert::acme

@@ -298,6 +298,23 @@ TEST_F(AcmeObtain, ResumeReadyOrderFinalizes) {
     check_clean();
 }
 
+TEST_F(AcmeObtain, FinalizeThatInvalidatesTheOrderIsPermanent) {
+    env.use_account();
+    env.expect_prelude();
+    expect_order_get("ready");
+    json inv = order_json("invalid", {"example.com"}, {kAuthzUrl});
+    inv["error"] = problem_json("serverInternal", "signing failed", 500);
+    env.http.expect_post(kFinalizeUrl, 200, inv.dump());
+    ObtainRequest req = request();
+    req.resume_order_url = kOrderUrl;
+    auto r = obtain(*env.client, solver, req);
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.error().code, ErrorCode::Permanent);  // this order is finished, whatever the cause
+    EXPECT_EQ(r.error().type, problem::kServerInternal);
+    EXPECT_EQ(r.error().message, "order " + kOrderUrl + " is invalid: signing failed (urn:ietf:params:acme:error:serverInternal)");
+    check_clean();
+}
+
 TEST_F(AcmeObtain, ResumeProcessingOrderWaits) {
     env.use_account();
     env.expect_prelude();

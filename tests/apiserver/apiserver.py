@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """fakekube: the in-repo test Kubernetes API server. See README.md in this folder.
 
-usage: run --port N [--tls-cert F --tls-key F] [--token-file F] [--history N]
+usage: run --port N [--tls-cert F --tls-key F [--client-ca F]] [--token-file F] [--history N]
            [--bookmark-interval S] [--watch-timeout S] [--version-minor M]
 Prints "ready port=<N>" on stdout once listening; SIGTERM stops it.
 """
@@ -24,6 +24,8 @@ def main(argv=None):
     ap.add_argument("--tls-key", help="PEM private key for --tls-cert")
     ap.add_argument("--token-file", help="accepted bearer tokens, one per line; re-read per "
                                          "request; wrong/missing token -> 401")
+    ap.add_argument("--client-ca", help="PEM CA; client certificates it signed authenticate "
+                                        "(HTTPS only; alone or beside --token-file)")
     ap.add_argument("--history", type=int, default=1000,
                     help="watch events kept; older resourceVersions answer 410 Expired")
     ap.add_argument("--bookmark-interval", type=float, default=5.0,
@@ -37,6 +39,8 @@ def main(argv=None):
     cfg = ap.parse_args(argv)
     if bool(cfg.tls_cert) != bool(cfg.tls_key):
         ap.error("--tls-cert and --tls-key go together")
+    if cfg.client_ca and not cfg.tls_cert:
+        ap.error("--client-ca needs --tls-cert/--tls-key")
     srv = FakeServer((cfg.host, cfg.port), cfg)
 
     def stop(*_):

@@ -1,7 +1,8 @@
 """Start the in-repo test Kubernetes API server (tests/apiserver/run) for a test.
 
     srv = apiserver_fixture.start(tmp_path, tls=True, token="t0k3n")
-    srv.url, srv.port, srv.kubeconfig, srv.ca (PEM path when tls), srv.token_file
+    srv.url, srv.port, srv.kubeconfig, srv.ca (PEM path when tls), srv.token_file,
+    srv.client_cert/srv.client_key (start(..., tls=True, client_cert=True))
     srv.fault("conflict_next_put", path_prefix="/apis/coordination.k8s.io")
     srv.requests()            # GET /_debug/requests
     srv.http("GET", "/api/v1/namespaces")   # -> (status, headers, parsed body)
@@ -72,19 +73,32 @@ def make_certs(d):
             .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]),
                            critical=False)
             .sign(ca_key, hashes.SHA256()))
+    ckey = ec.generate_private_key(ec.SECP256R1())
+    client = (x509.CertificateBuilder()
+              .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "tester"),
+                                       x509.NameAttribute(NameOID.ORGANIZATION_NAME,
+                                                          "system:masters")]))
+              .issuer_name(ca_name).public_key(ckey.public_key())
+              .serial_number(x509.random_serial_number())
+              .not_valid_before(now - datetime.timedelta(minutes=5))
+              .not_valid_after(now + datetime.timedelta(days=1))
+              .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH]),
+                             critical=False)
+              .sign(ca_key, hashes.SHA256()))
     pem = serialization.Encoding.PEM
     (d / "ca.crt").write_bytes(ca.public_bytes(pem))
     (d / "server.crt").write_bytes(cert.public_bytes(pem))
-    kp = d / "server.key"
-    fd = os.open(str(kp), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(key.private_bytes(pem, serialization.PrivateFormat.PKCS8,
-                                  serialization.NoEncryption()))
-    return d / "ca.crt", d / "server.crt", kp
+    (d / "client.crt").write_bytes(client.public_bytes(pem))
+    for name, k in (("server.key", key), ("client.key", ckey)):
+        fd = os.open(str(d / name), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(k.private_bytes(pem, serialization.PrivateFormat.PKCS8,
+                                    serialization.NoEncryption()))
+    return d / "ca.crt", d / "server.crt", d / "server.key"
 
 
 class ApiServer:
-    def __init__(self, tmpdir, tls=False, token=None, args=()):
+    def __init__(self, tmpdir, tls=False, token=None, args=(), client_cert=False):
         self.dir = Path(tmpdir) / ("apiserver-%d" % time.monotonic_ns())
         self.dir.mkdir(parents=True)
         self.token = token
@@ -94,6 +108,12 @@ class ApiServer:
         if tls:
             self.ca, crt, key = make_certs(self.dir)
             cmd += ["--tls-cert", str(crt), "--tls-key", str(key)]
+        self.client_cert = self.client_key = None
+        if client_cert:
+            if not tls:
+                raise ValueError("client_cert needs tls=True")
+            self.client_cert, self.client_key = self.dir / "client.crt", self.dir / "client.key"
+            cmd += ["--client-ca", str(self.ca)]
         if token is not None:
             self.token_file = self.dir / "token"
             self.set_token(token)
@@ -115,6 +135,9 @@ class ApiServer:
         if self.ca:
             cluster["certificate-authority"] = str(self.ca)
         user = {"token": self.token} if self.token is not None else {}
+        if self.client_cert:
+            user["client-certificate"] = str(self.client_cert)
+            user["client-key"] = str(self.client_key)
         cfg = {"apiVersion": "v1", "kind": "Config", "current-context": "fake",
                "clusters": [{"name": "fake", "cluster": cluster}],
                "users": [{"name": "fake", "user": user}],
@@ -140,10 +163,16 @@ class ApiServer:
 
     # ---- HTTP helpers ------------------------------------------------------------------------
 
-    def _ctx(self):
-        return ssl.create_default_context(cafile=str(self.ca)) if self.ca else None
+    def _ctx(self, use_client_cert=True):
+        if not self.ca:
+            return None
+        ctx = ssl.create_default_context(cafile=str(self.ca))
+        if self.client_cert and use_client_cert:
+            ctx.load_cert_chain(str(self.client_cert), str(self.client_key))
+        return ctx
 
-    def http(self, method, path, body=None, headers=None, token=None, timeout=30):
+    def http(self, method, path, body=None, headers=None, token=None, timeout=30,
+             client_cert=True):
         """Plain request; returns (status, headers, decoded JSON or raw bytes)."""
         h = dict(headers or {})
         data = None
@@ -155,7 +184,8 @@ class ApiServer:
             h.setdefault("Authorization", "Bearer " + tok)
         req = urllib.request.Request(self.url + path, data=data, headers=h, method=method)
         try:
-            with urllib.request.urlopen(req, context=self._ctx(), timeout=timeout) as r:
+            with urllib.request.urlopen(req, context=self._ctx(client_cert),
+                                        timeout=timeout) as r:
                 status, hdrs, raw = r.status, dict(r.headers), r.read()
         except urllib.error.HTTPError as e:
             status, hdrs, raw = e.code, dict(e.headers), e.read()
@@ -195,5 +225,7 @@ class ApiServer:
         return r
 
 
-def start(tmpdir, tls=False, token=None, args=()):
-    return ApiServer(tmpdir, tls=tls, token=token, args=args)
+def start(tmpdir, tls=False, token=None, args=(), client_cert=False):
+    """client_cert=True (needs tls): the server trusts client certificates of the test CA and
+    the kubeconfig authenticates with one (client-certificate/client-key files)."""
+    return ApiServer(tmpdir, tls=tls, token=token, args=args, client_cert=client_cert)

@@ -396,3 +396,21 @@ def test_https_and_token(tmp_path):
         assert r.returncode != 0 and "Unauthorized" in r.stderr_text
     finally:
         s.stop()
+
+
+def test_client_certificate(tmp_path):
+    s = F.start(tmp_path, tls=True, client_cert=True)
+    try:
+        assert "namespace/default" in s.kubectl("get", "ns", "-o", "name").stdout_text.split()
+        cfg = yaml.safe_load(s.kubeconfig.read_text())
+        del cfg["users"][0]["user"]["client-certificate"]
+        del cfg["users"][0]["user"]["client-key"]
+        anon = tmp_path / "anon-kubeconfig"
+        anon.write_text(yaml.safe_dump(cfg))
+        r = s.kubectl("--kubeconfig", str(anon), "get", "ns", check=False)
+        # kubectl with no credentials at all answers a 401 by prompting for basic auth
+        assert r.returncode != 0
+        assert "Unauthorized" in r.stderr_text or "Please enter Username" in r.stdout_text
+        assert any(q["status"] == 401 for q in s.requests())
+    finally:
+        s.stop()

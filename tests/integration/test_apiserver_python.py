@@ -605,3 +605,14 @@ def test_watchers_of_closed_connections_are_released(srv):
     while srv.stats()["watchers"] and time.time() < deadline:
         time.sleep(0.2)
     assert srv.stats()["watchers"] == 0
+
+
+def test_client_certificate_auth(tmp_path):
+    s = F.start(tmp_path, tls=True, client_cert=True)
+    try:
+        with api_client(s) as api:  # kubeconfig with client-certificate/client-key
+            assert client.CoreV1Api(api).read_namespace("default").metadata.name == "default"
+        st, _, body = s.http("GET", "/api/v1/namespaces", client_cert=False)
+        assert st == 401 and body["reason"] == "Unauthorized"
+    finally:
+        s.stop()

@@ -175,7 +175,7 @@ def _watch(h, rt, ns, lsel, fsel):
     st = srv.store
     q = h.q
     try:
-        timeout = float(q.get("timeoutSeconds") or srv.cfg.watch_timeout)
+        timeout = float(q.get("timeoutSeconds") or 0) or srv.cfg.watch_timeout  # 0: default
     except ValueError:
         raise errors.bad_request("invalid timeoutSeconds")
     bookmarks = _bool(q.get("allowWatchBookmarks"))

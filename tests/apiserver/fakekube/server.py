@@ -89,6 +89,9 @@ class FakeServer(ThreadingHTTPServer):
             ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             ctx.load_cert_chain(cfg.tls_cert, cfg.tls_key)
             ctx.set_alpn_protocols(["http/1.1"])
+            if cfg.client_ca:  # x509 client auth: optional, verified against --client-ca
+                ctx.verify_mode = ssl.CERT_OPTIONAL
+                ctx.load_verify_locations(cfg.client_ca)
             self.socket = ctx.wrap_socket(self.socket, server_side=True,
                                           do_handshake_on_connect=False)
 
@@ -156,6 +159,22 @@ class Handler(BaseHTTPRequestHandler):
     def _chunk(self, data):
         self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
 
+    def _authenticate(self):
+        """A valid bearer token (--token-file) or a client certificate signed by --client-ca.
+        Without either flag every request is anonymous and allowed."""
+        srv = self.server
+        tokens = srv.tokens()
+        if tokens is None and not srv.cfg.client_ca:
+            return
+        if srv.cfg.client_ca and isinstance(self.connection, ssl.SSLSocket) \
+                and self.connection.getpeercert():
+            return  # the handshake verified it against the CA
+        auth = self.headers.get("Authorization", "")
+        scheme, _, tok = auth.partition(" ")
+        if tokens and scheme.lower() == "bearer" and tok.strip() in tokens:
+            return
+        raise errors.unauthorized()
+
     def _read_chunked(self):
         out = []
         while True:
@@ -190,12 +209,7 @@ class Handler(BaseHTTPRequestHandler):
         try:
             if u.path.startswith("/_"):
                 return self._control(method, u.path)
-            tokens = srv.tokens()
-            if tokens is not None:
-                auth = self.headers.get("Authorization", "")
-                scheme, _, tok = auth.partition(" ")
-                if scheme.lower() != "bearer" or tok.strip() not in tokens:
-                    raise errors.unauthorized()
+            self._authenticate()
             is_watch = parse_bool(self.q.get("watch")) or "/watch/" in u.path
             for f in srv.faults.take(method, u.path, is_watch):
                 k = f["kind"]

@@ -83,7 +83,7 @@ def _svc_ports(o):
 
 
 def _event_object(o):
-    io = o.get("involvedObject") or {}
+    io = o.get("involvedObject") or o.get("regarding") or {}
     return "%s/%s" % (str(io.get("kind", "")).lower(), io.get("name", ""))
 
 
@@ -177,11 +177,12 @@ def row_cells(rt, obj, crd_cols):
         if crd_cols is None:
             return [m.get("name", ""), age(m.get("creationTimestamp"))]
         return [m.get("name", "")] + [_crd_cell(obj, c) for c in crd_cols]
-    if rt.kind == "Event":
-        last = (obj.get("lastTimestamp") or obj.get("eventTime")
+    if rt.kind == "Event":  # core/v1 or events.k8s.io/v1 field names
+        last = (obj.get("lastTimestamp") or obj.get("deprecatedLastTimestamp")
+                or (obj.get("series") or {}).get("lastObservedTime") or obj.get("eventTime")
                 or m.get("creationTimestamp"))
         return [age(last), obj.get("type", ""), obj.get("reason", ""), _event_object(obj),
-                obj.get("message", "")]
+                obj.get("message", obj.get("note", ""))]
     if rt.kind == "CustomResourceDefinition":
         return [m.get("name", ""), m.get("creationTimestamp", "")]
     fn = BUILTIN.get(rt.kind, (None, None))[1]

@@ -341,7 +341,7 @@ Result<Config> in_cluster_config(const InClusterOptions& opts) {
     };
     auto host = opts.host ? opts.host : env("KUBERNETES_SERVICE_HOST");
     auto port = opts.port ? opts.port : env("KUBERNETES_SERVICE_PORT");
-    if (!host || !port)
+    if (!host || !port || host->empty() || port->empty())
         return Error(ErrorCode::InvalidConfig,
                      "not in a cluster: KUBERNETES_SERVICE_HOST/PORT are not set");
     Config c;

@@ -297,6 +297,46 @@ TEST(CryptoPrivateKey, ReadsPkcs1AndSec1) {
     }
 }
 
+// RFC 7518 §6.2.1.2 / §3.4: coordinates and R, S are fixed-size, left-padded with zeros. A
+// padding bug shows only when a value has a leading zero octet (1 in 256), so look for one.
+TEST(CryptoJwk, EcValuesWithLeadingZeroOctetsArePadded) {
+    bool found_coordinate = false;
+    for (int i = 0; i < 4000 && !found_coordinate; ++i) {
+        auto key = PrivateKey::generate(KeyType::EcP256);
+        ASSERT_TRUE(key.ok());
+        std::string x = b64u_decode(key->public_jwk()["x"].get<std::string>());
+        std::string y = b64u_decode(key->public_jwk()["y"].get<std::string>());
+        ASSERT_EQ(x.size(), 32u);
+        ASSERT_EQ(y.size(), 32u);
+        if (x[0] != '\0' && y[0] != '\0') continue;
+        found_coordinate = true;
+        // The padded JWK imports back to the same key and verifies its signatures.
+        auto pub = public_key_from_jwk(key->public_jwk());
+        ASSERT_TRUE(pub.ok()) << pub.error().message;
+        EXPECT_EQ(EVP_PKEY_eq(pub->get(), key->get()), 1);
+        auto sig = key->sign("padded");
+        ASSERT_TRUE(sig.ok());
+        EXPECT_TRUE(verify_signature(pub->get(), "ES256", "padded", *sig).ok());
+    }
+    EXPECT_TRUE(found_coordinate);
+
+    auto key = PrivateKey::generate(KeyType::EcP384);
+    ASSERT_TRUE(key.ok());
+    auto pub = public_key_from_jwk(key->public_jwk());
+    ASSERT_TRUE(pub.ok());
+    bool found_sig = false;
+    for (int i = 0; i < 4000 && !found_sig; ++i) {
+        const std::string input = "message " + std::to_string(i);
+        auto sig = key->sign(input);
+        ASSERT_TRUE(sig.ok());
+        ASSERT_EQ(sig->size(), 96u);
+        if ((*sig)[0] != '\0' && (*sig)[48] != '\0') continue;
+        found_sig = true;
+        EXPECT_TRUE(verify_signature(pub->get(), "ES384", input, *sig).ok());
+    }
+    EXPECT_TRUE(found_sig);
+}
+
 TEST(CryptoPrivateKey, RejectsGarbageWithoutEchoingIt) {
     const std::string secretish = "SUPERSECRETMATERIAL";
     const std::string inputs[] = {

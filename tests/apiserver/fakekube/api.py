@@ -13,9 +13,15 @@ from . import errors, table
 from .selectors import FieldSelector, LabelSelector
 
 
-def _bool(v):
-    from .server import parse_bool
-    return parse_bool(v)
+def parse_bool(v):
+    """apimachinery Convert_Slice_string_To_bool: only "", "0", "false" (any case) are false;
+    "f"/"F" are accepted as false too (strconv.ParseBool spelling)."""
+    if v is None:
+        return False
+    return v.strip().lower() not in ("", "0", "false", "f")
+
+
+_bool = parse_bool
 
 
 def _dumps(o):

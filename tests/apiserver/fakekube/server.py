@@ -1,7 +1,5 @@
 """HTTP layer: routing, auth, fault injection, request log, list/watch encoding."""
 import json
-import os
-import queue
 import socket
 import ssl
 import threading
@@ -11,24 +9,14 @@ from collections import deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
-import yaml
-
-from . import discovery, errors, table
+from . import discovery, errors
+from .api import handle, parse_bool
 from .bootstrap import bootstrap
-from .selectors import FieldSelector, LabelSelector
 from .types import Registry
 from .writes import Store
 
 FAULT_KINDS = {"conflict_next_put", "gone_next_watch", "throttle", "error_500", "drop_watches",
                "drop_next", "delay", "compact"}
-
-
-def parse_bool(v):
-    """apimachinery Convert_Slice_string_To_bool: only "", "0", "false" (any case) are false;
-    "f"/"F" are accepted as false too (strconv.ParseBool spelling)."""
-    if v is None:
-        return False
-    return v.strip().lower() not in ("", "0", "false", "f")
 
 
 class Faults:
@@ -361,5 +349,4 @@ class Handler(BaseHTTPRequestHandler):
         sub = rest[2] if len(rest) > 2 else ""
         if sub and not (sub == "status" and rt.status):
             raise errors.path_not_found()
-        from .api import handle
         handle(self, method, rt, ns, name, sub, legacy_watch)

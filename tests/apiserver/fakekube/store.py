@@ -8,14 +8,11 @@ them outside the lock.
 """
 import base64
 import binascii
-import copy
 import json
 import queue
-import random
 import re
 import threading
 import time
-import uuid
 from collections import deque
 
 from . import errors, events, patch as P

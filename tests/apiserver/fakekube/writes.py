@@ -6,6 +6,7 @@ import copy
 import datetime
 import json
 import random
+import uuid
 
 import yaml
 
@@ -229,7 +230,7 @@ class Store(StoreBase):
             self._check_namespace(rt, ns, name)
             if key_of(obj) in self.data.get(rt.storage, {}):
                 raise errors.already_exists(rt, name)
-            m["uid"] = str(__import__("uuid").uuid4())
+            m["uid"] = str(uuid.uuid4())
             m["creationTimestamp"] = now()
             if rt.generation:
                 m["generation"] = 1

@@ -116,6 +116,21 @@ def test_create_get_json_yaml_table(srv):
     assert 'Error from server (NotFound): secrets "nope" not found' in missing.stderr_text
 
 
+def test_field_validation_strict_and_warn(srv):
+    bad = SECRET.replace("type: kubernetes.io/tls", "type: kubernetes.io/tls\nspec: {x: 1}")
+    r = srv.kubectl("create", "-f", "-", input=bad, check=False)
+    assert r.returncode != 0
+    assert ('Error from server (BadRequest): error when creating "STDIN": Secret in version "v1" '
+            'cannot be handled as a Secret: strict decoding error: unknown field "spec"'
+            ) in r.stderr_text
+    r = srv.kubectl("create", "--validate=warn", "-f", "-", input=bad)
+    assert 'Warning: unknown field "spec"' in r.stderr_text
+    assert "spec" not in obj(srv, "secret", "tls1")  # dropped, like a typed decoder does
+    ing = INGRESS.replace("secretName: web-tls", "secretName: web-tls\n    sercretName: typo")
+    r = srv.kubectl("apply", "-f", "-", input=ing, check=False)
+    assert r.returncode != 0 and 'unknown field "spec.tls[0].sercretName"' in r.stderr_text
+
+
 def test_get_watch_sees_add_modify_delete(srv):
     kc = F.kubectl_path()
     srv.kubectl("get", "secrets")  # warm the discovery cache

@@ -580,6 +580,13 @@ def test_raw_wire_details(srv):
     st, _, body = srv.http("PATCH", "/api/v1/namespaces/default/secrets/s", {"type": "x/y"},
                            headers={"Content-Type": "application/merge-patch+json"})
     assert st == 422 and body["details"]["causes"][0]["field"] == "type"
+    # unknown fields of built-in kinds are dropped with a warning (fieldValidation=Warn default)
+    st, hdrs, body = srv.http("POST", "/apis/coordination.k8s.io/v1/namespaces/default/leases",
+                              {"metadata": {"name": "l", "bogus": 1},
+                               "spec": {"holderIdentity": "a", "holdr": "b"}})
+    assert st == 201 and body["spec"] == {"holderIdentity": "a"}
+    assert "bogus" not in body["metadata"]
+    assert 'unknown field' in hdrs.get("Warning", "")
     # CRD selectableFields become field selectors
     crd = json.loads(json.dumps(CRD))
     crd["spec"]["versions"][0]["selectableFields"] = [{"jsonPath": ".spec.issuer"}]

@@ -10,6 +10,7 @@ import time
 import yaml
 
 from . import errors, table
+from .schema import prune, schema_for
 from .selectors import FieldSelector, LabelSelector
 
 
@@ -51,6 +52,25 @@ def _body(h):
         raise errors.bad_request("error decoding request body: %s" % e)
 
 
+def _field_validation(h, rt, body):
+    """Drop unknown fields of built-in kinds; 400 when fieldValidation=Strict, a Warning
+    header per field otherwise (Warn is the default), nothing with Ignore."""
+    sch = schema_for(rt)
+    if sch is None or not isinstance(body, dict):
+        return body
+    unknown = prune(body, sch)
+    if not unknown:
+        return body
+    mode = h.q.get("fieldValidation") or "Warn"
+    if mode == "Strict":
+        raise errors.bad_request('%s in version "%s" cannot be handled as a %s: strict decoding '
+                                 'error: %s' % (rt.kind, rt.version, rt.kind, ", ".join(
+                                     'unknown field "%s"' % u for u in unknown)))
+    if mode != "Ignore":
+        h.warnings.extend('unknown field "%s"' % u for u in unknown)
+    return body
+
+
 def _dry(h):
     return h.q.get("dryRun") == "All"
 
@@ -90,14 +110,15 @@ def handle(h, method, rt, ns, name, sub, legacy_watch):
     if method == "POST":
         if name:
             raise errors.method_not_allowed(method)
-        obj = st.create(rt, ns, _body(h), _manager(h), _dry(h))
+        obj = st.create(rt, ns, _field_validation(h, rt, _body(h)), _manager(h), _dry(h))
         return _send_obj(h, 201, rt, obj)
     if method == "PUT":
         if not name:
             raise errors.method_not_allowed(method)
         if h.fault_conflict:
             raise errors.conflict(rt, name)
-        obj = st.update(rt, ns, name, _body(h), _manager(h), sub, _dry(h))
+        obj = st.update(rt, ns, name, _field_validation(h, rt, _body(h)), _manager(h), sub,
+                        _dry(h))
         return _send_obj(h, 200, rt, obj)
     if method == "PATCH":
         if not name:
@@ -109,7 +130,11 @@ def handle(h, method, rt, ns, name, sub, legacy_watch):
                 st.get(rt, ns, name)
             except errors.ApiError:
                 existed = False
-        obj = st.patch(rt, ns, name, ctype, h.body, q.get("fieldManager") or
+        raw = h.body
+        if ctype in ("application/merge-patch+json", "application/strategic-merge-patch+json",
+                     "application/apply-patch+yaml") and schema_for(rt) is not None:
+            raw = json.dumps(_field_validation(h, rt, _body(h))).encode()
+        obj = st.patch(rt, ns, name, ctype, raw, q.get("fieldManager") or
                        (None if ctype == "application/apply-patch+yaml" else _manager(h)),
                        _bool(q.get("force")), sub, _dry(h))
         return _send_obj(h, 200 if existed else 201, rt, obj)

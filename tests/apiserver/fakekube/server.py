@@ -136,6 +136,8 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Cache-Control", "no-cache, private")
         for k, v in (headers or {}).items():
             self.send_header(k, v)
+        for w in self.warnings:
+            self.send_header("Warning", '299 - "%s"' % w.replace('"', '\\"'))
         # one write for head and body: split writes + Nagle + delayed ACK cost 40 ms a request
         self._headers_buffer.append(b"\r\n")
         self._headers_buffer.append(data)
@@ -178,6 +180,7 @@ class Handler(BaseHTTPRequestHandler):
         self.status = 0
         self.fault_conflict = False  # per request: a handler serves a whole keep-alive connection
         self.fault_gone = None
+        self.warnings = []
         t0 = time.time()
         u = urlsplit(self.path)
         self.q = {k: v[0] for k, v in parse_qs(u.query, keep_blank_values=True).items()}

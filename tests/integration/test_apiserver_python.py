@@ -623,3 +623,40 @@ def test_client_certificate_auth(tmp_path):
         assert st == 401 and body["reason"] == "Unauthorized"
     finally:
         s.stop()
+
+
+def test_cluster_scoped_crd_and_gateway_versions(api, srv):
+    crd = json.loads(json.dumps(CRD))
+    crd["metadata"]["name"] = "clusterissuers.edgecert.io"
+    crd["spec"].update(scope="Cluster", names={"plural": "clusterissuers", "kind": "ClusterIssuer",
+                                               "singular": "clusterissuer"})
+    client.ApiextensionsV1Api(api).create_custom_resource_definition(crd)
+    co = client.CustomObjectsApi(api)
+    ci = co.create_cluster_custom_object("edgecert.io", "v1alpha1", "clusterissuers", {
+        "apiVersion": "edgecert.io/v1alpha1", "kind": "ClusterIssuer",
+        "metadata": {"name": "le"}, "spec": {"acme": {"server": "https://acme.example/dir"}}})
+    assert "namespace" not in ci["metadata"]
+    assert [i["metadata"]["name"] for i in co.list_cluster_custom_object(
+        "edgecert.io", "v1alpha1", "clusterissuers")["items"]] == ["le"]
+    st = co.patch_cluster_custom_object_status("edgecert.io", "v1alpha1", "clusterissuers",
+                                               "le", {"status": {"ready": True}})
+    assert st["status"] == {"ready": True}
+    # a namespaced path for a cluster-scoped kind does not exist
+    assert srv.http("GET", "/apis/edgecert.io/v1alpha1/namespaces/default/clusterissuers/le"
+                    )[0] == 404
+    # Gateway API: one store behind v1 and v1beta1 (ReferenceGrant is stored as v1beta1)
+    gw = "gateway.networking.k8s.io"
+    co.create_namespaced_custom_object(gw, "v1beta1", NS, "referencegrants", {
+        "apiVersion": gw + "/v1beta1", "kind": "ReferenceGrant", "metadata": {"name": "rg"},
+        "spec": {"from": [{"group": gw, "kind": "Gateway", "namespace": "gw-ns"}],
+                 "to": [{"group": "", "kind": "Secret"}]}})
+    rg = co.get_namespaced_custom_object(gw, "v1", NS, "referencegrants", "rg")
+    assert rg["apiVersion"] == gw + "/v1" and rg["spec"]["to"] == [{"group": "", "kind": "Secret"}]
+    co.create_cluster_custom_object(gw, "v1", "gatewayclasses", {
+        "apiVersion": gw + "/v1", "kind": "GatewayClass", "metadata": {"name": "eg"},
+        "spec": {"controllerName": "example.com/gateway"}})
+    co.create_namespaced_custom_object(gw, "v1", NS, "httproutes", {
+        "apiVersion": gw + "/v1", "kind": "HTTPRoute", "metadata": {"name": "r"},
+        "spec": {"hostnames": ["a.example.com"]}})
+    assert co.get_namespaced_custom_object(gw, "v1beta1", NS, "httproutes", "r")["apiVersion"] \
+        == gw + "/v1beta1"

@@ -660,3 +660,21 @@ def test_cluster_scoped_crd_and_gateway_versions(api, srv):
         "spec": {"hostnames": ["a.example.com"]}})
     assert co.get_namespaced_custom_object(gw, "v1beta1", NS, "httproutes", "r")["apiVersion"] \
         == gw + "/v1beta1"
+
+
+def test_crd_delete_ends_watches_and_removes_objects(api, srv):
+    client.ApiextensionsV1Api(api).create_custom_resource_definition(CRD)
+    base = "/apis/edgecert.io/v1alpha1/namespaces/default/certificates"
+    assert srv.http("POST", base, {"apiVersion": "edgecert.io/v1alpha1", "kind": "Certificate",
+                                   "metadata": {"name": "c"}})[0] == 201
+    got = []
+    rv = srv.http("GET", base)[2]["metadata"]["resourceVersion"]
+    t = threading.Thread(target=lambda: got.extend(
+        watch_events(srv, base + "?watch=1&resourceVersion=" + rv, 100, timeout=20)))
+    t.start()
+    time.sleep(0.5)
+    client.ApiextensionsV1Api(api).delete_custom_resource_definition("certificates.edgecert.io")
+    t.join(15)
+    assert not t.is_alive()  # the stream ended when the kind went away
+    assert [(e["type"], e["object"]["metadata"]["name"]) for e in got] == [("DELETED", "c")]
+    assert srv.http("GET", base)[0] == 404

@@ -309,6 +309,11 @@ def _start_stream(h, first, w, timeout, bookmarks, rt=None):
                 break
         out = []
         for typ, obj, entry in batch:
+            if typ == "END":
+                if out:
+                    h._chunk(b"".join(out))
+                h.wfile.write(b"0\r\n\r\n")
+                return
             if typ == "DROP":
                 if out:
                     h._chunk(b"".join(out))

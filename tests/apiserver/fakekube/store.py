@@ -170,6 +170,8 @@ class StoreBase:
                     if crts:
                         self._commit(crts[0], "DELETED", None, o)
                 self.reg.remove_crd(obj["metadata"]["name"])
+                for w in list(self.watchers.get(storage, ())):
+                    w.close("END")  # the kind is gone: its watches end (cleanly)
             else:
                 self.reg.set_crd(obj)
         elif etype == "DELETED" and rt.namespaced:

@@ -238,6 +238,8 @@ class Store(StoreBase):
                 obj.pop("status", None)
             if rt.storage == "/namespaces":
                 obj["status"] = {"phase": "Active"}
+                spec = obj.setdefault("spec", {})
+                spec.setdefault("finalizers", ["kubernetes"])
             self._validate(rt, obj, None)
             if applied is not None:
                 e = {"manager": manager, "operation": "Apply", "apiVersion": rt.api_version,

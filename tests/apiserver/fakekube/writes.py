@@ -375,6 +375,9 @@ class Store(StoreBase):
             except errors.ApiError:
                 return self.create(rt, ns, copy.deepcopy(applied), manager, dry_run,
                                    applied=applied)
+            arv = am.get("resourceVersion")
+            if arv and arv != meta(live)["resourceVersion"]:  # an optional precondition
+                raise errors.conflict(rt, name)
             applied_paths = P.leaf_paths(applied)
             owners = self._owners(live)
             conflicts = []

@@ -36,6 +36,21 @@ bool looks_like_ip(std::string_view s) {
            std::count(s.begin(), s.end(), '.') == 3;
 }
 
+// RFC 3986 §5.2 for the forms CAs use in Location and Link: absolute, network-path ("//h/p"),
+// absolute-path ("/p") and relative-path ("p").
+std::string resolve_url(std::string_view base, std::string_view ref) {
+    if (ref.find("://") != std::string_view::npos) return std::string(ref);
+    size_t scheme_end = base.find("://");
+    if (scheme_end == std::string_view::npos) return std::string(ref);
+    if (ref.starts_with("//")) return std::string(base.substr(0, scheme_end + 1)) + std::string(ref);
+    size_t path_start = base.find('/', scheme_end + 3);
+    std::string origin(base.substr(0, path_start));
+    if (ref.starts_with("/")) return origin + std::string(ref);
+    std::string_view path = path_start == std::string_view::npos ? "/" : base.substr(path_start);
+    path = path.substr(0, path.find_first_of("?#"));
+    return origin + std::string(path.substr(0, path.rfind('/') + 1)) + std::string(ref);
+}
+
 std::string seconds_text(std::chrono::milliseconds d) {
     auto s = std::chrono::duration_cast<std::chrono::seconds>(d).count();
     return fmt::format("{} s", s);
@@ -256,6 +271,7 @@ Result<Account> Client::new_account(const PrivateKey& key, const NewAccountOptio
     auto loc = resp.header("location");
     if (!loc || loc->empty())
         return Error(ErrorCode::Transient, fmt::format("newAccount response from {} has no Location", d.new_account));
+    *loc = resolve_url(d.new_account, *loc);
     auto acct = resp.body.empty() ? Result<Account>(Account{*loc, "valid", {}, false, {}})
                                   : parse_account(resp.body, *loc);
     if (!acct) return from_response(acct.error(), d.new_account, resp.status);
@@ -349,6 +365,7 @@ Result<Order> Client::new_order(const NewOrderOptions& opts) {
     auto loc = resp.header("location");
     if (!loc || loc->empty())
         return Error(ErrorCode::Transient, fmt::format("newOrder response from {} has no Location", d.new_order));
+    *loc = resolve_url(d.new_order, *loc);
     auto o = parse_order(resp.body, *loc);
     if (!o) return from_response(o.error(), d.new_order, resp.status);
     return o;
@@ -463,8 +480,10 @@ Result<std::vector<CertChain>> Client::download_certificate(const std::string& u
                                                            resp.status, certs.error().message));
         out.push_back(CertChain{todo[i], resp.body, std::move(certs).value()});
         if (i == 0 && alternates) {
-            for (auto& alt : parse_link_headers(resp.header_all("link"), "alternate"))
+            for (const auto& ref : parse_link_headers(resp.header_all("link"), "alternate")) {
+                std::string alt = resolve_url(url, ref);
                 if (std::find(todo.begin(), todo.end(), alt) == todo.end()) todo.push_back(std::move(alt));
+            }
         }
     }
     return out;

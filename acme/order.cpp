@@ -184,7 +184,14 @@ Result<Account> ensure_account(Client& client, const PrivateKey& key, const NewA
     NewAccountOptions lookup;
     lookup.only_return_existing = true;  // §7.3.1: the other fields are ignored; send no EAB
     auto found = client.new_account(key, lookup);
-    if (found) return found;
+    if (found) {
+        // §7.1.6: a deactivated or revoked account can never be used again with this key.
+        if (!found->status.empty() && found->status != status::kValid)
+            return Error(ErrorCode::InvalidConfig,
+                         fmt::format("the ACME account {} for this key is {}: use a new account key", found->url,
+                                     found->status));
+        return found;
+    }
     if (found.error().type != problem::kAccountDoesNotExist) return std::move(found).error();
     NewAccountOptions reg = opts;
     reg.only_return_existing = false;

@@ -477,3 +477,49 @@ TEST(AcmeClient, UpdateContactsAndKeyAuthorization) {
 
 }  // namespace
 }  // namespace edgecert::acme
+
+namespace edgecert::acme {
+namespace {
+
+using namespace testutil;
+
+TEST(AcmeClient, RelativeLocationAndLinkAreResolved) {
+    AcmeEnv env;
+    env.use_account();
+    env.expect_prelude();
+    env.http.expect_post(kNewOrderUrl, 201, order_json("pending", {"a.example"}, {"https://ca.test/authz/1"}).dump())
+        .header("Location", "/order/1");
+    NewOrderOptions no;
+    no.dns_names = {"a.example"};
+    auto o = env.client->new_order(no);
+    ASSERT_TRUE(o.ok()) << o.error().message;
+    EXPECT_EQ(o->url, kOrderUrl);
+
+    PrivateKey leaf_key = testpki::ec_key();
+    testpki::Hierarchy ca("Root", "Int", env.clock.now());
+    std::string pem = chain_to_pem({ca.leaf(leaf_key, {"a.example"}, env.clock.now()), ca.intermediate});
+    env.http.expect_post(kCertUrl, 200, pem)
+        .header("Link", "</cert/1/alt>;rel=\"alternate\"")
+        .header("Link", "<alt2>;rel=\"alternate\"");
+    env.http.expect_post("https://ca.test/cert/1/alt", 200, pem);
+    env.http.expect_post("https://ca.test/cert/alt2", 200, pem);
+    auto chains = env.client->download_certificate(kCertUrl);
+    ASSERT_TRUE(chains.ok()) << chains.error().message;
+    ASSERT_EQ(chains->size(), 3u);
+    EXPECT_EQ((*chains)[2].url, "https://ca.test/cert/alt2");
+    EXPECT_TRUE(env.http.failures().empty());
+}
+
+TEST(AcmeClient, EnsureAccountRefusesADeactivatedAccount) {
+    AcmeEnv env;
+    env.expect_prelude();
+    env.http.expect_post(kNewAccountUrl, 200, json{{"status", "deactivated"}}.dump(), Auth::Jwk)
+        .header("Location", kAccountUrl);
+    auto a = ensure_account(*env.client, env.account_key, NewAccountOptions{});
+    ASSERT_FALSE(a.ok());
+    EXPECT_EQ(a.error().code, ErrorCode::InvalidConfig);
+    EXPECT_EQ(a.error().message, "the ACME account " + kAccountUrl + " for this key is deactivated: use a new account key");
+}
+
+}  // namespace
+}  // namespace edgecert::acme

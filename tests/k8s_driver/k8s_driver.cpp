@@ -9,6 +9,8 @@
 //     elect NS LEASE ID [--lease-duration-ms N --renew-deadline-ms N --retry-period-ms N]
 //                                     contend for a Lease until SIGTERM (then release)
 //     events NS CONFIGMAP N           record N identical + 30 distinct Warning events
+//   k8s_driver bench-decode N          in-process: N watch events through framing, decoding,
+//                                      the store and a handler (no network, no API server)
 #include <signal.h>
 #include <unistd.h>
 
@@ -72,10 +74,73 @@ json do_get(Client& c, const std::string& res, const std::string& ns, const std:
     return {{"ok", true}, {"rv", meta::resource_version(*r)}, {"name", meta::name(*r)}};
 }
 
+// Serves one empty list and then one watch stream made of `body`, in 16 KiB chunks.
+class ReplayHttp final : public HttpClient {
+public:
+    explicit ReplayHttp(std::string body) : body_(std::move(body)) {}
+    Result<HttpResponse> send(const HttpRequest&) override {
+        HttpResponse r;
+        r.status = 200;
+        r.body = R"({"kind":"SecretList","metadata":{"resourceVersion":"1"},"items":[]})";
+        return r;
+    }
+    Result<HttpResponse> stream(const HttpRequest&,
+                                const std::function<bool(std::string_view)>& on_data) override {
+        std::string_view b(body_);
+        for (size_t off = 0; off < b.size(); off += 16384)
+            if (!on_data(b.substr(off, 16384))) break;
+        HttpResponse r;
+        r.status = 200;
+        return r;
+    }
+
+private:
+    std::string body_;
+};
+
+int bench_decode(int n) {
+    std::string payload(1200, 'x');  // about the size of a base64 ECDSA cert + key
+    std::string body;
+    for (int i = 0; i < n; ++i) {
+        json ev = {{"type", "ADDED"},
+                   {"object",
+                    {{"kind", "Secret"},
+                     {"apiVersion", "v1"},
+                     {"metadata",
+                      {{"name", "s-" + std::to_string(i)},
+                       {"namespace", "bench"},
+                       {"uid", "00000000-0000-0000-0000-" + std::to_string(100000000000 + i)},
+                       {"resourceVersion", std::to_string(2 + i)},
+                       {"labels", {{"edgecert.io/managed", "true"}}}}},
+                     {"type", "kubernetes.io/tls"},
+                     {"data", {{"tls.crt", payload}, {"tls.key", payload.substr(0, 300)}}}}}};
+        body += ev.dump();
+        body += '\n';
+    }
+    ReplayHttp http(body);
+    Client client(http, ClientOptions{"http://replay", nullptr});
+    ReflectorOptions ro;
+    ro.type = resources::Secret;
+    Informer inf(client, ro);
+    std::atomic<int> seen{0};
+    inf.add_handlers(EventHandlers{[&](const ObjectPtr&) { ++seen; }, nullptr, nullptr});
+    inf.reflector().step();  // list
+    auto t0 = std::chrono::steady_clock::now();
+    inf.reflector().step();  // the whole stream
+    double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    emit({{"events", seen.load()},
+          {"bytes", body.size()},
+          {"seconds", secs},
+          {"events_per_second", seen.load() / secs},
+          {"mib_per_second", body.size() / secs / (1 << 20)}});
+    return seen.load() == n ? 0 : 1;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
     std::vector<std::string> args(argv + 1, argv + argc);
+    if (args.size() == 2 && args[0] == "bench-decode") return bench_decode(std::stoi(args[1]));
     std::string kubeconfig, context, in_cluster;
     std::map<std::string, long> num = {{"--lease-duration-ms", 15000},
                                        {"--renew-deadline-ms", 10000},

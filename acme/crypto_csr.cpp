@@ -234,7 +234,9 @@ Result<ChallengeCert> make_tls_alpn01_cert(std::string_view domain, std::string_
 
 Result<Certificate> make_self_signed(const PrivateKey& key, const std::vector<std::string>& dns_names,
                                      std::chrono::seconds validity, const Clock& clock) {
-    if (validity.count() <= 0) return Error(ErrorCode::InvalidConfig, "certificate validity must be positive");
+    if (validity.count() <= 0 || validity > std::chrono::hours(24 * 366 * 100)) {
+        return Error(ErrorCode::InvalidConfig, "certificate validity must be positive and under 100 years");
+    }
     SystemTime now = clock.now();
     // A TLS server leaf: not a CA, serverAuth only.
     ossl::UniquePtr<X509> probe(X509_new());  // context for X509V3_EXT_conf_nid

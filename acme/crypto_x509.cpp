@@ -19,7 +19,16 @@ SystemTime asn1_to_time(const ASN1_TIME* t) {
         ossl::clear_errors();
         return SystemTime{};
     }
-    return std::chrono::system_clock::from_time_t(timegm(&tm));
+    // SystemTime counts nanoseconds: only about 1678..2262 fits. Certificates use year 1 and
+    // 9999 (RFC 5280 §4.1.2.5 "no well-defined expiration"), so clamp instead of overflowing.
+    const int64_t secs = timegm(&tm);
+    using std::chrono::duration_cast;
+    using std::chrono::seconds;
+    const int64_t lo = duration_cast<seconds>(SystemTime::min().time_since_epoch()).count() + 1;
+    const int64_t hi = duration_cast<seconds>(SystemTime::max().time_since_epoch()).count() - 1;
+    if (secs <= lo) return SystemTime::min();
+    if (secs >= hi) return SystemTime::max();
+    return SystemTime(duration_cast<SystemTime::duration>(seconds(secs)));
 }
 
 std::string name_cn(const X509_NAME* name) {

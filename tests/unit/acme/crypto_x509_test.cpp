@@ -84,10 +84,24 @@ TEST(CryptoCertificate, Rfc9773AppendixACertificate) {
     EXPECT_EQ(cert->issuer_name(), "CN=Example CA");
     EXPECT_FALSE(cert->self_signed());
     EXPECT_TRUE(cert->dns_names().empty());
-    // Both validity bounds are 0001-01-01T00:00:00Z (GeneralizedTime), 719162 days before 1970.
-    const SystemTime year1 = SystemTime(std::chrono::seconds(-62135596800LL));
-    EXPECT_EQ(cert->not_before(), year1);
-    EXPECT_EQ(cert->not_after(), year1);
+    // Both validity bounds are 0001-01-01T00:00:00Z, before anything SystemTime (nanoseconds
+    // since 1970, about 1678..2262) can hold: clamped to its minimum, not overflowed.
+    EXPECT_EQ(cert->not_before(), SystemTime::min());
+    EXPECT_EQ(cert->not_after(), SystemTime::min());
+}
+
+TEST(CryptoCertificate, FarFutureNotAfterIsClamped) {
+    // RFC 5280 §4.1.2.5: 99991231235959Z means "no well-defined expiration date".
+    auto key = PrivateKey::generate(KeyType::EcP256);
+    ASSERT_TRUE(key.ok());
+    FakeClock clock;
+    auto cert = make_self_signed(*key, {"forever.example"}, 24h, clock);
+    ASSERT_TRUE(cert.ok());
+    ASSERT_EQ(ASN1_TIME_set_string(X509_getm_notAfter(cert->get()), "99991231235959Z"), 1);
+    EXPECT_EQ(cert->not_after(), SystemTime::max());
+    ASSERT_EQ(ASN1_TIME_set_string(X509_getm_notAfter(cert->get()), "20500101000000Z"), 1);
+    EXPECT_EQ(cert->not_after(), SystemTime(std::chrono::seconds(2524608000)));
+    EXPECT_FALSE(make_self_signed(*key, {"forever.example"}, std::chrono::hours(24 * 366 * 101), clock).ok());
 }
 
 class CryptoCertEachType : public ::testing::TestWithParam<KeyType> {};

@@ -27,7 +27,8 @@ public:
     using Handler = std::function<void(const std::string& path, const std::string& query,
                                        int& status, std::string& content_type, std::string& body)>;
 
-    // Validates the options; nothing is bound until start(). `ready` is called on each /readyz.
+    // Validates the options; nothing is bound until start(). `ready` is called on each /readyz,
+    // from listener threads (possibly several at once): it must be thread-safe and quick.
     // Also registers the standard process_* collectors on `registry` (read from /proc/self at
     // scrape time only); they are removed again by the destructor.
     static Result<std::unique_ptr<AdminServer>> create(Options opts, metrics::Registry& registry,
@@ -36,7 +37,8 @@ public:
     AdminServer(const AdminServer&) = delete;
     AdminServer& operator=(const AdminServer&) = delete;
 
-    // Extra GET endpoint (exact path match). May be called before or after start().
+    // Extra GET endpoint (exact path match; takes precedence over the built-in paths). May be
+    // called before or after start(); handlers run on listener threads.
     void add_handler(const std::string& path, Handler h);
 
     // Binds and starts serving; fails (Transient) if the address is taken or cannot be bound.

@@ -413,6 +413,19 @@ Error authorization_error(const Authorization& a) {
     return Error(ErrorCode::Permanent, fmt::format("authorization for {} is {}", name, a.status));
 }
 
+std::optional<Error> order_error(const Order& order) {
+    if (order.status != status::kInvalid && order.status != status::kExpired &&
+        order.status != status::kDeactivated)
+        return std::nullopt;
+    std::string what = fmt::format("order {} is {}", order.url, order.status);
+    if (!order.error) return Error(ErrorCode::Permanent, what);
+    // The order can never succeed: Permanent whatever the problem type, except a rate limit,
+    // which the caller should wait out before ordering again.
+    Error e = problem_to_error(*order.error, 0).with_context(what);
+    if (e.code != ErrorCode::RateLimited) e.code = ErrorCode::Permanent;
+    return e;
+}
+
 Result<Authorization> Client::wait_authorization(const std::string& url) {
     const auto start = impl_->clock.steady_now();
     for (int attempt = 0;; ++attempt) {
@@ -438,16 +451,7 @@ Result<Order> Client::wait_order(const std::string& url) {
         EC_TRY_ASSIGN(auto resp, impl_->post_account(url, "", "order"));
         auto o = parse_order(resp.body, url);
         if (!o) return from_response(o.error(), url, resp.status);
-        if (o->status == status::kInvalid) {
-            if (o->error) {
-                // The order can never succeed: Permanent whatever the problem type (except a rate
-                // limit, which the caller should wait out before ordering again).
-                Error e = problem_to_error(*o->error, 0).with_context(fmt::format("order {} is invalid", url));
-                if (e.code != ErrorCode::RateLimited) e.code = ErrorCode::Permanent;
-                return e;
-            }
-            return Error(ErrorCode::Permanent, fmt::format("order {} is invalid", url));
-        }
+        if (auto e = order_error(*o)) return *e;
         if (o->status != status::kPending && o->status != status::kProcessing) return o;
         auto delay = impl_->poll_delay(resp, attempt);
         auto waited = impl_->clock.steady_now() - start;

@@ -95,20 +95,6 @@ Status solve_authorizations(Client& client, ChallengeSolver& solver, const Order
     return ok_status();
 }
 
-// The Error for an order that can no longer succeed (§7.1.6: invalid, or expired/deactivated).
-std::optional<Error> order_failed(const Order& order) {
-    if (order.status != status::kInvalid && order.status != status::kExpired &&
-        order.status != status::kDeactivated)
-        return std::nullopt;
-    std::string what = fmt::format("order {} is {}", order.url, order.status);
-    if (order.error) {
-        Error e = problem_to_error(*order.error, 0).with_context(what);
-        if (e.code != ErrorCode::RateLimited) e.code = ErrorCode::Permanent;  // this order is done
-        return e;
-    }
-    return Error(ErrorCode::Permanent, what);
-}
-
 Result<ObtainResult> download(Client& client, const Order& order, const ObtainRequest& req) {
     if (order.certificate.empty())
         return Error(ErrorCode::Transient, fmt::format("order {} is valid but has no certificate URL", order.url));
@@ -161,7 +147,7 @@ Result<ObtainResult> obtain(Client& client, ChallengeSolver& solver, const Obtai
         if (req.on_order_created) req.on_order_created(order.url);
     }
 
-    if (auto e = order_failed(order)) return *e;
+    if (auto e = order_error(order)) return *e;
     if (order.status == status::kPending) {
         EC_TRY(solve_authorizations(client, solver, order));
         EC_TRY_ASSIGN(order, client.wait_order(order.url));  // pending → ready
@@ -170,7 +156,7 @@ Result<ObtainResult> obtain(Client& client, ChallengeSolver& solver, const Obtai
         EC_TRY_ASSIGN(auto csr, make_csr_der(req.cert_key, req.dns_names));
         EC_TRY_ASSIGN(auto finalized, client.finalize(order, csr));
         order = std::move(finalized);
-        if (auto e = order_failed(order)) return *e;
+        if (auto e = order_error(order)) return *e;
     }
     if (order.status == status::kProcessing) {
         EC_TRY_ASSIGN(order, client.wait_order(order.url));

@@ -135,7 +135,7 @@ public:
     // 10... s when there is none; gives up after poll_deadline (Transient "timed out after ...").
     // "invalid" → the failing challenge's problem as the Error (Permanent, type = its URN).
     Result<Authorization> wait_authorization(const std::string& url);
-    // Same polling while the order is "pending" or "processing". "invalid" → the order's problem.
+    // Same polling while the order is "pending" or "processing"; invalid/expired → order_error().
     Result<Order> wait_order(const std::string& url);
 
     // §7.4: finalize with a DER CSR (sent base64url). Returns the order as the CA answered.
@@ -174,6 +174,10 @@ const CertChain& select_chain(const std::vector<CertChain>& chains, std::string_
 // The Error for an authorization that is neither pending nor valid: the failing challenge's
 // problem (Permanent unless the CA failed internally), or "authorization for X is <status>".
 Error authorization_error(const Authorization& a);
+
+// The Error for an order that can no longer succeed (§7.1.6: invalid, expired, deactivated):
+// Permanent (RateLimited if that was the cause) carrying the order's problem; nullopt otherwise.
+std::optional<Error> order_error(const Order& order);
 
 // Parses the Link header values of a response and returns the targets with rel="<rel>".
 std::vector<std::string> parse_link_headers(const std::vector<std::string>& values, std::string_view rel);

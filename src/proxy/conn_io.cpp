@@ -252,7 +252,7 @@ void Worker::pump(Conn* c) {
                 if (n > 0) {
                     a.len += static_cast<uint32_t>(n);
                     st_.bytes_in.fetch_add(static_cast<uint64_t>(n), std::memory_order_relaxed);
-                    if (static_cast<uint32_t>(n) < space) c->c_rd = false;  // drained; ET re-arms
+                    if (static_cast<uint32_t>(n) < space && !c->c_hup) c->c_rd = false;  // drained; ET re-arms
                     progress = true;
                 } else if (n == 0) {
                     c->c_eof = true;
@@ -294,7 +294,7 @@ void Worker::pump(Conn* c) {
             ssize_t n = ::read(c->ufd, b.p + b.off + b.len, space);
             if (n > 0) {
                 b.len += static_cast<uint32_t>(n);
-                if (static_cast<uint32_t>(n) < space) c->u_rd = false;
+                if (static_cast<uint32_t>(n) < space && !c->u_hup) c->u_rd = false;
                 progress = true;
             } else if (n == 0) {
                 c->u_eof = true;
@@ -354,6 +354,10 @@ void Worker::pump(Conn* c) {
             progress = true;
         }
         if (c->c_eof && c->u_eof && c->c2u.len == 0 && c->u2c.len == 0) return close_conn(c);
+        if (spdlog::should_log(spdlog::level::trace))
+            spdlog::trace("conn cfd={} ufd={} st={} c_rd={} c_wr={} u_rd={} u_wr={} c_eof={} u_eof={} c2u={} u2c={} progress={}",
+                          c->cfd, c->ufd, int(c->state), c->c_rd, c->c_wr, c->u_rd, c->u_wr, c->c_eof, c->u_eof,
+                          c->c2u.len, c->u2c.len, progress);
         if (!progress) break;
         any = true;
         if (round == 63) again_.push_back(c);  // fairness: finish after the other ready events

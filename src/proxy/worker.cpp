@@ -238,13 +238,18 @@ void Worker::on_accept(int lfd, bool tls) {
 }
 
 void Worker::on_event(Conn* c, bool upstream, uint32_t ev) {
+    if (spdlog::should_log(spdlog::level::trace))
+        spdlog::trace("event cfd={} {} ev={:x} closed={}", c->cfd, upstream ? "up" : "client", ev, c->closed);
     if (c->closed) return;
     bool rd = ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR);
     bool wr = ev & (EPOLLOUT | EPOLLHUP | EPOLLERR);
+    bool hup = ev & (EPOLLRDHUP | EPOLLHUP | EPOLLERR);
     if (upstream) {
+        c->u_hup |= hup;
         c->u_rd |= rd;
         c->u_wr |= wr;
     } else {
+        c->c_hup |= hup;
         c->c_rd |= rd;
         c->c_wr |= wr;
     }

@@ -103,6 +103,9 @@ struct Conn {
     bool is_tls = false;
     // Edge-triggered readiness: set by epoll, cleared when an operation would block.
     bool c_rd = true, c_wr = true, u_rd = false, u_wr = false;
+    // A short read means "drained" only if no FIN was reported with the data: the edge that
+    // announced the FIN has been consumed, so without this flag the EOF would never be seen.
+    bool c_hup = false, u_hup = false;
     bool hs_wants_write = false, rd_wants_wr = false, wr_wants_rd = false;
     bool c_eof = false, u_eof = false, c_shut = false, u_shut = false;
     Buf c2u, u2c;  // client → upstream, upstream → client

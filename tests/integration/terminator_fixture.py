@@ -1,0 +1,293 @@
+"""Fixtures for the terminator integration tests: certificates made with the openssl CLI, an
+upstream that parses and checks the PROXY header (and answers HTTP/1.1 and a minimal h2), and a
+running `edgecert terminator` stopped by PID."""
+import json
+import os
+import signal
+import socket
+import ssl
+import struct
+import subprocess
+import threading
+import time
+import urllib.request
+
+from cryptography import x509
+
+BIN = os.environ.get("EDGECERT_BIN") or os.path.join(os.path.dirname(__file__), "..", "..", "build", "edgecert")
+PP2_SIG = b"\r\n\r\n\x00\r\nQUIT\n"
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+def make_cert(folder, sans, key="ec", serial=None, days=30, atomic=True, expired=False):
+    """Writes folder/tls.crt and folder/tls.key (self-signed) and returns the serial as lowercase hex."""
+    os.makedirs(folder, exist_ok=True)
+    serial = serial if serial is not None else int.from_bytes(os.urandom(8), "big") | 1
+    tmp = folder + "/.gen"
+    os.makedirs(tmp, exist_ok=True)
+    newkey = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"] if key == "ec" else ["-newkey", "rsa:2048"]
+    args = ["openssl", "req", "-x509", *newkey, "-nodes", "-keyout", tmp + "/tls.key", "-out", tmp + "/tls.crt",
+            "-subj", "/CN=" + sans[0], "-addext", "subjectAltName=" + ",".join("DNS:" + s for s in sans),
+            "-set_serial", hex(serial)]
+    if expired:  # openssl req in 3.0 cannot backdate: build it with cryptography
+        import datetime
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+        k = ec.generate_private_key(ec.SECP256R1())
+        name = x509.Name([x509.NameAttribute(x509.oid.NameOID.COMMON_NAME, sans[0])])
+        now = datetime.datetime.now(datetime.timezone.utc)
+        c = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(k.public_key())
+             .serial_number(serial).not_valid_before(now - datetime.timedelta(days=10))
+             .not_valid_after(now - datetime.timedelta(days=1))
+             .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in sans]), False)
+             .sign(k, hashes.SHA256()))
+        open(tmp + "/tls.crt", "wb").write(c.public_bytes(serialization.Encoding.PEM))
+        open(tmp + "/tls.key", "wb").write(k.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    else:
+        args += ["-days", str(days)]
+        subprocess.run(args, check=True, capture_output=True)
+    for f in ("tls.key", "tls.crt"):  # key first: the pair is consistent once tls.crt lands
+        if atomic:
+            os.rename(f"{tmp}/{f}", f"{folder}/{f}")
+        else:
+            data = open(f"{tmp}/{f}", "rb").read()
+            with open(f"{folder}/{f}", "wb") as out:
+                out.write(data)
+    subprocess.run(["rm", "-rf", tmp])
+    return format(serial, "x")
+
+
+def tls_probe(port, sni, alpn=None, timeout=5, ciphers=None, max_version=None):
+    """One TLS handshake; returns (serial hex, key type, negotiated ALPN, version)."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    if alpn:
+        ctx.set_alpn_protocols(alpn)
+    if max_version:
+        ctx.maximum_version = max_version
+    if ciphers:
+        ctx.set_ciphers(ciphers)
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as raw:
+        with ctx.wrap_socket(raw, server_hostname=sni) as s:
+            der = s.getpeercert(binary_form=True)
+            c = x509.load_der_x509_certificate(der)
+            kt = type(c.public_key()).__name__
+            return format(c.serial_number, "x"), ("RSA" if "RSA" in kt else "EC"), s.selected_alpn_protocol(), s.version()
+
+
+def parse_proxy_v2(data):
+    """Parses a PROXY v2 header (haproxy proxy-protocol.txt §2.2). Returns (dict, consumed)."""
+    assert data[:12] == PP2_SIG, "missing PROXY v2 signature"
+    ver_cmd, fam = data[12], data[13]
+    (length,) = struct.unpack("!H", data[14:16])
+    body = data[16:16 + length]
+    assert len(body) == length, "truncated PROXY v2 header"
+    out = {"version": ver_cmd >> 4, "command": ver_cmd & 0xF, "family": fam, "tlv": {}}
+    if fam == 0x11:
+        out["src"] = socket.inet_ntop(socket.AF_INET, body[0:4])
+        out["dst"] = socket.inet_ntop(socket.AF_INET, body[4:8])
+        out["src_port"], out["dst_port"] = struct.unpack("!HH", body[8:12])
+        rest = body[12:]
+    elif fam == 0x21:
+        out["src"] = socket.inet_ntop(socket.AF_INET6, body[0:16])
+        out["dst"] = socket.inet_ntop(socket.AF_INET6, body[16:32])
+        out["src_port"], out["dst_port"] = struct.unpack("!HH", body[32:36])
+        rest = body[36:]
+    else:
+        rest = body
+    while rest:
+        t, l = rest[0], struct.unpack("!H", rest[1:3])[0]
+        v = rest[3:3 + l]
+        assert len(v) == l, "truncated TLV"
+        if t == 0x20:  # PP2_TYPE_SSL: client(1) verify(4) sub-TLVs
+            ssl_info = {"client": v[0], "verify": struct.unpack("!I", v[1:5])[0]}
+            sub = v[5:]
+            while sub:
+                st, sl = sub[0], struct.unpack("!H", sub[1:3])[0]
+                ssl_info[{0x21: "version", 0x23: "cipher"}.get(st, hex(st))] = sub[3:3 + sl].decode()
+                sub = sub[3 + sl:]
+            out["tlv"]["ssl"] = ssl_info
+        else:
+            out["tlv"][{1: "alpn", 2: "authority"}.get(t, hex(t))] = v.decode()
+        rest = rest[3 + l:]
+    return out, 16 + length
+
+
+class Upstream:
+    """Threaded upstream: checks the PROXY header, answers HTTP/1.1 (keep-alive) and h2 (enough for
+    h2load: every request gets a 200 with a small body). Records every PROXY header it saw."""
+
+    def __init__(self, proxy="v2"):
+        self.proxy = proxy
+        self.headers = []
+        self.errors = []
+        self.lock = threading.Lock()
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(1024)
+        self.port = self.sock.getsockname()[1]
+        self.stopped = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def close(self):
+        self.stopped = True
+        self.sock.close()
+
+    def _accept(self):
+        while not self.stopped:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._conn, args=(c,), daemon=True).start()
+
+    def _recv_until(self, c, buf, pred):
+        while not pred(buf):
+            d = c.recv(65536)
+            if not d:
+                return None
+            buf += d
+        return buf
+
+    def _conn(self, c):
+        try:
+            buf = b""
+            info = {}
+            if self.proxy == "v2":
+                buf = self._recv_until(c, buf, lambda b: len(b) >= 16 and len(b) >= 16 + struct.unpack("!H", b[14:16])[0])
+                if buf is None:
+                    return
+                info, n = parse_proxy_v2(buf)
+                buf = buf[n:]
+            elif self.proxy == "v1":
+                buf = self._recv_until(c, buf, lambda b: b"\r\n" in b)
+                if buf is None:
+                    return
+                line, buf = buf.split(b"\r\n", 1)
+                info = {"v1": line.decode()}
+            with self.lock:
+                self.headers.append(info)
+            buf = self._recv_until(c, buf, lambda b: len(b) >= 3)
+            if buf is None:
+                return
+            if buf.startswith(b"PRI"):
+                return self._h2(c, buf, info)
+            while True:
+                buf = self._recv_until(c, buf, lambda b: b"\r\n\r\n" in b)
+                if buf is None:
+                    return
+                head, buf = buf.split(b"\r\n\r\n", 1)
+                line = head.split(b"\r\n")[0].decode()
+                body = json.dumps({"proxy": info, "request": line}).encode()
+                close = b"connection: close" in head.lower()
+                c.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n%s\r\n" %
+                          (len(body), b"Connection: close\r\n" if close else b"") + body)
+                if close:
+                    return
+        except (AssertionError, ValueError) as e:
+            with self.lock:
+                self.errors.append(str(e))
+        except OSError:
+            pass
+        finally:
+            c.close()
+
+    def _h2(self, c, buf, info):
+        # RFC 9113 §3.4 preface, then frames: 9-byte header (len24, type, flags, stream31).
+        buf = self._recv_until(c, buf, lambda b: len(b) >= 24)
+        buf = buf[24:]
+        c.sendall(struct.pack("!I", 0)[1:] + bytes([4, 0]) + struct.pack("!I", 0))  # our SETTINGS
+        body = b"ok"
+        while True:
+            buf = self._recv_until(c, buf, lambda b: len(b) >= 9 and len(b) >= 9 + int.from_bytes(b[0:3], "big"))
+            if buf is None:
+                return
+            ln, typ, flags = int.from_bytes(buf[0:3], "big"), buf[3], buf[4]
+            sid = struct.unpack("!I", buf[5:9])[0] & 0x7FFFFFFF
+            buf = buf[9 + ln:]
+            if typ == 4 and not flags & 1:  # SETTINGS → ACK
+                c.sendall(b"\x00\x00\x00\x04\x01\x00\x00\x00\x00")
+            elif typ == 6 and not flags & 1:  # PING → ACK
+                c.sendall(b"\x00\x00\x08\x06\x01\x00\x00\x00\x00" + b"\x00" * 8)
+            elif typ == 1 and flags & 1:  # HEADERS with END_STREAM: a GET
+                # HPACK: 0x88 = static table index 8, ":status: 200".
+                c.sendall(b"\x00\x00\x01\x01\x04" + struct.pack("!I", sid) + b"\x88")
+                c.sendall(struct.pack("!I", len(body))[1:] + b"\x00\x01" + struct.pack("!I", sid) + body)
+            elif typ == 7:  # GOAWAY
+                return
+
+
+class Terminator:
+    def __init__(self, cert_dir, upstream_port, *extra, workdir):
+        self.tls_port, self.http_port, self.admin_port = free_port(), free_port(), free_port()
+        self.log_path = os.path.join(workdir, f"terminator-{self.tls_port}.log")
+        args = [BIN, "terminator", "--listen", f"127.0.0.1:{self.tls_port}", "--http-listen",
+                f"127.0.0.1:{self.http_port}", "--upstream", f"127.0.0.1:{upstream_port}", "--cert-dir", cert_dir,
+                "--admin", f"127.0.0.1:{self.admin_port}", "--workers", "2", *extra]
+        env = dict(os.environ, EDGECERT_LOG_LEVEL=os.environ.get("TERM_LOG", "info"))
+        self.log = open(self.log_path, "w")
+        self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT, env=env)
+        deadline = time.time() + 15
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"terminator exited {self.proc.returncode}:\n{self.logs()}")
+            try:
+                if self.get_admin("/readyz")[0] == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise AssertionError("terminator not ready:\n" + self.logs())
+
+    def logs(self):
+        self.log.flush()
+        return open(self.log_path).read()
+
+    def get_admin(self, path):
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.admin_port}{path}", timeout=5) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode()
+
+    def metrics(self):
+        out = {}
+        for line in self.get_admin("/metrics")[1].splitlines():
+            if line and not line.startswith("#"):
+                k, v = line.rsplit(" ", 1)
+                out[k] = float(v)
+        return out
+
+    def stop(self, sig=signal.SIGTERM, timeout=20):
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+        logs = open(self.log_path).read()
+        assert "PRIVATE KEY" not in logs, "a private key was logged"
+        return self.proc.returncode
+
+
+def wait_for(pred, timeout=5.0, interval=0.02):
+    deadline = time.time() + timeout
+    last = None
+    while time.time() < deadline:
+        last = pred()
+        if last:
+            return last
+        time.sleep(interval)
+    return last

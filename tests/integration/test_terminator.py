@@ -1,0 +1,431 @@
+"""`edgecert terminator` end to end with real clients (openssl s_client, curl, h2load, Python ssl):
+SNI selection, ECDSA/RSA, ALPN, PROXY v2 checked by the upstream, hot reload (file replace and
+kubelet's ..data symlink swap), bad input, limits, ACME challenges, drain."""
+import concurrent.futures
+import os
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import threading
+import time
+
+import pytest
+
+from terminator_fixture import (Terminator, Upstream, free_port, make_cert, tls_probe, wait_for)
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    d = tmp_path_factory.mktemp("term")
+    certs = str(d / "certs")
+    ch = str(d / "challenges")
+    os.makedirs(ch + "/tls-alpn-01")
+    serials = {
+        "a-ec": make_cert(certs + "/a-ec", ["a.test", "*.w.test"], "ec"),
+        "a-rsa": make_cert(certs + "/a-rsa", ["a.test"], "rsa"),
+        "default": make_cert(certs + "/default", ["default.test"], "ec"),
+        "reload": make_cert(certs + "/reload", ["r.test"], "ec"),
+    }
+    up = Upstream("v2")
+    t = Terminator(certs, up.port, "--default-cert", "default", "--challenge-dir", ch, "--handshake-timeout", "1s",
+                   "--rescan-interval", "2s", workdir=str(d))
+    yield {"dir": d, "certs": certs, "ch": ch, "serials": serials, "up": up, "t": t}
+    rc = t.stop()
+    up.close()
+    assert rc == 0, t.logs()
+    assert not up.errors, up.errors
+
+
+def s_client(port, sni=None, *extra, data=b""):
+    args = ["openssl", "s_client", "-connect", f"127.0.0.1:{port}", *extra]
+    if sni:
+        args += ["-servername", sni]
+    p = subprocess.run(args, input=data, capture_output=True, timeout=20)
+    return p.stdout.decode(errors="replace") + p.stderr.decode(errors="replace")
+
+
+def curl(port, host, path="/", *extra):
+    p = subprocess.run(["curl", "-sk", "--max-time", "10", "--resolve", f"{host}:{port}:127.0.0.1", *extra,
+                        f"https://{host}:{port}{path}", "-w", "\n%{http_code} %{http_version}"],
+                       capture_output=True, text=True, timeout=20)
+    return p.stdout
+
+
+def test_sni_exact_wildcard_default_with_curl_and_proxy_v2(env):
+    t, up, s = env["t"], env["up"], env["serials"]
+    assert tls_probe(t.tls_port, "a.test")[0] == s["a-ec"]
+    assert tls_probe(t.tls_port, "x.w.test")[0] == s["a-ec"]          # one-label wildcard
+    assert tls_probe(t.tls_port, "a.b.w.test")[0] == s["default"]     # two labels: no match
+    assert tls_probe(t.tls_port, "unknown.test")[0] == s["default"]
+    # curl through to the upstream, which checks the PROXY v2 header.
+    out = curl(t.tls_port, "x.w.test", "/hello", "--http1.1")
+    body, status = out.rsplit("\n", 1)
+    assert status == "200 1.1", out
+    import json
+    got = json.loads(body)
+    pp = got["proxy"]
+    assert got["request"] == "GET /hello HTTP/1.1"
+    assert pp["version"] == 2 and pp["command"] == 1 and pp["family"] == 0x11
+    assert pp["src"] == "127.0.0.1" and pp["dst"] == "127.0.0.1" and pp["dst_port"] == t.tls_port
+    assert pp["tlv"]["authority"] == "x.w.test"
+    assert pp["tlv"]["alpn"] == "http/1.1"
+    assert pp["tlv"]["ssl"]["version"] in ("TLSv1.3", "TLSv1.2") and pp["tlv"]["ssl"]["client"] == 1
+    assert pp["tlv"]["ssl"]["cipher"]
+
+
+def test_s_client_sni_and_key_types(env):
+    t, s = env["t"], env["serials"]
+    out = s_client(t.tls_port, "a.test", "-showcerts")
+    assert "Server public key is 256 bit" in out and "TLSv1.3" in out
+    # An RSA-only client gets the RSA certificate for the same name, in TLS 1.3 and 1.2.
+    out = s_client(t.tls_port, "a.test", "-sigalgs", "rsa_pss_rsae_sha256")
+    assert "Server public key is 2048 bit" in out, out
+    serial, kt, _, ver = tls_probe(t.tls_port, "a.test", ciphers="ECDHE-RSA-AES128-GCM-SHA256",
+                                   max_version=ssl.TLSVersion.TLSv1_2)
+    assert (serial, kt, ver) == (s["a-rsa"], "RSA", "TLSv1.2")
+    # No SNI at all: the default certificate.
+    out = s_client(t.tls_port, None, "-noservername")
+    assert "CN = default.test" in out, out
+
+
+def test_old_protocols_and_weak_ciphers_refused(env):
+    t = env["t"]
+    for flag in ("-tls1", "-tls1_1"):
+        out = s_client(t.tls_port, "a.test", flag, "-cipher", "DEFAULT@SECLEVEL=0")
+        assert "Cipher is (NONE)" in out or "no protocols available" in out or "alert" in out, out
+    out = s_client(t.tls_port, "a.test", "-tls1_2", "-cipher", "AES128-SHA:ECDHE-RSA-AES128-SHA")
+    assert "Cipher is (NONE)" in out or "handshake failure" in out, out
+
+
+def test_alpn_h2_preferred_and_passed_upstream(env):
+    t, up = env["t"], env["up"]
+    out = s_client(t.tls_port, "a.test", "-alpn", "http/1.1,h2")
+    assert "ALPN protocol: h2" in out, out
+    assert tls_probe(t.tls_port, "a.test", alpn=["http/1.1"])[2] == "http/1.1"
+    # curl over h2 end to end: the upstream speaks enough h2 and sees ALPN h2 in the PROXY header.
+    n = len(up.headers)
+    out = curl(t.tls_port, "a.test", "/h2", "--http2")
+    assert out.endswith("200 2"), out
+    assert any(h.get("tlv", {}).get("alpn") == "h2" for h in up.headers[n:])
+
+
+def test_strict_sni(env, tmp_path):
+    up = Upstream("v2")
+    t = Terminator(env["certs"], up.port, "--strict-sni", workdir=str(tmp_path))
+    try:
+        assert tls_probe(t.tls_port, "a.test")[0] == env["serials"]["a-ec"]
+        with pytest.raises((ssl.SSLError, ConnectionError)):
+            tls_probe(t.tls_port, "unknown.test")
+        out = s_client(t.tls_port, "unknown.test")
+        assert "unrecognized name" in out or "alert" in out, out
+        out = curl(t.tls_port, "unknown.test", "/", "--http1.1")
+        assert out.strip().startswith("000"), out
+    finally:
+        assert t.stop() == 0
+        up.close()
+
+
+def test_hot_reload_replace_files(env):
+    t, certs = env["t"], env["certs"]
+    new = make_cert(certs + "/reload", ["r.test"], "ec")
+    t0 = time.time()
+    assert wait_for(lambda: tls_probe(t.tls_port, "r.test")[0] == new, timeout=1.0), "new serial not served within 1 s"
+    print(f"reload visible after {time.time() - t0:.3f}s")
+    # In-place (non-atomic) rewrite of both files also lands.
+    new2 = make_cert(certs + "/reload", ["r.test"], "ec", atomic=False)
+    assert wait_for(lambda: tls_probe(t.tls_port, "r.test")[0] == new2, timeout=1.0)
+    m = t.metrics()
+    assert m['edgecert_served_certificate_not_after_timestamp_seconds{name="reload",serial="%s"}' % new2] > time.time()
+
+
+def test_hot_reload_kubernetes_data_symlink_swap(env):
+    """kubelet's AtomicWriter: ..<timestamp>/ holds the files, ..data → it, tls.crt → ..data/tls.crt;
+    an update writes a new timestamped dir and renames a fresh ..data_tmp symlink over ..data."""
+    t, certs = env["t"], env["certs"]
+    folder = certs + "/k8s"
+    os.makedirs(folder)
+    s1 = make_cert(folder + "/..2026_01_01_00_00_00.1", ["k.test"], "ec")
+    os.symlink("..2026_01_01_00_00_00.1", folder + "/..data")
+    for f in ("tls.crt", "tls.key"):
+        os.symlink("..data/" + f, folder + "/" + f)
+    assert wait_for(lambda: tls_probe(t.tls_port, "k.test")[0] == s1, timeout=2.0)
+    s2 = make_cert(folder + "/..2026_01_02_00_00_00.2", ["k.test"], "ec")
+    os.symlink("..2026_01_02_00_00_00.2", folder + "/..data_tmp")
+    os.rename(folder + "/..data_tmp", folder + "/..data")
+    t0 = time.time()
+    shutil.rmtree(folder + "/..2026_01_01_00_00_00.1")
+    assert wait_for(lambda: tls_probe(t.tls_port, "k.test")[0] == s2, timeout=1.0), t.logs()[-2000:]
+    print(f"..data swap visible after {time.time() - t0:.3f}s")
+
+
+def test_bad_files_keep_last_good_and_are_counted(env):
+    t, certs = env["t"], env["certs"]
+    folder = certs + "/bad"
+    good = make_cert(folder, ["bad.test"], "ec")
+    assert wait_for(lambda: tls_probe(t.tls_port, "bad.test")[0] == good, timeout=2.0)
+    errors = lambda: t.metrics()['edgecert_certificate_reloads_total{result="error"}']
+    e0 = errors()
+    # Truncated PEM.
+    pem = open(folder + "/tls.crt").read()
+    with open(folder + "/tls.crt", "w") as f:
+        f.write(pem[: len(pem) // 2])
+    assert wait_for(lambda: errors() > e0, timeout=2.0)
+    assert tls_probe(t.tls_port, "bad.test")[0] == good
+    # A key that does not match (the truncated cert is restored first, so only the key is wrong).
+    with open(folder + "/tls.crt", "w") as f:
+        f.write(pem)
+    other = make_cert(str(env["dir"]) + "/other", ["bad.test"], "ec")
+    e1 = errors()
+    shutil.copy(str(env["dir"]) + "/other/tls.key", folder + "/tls.key")
+    assert wait_for(lambda: errors() > e1, timeout=2.0)
+    assert tls_probe(t.tls_port, "bad.test")[0] == good
+    # An expired certificate is refused too.
+    e2 = errors()
+    make_cert(folder, ["bad.test"], "ec", expired=True)
+    assert wait_for(lambda: errors() > e2, timeout=2.0)
+    assert tls_probe(t.tls_port, "bad.test")[0] == good
+    assert other != good
+    logs = t.logs()
+    assert "does not match" in logs and "keeping the last good certificate" in logs
+    # Fixed files are picked up again.
+    fixed = make_cert(folder, ["bad.test"], "ec")
+    assert wait_for(lambda: tls_probe(t.tls_port, "bad.test")[0] == fixed, timeout=1.0)
+
+
+def test_garbage_and_stalled_handshakes(env):
+    t = env["t"]
+    m0 = t.metrics()
+    # Garbage instead of a ClientHello: closed, service stays up.
+    s = socket.create_connection(("127.0.0.1", t.tls_port))
+    s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" + os.urandom(200))
+    s.settimeout(5)
+    data = s.recv(4096)
+    assert data == b"" or data[:1] == b"\x15"  # EOF or a TLS alert
+    s.close()
+    # A client that starts a handshake and never finishes it: closed by the 1 s handshake timeout.
+    s = socket.create_connection(("127.0.0.1", t.tls_port))
+    s.sendall(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03")  # first bytes of a ClientHello
+    s.settimeout(5)
+    t0 = time.time()
+    assert s.recv(4096) == b""
+    assert 0.5 < time.time() - t0 < 3.5
+    s.close()
+    m = t.metrics()
+    assert m['edgecert_tls_handshakes_total{result="failed"}'] > m0['edgecert_tls_handshakes_total{result="failed"}']
+    assert m['edgecert_tls_handshakes_total{result="timeout"}'] > m0['edgecert_tls_handshakes_total{result="timeout"}']
+    assert tls_probe(t.tls_port, "a.test")[0] == env["serials"]["a-ec"]
+
+
+def test_max_connections_flood(env, tmp_path):
+    up = Upstream("v2")
+    t = Terminator(env["certs"], up.port, "--max-connections", "20", "--handshake-timeout", "3s",
+                   workdir=str(tmp_path))
+    try:
+        held = []
+        for _ in range(20):
+            s = socket.create_connection(("127.0.0.1", t.tls_port))
+            s.sendall(b"\x16\x03\x01")  # keeps the connection in its handshake
+            held.append(s)
+        assert wait_for(lambda: t.metrics()["edgecert_tls_connections"] == 20, timeout=3)
+        # Past the limit: closed at once.
+        rejected = 0
+        for _ in range(30):
+            s = socket.create_connection(("127.0.0.1", t.tls_port))
+            s.sendall(b"\x16\x03\x01")
+            s.settimeout(2)
+            try:
+                if s.recv(10) == b"":
+                    rejected += 1
+            except (ConnectionResetError, socket.timeout):
+                rejected += 1
+            s.close()
+        assert rejected == 30
+        assert t.metrics()["edgecert_connections_rejected_total"] >= 30
+        for s in held:
+            s.close()
+        # Capacity comes back and the service is healthy.
+        assert wait_for(lambda: t.metrics()["edgecert_tls_connections"] == 0, timeout=3)
+        assert tls_probe(t.tls_port, "a.test")[0] == env["serials"]["a-ec"]
+    finally:
+        assert t.stop() == 0
+        up.close()
+
+
+def test_http01_redirect_and_bad_requests(env):
+    t, ch = env["t"], env["ch"]
+    with open(ch + "/tok_EN-1", "w") as f:
+        f.write("tok_EN-1.thumbprint\n")
+    p = subprocess.run(["curl", "-s", "-i", f"http://127.0.0.1:{t.http_port}/.well-known/acme-challenge/tok_EN-1"],
+                       capture_output=True)
+    p.stdout = p.stdout.decode()
+    assert p.stdout.startswith("HTTP/1.1 200"), p.stdout
+    assert p.stdout.endswith("\r\n\r\ntok_EN-1.thumbprint")
+    assert "Content-Type: text/plain" in p.stdout
+    p = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}",
+                        f"http://127.0.0.1:{t.http_port}/.well-known/acme-challenge/missing"], capture_output=True, text=True)
+    assert p.stdout == "404"
+    p = subprocess.run(["curl", "-s", "-i", "-H", "Host: a.test", f"http://127.0.0.1:{t.http_port}/x/y?z=1"],
+                       capture_output=True)
+    p.stdout = p.stdout.decode()
+    assert p.stdout.startswith("HTTP/1.1 301"), p.stdout
+    assert f"Location: https://a.test:{t.tls_port}/x/y?z=1\r\n" in p.stdout
+    for garbage in (b"\x16\x03\x01\x00\x05hello", b"GET / HTTP/1.1\r\n\r\n", b"\x00" * 50 + b"\r\n\r\n"):
+        s = socket.create_connection(("127.0.0.1", t.http_port))
+        s.sendall(garbage)
+        s.settimeout(5)
+        assert s.recv(100).startswith(b"HTTP/1.1 400"), garbage
+        s.close()
+    s = socket.create_connection(("127.0.0.1", t.http_port))
+    s.sendall(b"GET / HTTP/1.1\r\nHost: a\r\nX: " + b"a" * 9000)
+    s.settimeout(5)
+    assert s.recv(100).startswith(b"HTTP/1.1 431")
+    s.close()
+
+
+def test_http_passthrough_and_proxy_v1(env, tmp_path):
+    up = Upstream("v1")
+    t = Terminator(env["certs"], up.port, "--http-mode", "passthrough", "--proxy-protocol", "v1",
+                   workdir=str(tmp_path))
+    try:
+        p = subprocess.run(["curl", "-s", "-H", "Host: p.test", f"http://127.0.0.1:{t.http_port}/plain"],
+                           capture_output=True, text=True)
+        import json
+        got = json.loads(p.stdout)
+        assert got["request"] == "GET /plain HTTP/1.1"
+        assert got["proxy"]["v1"].startswith("PROXY TCP4 127.0.0.1 127.0.0.1 ")
+        assert got["proxy"]["v1"].endswith(f" {t.http_port}")
+        out = curl(t.tls_port, "a.test", "/tls", "--http1.1")
+        assert out.endswith("200 1.1") and "PROXY TCP4 127.0.0.1 127.0.0.1" in out
+    finally:
+        assert t.stop() == 0
+        up.close()
+
+
+def test_tls_alpn01_challenge(env):
+    from cryptography import x509
+    import hashlib
+    t, ch = env["t"], env["ch"]
+    ka = "tokALPN.thumbprint"
+    with open(ch + "/tls-alpn-01/alpn.test", "w") as f:
+        f.write(ka)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    ctx.set_alpn_protocols(["acme-tls/1"])
+    with socket.create_connection(("127.0.0.1", t.tls_port), timeout=5) as raw:
+        with ctx.wrap_socket(raw, server_hostname="alpn.test") as s:
+            assert s.selected_alpn_protocol() == "acme-tls/1"
+            cert = x509.load_der_x509_certificate(s.getpeercert(binary_form=True))
+            # The terminator closes right after the handshake (RFC 8737 §3).
+            s.settimeout(5)
+            assert s.recv(10) == b""
+    ext = cert.extensions.get_extension_for_oid(x509.ObjectIdentifier("1.3.6.1.5.5.7.1.31"))
+    assert ext.critical
+    assert ext.value.value == b"\x04\x20" + hashlib.sha256(ka.encode()).digest()
+    assert cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(
+        x509.DNSName) == ["alpn.test"]
+    # Without a challenge for the name, acme-tls/1-only clients are refused.
+    with pytest.raises((ssl.SSLError, ConnectionError)):
+        with socket.create_connection(("127.0.0.1", t.tls_port), timeout=5) as raw:
+            ctx.wrap_socket(raw, server_hostname="a.test")
+
+
+def test_reload_under_load_50_replacements(env):
+    """A pool of HTTPS clients keeps requests going while the certificate is replaced 50 times:
+    zero failed requests, and each new serial is served within one second of the file change."""
+    t, certs = env["t"], env["certs"]
+    folder = certs + "/load"
+    first = make_cert(folder, ["load.test"], "ec")
+    assert wait_for(lambda: tls_probe(t.tls_port, "load.test")[0] == first, timeout=2.0)
+    stop = threading.Event()
+    stats = {"ok": 0, "fail": 0, "errors": []}
+    lock = threading.Lock()
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+
+    def client():
+        while not stop.is_set():
+            try:
+                with socket.create_connection(("127.0.0.1", t.tls_port), timeout=5) as raw:
+                    with ctx.wrap_socket(raw, server_hostname="load.test") as s:
+                        s.sendall(b"GET /load HTTP/1.1\r\nHost: load.test\r\nConnection: close\r\n\r\n")
+                        data = b""
+                        while True:
+                            d = s.recv(65536)
+                            if not d:
+                                break
+                            data += d
+                assert data.startswith(b"HTTP/1.1 200"), data[:100]
+                with lock:
+                    stats["ok"] += 1
+            except Exception as e:  # noqa: BLE001 — every failure counts
+                with lock:
+                    stats["fail"] += 1
+                    stats["errors"].append(repr(e))
+
+    threads = [threading.Thread(target=client) for _ in range(6)]
+    for th in threads:
+        th.start()
+    latencies = []
+    try:
+        for i in range(50):
+            new = make_cert(folder, ["load.test"], "ec")
+            t0 = time.time()
+            assert wait_for(lambda: tls_probe(t.tls_port, "load.test")[0] == new, timeout=1.0, interval=0.01), \
+                f"replacement {i}: new serial not served within 1 s"
+            latencies.append(time.time() - t0)
+    finally:
+        stop.set()
+        for th in threads:
+            th.join()
+    print(f"requests ok={stats['ok']} failed={stats['fail']}; reload latency max={max(latencies):.3f}s "
+          f"median={sorted(latencies)[len(latencies) // 2]:.3f}s")
+    assert stats["fail"] == 0, stats["errors"][:5]
+    assert stats["ok"] > 100
+
+
+@pytest.mark.skipif(shutil.which("h2load") is None, reason="h2load (nghttp2-client) not installed")
+def test_h2load_h2_and_http11(env):
+    t = env["t"]
+    for proto in (["--npn-list=h2"], ["--h1"]):
+        p = subprocess.run(["h2load", "-n", "3000", "-c", "10", "-m", "4" if proto[0] != "--h1" else "1", *proto,
+                            f"https://a.test:{t.tls_port}/bench", "--connect-to", f"127.0.0.1:{t.tls_port}"],
+                           capture_output=True, text=True, timeout=120)
+        out = p.stdout
+        assert "3000 succeeded, 0 failed, 0 errored" in out, out
+        assert "status codes: 3000 2xx" in out, out
+
+
+def test_sighup_full_reload_and_sigterm_drain(env, tmp_path):
+    up = Upstream("v2")
+    certs = str(tmp_path / "certs")
+    s1 = make_cert(certs + "/only", ["d.test"], "ec")
+    t = Terminator(certs, up.port, "--drain-timeout", "10s", workdir=str(tmp_path))
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    try:
+        assert tls_probe(t.tls_port, "d.test")[0] == s1
+        t.proc.send_signal(signal.SIGHUP)
+        assert wait_for(lambda: "SIGHUP" in t.logs(), timeout=3)
+        assert tls_probe(t.tls_port, "d.test")[0] == s1
+        # A long-lived keep-alive connection survives the start of a drain.
+        s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", t.tls_port), timeout=5), server_hostname="d.test")
+        s.sendall(b"GET /1 HTTP/1.1\r\nHost: d.test\r\n\r\n")
+        assert s.recv(65536).startswith(b"HTTP/1.1 200")
+        t.proc.send_signal(signal.SIGTERM)
+        assert wait_for(lambda: t.get_admin("/readyz")[0] != 200, timeout=3)
+        with pytest.raises(OSError):
+            socket.create_connection(("127.0.0.1", t.tls_port), timeout=2).close()
+        s.sendall(b"GET /2 HTTP/1.1\r\nHost: d.test\r\n\r\n")
+        assert s.recv(65536).startswith(b"HTTP/1.1 200")
+        assert t.proc.poll() is None  # still draining
+        s.close()
+        t.proc.wait(timeout=5)
+        assert t.proc.returncode == 0
+    finally:
+        t.stop()
+        up.close()

@@ -22,7 +22,7 @@ std::string url_encode(std::string_view s) {
 namespace {
 
 class Query {
-public:
+  public:
     Query& add(std::string_view k, std::string_view v) {
         if (v.empty()) return *this;
         s_ += s_.empty() ? '?' : '&';
@@ -33,7 +33,7 @@ public:
     }
     const std::string& str() const { return s_; }
 
-private:
+  private:
     std::string s_;
 };
 
@@ -55,15 +55,23 @@ ErrorCode code_for(int status, std::string_view reason) {
     if (reason == "Forbidden") return ErrorCode::Forbidden;
     if (reason == "Invalid" || reason == "BadRequest") return ErrorCode::InvalidConfig;
     switch (status) {
-        case 409: return ErrorCode::Conflict;
-        case 404: return ErrorCode::NotFound;
-        case 410: return ErrorCode::Gone;
-        case 429: return ErrorCode::RateLimited;
-        case 401: return ErrorCode::Unauthorized;
-        case 403: return ErrorCode::Forbidden;
+        case 409:
+            return ErrorCode::Conflict;
+        case 404:
+            return ErrorCode::NotFound;
+        case 410:
+            return ErrorCode::Gone;
+        case 429:
+            return ErrorCode::RateLimited;
+        case 401:
+            return ErrorCode::Unauthorized;
+        case 403:
+            return ErrorCode::Forbidden;
         case 400:
-        case 422: return ErrorCode::InvalidConfig;
-        default: break;
+        case 422:
+            return ErrorCode::InvalidConfig;
+        default:
+            break;
     }
     if (status >= 500 || status == 0 || status == 408) return ErrorCode::Transient;
     return ErrorCode::Permanent;
@@ -76,13 +84,14 @@ Error status_object_error(const json& st, std::string_view what) {
     std::string reason, message;
     if (st.is_object()) {
         if (st.contains("code") && st["code"].is_number_integer()) code = st["code"].get<int>();
-        if (st.contains("reason") && st["reason"].is_string()) reason = st["reason"].get<std::string>();
+        if (st.contains("reason") && st["reason"].is_string())
+            reason = st["reason"].get<std::string>();
         if (st.contains("message") && st["message"].is_string())
             message = st["message"].get<std::string>();
     }
-    Error e(code_for(code, reason), std::string(what) + ": " +
-                                        (message.empty() ? "HTTP " + std::to_string(code)
-                                                         : one_line(message)));
+    Error e(code_for(code, reason),
+            std::string(what) + ": " +
+                (message.empty() ? "HTTP " + std::to_string(code) : one_line(message)));
     e.type = reason;
     e.http_status = code;
     return e;
@@ -104,9 +113,9 @@ Error status_error(int http_status, std::string_view body,
         e = status_object_error(s, what);
     } else {
         std::string text(body.substr(0, 200));
-        e = Error(code_for(http_status, ""),
-                  std::string(what) + ": HTTP " + std::to_string(http_status) +
-                      (text.empty() ? "" : ": " + one_line(text)));
+        e = Error(code_for(http_status, ""), std::string(what) + ": HTTP " +
+                                                 std::to_string(http_status) +
+                                                 (text.empty() ? "" : ": " + one_line(text)));
         e.http_status = http_status;
     }
     if (retry_after) {
@@ -123,21 +132,30 @@ Error status_error(const HttpResponse& r, std::string_view what, SystemTime now)
 
 std::string_view content_type(PatchType t) {
     switch (t) {
-        case PatchType::Merge: return "application/merge-patch+json";
-        case PatchType::Json: return "application/json-patch+json";
-        case PatchType::StrategicMerge: return "application/strategic-merge-patch+json";
-        case PatchType::Apply: return "application/apply-patch+yaml";
+        case PatchType::Merge:
+            return "application/merge-patch+json";
+        case PatchType::Json:
+            return "application/json-patch+json";
+        case PatchType::StrategicMerge:
+            return "application/strategic-merge-patch+json";
+        case PatchType::Apply:
+            return "application/apply-patch+yaml";
     }
     return "application/merge-patch+json";
 }
 
 std::string_view to_string(WatchEvent::Type t) {
     switch (t) {
-        case WatchEvent::Type::Added: return "ADDED";
-        case WatchEvent::Type::Modified: return "MODIFIED";
-        case WatchEvent::Type::Deleted: return "DELETED";
-        case WatchEvent::Type::Bookmark: return "BOOKMARK";
-        case WatchEvent::Type::Error: return "ERROR";
+        case WatchEvent::Type::Added:
+            return "ADDED";
+        case WatchEvent::Type::Modified:
+            return "MODIFIED";
+        case WatchEvent::Type::Deleted:
+            return "DELETED";
+        case WatchEvent::Type::Bookmark:
+            return "BOOKMARK";
+        case WatchEvent::Type::Error:
+            return "ERROR";
     }
     return "?";
 }
@@ -147,20 +165,26 @@ Result<WatchEvent> parse_watch_event(std::string_view line) {
     try {
         j = json::parse(line);
     } catch (const json::exception&) {
-        return Error(ErrorCode::Permanent, "watch: undecodable line (" +
-                                               std::to_string(line.size()) + " bytes)");
+        return Error(ErrorCode::Permanent,
+                     "watch: undecodable line (" + std::to_string(line.size()) + " bytes)");
     }
     if (!j.is_object() || !j.contains("type") || !j["type"].is_string() || !j.contains("object") ||
         !j["object"].is_object())
         return Error(ErrorCode::Permanent, "watch: event without type/object");
     WatchEvent ev;
     std::string t = j["type"].get<std::string>();
-    if (t == "ADDED") ev.type = WatchEvent::Type::Added;
-    else if (t == "MODIFIED") ev.type = WatchEvent::Type::Modified;
-    else if (t == "DELETED") ev.type = WatchEvent::Type::Deleted;
-    else if (t == "BOOKMARK") ev.type = WatchEvent::Type::Bookmark;
-    else if (t == "ERROR") ev.type = WatchEvent::Type::Error;
-    else return Error(ErrorCode::Permanent, "watch: unknown event type " + t.substr(0, 32));
+    if (t == "ADDED")
+        ev.type = WatchEvent::Type::Added;
+    else if (t == "MODIFIED")
+        ev.type = WatchEvent::Type::Modified;
+    else if (t == "DELETED")
+        ev.type = WatchEvent::Type::Deleted;
+    else if (t == "BOOKMARK")
+        ev.type = WatchEvent::Type::Bookmark;
+    else if (t == "ERROR")
+        ev.type = WatchEvent::Type::Error;
+    else
+        return Error(ErrorCode::Permanent, "watch: unknown event type " + t.substr(0, 32));
     ev.object = std::move(j["object"]);
     return ev;
 }
@@ -240,8 +264,10 @@ Result<ObjectList> Client::list(const ResourceType& rt, std::string_view ns,
         Query q;
         q.add("labelSelector", opts.label_selector).add("fieldSelector", opts.field_selector);
         if (opts.limit > 0) q.add("limit", std::to_string(opts.limit));
-        if (cont.empty()) q.add("resourceVersion", opts.resource_version);
-        else q.add("continue", cont);
+        if (cont.empty())
+            q.add("resourceVersion", opts.resource_version);
+        else
+            q.add("continue", cont);
         EC_TRY_ASSIGN(json j, json_call("GET", rt.collection_path(ns) + q.str(), {}, {},
                                         describe("list", rt, ns, {})));
         if (!j.is_object()) return Error(ErrorCode::Transient, "list: not an object");
@@ -273,7 +299,8 @@ Result<json> Client::create(const ResourceType& rt, std::string_view ns, const j
     json body = obj;
     if (!body.contains("apiVersion")) body["apiVersion"] = rt.api_version();
     if (!body.contains("kind")) body["kind"] = std::string(rt.kind);
-    if (rt.namespaced && !ns.empty() && meta::namespace_(body).empty()) meta::set_namespace(body, ns);
+    if (rt.namespaced && !ns.empty() && meta::namespace_(body).empty())
+        meta::set_namespace(body, ns);
     return json_call("POST", rt.collection_path(ns) + write_query(opts), body.dump(),
                      "application/json", describe("create", rt, ns, meta::name(obj)));
 }

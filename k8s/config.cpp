@@ -25,14 +25,16 @@ namespace {
 
 Result<std::string> read_file(const std::string& path) {
     std::ifstream f(path, std::ios::binary);
-    if (!f) return Error(ErrorCode::InvalidConfig, "cannot read " + path + ": " + std::strerror(errno));
+    if (!f)
+        return Error(ErrorCode::InvalidConfig, "cannot read " + path + ": " + std::strerror(errno));
     std::stringstream ss;
     ss << f.rdbuf();
     return ss.str();
 }
 
 std::string trim(std::string s) {
-    while (!s.empty() && (s.back() == '\n' || s.back() == '\r' || s.back() == ' ' || s.back() == '\t'))
+    while (!s.empty() &&
+           (s.back() == '\n' || s.back() == '\r' || s.back() == ' ' || s.back() == '\t'))
         s.pop_back();
     size_t i = 0;
     while (i < s.size() && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n')) ++i;
@@ -44,7 +46,9 @@ std::string resolve(const std::string& base_dir, const std::string& p) {
     return base_dir + "/" + p;
 }
 
-Clock& clock_or_real(Clock* c) { return c ? *c : RealClock::instance(); }
+Clock& clock_or_real(Clock* c) {
+    return c ? *c : RealClock::instance();
+}
 
 }  // namespace
 
@@ -105,7 +109,8 @@ Result<ExecCredential> parse_exec_credential(std::string_view out) {
             return Error(ErrorCode::InvalidConfig,
                          "exec plugin returned neither token nor clientCertificateData");
         if (!c.client_certificate_pem.empty() && c.client_key_pem.empty())
-            return Error(ErrorCode::InvalidConfig, "exec plugin returned a certificate without a key");
+            return Error(ErrorCode::InvalidConfig,
+                         "exec plugin returned a certificate without a key");
         return c;
     } catch (const nlohmann::json::exception&) {
         return Error(ErrorCode::InvalidConfig, "exec plugin output is not JSON");
@@ -116,7 +121,8 @@ Result<ExecCredential> run_exec_plugin(const ExecConfig& cfg) {
     if (cfg.command.empty()) return Error(ErrorCode::InvalidConfig, "exec plugin: no command");
     int out[2];
     if (pipe2(out, O_CLOEXEC) != 0)
-        return Error(ErrorCode::Transient, std::string("exec plugin: pipe: ") + std::strerror(errno));
+        return Error(ErrorCode::Transient,
+                     std::string("exec plugin: pipe: ") + std::strerror(errno));
 
     // Build argv/envp before fork: only async-signal-safe calls in the child.
     std::vector<std::string> args{cfg.command};
@@ -139,7 +145,8 @@ Result<ExecCredential> run_exec_plugin(const ExecConfig& cfg) {
     if (pid < 0) {
         close(out[0]);
         close(out[1]);
-        return Error(ErrorCode::Transient, std::string("exec plugin: fork: ") + std::strerror(errno));
+        return Error(ErrorCode::Transient,
+                     std::string("exec plugin: fork: ") + std::strerror(errno));
     }
     if (pid == 0) {
         dup2(out[1], 1);
@@ -189,8 +196,8 @@ Result<ExecCredential> run_exec_plugin(const ExecConfig& cfg) {
 Result<SecretBytes> ExecTokenSource::token() {
     std::lock_guard l(mu_);
     // Refresh a little before expiry so a request does not race the deadline.
-    if (cached_ && (!cached_->expiration ||
-                    clock_.now() + std::chrono::seconds(10) < *cached_->expiration))
+    if (cached_ &&
+        (!cached_->expiration || clock_.now() + std::chrono::seconds(10) < *cached_->expiration))
         return cached_->token;
     ++runs_;
     auto c = run_exec_plugin(cfg_);
@@ -199,8 +206,7 @@ Result<SecretBytes> ExecTokenSource::token() {
             return cached_->token;
         return c.error();
     }
-    if (c->token.empty())
-        return Error(ErrorCode::Unauthorized, "exec plugin returned no token");
+    if (c->token.empty()) return Error(ErrorCode::Unauthorized, "exec plugin returned no token");
     cached_ = std::move(*c);
     return cached_->token;
 }
@@ -254,33 +260,39 @@ Result<Config> parse_kubeconfig(std::string_view yaml, const std::string& base_d
         YAML::Node root = YAML::Load(std::string(yaml));
         if (!root.IsMap()) return Error(ErrorCode::InvalidConfig, "kubeconfig is not a map");
         std::string ctx_name = opts.context.empty() ? str(root, "current-context") : opts.context;
-        if (ctx_name.empty()) return Error(ErrorCode::InvalidConfig, "kubeconfig: no current-context");
+        if (ctx_name.empty())
+            return Error(ErrorCode::InvalidConfig, "kubeconfig: no current-context");
         YAML::Node ctx = find_named(root["contexts"], ctx_name, "context");
-        if (!ctx) return Error(ErrorCode::InvalidConfig, "kubeconfig: context " + ctx_name + " not found");
+        if (!ctx)
+            return Error(ErrorCode::InvalidConfig,
+                         "kubeconfig: context " + ctx_name + " not found");
         std::string cluster_name = str(ctx, "cluster");
         std::string user_name = str(ctx, "user");
         YAML::Node cluster = find_named(root["clusters"], cluster_name, "cluster");
         if (!cluster)
-            return Error(ErrorCode::InvalidConfig, "kubeconfig: cluster " + cluster_name + " not found");
+            return Error(ErrorCode::InvalidConfig,
+                         "kubeconfig: cluster " + cluster_name + " not found");
 
         Config c;
         c.server = str(cluster, "server");
         while (!c.server.empty() && c.server.back() == '/') c.server.pop_back();
-        if (c.server.empty()) return Error(ErrorCode::InvalidConfig, "kubeconfig: cluster has no server");
+        if (c.server.empty())
+            return Error(ErrorCode::InvalidConfig, "kubeconfig: cluster has no server");
         if (!str(ctx, "namespace").empty()) c.namespace_ = str(ctx, "namespace");
         EC_TRY_ASSIGN(c.ca_pem, data_or_file(cluster, "certificate-authority-data",
                                              "certificate-authority", base_dir));
         c.ca_file = str(cluster, "certificate-authority");
-        c.insecure_skip_tls_verify = cluster["insecure-skip-tls-verify"] &&
-                                     cluster["insecure-skip-tls-verify"].as<bool>();
+        c.insecure_skip_tls_verify =
+            cluster["insecure-skip-tls-verify"] && cluster["insecure-skip-tls-verify"].as<bool>();
         c.tls_server_name = str(cluster, "tls-server-name");
 
         YAML::Node user = find_named(root["users"], user_name, "user");
         if (user_name.empty() || !user) return c;  // anonymous
 
-        EC_TRY_ASSIGN(c.client_certificate_pem,
-                      data_or_file(user, "client-certificate-data", "client-certificate", base_dir));
-        EC_TRY_ASSIGN(std::string key, data_or_file(user, "client-key-data", "client-key", base_dir));
+        EC_TRY_ASSIGN(c.client_certificate_pem, data_or_file(user, "client-certificate-data",
+                                                             "client-certificate", base_dir));
+        EC_TRY_ASSIGN(std::string key,
+                      data_or_file(user, "client-key-data", "client-key", base_dir));
         c.client_key_pem = SecretBytes(std::move(key));
         if (!c.client_certificate_pem.empty() && c.client_key_pem.empty())
             return Error(ErrorCode::InvalidConfig, "kubeconfig: client certificate without a key");
@@ -305,7 +317,8 @@ Result<Config> parse_kubeconfig(std::string_view yaml, const std::string& base_d
             if (ex["env"] && ex["env"].IsSequence())
                 for (const auto& kv : ex["env"])
                     e.env.emplace_back(str(kv, "name"), str(kv, "value"));
-            if (!str(ex, "interactiveMode").empty()) e.interactive_mode = str(ex, "interactiveMode");
+            if (!str(ex, "interactiveMode").empty())
+                e.interactive_mode = str(ex, "interactiveMode");
             // A plugin may hand out a client certificate instead of a token; that one must be
             // known before the TLS client is built, so run it once now.
             auto cred = run_exec_plugin(e);

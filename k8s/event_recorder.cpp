@@ -12,7 +12,9 @@ EventRecorder::EventRecorder(Client& client, EventRecorderOptions opts)
     thread_ = std::thread([this] { loop(); });
 }
 
-EventRecorder::~EventRecorder() { shutdown(); }
+EventRecorder::~EventRecorder() {
+    shutdown();
+}
 
 void EventRecorder::shutdown() {
     {
@@ -25,7 +27,8 @@ void EventRecorder::shutdown() {
 
 bool EventRecorder::record(const ObjectReference& obj, std::string_view type,
                            std::string_view reason, std::string_view message) {
-    Pending p{obj, std::string(type), std::string(reason), std::string(message), client_.clock().now()};
+    Pending p{obj, std::string(type), std::string(reason), std::string(message),
+              client_.clock().now()};
     {
         std::lock_guard l(mu_);
         if (stopping_ || queue_.size() >= opts_.queue_capacity) {
@@ -125,7 +128,8 @@ void EventRecorder::process(const Pending& p) {
             return;
         }
         if (r.error().code != ErrorCode::NotFound) {
-            spdlog::warn("event recorder: patching Event {}/{}: {}", s.ns, s.name, r.error().message);
+            spdlog::warn("event recorder: patching Event {}/{}: {}", s.ns, s.name,
+                         r.error().message);
             std::lock_guard l(mu_);
             ++stats_.failed;
             return;
@@ -136,7 +140,8 @@ void EventRecorder::process(const Pending& p) {
     Event e;
     // client-go names events "<object>.<hex unix nanos>"; the sequence number keeps two events in
     // the same nanosecond (or under a fake clock) apart.
-    auto nanos = std::chrono::duration_cast<std::chrono::nanoseconds>(p.at.time_since_epoch()).count();
+    auto nanos =
+        std::chrono::duration_cast<std::chrono::nanoseconds>(p.at.time_since_epoch()).count();
     char suffix[32];
     std::snprintf(suffix, sizeof suffix, "%llx", static_cast<unsigned long long>(nanos) + seq_++);
     e.name = (p.obj.name.empty() ? std::string("event") : p.obj.name) + "." + suffix;

@@ -127,8 +127,8 @@ std::optional<Delta> Store::apply(WatchEvent&& ev) {
         ObjectPtr old = it->second;
         index_remove(key, *old);
         objects_.erase(it);
-        return Delta{Delta::Type::Deleted, old,
-                     std::make_shared<const json>(std::move(ev.object)), false};
+        return Delta{Delta::Type::Deleted, old, std::make_shared<const json>(std::move(ev.object)),
+                     false};
     }
     if (ev.type != WatchEvent::Type::Added && ev.type != WatchEvent::Type::Modified)
         return std::nullopt;
@@ -150,11 +150,16 @@ std::optional<Delta> Store::apply(WatchEvent&& ev) {
 
 // ---- Informer ----
 
-Informer::Informer(Client& client, ReflectorOptions opts) : reflector_(client, *this, std::move(opts)) {}
+Informer::Informer(Client& client, ReflectorOptions opts)
+    : reflector_(client, *this, std::move(opts)) {}
 
-Informer::~Informer() { stop(); }
+Informer::~Informer() {
+    stop();
+}
 
-void Informer::add_handlers(EventHandlers h) { handlers_.push_back(std::move(h)); }
+void Informer::add_handlers(EventHandlers h) {
+    handlers_.push_back(std::move(h));
+}
 
 void Informer::start() {
     if (thread_.joinable()) return;

@@ -16,9 +16,11 @@ int duration_seconds(std::chrono::milliseconds d) {
 
 Result<std::unique_ptr<LeaderElector>> LeaderElector::create(Client& client,
                                                              LeaderElectionConfig cfg) {
-    if (cfg.identity.empty()) return Error(ErrorCode::InvalidConfig, "leader election: empty identity");
+    if (cfg.identity.empty())
+        return Error(ErrorCode::InvalidConfig, "leader election: empty identity");
     if (cfg.lease_name.empty() || cfg.lease_namespace.empty())
-        return Error(ErrorCode::InvalidConfig, "leader election: lease name and namespace required");
+        return Error(ErrorCode::InvalidConfig,
+                     "leader election: lease name and namespace required");
     if (cfg.lease_duration <= cfg.renew_deadline)
         return Error(ErrorCode::InvalidConfig,
                      "leader election: lease duration must be greater than the renew deadline");
@@ -43,7 +45,9 @@ std::string LeaderElector::leader() const {
     return observed_.holder_identity;
 }
 
-void LeaderElector::stop() { stop_.store(true); }
+void LeaderElector::stop() {
+    stop_.store(true);
+}
 
 void LeaderElector::wait(std::chrono::milliseconds d) {
     while (d.count() > 0 && !stop_.load()) {
@@ -116,7 +120,8 @@ bool LeaderElector::try_acquire_or_renew() {
     }
 
     // 3. Remember when the record last changed, by our clock.
-    LeaseSpec remote = LeaseSpec::from_json(got->contains("spec") ? (*got)["spec"] : json::object());
+    LeaseSpec remote =
+        LeaseSpec::from_json(got->contains("spec") ? (*got)["spec"] : json::object());
     {
         std::lock_guard l(mu_);
         if (!have_observed_ || !(remote == observed_)) {

@@ -48,13 +48,27 @@ json& mutable_metadata(json& obj) {
 }  // namespace
 
 namespace meta {
-std::string name(const json& obj) { return meta_string(obj, "name"); }
-std::string namespace_(const json& obj) { return meta_string(obj, "namespace"); }
-std::string uid(const json& obj) { return meta_string(obj, "uid"); }
-std::string resource_version(const json& obj) { return meta_string(obj, "resourceVersion"); }
-std::string generate_name(const json& obj) { return meta_string(obj, "generateName"); }
-std::string deletion_timestamp(const json& obj) { return meta_string(obj, "deletionTimestamp"); }
-std::map<std::string, std::string> labels(const json& obj) { return meta_map(obj, "labels"); }
+std::string name(const json& obj) {
+    return meta_string(obj, "name");
+}
+std::string namespace_(const json& obj) {
+    return meta_string(obj, "namespace");
+}
+std::string uid(const json& obj) {
+    return meta_string(obj, "uid");
+}
+std::string resource_version(const json& obj) {
+    return meta_string(obj, "resourceVersion");
+}
+std::string generate_name(const json& obj) {
+    return meta_string(obj, "generateName");
+}
+std::string deletion_timestamp(const json& obj) {
+    return meta_string(obj, "deletionTimestamp");
+}
+std::map<std::string, std::string> labels(const json& obj) {
+    return meta_map(obj, "labels");
+}
 std::map<std::string, std::string> annotations(const json& obj) {
     return meta_map(obj, "annotations");
 }
@@ -101,10 +115,16 @@ std::vector<OwnerReference> owner_references(const json& obj) {
     }
     return out;
 }
-bool is_deleting(const json& obj) { return !deletion_timestamp(obj).empty(); }
+bool is_deleting(const json& obj) {
+    return !deletion_timestamp(obj).empty();
+}
 
-void set_name(json& obj, std::string_view v) { mutable_metadata(obj)["name"] = v; }
-void set_namespace(json& obj, std::string_view v) { mutable_metadata(obj)["namespace"] = v; }
+void set_name(json& obj, std::string_view v) {
+    mutable_metadata(obj)["name"] = v;
+}
+void set_namespace(json& obj, std::string_view v) {
+    mutable_metadata(obj)["namespace"] = v;
+}
 void set_resource_version(json& obj, std::string_view v) {
     mutable_metadata(obj)["resourceVersion"] = v;
 }
@@ -121,8 +141,8 @@ void set_annotation(json& obj, std::string_view key, std::string_view value) {
 void set_owner_references(json& obj, const std::vector<OwnerReference>& refs) {
     json arr = json::array();
     for (auto& r : refs) {
-        json o = {{"apiVersion", r.api_version}, {"kind", r.kind}, {"name", r.name},
-                  {"uid", r.uid}};
+        json o = {
+            {"apiVersion", r.api_version}, {"kind", r.kind}, {"name", r.name}, {"uid", r.uid}};
         if (r.controller) o["controller"] = true;
         if (r.block_owner_deletion) o["blockOwnerDeletion"] = true;
         arr.push_back(std::move(o));
@@ -137,12 +157,14 @@ std::string key(std::string_view ns, std::string_view name) {
     k += name;
     return k;
 }
-std::string key(const json& obj) { return key(namespace_(obj), name(obj)); }
+std::string key(const json& obj) {
+    return key(namespace_(obj), name(obj));
+}
 }  // namespace meta
 
 std::string format_time(SystemTime t) {
-    std::time_t tt = std::chrono::system_clock::to_time_t(
-        std::chrono::time_point_cast<std::chrono::seconds>(t));
+    std::time_t tt =
+        std::chrono::system_clock::to_time_t(std::chrono::time_point_cast<std::chrono::seconds>(t));
     std::tm tm{};
     gmtime_r(&tt, &tm);
     char buf[32];
@@ -164,7 +186,9 @@ std::string format_micro_time(SystemTime t) {
 }
 
 Result<SystemTime> parse_time(std::string_view s) {
-    auto bad = [&] { return Error(ErrorCode::InvalidConfig, "bad RFC 3339 time: " + std::string(s)); };
+    auto bad = [&] {
+        return Error(ErrorCode::InvalidConfig, "bad RFC 3339 time: " + std::string(s));
+    };
     std::string str(s);
     std::tm tm{};
     const char* p = strptime(str.c_str(), "%Y-%m-%dT%H:%M:%S", &tm);

@@ -19,10 +19,14 @@ std::chrono::milliseconds Backoff::next() {
 
 std::string_view to_string(Reflector::State s) {
     switch (s) {
-        case Reflector::State::NeedList: return "NeedList";
-        case Reflector::State::Watching: return "Watching";
-        case Reflector::State::Backoff: return "Backoff";
-        case Reflector::State::Stopped: return "Stopped";
+        case Reflector::State::NeedList:
+            return "NeedList";
+        case Reflector::State::Watching:
+            return "Watching";
+        case Reflector::State::Backoff:
+            return "Backoff";
+        case Reflector::State::Stopped:
+            return "Stopped";
     }
     return "?";
 }
@@ -39,7 +43,9 @@ void Reflector::run() {
     }
 }
 
-void Reflector::stop() { stop_.store(true); }
+void Reflector::stop() {
+    stop_.store(true);
+}
 
 Reflector::State Reflector::state() const {
     std::lock_guard l(mu_);
@@ -74,10 +80,17 @@ Reflector::State Reflector::step() {
     State s = state();
     if (stop_.load()) s = State::Stopped;
     switch (s) {
-        case State::NeedList: s = do_list(); break;
-        case State::Watching: s = do_watch(); break;
-        case State::Backoff: s = do_backoff(); break;
-        case State::Stopped: break;
+        case State::NeedList:
+            s = do_list();
+            break;
+        case State::Watching:
+            s = do_watch();
+            break;
+        case State::Backoff:
+            s = do_backoff();
+            break;
+        case State::Stopped:
+            break;
     }
     if (stop_.load()) s = State::Stopped;
     set_state(s);
@@ -101,7 +114,8 @@ Reflector::State Reflector::do_list() {
         std::lock_guard l(mu_);
         after_backoff_ = State::NeedList;
         if (r.error().retry_after)
-            min_wait_ = std::chrono::duration_cast<std::chrono::milliseconds>(*r.error().retry_after);
+            min_wait_ =
+                std::chrono::duration_cast<std::chrono::milliseconds>(*r.error().retry_after);
         return State::Backoff;
     }
     std::string rv = r->resource_version;
@@ -139,8 +153,10 @@ Reflector::State Reflector::do_watch() {
         [&](WatchEvent&& ev) {
             if (ev.type == WatchEvent::Type::Error) {
                 Error e = status_object_error(ev.object, "watch " + opts_.type.qualified_plural());
-                if (e.code == ErrorCode::Gone) gone = true;
-                else event_error = e;
+                if (e.code == ErrorCode::Gone)
+                    gone = true;
+                else
+                    event_error = e;
                 sink_.error(e);
                 return false;
             }
@@ -196,7 +212,8 @@ Reflector::State Reflector::do_watch() {
     if (!r.ok()) {
         sink_.error(r.error());
         const Error& e = r.error();
-        if (e.retry_after) min_wait_ = std::chrono::duration_cast<std::chrono::milliseconds>(*e.retry_after);
+        if (e.retry_after)
+            min_wait_ = std::chrono::duration_cast<std::chrono::milliseconds>(*e.retry_after);
         // Connection trouble, throttling and 5xx: keep our place and re-watch from the same RV.
         bool rewatch = e.code == ErrorCode::Transient || e.code == ErrorCode::RateLimited;
         after_backoff_ = rewatch ? State::Watching : State::NeedList;

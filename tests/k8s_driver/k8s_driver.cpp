@@ -43,12 +43,14 @@ void emit(const json& j) {
 }
 
 std::atomic<bool> g_stop{false};
-void on_signal(int) { g_stop.store(true); }
+void on_signal(int) {
+    g_stop.store(true);
+}
 
 const ResourceType* resource(const std::string& name) {
     static const std::map<std::string, const ResourceType*> m = {
-        {"secrets", &resources::Secret},   {"configmaps", &resources::ConfigMap},
-        {"leases", &resources::Lease},     {"events", &resources::Event},
+        {"secrets", &resources::Secret},    {"configmaps", &resources::ConfigMap},
+        {"leases", &resources::Lease},      {"events", &resources::Event},
         {"ingresses", &resources::Ingress}, {"namespaces", &resources::Namespace},
         {"gateways", &resources::Gateway},
     };
@@ -57,12 +59,15 @@ const ResourceType* resource(const std::string& name) {
 }
 
 json error_json(const Error& e) {
-    return {{"ok", false}, {"code", std::string(to_string(e.code))}, {"message", e.message},
+    return {{"ok", false},
+            {"code", std::string(to_string(e.code))},
+            {"message", e.message},
             {"http_status", e.http_status}};
 }
 
 int usage() {
-    std::cerr << "usage: k8s_driver (--kubeconfig F [--context C] | --in-cluster DIR) COMMAND ...\n";
+    std::cerr
+        << "usage: k8s_driver (--kubeconfig F [--context C] | --in-cluster DIR) COMMAND ...\n";
     return 2;
 }
 
@@ -76,7 +81,7 @@ json do_get(Client& c, const std::string& res, const std::string& ns, const std:
 
 // Serves one empty list and then one watch stream made of `body`, in 16 KiB chunks.
 class ReplayHttp final : public HttpClient {
-public:
+  public:
     explicit ReplayHttp(std::string body) : body_(std::move(body)) {}
     Result<HttpResponse> send(const HttpRequest&) override {
         HttpResponse r;
@@ -94,7 +99,7 @@ public:
         return r;
     }
 
-private:
+  private:
     std::string body_;
 };
 
@@ -148,12 +153,19 @@ int main(int argc, char** argv) {
     std::vector<std::string> pos;
     for (size_t i = 0; i < args.size(); ++i) {
         const std::string& a = args[i];
-        auto next = [&]() -> std::string { return i + 1 < args.size() ? args[++i] : std::string(); };
-        if (a == "--kubeconfig") kubeconfig = next();
-        else if (a == "--context") context = next();
-        else if (a == "--in-cluster") in_cluster = next();
-        else if (num.count(a)) num[a] = std::stol(next());
-        else pos.push_back(a);
+        auto next = [&]() -> std::string {
+            return i + 1 < args.size() ? args[++i] : std::string();
+        };
+        if (a == "--kubeconfig")
+            kubeconfig = next();
+        else if (a == "--context")
+            context = next();
+        else if (a == "--in-cluster")
+            in_cluster = next();
+        else if (num.count(a))
+            num[a] = std::stol(next());
+        else
+            pos.push_back(a);
     }
     if (pos.empty() || (kubeconfig.empty() && in_cluster.empty())) return usage();
 
@@ -168,7 +180,9 @@ int main(int argc, char** argv) {
         cfg = in_cluster_config(io);
     }
     if (!cfg.ok()) {
-        emit({{"ok", false}, {"stage", "config"}, {"code", std::string(to_string(cfg.error().code))},
+        emit({{"ok", false},
+              {"stage", "config"},
+              {"code", std::string(to_string(cfg.error().code))},
               {"message", cfg.error().message}});
         return 1;
     }
@@ -205,9 +219,12 @@ int main(int argc, char** argv) {
                 if (sp > p) w.push_back(line.substr(p, sp - p));
                 p = sp + 1;
             }
-            if (w.size() == 4 && w[0] == "get") emit(do_get(client, w[1], w[2], w[3]));
-            else if (!w.empty() && w[0] == "quit") break;
-            else emit({{"ok", false}, {"message", "bad command"}});
+            if (w.size() == 4 && w[0] == "get")
+                emit(do_get(client, w[1], w[2], w[3]));
+            else if (!w.empty() && w[0] == "quit")
+                break;
+            else
+                emit({{"ok", false}, {"message", "bad command"}});
         }
         return 0;
     }
@@ -224,15 +241,21 @@ int main(int argc, char** argv) {
                 emit({{"ev", "add"}, {"key", meta::key(*o)}, {"rv", meta::resource_version(*o)}});
             },
             [](const ObjectPtr& old, const ObjectPtr& o) {
-                emit({{"ev", "update"}, {"key", meta::key(*o)}, {"rv", meta::resource_version(*o)},
+                emit({{"ev", "update"},
+                      {"key", meta::key(*o)},
+                      {"rv", meta::resource_version(*o)},
                       {"old_rv", meta::resource_version(*old)}});
             },
             [](const ObjectPtr& o, bool unknown) {
-                emit({{"ev", "delete"}, {"key", meta::key(*o)}, {"rv", meta::resource_version(*o)},
+                emit({{"ev", "delete"},
+                      {"key", meta::key(*o)},
+                      {"rv", meta::resource_version(*o)},
                       {"unknown", unknown}});
             }});
         inf.set_error_handler([](const Error& e) {
-            emit({{"ev", "error"}, {"code", std::string(to_string(e.code))}, {"message", e.message}});
+            emit({{"ev", "error"},
+                  {"code", std::string(to_string(e.code))},
+                  {"message", e.message}});
         });
         inf.start();
         std::atomic<bool> done{false};
@@ -252,8 +275,10 @@ int main(int argc, char** argv) {
             } else if (line == "stats") {
                 auto s = inf.reflector().stats();
                 emit({{"stats",
-                       {{"lists", s.lists}, {"watches", s.watches},
-                        {"relists_after_gone", s.relists_after_gone}, {"backoffs", s.backoffs},
+                       {{"lists", s.lists},
+                        {"watches", s.watches},
+                        {"relists_after_gone", s.relists_after_gone},
+                        {"backoffs", s.backoffs},
                         {"decode_errors", s.decode_errors},
                         {"last_watch_timeout_s", s.last_watch_timeout_s}}}});
             } else if (line == "quit") {
@@ -320,11 +345,15 @@ int main(int argc, char** argv) {
         for (int i = 0; i < n; ++i)
             rec.record(*cm, resources::ConfigMap, "Warning", "Failed", "the same thing went wrong");
         for (int i = 0; i < 30; ++i)
-            rec.record(*cm, resources::ConfigMap, "Normal", "Step", "distinct " + std::to_string(i));
+            rec.record(*cm, resources::ConfigMap, "Normal", "Step",
+                       "distinct " + std::to_string(i));
         rec.flush(std::chrono::seconds(60));
         auto s = rec.stats();
-        emit({{"ok", true}, {"created", s.created}, {"patched", s.patched},
-              {"dropped_spam", s.dropped_spam}, {"failed", s.failed}});
+        emit({{"ok", true},
+              {"created", s.created},
+              {"patched", s.patched},
+              {"dropped_spam", s.dropped_spam},
+              {"failed", s.failed}});
         return 0;
     }
     return usage();

@@ -56,7 +56,7 @@ struct PatchOptions {
     std::string field_manager;  // required for Apply
     bool force = false;         // Apply only: take ownership of conflicting fields
     bool dry_run = false;
-    std::string subresource;    // e.g. "status"
+    std::string subresource;  // e.g. "status"
 };
 
 struct DeleteOptions {
@@ -87,7 +87,7 @@ Result<WatchEvent> parse_watch_event(std::string_view line);
 // Newline framing for a chunked watch body: an event may be split across chunks, and one chunk
 // may carry several events.
 class LineDecoder {
-public:
+  public:
     template <class F>
     void feed(std::string_view chunk, F&& on_line) {
         size_t start = 0;
@@ -113,7 +113,7 @@ public:
     }
     size_t pending() const { return buf_.size(); }
 
-private:
+  private:
     template <class F>
     static void emit(std::string_view line, F& on_line) {
         while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.remove_suffix(1);
@@ -123,7 +123,7 @@ private:
 };
 
 struct ClientOptions {
-    std::string server;  // "https://host:port"
+    std::string server;                  // "https://host:port"
     std::shared_ptr<TokenSource> token;  // may be null
     std::string user_agent = "edgecert/0.1.0";
     std::chrono::milliseconds timeout{30'000};
@@ -136,7 +136,7 @@ struct WatchResult {
 };
 
 class Client {
-public:
+  public:
     Client(HttpClient& http, ClientOptions opts, Clock& clock = RealClock::instance());
     // From a Config (server + token source); the caller built `http` from the same Config.
     Client(HttpClient& http, const Config& cfg, Clock& clock = RealClock::instance());
@@ -177,7 +177,7 @@ public:
     const std::string& server() const { return opts_.server; }
     Clock& clock() { return clock_; }
 
-private:
+  private:
     Result<HttpRequest> build(std::string method, const std::string& path_and_query);
     Result<json> json_call(std::string method, const std::string& path, std::string body,
                            std::string content_type, std::string_view what);
@@ -192,8 +192,7 @@ private:
 template <class F>
 auto retry_on_conflict(F&& fn, int attempts = 5) -> decltype(fn()) {
     auto r = fn();
-    for (int i = 1; i < attempts && !r.ok() && r.error().code == ErrorCode::Conflict; ++i)
-        r = fn();
+    for (int i = 1; i < attempts && !r.ok() && r.error().code == ErrorCode::Conflict; ++i) r = fn();
     return r;
 }
 

@@ -20,7 +20,7 @@ namespace edgecert::k8s {
 
 // Supplies the bearer token for each request. Thread-safe.
 class TokenSource {
-public:
+  public:
     virtual ~TokenSource() = default;
     virtual Result<SecretBytes> token() = 0;
     // The server answered 401 with the current token: drop any cached value so the next token()
@@ -29,11 +29,11 @@ public:
 };
 
 class StaticTokenSource final : public TokenSource {
-public:
+  public:
     explicit StaticTokenSource(SecretBytes token) : token_(std::move(token)) {}
     Result<SecretBytes> token() override { return token_; }
 
-private:
+  private:
     SecretBytes token_;
 };
 
@@ -41,13 +41,13 @@ private:
 // kubelet rewrites the file). Re-read when the cached copy is older than `refresh` (client-go
 // and kube-rs: once a minute); a failed read keeps the last good token (kubernetes#68164).
 class FileTokenSource final : public TokenSource {
-public:
+  public:
     FileTokenSource(std::string path, Clock& clock,
                     std::chrono::seconds refresh = std::chrono::seconds(60));
     Result<SecretBytes> token() override;
     void invalidate() override;
 
-private:
+  private:
     std::string path_;
     Clock& clock_;
     std::chrono::seconds refresh_;
@@ -80,14 +80,14 @@ Result<ExecCredential> parse_exec_credential(std::string_view stdout_json);
 
 // Caches the credential until its expirationTimestamp (minus a small margin) or until a 401.
 class ExecTokenSource final : public TokenSource {
-public:
+  public:
     ExecTokenSource(ExecConfig cfg, Clock& clock, std::optional<ExecCredential> initial = {})
         : cfg_(std::move(cfg)), clock_(clock), cached_(std::move(initial)) {}
     Result<SecretBytes> token() override;
     void invalidate() override;
     int runs() const;  // how many times the plugin ran (tests)
 
-private:
+  private:
     ExecConfig cfg_;
     Clock& clock_;
     mutable std::mutex mu_;
@@ -96,19 +96,19 @@ private:
 };
 
 struct Config {
-    std::string server;            // "https://host:port", no trailing slash
-    std::string ca_pem;            // trust anchors (certificate-authority-data, or a file read)
-    std::string ca_file;           // as given, for messages
+    std::string server;   // "https://host:port", no trailing slash
+    std::string ca_pem;   // trust anchors (certificate-authority-data, or a file read)
+    std::string ca_file;  // as given, for messages
     bool insecure_skip_tls_verify = false;
     std::string tls_server_name;
     std::string client_certificate_pem;
     SecretBytes client_key_pem;
-    std::string namespace_ = "default";  // the context's namespace
+    std::string namespace_ = "default";         // the context's namespace
     std::shared_ptr<TokenSource> token_source;  // null: no bearer token
 };
 
 struct KubeconfigOptions {
-    std::string context;  // --context override; empty: current-context
+    std::string context;     // --context override; empty: current-context
     Clock* clock = nullptr;  // default RealClock
 };
 

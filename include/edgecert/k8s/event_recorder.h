@@ -30,7 +30,7 @@ struct EventRecorderOptions {
 };
 
 class EventRecorder {
-public:
+  public:
     EventRecorder(Client& client, EventRecorderOptions opts);
     ~EventRecorder();
     EventRecorder(const EventRecorder&) = delete;
@@ -58,7 +58,7 @@ public:
     };
     Stats stats() const;
 
-private:
+  private:
     struct Pending {
         ObjectReference obj;
         std::string type, reason, message;

@@ -29,7 +29,7 @@ struct Delta {
 };
 
 class Store {
-public:
+  public:
     ObjectPtr get(std::string_view key) const;
     ObjectPtr get(std::string_view ns, std::string_view name) const;
     std::vector<ObjectPtr> list() const;
@@ -42,7 +42,7 @@ public:
     std::vector<Delta> replace(std::vector<json> items);
     std::optional<Delta> apply(WatchEvent&& ev);
 
-private:
+  private:
     void index_add(const std::string& key, const json& obj);
     void index_remove(const std::string& key, const json& obj);
     std::vector<ObjectPtr> collect(const std::set<std::string>* keys) const;
@@ -60,7 +60,7 @@ struct EventHandlers {
 };
 
 class Informer final : private ReflectorSink {
-public:
+  public:
     Informer(Client& client, ReflectorOptions opts);
     ~Informer() override;
     Informer(const Informer&) = delete;
@@ -81,7 +81,7 @@ public:
     const Store& store() const { return store_; }
     Reflector& reflector() { return reflector_; }
 
-private:
+  private:
     void replace(std::vector<json> items, const std::string& rv) override;
     void apply(WatchEvent&& ev) override;
     void error(const Error& e) override;

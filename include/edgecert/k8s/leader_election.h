@@ -38,7 +38,7 @@ struct LeaderElectionConfig {
 };
 
 class LeaderElector {
-public:
+  public:
     // Checks LeaseDuration > RenewDeadline > 1.2 × RetryPeriod (client-go's JitterFactor) and a
     // non-empty identity and lease name.
     static Result<std::unique_ptr<LeaderElector>> create(Client& client, LeaderElectionConfig cfg);
@@ -56,7 +56,7 @@ public:
     // Gives the lease up if we hold it.
     Status release();
 
-private:
+  private:
     LeaderElector(Client& client, LeaderElectionConfig cfg);
     bool acquire();
     void renew();
@@ -69,10 +69,10 @@ private:
     std::mt19937_64 rng_{std::random_device{}()};
     std::atomic<bool> stop_{false};
     mutable std::mutex mu_;
-    std::optional<json> lease_;     // last lease object read or written (carries its RV)
-    LeaseSpec observed_;            // its spec
+    std::optional<json> lease_;  // last lease object read or written (carries its RV)
+    LeaseSpec observed_;         // its spec
     bool have_observed_ = false;
-    SteadyTime observed_time_{};    // local time the record last changed
+    SteadyTime observed_time_{};  // local time the record last changed
     std::string reported_leader_;
 };
 

@@ -27,7 +27,7 @@ namespace edgecert::k8s {
 // Exponential backoff with jitter: next() = min(cap, initial·factor^n)·(1 + jitter·U[0,1)),
 // never above cap. reset() starts over.
 class Backoff {
-public:
+  public:
     struct Policy {
         std::chrono::milliseconds initial{800};
         std::chrono::milliseconds cap{30'000};
@@ -39,7 +39,7 @@ public:
     void reset() { n_ = 0; }
     int attempts() const { return n_; }
 
-private:
+  private:
     Policy p_;
     std::mt19937_64 rng_;
     int n_ = 0;
@@ -47,7 +47,7 @@ private:
 
 // Receives what the reflector learns, on the reflector's thread (the one writer).
 class ReflectorSink {
-public:
+  public:
     virtual ~ReflectorSink() = default;
     // A full (re)list: the sink replaces its contents and reports objects that vanished as
     // deletions (client-go DeltaFIFO.Replace / DeletedFinalStateUnknown).
@@ -74,7 +74,7 @@ struct ReflectorOptions {
 };
 
 class Reflector {
-public:
+  public:
     enum class State { NeedList, Watching, Backoff, Stopped };
 
     Reflector(Client& client, ReflectorSink& sink, ReflectorOptions opts);
@@ -99,7 +99,7 @@ public:
     };
     Stats stats() const;
 
-private:
+  private:
     State do_list();
     State do_watch();
     State do_backoff();

@@ -24,7 +24,7 @@
 namespace edgecert::k8s {
 
 class WorkQueue {
-public:
+  public:
     struct Options {
         std::chrono::milliseconds base_delay{5};
         std::chrono::milliseconds max_delay{1000 * 1000};
@@ -51,12 +51,12 @@ public:
 
     void shutdown();
     bool shutting_down() const;
-    size_t len() const;           // ready keys
-    size_t delayed_len() const;   // waiting on add_after / add_rate_limited
+    size_t len() const;          // ready keys
+    size_t delayed_len() const;  // waiting on add_after / add_rate_limited
     // Earliest time a delayed key becomes ready, if any.
     std::optional<SteadyTime> next_ready_at() const;
 
-private:
+  private:
     void add_locked(const std::string& key);
     void promote_locked();
     std::optional<std::string> pop_locked();
@@ -66,7 +66,7 @@ private:
     mutable std::mutex mu_;
     std::condition_variable cv_;
     std::deque<std::string> queue_;
-    std::unordered_set<std::string> dirty_;       // queued or to be re-queued
+    std::unordered_set<std::string> dirty_;  // queued or to be re-queued
     std::unordered_set<std::string> processing_;
     // Delayed keys: earliest ready time per key, plus a time-ordered index.
     std::unordered_map<std::string, SteadyTime> waiting_;

@@ -29,7 +29,8 @@ TEST(ResourceType, Paths) {
 }
 
 TEST(Meta, AccessorsAndSetters) {
-    json o = json::parse(R"({"metadata":{"name":"a","namespace":"n","uid":"u1","resourceVersion":"7",
+    json o =
+        json::parse(R"({"metadata":{"name":"a","namespace":"n","uid":"u1","resourceVersion":"7",
         "labels":{"x":"1","bad":2},"annotations":{"k":"v"},"finalizers":["f1"],
         "deletionTimestamp":"2026-01-01T00:00:00Z",
         "ownerReferences":[{"apiVersion":"v1","kind":"Thing","name":"o","uid":"ou","controller":true}]}})");
@@ -63,7 +64,8 @@ TEST(Time, FormatAndParse) {
     EXPECT_EQ(format_micro_time(t), "2026-01-01T00:00:00.123456Z");
     EXPECT_EQ(parse_time("2026-01-01T00:00:00.123456Z").value(), t);
     EXPECT_EQ(parse_time("2026-01-01T01:00:00.123456+01:00").value(), t);
-    EXPECT_EQ(parse_time("2026-01-01T00:00:00Z").value(), SystemTime(std::chrono::seconds(1767225600)));
+    EXPECT_EQ(parse_time("2026-01-01T00:00:00Z").value(),
+              SystemTime(std::chrono::seconds(1767225600)));
     EXPECT_FALSE(parse_time("2026-01-01 00:00:00").ok());
     EXPECT_FALSE(parse_time("2026-01-01T00:00:00").ok());
 }
@@ -91,8 +93,9 @@ TEST(StatusError, MapsCodesAndReasons) {
         {504, "Timeout", ErrorCode::Transient},
     };
     for (auto& c : cases) {
-        Error e = status_error(c.http, status_body(c.http, c.reason, "secrets \\\"a\\\" msg\\nline2"),
-                               std::nullopt, "op");
+        Error e =
+            status_error(c.http, status_body(c.http, c.reason, "secrets \\\"a\\\" msg\\nline2"),
+                         std::nullopt, "op");
         EXPECT_EQ(e.code, c.code) << c.http << " " << c.reason;
         EXPECT_EQ(e.type, c.reason);
         EXPECT_EQ(e.http_status, c.http);
@@ -113,7 +116,7 @@ TEST(StatusError, MapsCodesAndReasons) {
 }
 
 class ClientTest : public ::testing::Test {
-protected:
+  protected:
     FakeHttp http;
     FakeClock clock;
     Client client{http, ClientOptions{"https://api.test:6443/", nullptr}, clock};
@@ -159,12 +162,15 @@ TEST_F(ClientTest, ListFollowsContinueTokensAndKeepsFirstRv) {
         ++page;
         if (page == 1) {
             EXPECT_EQ(query_param(r.url, "continue"), "");
-            return json_response(200, R"({"kind":"SecretList","metadata":{"resourceVersion":"100","continue":"tok 1"},
+            return json_response(
+                200,
+                R"({"kind":"SecretList","metadata":{"resourceVersion":"100","continue":"tok 1"},
                 "items":[{"metadata":{"name":"a"}},{"metadata":{"name":"b"}}]})");
         }
         EXPECT_EQ(query_param(r.url, "continue"), "tok%201");
         EXPECT_EQ(query_param(r.url, "resourceVersion"), "") << "continue replaces the RV";
-        return json_response(200, R"({"metadata":{"resourceVersion":"100"},"items":[{"metadata":{"name":"c"}}]})");
+        return json_response(
+            200, R"({"metadata":{"resourceVersion":"100"},"items":[{"metadata":{"name":"c"}}]})");
     };
     ListOptions lo;
     lo.label_selector = "app=web,tier!=db";
@@ -179,7 +185,8 @@ TEST_F(ClientTest, ListFollowsContinueTokensAndKeepsFirstRv) {
 
 TEST_F(ClientTest, ListExpiredContinueIsGone) {
     http.on_send = [&](const HttpRequest&) -> Result<HttpResponse> {
-        return json_response(410, status_body(410, "Expired", "The provided continue parameter is too old"));
+        return json_response(
+            410, status_body(410, "Expired", "The provided continue parameter is too old"));
     };
     auto r = client.list(resources::Secret, "n");
     ASSERT_FALSE(r.ok());
@@ -206,7 +213,8 @@ TEST_F(ClientTest, CreateFillsTypeMetaAndNamespace) {
 
 TEST_F(ClientTest, CreateAlreadyExists) {
     http.on_send = [](const HttpRequest&) -> Result<HttpResponse> {
-        return json_response(409, status_body(409, "AlreadyExists", "secrets \\\"a\\\" already exists"));
+        return json_response(409,
+                             status_body(409, "AlreadyExists", "secrets \\\"a\\\" already exists"));
     };
     auto r = client.create(resources::Secret, "n", json{{"metadata", {{"name", "a"}}}});
     ASSERT_FALSE(r.ok());
@@ -244,8 +252,10 @@ TEST_F(ClientTest, PatchContentTypes) {
                     .ok());
     EXPECT_FALSE(client.patch(resources::Secret, "n", "s", PatchType::Apply, p).ok())
         << "apply without a field manager";
-    ASSERT_TRUE(client.apply(resources::Secret, json{{"metadata", {{"name", "s"}, {"namespace", "n"}}}},
-                             "edgecert", true)
+    ASSERT_TRUE(client
+                    .apply(resources::Secret,
+                           json{{"metadata", {{"name", "s"}, {"namespace", "n"}}}}, "edgecert",
+                           true)
                     .ok());
     ASSERT_EQ(seen.size(), 4u);
     EXPECT_EQ(seen[0].first, "application/merge-patch+json");
@@ -273,7 +283,7 @@ TEST_F(ClientTest, DeleteSendsPreconditionsAndPolicy) {
 }
 
 class CountingTokens final : public TokenSource {
-public:
+  public:
     Result<SecretBytes> token() override { return SecretBytes("tok-" + std::to_string(gen)); }
     void invalidate() override { ++gen; }
     int gen = 1;
@@ -318,10 +328,12 @@ TEST(RetryOnConflict, RetriesOnlyConflicts) {
     EXPECT_EQ(calls, 1);
     EXPECT_EQ(nf.error().code, ErrorCode::NotFound);
     calls = 0;
-    auto always = retry_on_conflict([&]() -> Result<int> {
-        ++calls;
-        return Error(ErrorCode::Conflict, "stale");
-    }, 4);
+    auto always = retry_on_conflict(
+        [&]() -> Result<int> {
+            ++calls;
+            return Error(ErrorCode::Conflict, "stale");
+        },
+        4);
     EXPECT_EQ(calls, 4);
     EXPECT_FALSE(always.ok());
 }

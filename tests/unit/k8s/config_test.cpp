@@ -16,7 +16,7 @@ namespace {
 namespace fs = std::filesystem;
 
 class TempDir {
-public:
+  public:
     TempDir() {
         std::string tmpl = (fs::temp_directory_path() / "k8s-config-XXXXXX").string();
         path_ = mkdtemp(tmpl.data());
@@ -30,7 +30,7 @@ public:
     }
     const std::string& path() const { return path_; }
 
-private:
+  private:
     std::string path_;
 };
 
@@ -50,11 +50,11 @@ std::string kubeconfig(const std::string& user, const std::string& cluster_extra
 TEST(Kubeconfig, InlineTokenCaDataAndNamespace) {
     FakeClock clock;
     std::string ca = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
-    auto c = parse_kubeconfig(
-        kubeconfig("    token: s3cret\n",
-                   "    certificate-authority-data: " + enc::base64(ca) + "\n",
-                   "    namespace: shop\n"),
-        "/nowhere", KubeconfigOptions{"", &clock});
+    auto c =
+        parse_kubeconfig(kubeconfig("    token: s3cret\n",
+                                    "    certificate-authority-data: " + enc::base64(ca) + "\n",
+                                    "    namespace: shop\n"),
+                         "/nowhere", KubeconfigOptions{"", &clock});
     ASSERT_TRUE(c.ok()) << c.error().message;
     EXPECT_EQ(c->server, "https://10.0.0.1:6443");
     EXPECT_EQ(c->ca_pem, ca);
@@ -65,13 +65,15 @@ TEST(Kubeconfig, InlineTokenCaDataAndNamespace) {
 }
 
 TEST(Kubeconfig, ContextOverrideAndDefaultNamespace) {
-    auto c = parse_kubeconfig(kubeconfig("    token: t\n"), "", KubeconfigOptions{"second", nullptr});
+    auto c =
+        parse_kubeconfig(kubeconfig("    token: t\n"), "", KubeconfigOptions{"second", nullptr});
     ASSERT_TRUE(c.ok()) << c.error().message;
     EXPECT_EQ(c->server, "https://other:443");
     EXPECT_EQ(c->namespace_, "ops");
     auto d = parse_kubeconfig(kubeconfig("    token: t\n"), "");
     EXPECT_EQ(d->namespace_, "default");
-    auto missing = parse_kubeconfig(kubeconfig("    token: t\n"), "", KubeconfigOptions{"nope", nullptr});
+    auto missing =
+        parse_kubeconfig(kubeconfig("    token: t\n"), "", KubeconfigOptions{"nope", nullptr});
     ASSERT_FALSE(missing.ok());
     EXPECT_EQ(missing.error().code, ErrorCode::InvalidConfig);
 }
@@ -83,9 +85,10 @@ TEST(Kubeconfig, FilesResolveRelativeToTheKubeconfig) {
     d.file("client.key", "KEY-PEM");
     d.file("token", "file-token\n");
     std::string path = d.file(
-        "config", kubeconfig("    client-certificate: client.crt\n    client-key: client.key\n"
-                             "    tokenFile: token\n",
-                             "    certificate-authority: ca.pem\n    insecure-skip-tls-verify: true\n"));
+        "config",
+        kubeconfig("    client-certificate: client.crt\n    client-key: client.key\n"
+                   "    tokenFile: token\n",
+                   "    certificate-authority: ca.pem\n    insecure-skip-tls-verify: true\n"));
     auto c = load_kubeconfig(path);
     ASSERT_TRUE(c.ok()) << c.error().message;
     EXPECT_EQ(c->ca_pem, "CA-PEM");
@@ -102,7 +105,8 @@ TEST(Kubeconfig, ClientCertDataNeedsKeyData) {
     ASSERT_TRUE(ok.ok());
     EXPECT_EQ(ok->client_key_pem.reveal(), "K");
     EXPECT_EQ(ok->token_source, nullptr);
-    auto bad = parse_kubeconfig(kubeconfig("    client-certificate-data: " + enc::base64("C") + "\n"), "");
+    auto bad =
+        parse_kubeconfig(kubeconfig("    client-certificate-data: " + enc::base64("C") + "\n"), "");
     EXPECT_FALSE(bad.ok());
     auto not_b64 = parse_kubeconfig(kubeconfig("    client-key-data: '***'\n"), "");
     EXPECT_FALSE(not_b64.ok());
@@ -125,12 +129,14 @@ TEST(Kubeconfig, ExecPluginTokenAndClientCert) {
            "echo \"$1 $GREETING\" >> \"$(dirname \"$0\")/runs\"\n"
            "case \"$KUBERNETES_EXEC_INFO\" in *ExecCredential*) ;; *) exit 3;; esac\n"
            "echo '{\"apiVersion\":\"client.authentication.k8s.io/v1\",\"kind\":\"ExecCredential\","
-           "\"status\":{\"token\":\"exec-token\",\"expirationTimestamp\":\"2099-01-01T00:00:00Z\"}}'\n",
+           "\"status\":{\"token\":\"exec-token\",\"expirationTimestamp\":\"2099-01-01T00:00:00Z\"}}"
+           "'\n",
            true);
-    std::string path = d.file("config", kubeconfig(
-        "    exec:\n      apiVersion: client.authentication.k8s.io/v1\n      command: ./plugin.sh\n"
-        "      args: [hello]\n      env: [{name: GREETING, value: world}]\n"
-        "      interactiveMode: Never\n"));
+    std::string path = d.file(
+        "config", kubeconfig("    exec:\n      apiVersion: client.authentication.k8s.io/v1\n      "
+                             "command: ./plugin.sh\n"
+                             "      args: [hello]\n      env: [{name: GREETING, value: world}]\n"
+                             "      interactiveMode: Never\n"));
     auto c = load_kubeconfig(path);
     ASSERT_TRUE(c.ok()) << c.error().message;
     EXPECT_EQ(c->token_source->token().value().reveal(), "exec-token");
@@ -148,17 +154,20 @@ TEST(Kubeconfig, ExecPluginTokenAndClientCert) {
            "#!/bin/sh\necho '{\"kind\":\"ExecCredential\",\"status\":{\"clientCertificateData\":"
            "\"CERT\",\"clientKeyData\":\"KEY\"}}'\n",
            true);
-    auto cc = load_kubeconfig(d.file("config2", kubeconfig("    exec:\n      command: ./cert.sh\n")));
+    auto cc =
+        load_kubeconfig(d.file("config2", kubeconfig("    exec:\n      command: ./cert.sh\n")));
     ASSERT_TRUE(cc.ok()) << cc.error().message;
     EXPECT_EQ(cc->client_certificate_pem, "CERT");
     EXPECT_EQ(cc->client_key_pem.reveal(), "KEY");
     EXPECT_EQ(cc->token_source, nullptr);
 
     d.file("fail.sh", "#!/bin/sh\nexit 1\n", true);
-    auto f = load_kubeconfig(d.file("config3", kubeconfig("    exec:\n      command: ./fail.sh\n")));
+    auto f =
+        load_kubeconfig(d.file("config3", kubeconfig("    exec:\n      command: ./fail.sh\n")));
     EXPECT_FALSE(f.ok());
-    auto v = load_kubeconfig(d.file("config4", kubeconfig(
-        "    exec:\n      apiVersion: client.authentication.k8s.io/v1alpha1\n      command: x\n")));
+    auto v = load_kubeconfig(
+        d.file("config4", kubeconfig("    exec:\n      apiVersion: "
+                                     "client.authentication.k8s.io/v1alpha1\n      command: x\n")));
     EXPECT_FALSE(v.ok());
 }
 
@@ -172,7 +181,8 @@ TEST(ExecCredential, Parse) {
     EXPECT_FALSE(parse_exec_credential(R"({"kind":"ExecCredential","status":{}})").ok());
     EXPECT_FALSE(parse_exec_credential("garbage").ok());
     EXPECT_FALSE(
-        parse_exec_credential(R"({"kind":"ExecCredential","status":{"clientCertificateData":"C"}})").ok());
+        parse_exec_credential(R"({"kind":"ExecCredential","status":{"clientCertificateData":"C"}})")
+            .ok());
 }
 
 TEST(ExecTokenSource, CachedUntilExpiryAndRerunAfterInvalidate) {

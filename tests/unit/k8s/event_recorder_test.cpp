@@ -15,7 +15,7 @@ using testing::path_of;
 using testing::status_body;
 
 class EventRecorderTest : public ::testing::Test {
-protected:
+  protected:
     void SetUp() override {
         http.on_send = [this](const HttpRequest& r) -> Result<HttpResponse> {
             std::lock_guard l(mu);
@@ -25,14 +25,16 @@ protected:
             }
             if (r.method == "PATCH") {
                 patches.emplace_back(path_of(r.url), json::parse(r.body));
-                if (patch_not_found) return json_response(404, status_body(404, "NotFound", "gone"));
+                if (patch_not_found)
+                    return json_response(404, status_body(404, "NotFound", "gone"));
                 return json_response(200, "{}");
             }
             return json_response(405, "");
         };
     }
     ObjectReference ingress() {
-        json obj = json::parse(R"({"metadata":{"name":"web","namespace":"shop","uid":"u-1","resourceVersion":"42"}})");
+        json obj = json::parse(
+            R"({"metadata":{"name":"web","namespace":"shop","uid":"u-1","resourceVersion":"42"}})");
         return ObjectReference::from_object(obj, resources::Ingress);
     }
     FakeHttp http;
@@ -107,7 +109,8 @@ TEST_F(EventRecorderTest, PatchOfExpiredEventFallsBackToCreate) {
 
 TEST_F(EventRecorderTest, SpamFilterBurst25ThenOnePerFiveMinutes) {
     EventRecorder rec(client, EventRecorderOptions{"c"});
-    for (int i = 0; i < 30; ++i) rec.record(ingress(), "Normal", "R", "message " + std::to_string(i));
+    for (int i = 0; i < 30; ++i)
+        rec.record(ingress(), "Normal", "R", "message " + std::to_string(i));
     rec.flush();
     EXPECT_EQ(posts.size(), 25u);
     EXPECT_EQ(rec.stats().dropped_spam, 5u);

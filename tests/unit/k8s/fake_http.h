@@ -13,8 +13,7 @@
 
 namespace edgecert::k8s::testing {
 
-inline HttpResponse json_response(int status, const std::string& body,
-                                  HttpHeaders headers = {}) {
+inline HttpResponse json_response(int status, const std::string& body, HttpHeaders headers = {}) {
     HttpResponse r;
     r.status = status;
     r.headers = std::move(headers);
@@ -32,14 +31,14 @@ inline std::string status_body(int code, const std::string& reason, const std::s
 
 struct StreamScript {
     int status = 200;
-    std::string error_body;              // for status != 200
-    std::vector<std::string> chunks;     // delivered in order
-    std::optional<Error> end_with_error; // after the chunks (e.g. a dropped connection)
-    std::function<void()> before_end;    // runs after the chunks, before returning
+    std::string error_body;               // for status != 200
+    std::vector<std::string> chunks;      // delivered in order
+    std::optional<Error> end_with_error;  // after the chunks (e.g. a dropped connection)
+    std::function<void()> before_end;     // runs after the chunks, before returning
 };
 
 class FakeHttp final : public HttpClient {
-public:
+  public:
     std::function<Result<HttpResponse>(const HttpRequest&)> on_send;
     // Called when stream() finds no script left (default: a transport error).
     std::function<Result<HttpResponse>(const HttpRequest&)> on_stream_exhausted;
@@ -94,7 +93,7 @@ public:
         return requests_.back();
     }
 
-private:
+  private:
     void record(const HttpRequest& req) {
         std::lock_guard l(mu_);
         requests_.push_back(req);

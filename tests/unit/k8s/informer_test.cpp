@@ -22,7 +22,9 @@ json make(const std::string& ns, const std::string& name, const std::string& rv,
     return o;
 }
 
-WatchEvent event(WatchEvent::Type t, json o) { return WatchEvent{t, std::move(o)}; }
+WatchEvent event(WatchEvent::Type t, json o) {
+    return WatchEvent{t, std::move(o)};
+}
 
 std::vector<std::string> names(std::vector<ObjectPtr> v) {
     std::vector<std::string> out;
@@ -33,8 +35,8 @@ std::vector<std::string> names(std::vector<ObjectPtr> v) {
 
 TEST(Store, IndexesFollowUpdatesAndDeletes) {
     Store s;
-    auto d = s.replace({make("a", "x", "1", {{"app", "web"}}), make("b", "y", "2", {{"app", "web"}}),
-                        make("", "cluster-wide", "3")});
+    auto d = s.replace({make("a", "x", "1", {{"app", "web"}}),
+                        make("b", "y", "2", {{"app", "web"}}), make("", "cluster-wide", "3")});
     EXPECT_EQ(d.size(), 3u);
     EXPECT_EQ(names(s.list_namespace("a")), std::vector<std::string>{"a/x"});
     EXPECT_EQ(names(s.list_label("app", "web")), (std::vector<std::string>{"a/x", "b/y"}));
@@ -63,7 +65,8 @@ TEST(Store, ReplayedAndUnknownEventsAreDropped) {
     (void)s.replace({make("a", "x", "1")});
     EXPECT_FALSE(s.apply(event(WatchEvent::Type::Added, make("a", "x", "1"))).has_value())
         << "same resourceVersion: a duplicate";
-    EXPECT_FALSE(s.apply(event(WatchEvent::Type::Deleted, make("a", "never-seen", "2"))).has_value());
+    EXPECT_FALSE(
+        s.apply(event(WatchEvent::Type::Deleted, make("a", "never-seen", "2"))).has_value());
     auto added_again = s.apply(event(WatchEvent::Type::Added, make("a", "x", "3")));
     ASSERT_TRUE(added_again.has_value());
     EXPECT_EQ(added_again->type, Delta::Type::Updated) << "ADDED for a known key is an update";
@@ -84,7 +87,7 @@ TEST(Store, ReplaceComputesDeltas) {
 }
 
 class InformerTest : public ::testing::Test {
-protected:
+  protected:
     FakeHttp http;
     FakeClock clock;
     Client client{http, ClientOptions{"http://api", nullptr}, clock};
@@ -96,7 +99,8 @@ TEST_F(InformerTest, HandlersRunOutsideTheLockInOrder) {
             {"metadata":{"name":"a","namespace":"n","resourceVersion":"1"}}]})");
     };
     http.push_stream(StreamScript{
-        200, "",
+        200,
+        "",
         {R"({"type":"MODIFIED","object":{"metadata":{"name":"a","namespace":"n","resourceVersion":"2"}}})"
          "\n"
          R"({"type":"ADDED","object":{"metadata":{"name":"b","namespace":"n","resourceVersion":"3"}}})"
@@ -107,21 +111,24 @@ TEST_F(InformerTest, HandlersRunOutsideTheLockInOrder) {
     o.type = resources::Secret;
     Informer inf(client, o);
     std::vector<std::string> seen;
-    inf.add_handlers(EventHandlers{
-        [&](const ObjectPtr& obj) {
-            // Reading the store from a handler would deadlock if handlers ran under its lock.
-            EXPECT_NE(inf.store().get(meta::key(*obj)), nullptr);
-            seen.push_back("add " + meta::name(*obj) + " size=" + std::to_string(inf.store().size()));
-        },
-        [&](const ObjectPtr& old, const ObjectPtr& now) {
-            EXPECT_EQ(inf.store().get(meta::key(*now)), now);
-            seen.push_back("update " + meta::resource_version(*old) + "->" + meta::resource_version(*now));
-        },
-        [&](const ObjectPtr& last, bool unknown) {
-            EXPECT_EQ(inf.store().get(meta::key(*last)), nullptr);
-            seen.push_back("delete " + meta::name(*last) + "@" + meta::resource_version(*last) +
-                           (unknown ? "?" : ""));
-        }});
+    inf.add_handlers(
+        EventHandlers{[&](const ObjectPtr& obj) {
+                          // Reading the store from a handler would deadlock if handlers ran under
+                          // its lock.
+                          EXPECT_NE(inf.store().get(meta::key(*obj)), nullptr);
+                          seen.push_back("add " + meta::name(*obj) +
+                                         " size=" + std::to_string(inf.store().size()));
+                      },
+                      [&](const ObjectPtr& old, const ObjectPtr& now) {
+                          EXPECT_EQ(inf.store().get(meta::key(*now)), now);
+                          seen.push_back("update " + meta::resource_version(*old) + "->" +
+                                         meta::resource_version(*now));
+                      },
+                      [&](const ObjectPtr& last, bool unknown) {
+                          EXPECT_EQ(inf.store().get(meta::key(*last)), nullptr);
+                          seen.push_back("delete " + meta::name(*last) + "@" +
+                                         meta::resource_version(*last) + (unknown ? "?" : ""));
+                      }});
     inf.reflector().step();
     clock.advance(std::chrono::seconds(3));
     inf.reflector().step();

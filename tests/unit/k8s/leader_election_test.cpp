@@ -9,16 +9,16 @@
 namespace edgecert::k8s {
 namespace {
 
+using std::chrono::milliseconds;
+using std::chrono::seconds;
 using testing::FakeHttp;
 using testing::json_response;
 using testing::path_of;
 using testing::status_body;
-using std::chrono::milliseconds;
-using std::chrono::seconds;
 
 // One Lease with real optimistic concurrency: PUT with a stale resourceVersion → 409.
 class LeaseServer {
-public:
+  public:
     Result<HttpResponse> handle(const HttpRequest& r) {
         std::lock_guard l(mu_);
         const std::string base = "/apis/coordination.k8s.io/v1/namespaces/ns/leases";
@@ -41,7 +41,8 @@ public:
                 return json_response(409, status_body(409, "Conflict", "injected"));
             }
             if (!lease_ || meta::resource_version(o) != meta::resource_version(*lease_))
-                return json_response(409, status_body(409, "Conflict", "the object has been modified"));
+                return json_response(409,
+                                     status_body(409, "Conflict", "the object has been modified"));
             meta::set_resource_version(o, std::to_string(++rv_));
             lease_ = o;
             ++puts_;
@@ -68,7 +69,7 @@ public:
         return puts_;
     }
 
-private:
+  private:
     std::mutex mu_;
     std::optional<json> lease_;
     int rv_ = 0;

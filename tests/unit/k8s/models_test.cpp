@@ -39,7 +39,8 @@ TEST(EventModel, RoundTrip) {
     Event e;
     e.name = "web.1";
     e.namespace_ = "shop";
-    e.involved_object = ObjectReference{"Ingress", "shop", "web", "u1", "networking.k8s.io/v1", "5", ""};
+    e.involved_object =
+        ObjectReference{"Ingress", "shop", "web", "u1", "networking.k8s.io/v1", "5", ""};
     e.reason = "Issued";
     e.message = "ok";
     e.type = "Normal";
@@ -115,15 +116,20 @@ TEST(ReferenceGrantModel, Permits) {
       "spec":{"from":[{"group":"gateway.networking.k8s.io","kind":"Gateway","namespace":"infra"}],
               "to":[{"group":"","kind":"Secret","name":"a-tls"}]}})"));
     ASSERT_TRUE(rg.ok());
-    EXPECT_TRUE(rg->permits("gateway.networking.k8s.io", "Gateway", "infra", "", "Secret", "a-tls"));
-    EXPECT_TRUE(rg->permits("gateway.networking.k8s.io", "Gateway", "infra", "core", "Secret", "a-tls"));
-    EXPECT_FALSE(rg->permits("gateway.networking.k8s.io", "Gateway", "infra", "", "Secret", "other"));
-    EXPECT_FALSE(rg->permits("gateway.networking.k8s.io", "Gateway", "evil", "", "Secret", "a-tls"));
+    EXPECT_TRUE(
+        rg->permits("gateway.networking.k8s.io", "Gateway", "infra", "", "Secret", "a-tls"));
+    EXPECT_TRUE(
+        rg->permits("gateway.networking.k8s.io", "Gateway", "infra", "core", "Secret", "a-tls"));
+    EXPECT_FALSE(
+        rg->permits("gateway.networking.k8s.io", "Gateway", "infra", "", "Secret", "other"));
+    EXPECT_FALSE(
+        rg->permits("gateway.networking.k8s.io", "Gateway", "evil", "", "Secret", "a-tls"));
     EXPECT_FALSE(rg->permits("networking.k8s.io", "Ingress", "infra", "", "Secret", "a-tls"));
 }
 
 TEST(ObjectReferenceModel, FromListItemWithoutTypeMeta) {
-    json item = {{"metadata", {{"name", "x"}, {"namespace", "n"}, {"uid", "u"}, {"resourceVersion", "3"}}}};
+    json item = {
+        {"metadata", {{"name", "x"}, {"namespace", "n"}, {"uid", "u"}, {"resourceVersion", "3"}}}};
     auto r = ObjectReference::from_object(item, resources::Gateway);
     EXPECT_EQ(r.kind, "Gateway");
     EXPECT_EQ(r.api_version, "gateway.networking.k8s.io/v1");

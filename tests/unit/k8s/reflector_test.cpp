@@ -23,7 +23,8 @@ std::string ev(const std::string& type, const std::string& name, const std::stri
 }
 std::string list_body(const std::vector<std::pair<std::string, std::string>>& items,
                       const std::string& rv) {
-    std::string s = R"({"kind":"SecretList","metadata":{"resourceVersion":")" + rv + R"("},"items":[)";
+    std::string s =
+        R"({"kind":"SecretList","metadata":{"resourceVersion":")" + rv + R"("},"items":[)";
     for (size_t i = 0; i < items.size(); ++i) {
         if (i) s += ",";
         s += obj(items[i].first, items[i].second);
@@ -52,7 +53,8 @@ TEST(LineDecoder, ByteAtATime) {
     std::string all = ev("ADDED", "a", "1") + ev("MODIFIED", "a", "2");
     LineDecoder d;
     std::vector<std::string> lines;
-    for (char c : all) d.feed(std::string_view(&c, 1), [&](std::string_view l) { lines.emplace_back(l); });
+    for (char c : all)
+        d.feed(std::string_view(&c, 1), [&](std::string_view l) { lines.emplace_back(l); });
     ASSERT_EQ(lines.size(), 2u);
     EXPECT_EQ(parse_watch_event(lines[1]).value().type, WatchEvent::Type::Modified);
 }
@@ -65,9 +67,10 @@ TEST(WatchEvent, Parse) {
     EXPECT_FALSE(parse_watch_event("not json").ok());
     EXPECT_FALSE(parse_watch_event(R"({"type":"ADDED"})").ok());
     EXPECT_FALSE(parse_watch_event(R"({"type":"WEIRD","object":{}})").ok());
-    EXPECT_EQ(parse_watch_event(R"({"type":"BOOKMARK","object":{"metadata":{"resourceVersion":"5"}}})")
-                  ->type,
-              WatchEvent::Type::Bookmark);
+    EXPECT_EQ(
+        parse_watch_event(R"({"type":"BOOKMARK","object":{"metadata":{"resourceVersion":"5"}}})")
+            ->type,
+        WatchEvent::Type::Bookmark);
 }
 
 TEST(Backoff, DoublesWithJitterUpToCapAndResets) {
@@ -100,7 +103,7 @@ struct RecordingSink : ReflectorSink {
 };
 
 class ReflectorTest : public ::testing::Test {
-protected:
+  protected:
     void SetUp() override {
         http.on_send = [this](const HttpRequest& r) -> Result<HttpResponse> {
             ++lists;
@@ -142,7 +145,8 @@ TEST_F(ReflectorTest, ListThenWatchFromListRvWithBookmarksAndRandomTimeout) {
     EXPECT_LE(timeout, 600);
     // Idle detector: silence beyond the server's own timeout means a dead stream.
     EXPECT_EQ(reqs[1].idle_timeout.count(), (timeout + 30) * 1000LL);
-    EXPECT_EQ(sink.log, (std::vector<std::string>{"REPLACE 2 @10", "ADDED c @11", "MODIFIED a @12"}));
+    EXPECT_EQ(sink.log,
+              (std::vector<std::string>{"REPLACE 2 @10", "ADDED c @11", "MODIFIED a @12"}));
     EXPECT_EQ(r.resource_version(), "12");
 }
 
@@ -150,7 +154,9 @@ TEST_F(ReflectorTest, EventsSplitAcrossChunksAndDecodeErrorsAreNotFatal) {
     list_responses.push_back({200, list_body({}, "1")});
     std::string e1 = ev("ADDED", "a", "2"), e2 = ev("ADDED", "b", "3");
     http.push_stream(StreamScript{
-        200, "", {e1.substr(0, 10), e1.substr(10) + "garbage line\n" + e2.substr(0, 5), e2.substr(5)}});
+        200,
+        "",
+        {e1.substr(0, 10), e1.substr(10) + "garbage line\n" + e2.substr(0, 5), e2.substr(5)}});
     RecordingSink sink;
     Reflector r(client, sink, opts);
     r.step();
@@ -163,7 +169,10 @@ TEST_F(ReflectorTest, EventsSplitAcrossChunksAndDecodeErrorsAreNotFatal) {
 TEST_F(ReflectorTest, BookmarkMovesRvOnly) {
     list_responses.push_back({200, list_body({}, "1")});
     http.push_stream(StreamScript{
-        200, "", {R"({"type":"BOOKMARK","object":{"kind":"Secret","apiVersion":"v1","metadata":{"resourceVersion":"50"}}})" "\n"}});
+        200,
+        "",
+        {R"({"type":"BOOKMARK","object":{"kind":"Secret","apiVersion":"v1","metadata":{"resourceVersion":"50"}}})"
+         "\n"}});
     http.push_stream(StreamScript{200, "", {}});
     RecordingSink sink;
     Reflector r(client, sink, opts);
@@ -179,7 +188,8 @@ TEST_F(ReflectorTest, BookmarkMovesRvOnly) {
 TEST_F(ReflectorTest, HttpGoneRelists) {
     list_responses.push_back({200, list_body({{"a", "1"}}, "5")});
     list_responses.push_back({200, list_body({{"a", "1"}}, "90")});
-    http.push_stream(StreamScript{410, status_body(410, "Expired", "too old resource version: 5 (49)")});
+    http.push_stream(
+        StreamScript{410, status_body(410, "Expired", "too old resource version: 5 (49)")});
     RecordingSink sink;
     Reflector r(client, sink, opts);
     r.step();
@@ -194,10 +204,12 @@ TEST_F(ReflectorTest, ErrorEvent410RelistsAndStopsReadingTheStream) {
     list_responses.push_back({200, list_body({}, "5")});
     list_responses.push_back({200, list_body({}, "60")});
     http.push_stream(StreamScript{
-        200, "",
+        200,
+        "",
         {ev("ADDED", "a", "6") +
          R"x({"type":"ERROR","object":{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"too old resource version: 5 (49)","reason":"Expired","code":410}})x"
-         "\n" + ev("ADDED", "never", "7")}});
+         "\n" +
+         ev("ADDED", "never", "7")}});
     RecordingSink sink;
     Reflector r(client, sink, opts);
     r.step();
@@ -332,9 +344,8 @@ TEST_F(ReflectorTest, RelistReportsDeletionsThatHappenedWhileNotWatching) {
     r.step();  // 410
     r.step();  // relist
     std::sort(got.begin() + 3, got.end());
-    EXPECT_EQ(got, (std::vector<std::string>{"add a", "add b", "add c",
-                                             "add d", "delete b (final state unknown)",
-                                             "update c 3->8"}));
+    EXPECT_EQ(got, (std::vector<std::string>{"add a", "add b", "add c", "add d",
+                                             "delete b (final state unknown)", "update c 3->8"}));
     EXPECT_EQ(inf.store().size(), 3u);
     EXPECT_EQ(inf.store().get("n", "b"), nullptr);
 }

@@ -69,7 +69,8 @@ private:
 
 // RFC 8555 §6.2 flattened JWS JSON serialization. `kid` empty: the protected header carries the
 // public "jwk" (newAccount, revocation by certificate key); otherwise "kid" = account URL.
-// `payload` empty means POST-as-GET (§6.3): the payload member is "".
+// `payload` empty means POST-as-GET (§6.3): the payload member is "". `nonce` empty omits the
+// member (only the inner key-change JWS has none, §7.3.5). Fails (no throw) on invalid UTF-8.
 Result<nlohmann::json> sign_jws(const PrivateKey& key, std::string_view url, std::string_view nonce,
                                 std::string_view kid, std::string_view payload);
 
@@ -79,7 +80,9 @@ Result<nlohmann::json> sign_jws(const PrivateKey& key, std::string_view url, std
 Result<nlohmann::json> sign_eab(const PrivateKey& account_key, std::string_view eab_kid,
                                 const SecretBytes& hmac_key, std::string_view url);
 
-// RFC 8555 §7.3.5 key rollover: inner JWS signed by the new key over {account, oldKey}.
+// RFC 8555 §7.3.5 key rollover: returns the INNER JWS, signed by the new key, protected header
+// {alg, jwk: new key, url}, payload {account, oldKey: old key's JWK}. Send it as the payload of
+// an ordinary request signed by the old key: sign_jws(old_key, url, nonce, account_url, inner.dump()).
 Result<nlohmann::json> sign_key_change(const PrivateKey& old_key, const PrivateKey& new_key,
                                        std::string_view account_url, std::string_view url);
 
@@ -135,12 +138,15 @@ private:
 Result<std::vector<Certificate>> parse_pem_chain(std::string_view pem);
 std::string chain_to_pem(const std::vector<Certificate>& chain);
 
-// RFC 2986 CSR, DER, signed by `key`: SANs = dns_names (wildcards allowed); CN = first name when
-// it fits 64 characters (RFC 5280 ub-common-name), otherwise no CN.
+// RFC 2986 CSR, DER, signed by `key` (SHA-256, or pure Ed25519). SANs = dns_names (wildcards
+// allowed; an IP literal becomes an iPAddress SAN, RFC 8738); CN = first name when it is a DNS name
+// and fits 64 characters (RFC 5280 ub-common-name), otherwise no CN.
 Result<std::string> make_csr_der(const PrivateKey& key, const std::vector<std::string>& dns_names);
 
-// RFC 8737 §3 tls-alpn-01 challenge certificate: self-signed, SAN dNSName = domain, critical
-// acmeIdentifier extension (1.3.6.1.5.5.7.1.31) holding the SHA-256 of the key authorization.
+// RFC 8737 §3 tls-alpn-01 challenge certificate: self-signed with a fresh P-256 key, SAN dNSName
+// = domain (iPAddress for an IP literal), critical acmeIdentifier extension (1.3.6.1.5.5.7.1.31)
+// whose value is the DER OCTET STRING of SHA-256(key authorization). Valid for a week from an
+// hour before clock.now().
 struct ChallengeCert {
     Certificate cert;
     PrivateKey key;
@@ -148,7 +154,8 @@ struct ChallengeCert {
 Result<ChallengeCert> make_tls_alpn01_cert(std::string_view domain, std::string_view key_authorization,
                                            const Clock& clock);
 
-// Self-signed certificate for tests and the `selfSigned` issuer.
+// Self-signed TLS server leaf (CA:FALSE, serverAuth) for tests and the `selfSigned` issuer:
+// valid from 5 minutes before clock.now() for `validity` (at most 100 years).
 Result<Certificate> make_self_signed(const PrivateKey& key, const std::vector<std::string>& dns_names,
                                      std::chrono::seconds validity, const Clock& clock);
 

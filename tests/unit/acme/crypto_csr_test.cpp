@@ -171,6 +171,80 @@ TEST(CryptoTlsAlpn01, ChallengeCertificateCarriesAcmeIdentifier) {
     EXPECT_EQ(ERR_peek_error(), 0u);
 }
 
+TEST(CryptoTlsAlpn01, IpIdentifierGetsIpAddressSan) {
+    FakeClock clock;
+    auto cc = make_tls_alpn01_cert("192.0.2.9", "t.k", clock);
+    ASSERT_TRUE(cc.ok()) << cc.error().message;
+    EXPECT_TRUE(cc->cert.dns_names().empty());
+    EXPECT_EQ(X509_check_ip_asc(cc->cert.get(), "192.0.2.9", 0), 1);
+}
+
+// The challenge certificate and key work in a real TLS 1.3 handshake with ALPN acme-tls/1
+// (RFC 8737 §4), run in memory over a BIO pair: what a validator sees.
+TEST(CryptoTlsAlpn01, ServesInATlsHandshake) {
+    FakeClock clock(std::chrono::system_clock::now());
+    auto cc = make_tls_alpn01_cert("alpn.example", "token.thumb", clock);
+    ASSERT_TRUE(cc.ok()) << cc.error().message;
+
+    ossl::UniquePtr<SSL_CTX> sctx(SSL_CTX_new(TLS_server_method()));
+    ossl::UniquePtr<SSL_CTX> cctx(SSL_CTX_new(TLS_client_method()));
+    ASSERT_TRUE(sctx && cctx);
+    ASSERT_EQ(SSL_CTX_use_certificate(sctx.get(), cc->cert.get()), 1);
+    ASSERT_EQ(SSL_CTX_use_PrivateKey(sctx.get(), cc->key.get()), 1);
+    ASSERT_EQ(SSL_CTX_check_private_key(sctx.get()), 1);
+    SSL_CTX_set_alpn_select_cb(
+        sctx.get(),
+        [](SSL*, const unsigned char** out, unsigned char* outlen, const unsigned char* in, unsigned inlen,
+           void*) -> int {
+            static const unsigned char proto[] = "\x0a" "acme-tls/1";
+            unsigned char* sel = nullptr;
+            if (SSL_select_next_proto(&sel, outlen, proto, sizeof proto - 1, in, inlen) != OPENSSL_NPN_NEGOTIATED) {
+                return SSL_TLSEXT_ERR_ALERT_FATAL;
+            }
+            *out = sel;
+            return SSL_TLSEXT_ERR_OK;
+        },
+        nullptr);
+    ossl::UniquePtr<SSL> server(SSL_new(sctx.get()));
+    ossl::UniquePtr<SSL> client(SSL_new(cctx.get()));
+    BIO *sbio = nullptr, *cbio = nullptr;
+    ASSERT_EQ(BIO_new_bio_pair(&sbio, 0, &cbio, 0), 1);
+    SSL_set_bio(server.get(), sbio, sbio);
+    SSL_set_bio(client.get(), cbio, cbio);
+    SSL_set_accept_state(server.get());
+    SSL_set_connect_state(client.get());
+    SSL_set_tlsext_host_name(client.get(), "alpn.example");
+    static const unsigned char alpn[] = "\x0a" "acme-tls/1";
+    ASSERT_EQ(SSL_set_alpn_protos(client.get(), alpn, sizeof alpn - 1), 0);
+
+    bool cdone = false, sdone = false;
+    for (int i = 0; i < 20 && !(cdone && sdone); ++i) {
+        if (!cdone) {
+            int r = SSL_do_handshake(client.get());
+            cdone = r == 1;
+            if (!cdone) {
+                ASSERT_EQ(SSL_get_error(client.get(), r), SSL_ERROR_WANT_READ);
+            }
+        }
+        if (!sdone) {
+            int r = SSL_do_handshake(server.get());
+            sdone = r == 1;
+            if (!sdone) {
+                ASSERT_EQ(SSL_get_error(server.get(), r), SSL_ERROR_WANT_READ);
+            }
+        }
+    }
+    ASSERT_TRUE(cdone && sdone);
+    const unsigned char* proto = nullptr;
+    unsigned proto_len = 0;
+    SSL_get0_alpn_selected(client.get(), &proto, &proto_len);
+    EXPECT_EQ(std::string(reinterpret_cast<const char*>(proto), proto_len), "acme-tls/1");
+    ossl::UniquePtr<X509> peer(SSL_get1_peer_certificate(client.get()));
+    ASSERT_TRUE(peer);
+    EXPECT_EQ(X509_cmp(peer.get(), cc->cert.get()), 0);
+    EXPECT_EQ(X509_check_host(peer.get(), "alpn.example", 0, 0, nullptr), 1);
+}
+
 TEST(CryptoSelfSigned, RejectsNonPositiveValidityAndNoNames) {
     FakeClock clock;
     auto key = PrivateKey::generate(KeyType::EcP256);

@@ -32,25 +32,12 @@ void Worker::do_handshake(Conn* c) {
             close_conn(c);
             return;
         }
-        std::string prefix;
-        if (srv_.opts_.proxy_protocol != ProxyProtocol::None) {
-            ProxyInfo pi;
-            pi.src = c->peer;
-            socklen_t l = sizeof pi.dst;
-            if (tls_local_known_) pi.dst = tls_local_;
-            else getsockname(c->cfd, reinterpret_cast<sockaddr*>(&pi.dst), &l);
-            pi.tls = true;
-            const unsigned char* alpn = nullptr;
-            unsigned alpn_len = 0;
-            SSL_get0_alpn_selected(c->ssl, &alpn, &alpn_len);
-            if (alpn) pi.alpn = std::string_view(reinterpret_cast<const char*>(alpn), alpn_len);
-            if (const char* sni = SSL_get_servername(c->ssl, TLSEXT_NAMETYPE_host_name)) pi.authority = sni;
-            pi.tls_version = SSL_get_version(c->ssl);
-            if (const char* ciph = SSL_get_cipher_name(c->ssl)) pi.cipher = ciph;
-            append_proxy_header(prefix, srv_.opts_.proxy_protocol, pi);
-        }
         c->info.snapshot = nullptr;
-        start_upstream(c, std::move(prefix));
+        // The upstream is connected lazily, when the first application bytes arrive: an idle
+        // or preconnected client costs one socket, not two (HTTP is client-speaks-first).
+        c->state = Conn::State::AwaitData;
+        list_append(idle_list_, c, now_ + srv_.opts_.idle_timeout);
+        await_data(c);
         return;
     }
     int e = SSL_get_error(c->ssl, r);
@@ -69,6 +56,56 @@ void Worker::do_handshake(Conn* c) {
         spdlog::debug("worker {}: handshake failed: {}", index_, ossl::drain_errors());
     ossl::clear_errors();
     close_conn(c);
+}
+
+std::string Worker::tls_proxy_prefix(Conn* c) {
+    std::string prefix;
+    if (srv_.opts_.proxy_protocol == ProxyProtocol::None) return prefix;
+    ProxyInfo pi;
+    pi.src = c->peer;
+    socklen_t l = sizeof pi.dst;
+    if (tls_local_known_) pi.dst = tls_local_;
+    else getsockname(c->cfd, reinterpret_cast<sockaddr*>(&pi.dst), &l);
+    pi.tls = true;
+    const unsigned char* alpn = nullptr;
+    unsigned alpn_len = 0;
+    SSL_get0_alpn_selected(c->ssl, &alpn, &alpn_len);
+    if (alpn) pi.alpn = std::string_view(reinterpret_cast<const char*>(alpn), alpn_len);
+    if (const char* sni = SSL_get_servername(c->ssl, TLSEXT_NAMETYPE_host_name)) pi.authority = sni;
+    pi.tls_version = SSL_get_version(c->ssl);
+    if (const char* ciph = SSL_get_cipher_name(c->ssl)) pi.cipher = ciph;
+    append_proxy_header(prefix, srv_.opts_.proxy_protocol, pi);
+    return prefix;
+}
+
+void Worker::await_data(Conn* c) {
+    if (!(c->rd_wants_wr ? c->c_wr : c->c_rd)) return;
+    std::string prefix = tls_proxy_prefix(c);
+    if (prefix.size() >= srv_.opts_.buffer_size || !ensure(c->c2u)) return close_conn(c);
+    Buf& a = c->c2u;
+    std::memcpy(a.p, prefix.data(), prefix.size());
+    uint32_t cap = static_cast<uint32_t>(srv_.opts_.buffer_size);
+    int n = SSL_read(c->ssl, a.p + prefix.size(), static_cast<int>(cap - prefix.size()));
+    if (n > 0) {
+        a.off = 0;
+        a.len = static_cast<uint32_t>(prefix.size()) + static_cast<uint32_t>(n);
+        st_.bytes_in.fetch_add(static_cast<uint64_t>(n), std::memory_order_relaxed);
+        c->rd_wants_wr = false;
+        start_upstream(c, {});
+        return;
+    }
+    release(a);
+    int e = SSL_get_error(c->ssl, n);
+    if (e == SSL_ERROR_WANT_READ) {
+        c->c_rd = false;
+        c->rd_wants_wr = false;
+    } else if (e == SSL_ERROR_WANT_WRITE) {
+        c->c_wr = false;
+        c->rd_wants_wr = true;
+    } else {
+        ossl::clear_errors();
+        close_conn(c);  // closed (or failed) before sending anything: nothing to forward
+    }
 }
 
 void Worker::start_upstream(Conn* c, std::string prefix) {

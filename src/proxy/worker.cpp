@@ -261,6 +261,9 @@ void Worker::drive(Conn* c) {
         case Conn::State::Handshake:
             if (c->hs_wants_write ? c->c_wr : c->c_rd) do_handshake(c);
             break;
+        case Conn::State::AwaitData:
+            await_data(c);
+            break;
         case Conn::State::HttpHead:
             if (c->c_rd) do_http_head(c);
             break;

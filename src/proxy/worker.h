@@ -46,6 +46,8 @@ private:
     void drive(Conn* c);
     void do_handshake(Conn* c);
     void do_http_head(Conn* c);
+    void await_data(Conn* c);
+    std::string tls_proxy_prefix(Conn* c);
     void start_upstream(Conn* c, std::string prefix);
     void pump(Conn* c);
     void respond_and_close(Conn* c, std::string response);
@@ -89,7 +91,7 @@ private:
 
 // One client connection and (after the handshake) its upstream connection.
 struct Conn {
-    enum class State : uint8_t { Handshake, HttpHead, Connecting, Streaming, Responding };
+    enum class State : uint8_t { Handshake, AwaitData, HttpHead, Connecting, Streaming, Responding };
     // Timer list hooks.
     Worker::List* list = nullptr;
     Conn* prev = nullptr;

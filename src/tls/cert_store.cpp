@@ -68,8 +68,11 @@ void CertStore::apply(std::vector<CertChange> changes, bool full) {
         holder_.publish(CertSnapshot::build(std::move(next), opts_.default_name, opts_.strict_sni));
     }
     if (full) loaded_.store(true, std::memory_order_release);
-    last_ms_.store(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count(),
-                   std::memory_order_relaxed);
+    double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    last_ms_.store(ms, std::memory_order_relaxed);
+    if (changed)
+        spdlog::info("snapshot published: {} certificate(s), {} change(s) applied in {:.2f} ms", good_.size(),
+                     changes.size(), ms);
 }
 
 std::map<std::string, std::string> CertStore::errors() const {

@@ -429,3 +429,20 @@ def test_sighup_full_reload_and_sigterm_drain(env, tmp_path):
     finally:
         t.stop()
         up.close()
+
+
+def test_upstream_connected_only_when_the_client_sends(env):
+    """An idle (or preconnected) TLS client costs one socket: the upstream connection and its
+    PROXY header wait for the first application bytes."""
+    t, up = env["t"], env["up"]
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    n = len(up.headers)
+    s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", t.tls_port), timeout=5), server_hostname="a.test")
+    time.sleep(0.3)
+    assert len(up.headers) == n
+    s.sendall(b"GET /late HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n")
+    assert s.recv(65536).startswith(b"HTTP/1.1 200")
+    assert len(up.headers) == n + 1 and up.headers[-1]["tlv"]["authority"] == "a.test"
+    s.close()

@@ -1,6 +1,9 @@
 // Decoding of RFC 8555 resources and RFC 3339 timestamps.
 #include <gtest/gtest.h>
 
+#include <random>
+
+#include "edgecert/acme/ari.h"
 #include "edgecert/acme/client.h"
 #include "edgecert/acme/problem.h"
 #include "edgecert/acme/types.h"
@@ -86,6 +89,44 @@ TEST(AcmeWire, ProblemDocuments) {
     Problem multi{"urn:ietf:params:acme:error:malformed", "line one\nline two", "", 400, {}};
     EXPECT_EQ(problem_to_error(multi, 400).message, "line one line two (urn:ietf:params:acme:error:malformed, HTTP 400)");
     EXPECT_EQ(body_excerpt(std::string(500, 'a')).size(), 203u);
+}
+
+}  // namespace
+}  // namespace edgecert::acme
+
+namespace edgecert::acme {
+namespace {
+
+// Whatever a CA (or something pretending to be one) sends, decoding returns a Result and never
+// throws or crashes: mutate valid bodies byte by byte and truncate them.
+TEST(AcmeWire, MutatedBodiesNeverThrow) {
+    const std::vector<std::string> seeds{
+        R"({"status":"valid","identifiers":[{"type":"dns","value":"a"}],"finalize":"f","certificate":"c",
+            "authorizations":["x"],"error":{"type":"t","subproblems":[{"identifier":{"type":"dns","value":"a"}}]}})",
+        R"({"status":"pending","identifier":{"type":"dns","value":"a"},"challenges":[{"type":"http-01","url":"u",
+            "status":"pending","token":"t","validated":"2026-01-01T00:00:00Z"}]})",
+        R"({"newNonce":"n","newAccount":"a","newOrder":"o","meta":{"profiles":{"a":"b"},"caaIdentities":["x"]}})",
+        R"({"suggestedWindow":{"start":"2026-01-01T00:00:00Z","end":"2026-01-02T00:00:00Z"},"explanationURL":"e"})",
+    };
+    std::mt19937 rng(1234);
+    int decoded = 0;
+    for (int i = 0; i < 600; ++i) {
+        std::string s = seeds[i % seeds.size()];
+        int flips = 1 + static_cast<int>(rng() % 4);
+        for (int f = 0; f < flips; ++f) s[rng() % s.size()] = static_cast<char>(rng() % 256);
+        if (rng() % 4 == 0) s.resize(rng() % s.size());
+        EXPECT_NO_THROW({
+            decoded += parse_order(s, "u").ok();
+            decoded += parse_authorization(s, "u").ok();
+            decoded += parse_directory(s).ok();
+            decoded += parse_renewal_info(s, std::nullopt, SystemTime{}).ok();
+            decoded += parse_problem(s).has_value();
+            (void)response_to_error(HttpResponse{400, {}, s}, "u", SystemTime{});
+            (void)parse_link_headers({s}, "alternate");
+            (void)parse_rfc3339(s);
+        });
+    }
+    EXPECT_GT(decoded, 0);  // some mutations stay valid (e.g. inside string values)
 }
 
 }  // namespace

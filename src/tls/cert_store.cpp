@@ -3,7 +3,9 @@
 #include <spdlog/spdlog.h>
 
 #include <chrono>
+#include <optional>
 #include <set>
+#include <thread>
 
 namespace edgecert::tls {
 
@@ -16,7 +18,21 @@ void CertStore::apply(std::vector<CertChange> changes, bool full) {
     auto next = good_;
     bool changed = false;
     std::set<std::string> seen;
-    for (auto& c : changes) {
+    // Parse and validate first, in parallel for big batches (initial load, full rescan): this
+    // is the expensive part (X.509 decoding), and each pair is independent.
+    std::vector<std::optional<Result<std::shared_ptr<const CertEntry>>>> parsed(changes.size());
+    auto parse_range = [&](size_t from, size_t step) {
+        for (size_t i = from; i < changes.size(); i += step)
+            if (changes[i].kind == CertChange::Kind::Upsert)
+                parsed[i].emplace(parse_cert_entry(changes[i].name, changes[i].cert_pem, changes[i].key_pem, clock_));
+    };
+    size_t threads = changes.size() >= 64 ? std::max(1u, std::min(8u, std::thread::hardware_concurrency())) : 1;
+    std::vector<std::thread> pool;
+    for (size_t t = 1; t < threads; ++t) pool.emplace_back(parse_range, t, threads);
+    parse_range(0, threads);
+    for (auto& th : pool) th.join();
+    for (size_t ci = 0; ci < changes.size(); ++ci) {
+        auto& c = changes[ci];
         seen.insert(c.name);
         if (c.kind == CertChange::Kind::Remove) {
             if (next.erase(c.name)) {
@@ -26,7 +42,7 @@ void CertStore::apply(std::vector<CertChange> changes, bool full) {
             errors_.erase(c.name);
             continue;
         }
-        auto r = parse_cert_entry(c.name, c.cert_pem, c.key_pem, clock_);
+        auto& r = *parsed[ci];
         if (!r) {
             err_.fetch_add(1, std::memory_order_relaxed);
             auto& last = errors_[c.name];
@@ -49,7 +65,7 @@ void CertStore::apply(std::vector<CertChange> changes, bool full) {
         for (const auto& n : e->dns_names) sans += (sans.empty() ? "" : ",") + n;
         spdlog::info("certificate {}: loaded serial {} ({}) names [{}] not after {}", c.name, e->serial,
                      e->key_type == KeyType::EC ? "ECDSA" : "RSA", sans, e->not_after);
-        slot = std::move(r).value();
+        slot = r.value();
         changed = true;
     }
     if (full) {

@@ -130,3 +130,31 @@ TEST_F(CertEntryTest, FullBatchRemovesMissingNames) {
 
 }  // namespace
 }  // namespace edgecert::tls
+
+namespace edgecert::tls {
+namespace {
+
+std::string traditional_pem(EVP_PKEY* k) {
+    ossl::UniquePtr<BIO> b(BIO_new(BIO_s_mem()));
+    PEM_write_bio_PrivateKey_traditional(b.get(), k, nullptr, nullptr, 0, nullptr, nullptr);
+    return ossl::bio_to_string(b.get());
+}
+
+TEST(CertEntryKeyFormats, Pkcs8Sec1AndPkcs1AllParseAndMismatchIsCaught) {
+    FakeClock clock{SystemTime(std::chrono::seconds(1'800'000'000))};
+    for (bool rsa : {false, true}) {
+        auto c = testing::make_cert({"k.test"}, rsa, 5, 1'800'000'000);
+        std::string trad = traditional_pem(c.key.get());
+        EXPECT_NE(trad.find(rsa ? "BEGIN RSA PRIVATE KEY" : "BEGIN EC PRIVATE KEY"), std::string::npos);
+        for (const std::string& pem : {std::string(c.key_pem.reveal()), trad}) {
+            auto e = parse_cert_entry("k", c.cert_pem, SecretBytes(pem), clock);
+            ASSERT_TRUE(e.ok()) << e.error().message;
+            EXPECT_EQ((*e)->key_type, rsa ? KeyType::RSA : KeyType::EC);
+        }
+        auto other = testing::make_cert({"k.test"}, rsa, 6, 1'800'000'000);
+        EXPECT_FALSE(parse_cert_entry("k", c.cert_pem, SecretBytes(traditional_pem(other.key.get())), clock).ok());
+    }
+}
+
+}  // namespace
+}  // namespace edgecert::tls

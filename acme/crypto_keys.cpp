@@ -275,7 +275,7 @@ Result<ossl::UniquePtr<EVP_PKEY>> decode_private_der(const unsigned char* der, s
     size_t left = len;
     if (!ctx || OSSL_DECODER_from_data(ctx.get(), &p, &left) != 1 || !out) {
         EVP_PKEY_free(out);
-        return ossl::error("parsing private key PEM", ErrorCode::InvalidConfig);
+        return ossl::error("decoding", ErrorCode::InvalidConfig);
     }
     return ossl::UniquePtr<EVP_PKEY>(out);
 }
@@ -392,9 +392,13 @@ Result<PrivateKey> PrivateKey::from_pem(std::string_view pem) {
         } else {
             continue;  // CERTIFICATE, EC PARAMETERS, ...
         }
-        EC_TRY_ASSIGN(auto k, decode_private_der(b.der, static_cast<size_t>(b.len), structure, type));
+        auto k = decode_private_der(b.der, static_cast<size_t>(b.len), structure, type);
+        if (!k.ok()) {
+            return Error(ErrorCode::InvalidConfig, "parsing private key PEM: malformed " + std::string(name) +
+                                                       " block (" + k.error().message + ")");
+        }
         ossl::clear_errors();
-        return from_pkey(std::move(k));
+        return from_pkey(std::move(k).value());
     }
 }
 

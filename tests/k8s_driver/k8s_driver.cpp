@@ -4,7 +4,7 @@
 //   k8s_driver (--kubeconfig F [--context C] | --in-cluster DIR) COMMAND ...
 //     get RES NS NAME                 one GET; exit 0 on success
 //     repl                            stdin lines "get RES NS NAME" → one result line each
-//     informer RES NS                 run an informer; events as lines; stdin "dump"/"stats"/"quit"
+//     informer RES NS [--page-size N]  run an informer; events as lines; stdin "dump"/"stats"/"quit"
 //     bump NS CONFIGMAP               retry_on_conflict: data.counter += 1
 //     elect NS LEASE ID [--lease-duration-ms N --renew-deadline-ms N --retry-period-ms N]
 //                                     contend for a Lease until SIGTERM (then release)
@@ -149,7 +149,8 @@ int main(int argc, char** argv) {
     std::string kubeconfig, context, in_cluster;
     std::map<std::string, long> num = {{"--lease-duration-ms", 15000},
                                        {"--renew-deadline-ms", 10000},
-                                       {"--retry-period-ms", 2000}};
+                                       {"--retry-period-ms", 2000},
+                                       {"--page-size", 500}};
     std::vector<std::string> pos;
     for (size_t i = 0; i < args.size(); ++i) {
         const std::string& a = args[i];
@@ -234,7 +235,7 @@ int main(int argc, char** argv) {
         ReflectorOptions ro;
         ro.type = *rt;
         ro.ns = pos[2];
-        ro.page_size = 100;
+        ro.page_size = num["--page-size"];
         Informer inf(client, ro);
         inf.add_handlers(EventHandlers{
             [](const ObjectPtr& o) {

@@ -38,7 +38,7 @@ HZ=$(getconf CLK_TCK)
 echo "== $NCERTS certificates: load time, memory, replace one"
 python3 "$HERE/gen_certs.py" "$NCERTS" "$W/many"
 start "$W/many"
-grep -o "loaded from .* in [0-9.]* ms" "$W/log" | sed "s/.* in /load_ms=/"
+grep -o "loaded from .* ms CPU)" "$W/log" | sed "s/.* in /load: /"
 echo "pss_kib_with_${NCERTS}_certs=$(pss)"
 python3 "$HERE/gen_certs.py" 1 "$W/one"
 cp "$W/one/c0/tls.crt" "$W/many/c7/tls.crt.tmp"; cp "$W/one/c0/tls.key" "$W/many/c7/tls.key.tmp"

@@ -7,6 +7,7 @@
 #include <spdlog/spdlog.h>
 
 #include <cstdio>
+#include <ctime>
 #include <thread>
 
 #include "app/commands.h"
@@ -199,9 +200,12 @@ int cmd_terminator(int argc, char** argv) {
     auto source = platform::CertDirSource::create({f.get("cert-dir"), std::chrono::milliseconds(50), rescan});
     if (!source) return fail(source.error());
     auto t0 = std::chrono::steady_clock::now();
+    std::clock_t c0 = std::clock();  // process CPU time: on a busy machine wall time says little
     if (auto st = (*source)->start(store); !st) return fail(st.error());
-    spdlog::info("terminator: {} certificate(s) loaded from {} in {:.1f} ms", holder.get()->size(), f.get("cert-dir"),
-                 std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+    spdlog::info("terminator: {} certificate(s) loaded from {} in {:.1f} ms ({:.1f} ms CPU)", holder.get()->size(),
+                 f.get("cert-dir"),
+                 std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count(),
+                 1000.0 * double(std::clock() - c0) / CLOCKS_PER_SEC);
     if (f.has("default-cert") && !holder.get()->entries().count(f.get("default-cert")))
         spdlog::warn("terminator: --default-cert {} is not loaded (yet)", f.get("default-cert"));
 

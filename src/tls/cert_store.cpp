@@ -63,8 +63,10 @@ void CertStore::apply(std::vector<CertChange> changes, bool full) {
         ok_.fetch_add(1, std::memory_order_relaxed);
         std::string sans;
         for (const auto& n : e->dns_names) sans += (sans.empty() ? "" : ",") + n;
-        spdlog::info("certificate {}: loaded serial {} ({}) names [{}] not after {}", c.name, e->serial,
-                     e->key_type == KeyType::EC ? "ECDSA" : "RSA", sans, e->not_after);
+        // Per-certificate lines at info for ordinary reloads; a bulk load of thousands logs a summary.
+        spdlog::log(changes.size() <= 50 ? spdlog::level::info : spdlog::level::debug,
+                    "certificate {}: loaded serial {} ({}) names [{}] not after {}", c.name, e->serial,
+                    e->key_type == KeyType::EC ? "ECDSA" : "RSA", sans, e->not_after);
         slot = r.value();
         changed = true;
     }

@@ -280,6 +280,22 @@ Result<ossl::UniquePtr<EVP_PKEY>> decode_private_der(const unsigned char* der, s
     return ossl::UniquePtr<EVP_PKEY>(out);
 }
 
+// OpenSSL 3 has no "is there a private half" query; asking for the private value answers it.
+// The copy is wiped at once.
+bool has_private_part(EVP_PKEY* k, KeyType t) {
+    if (t == KeyType::Ed25519) {
+        unsigned char raw[32];
+        size_t len = sizeof raw;
+        bool ok = EVP_PKEY_get_raw_private_key(k, raw, &len) == 1;
+        OPENSSL_cleanse(raw, sizeof raw);
+        return ok;
+    }
+    BIGNUM* priv = nullptr;
+    bool ok = EVP_PKEY_get_bn_param(k, is_ec(t) ? OSSL_PKEY_PARAM_PRIV_KEY : OSSL_PKEY_PARAM_RSA_D, &priv) == 1;
+    BN_clear_free(priv);
+    return ok;
+}
+
 // PKCS#8 names its algorithm by OID; read it so the decoder can be narrowed to that type.
 const char* pkcs8_key_type(const unsigned char* der, long len) {
     const unsigned char* p = der;
@@ -405,6 +421,10 @@ Result<PrivateKey> PrivateKey::from_pem(std::string_view pem) {
 Result<PrivateKey> PrivateKey::from_pkey(ossl::UniquePtr<EVP_PKEY> pkey) {
     if (!pkey) return Error(ErrorCode::InvalidConfig, "no private key");
     EC_TRY_ASSIGN(KeyType t, detect_type(pkey.get()));
+    if (!has_private_part(pkey.get(), t)) {
+        ossl::clear_errors();
+        return Error(ErrorCode::InvalidConfig, "key has no private part");
+    }
     return PrivateKey(std::shared_ptr<EVP_PKEY>(pkey.release(), EVP_PKEY_free), t);
 }
 

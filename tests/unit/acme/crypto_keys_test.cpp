@@ -413,6 +413,18 @@ TEST(CryptoPrivateKey, RejectsUnsupportedKeys) {
     ASSERT_TRUE(rsa1024);
     EXPECT_FALSE(PrivateKey::from_pkey(std::move(rsa1024)).ok());
 
+    // A public key is not a PrivateKey.
+    for (KeyType t : {KeyType::EcP256, KeyType::Rsa2048, KeyType::Ed25519}) {
+        auto k = PrivateKey::generate(t);
+        ASSERT_TRUE(k.ok());
+        auto pub = public_key_from_jwk(k->public_jwk());
+        ASSERT_TRUE(pub.ok());
+        auto r2 = PrivateKey::from_pkey(std::move(*pub));
+        ASSERT_FALSE(r2.ok()) << to_string(t);
+        EXPECT_NE(r2.error().message.find("no private part"), std::string::npos);
+    }
+    EXPECT_EQ(ERR_peek_error(), 0u);
+
     // adopt() of a supported key detects its type.
     ossl::UniquePtr<EVP_PKEY> p384(EVP_PKEY_Q_keygen(nullptr, nullptr, "EC", "P-384"));
     EXPECT_EQ(PrivateKey::adopt(std::move(p384)).type(), KeyType::EcP384);

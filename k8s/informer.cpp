@@ -198,6 +198,8 @@ void Informer::dispatch(const Delta& d) {
 }
 
 void Informer::replace(std::vector<json> items, const std::string&) {
+    if (transform_)
+        for (auto& i : items) transform_(i);
     auto deltas = store_.replace(std::move(items));  // the store lock is released here
     for (auto& d : deltas) dispatch(d);
     {
@@ -208,6 +210,7 @@ void Informer::replace(std::vector<json> items, const std::string&) {
 }
 
 void Informer::apply(WatchEvent&& ev) {
+    if (transform_) transform_(ev.object);
     auto d = store_.apply(std::move(ev));
     if (d) dispatch(*d);
 }

@@ -150,6 +150,12 @@ void set_owner_references(json& obj, const std::vector<OwnerReference>& refs) {
     mutable_metadata(obj)["ownerReferences"] = std::move(arr);
 }
 
+void strip_managed_fields(json& obj) {
+    if (!obj.is_object()) return;
+    auto it = obj.find("metadata");
+    if (it != obj.end() && it->is_object()) it->erase("managedFields");
+}
+
 std::string key(std::string_view ns, std::string_view name) {
     if (ns.empty()) return std::string(name);
     std::string k(ns);

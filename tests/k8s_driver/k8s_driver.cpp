@@ -4,8 +4,8 @@
 //   k8s_driver (--kubeconfig F [--context C] | --in-cluster DIR) COMMAND ...
 //     get RES NS NAME                 one GET; exit 0 on success
 //     repl                            stdin lines "get RES NS NAME" → one result line each
-//     informer RES NS [--page-size N]  run an informer; events as lines; stdin "dump"/"stats"/"quit"
-//     bump NS CONFIGMAP               retry_on_conflict: data.counter += 1
+//     informer RES NS [--page-size N]  run an informer; events as lines; stdin
+//     "dump"/"stats"/"quit" bump NS CONFIGMAP               retry_on_conflict: data.counter += 1
 //     elect NS LEASE ID [--lease-duration-ms N --renew-deadline-ms N --retry-period-ms N]
 //                                     contend for a Lease until SIGTERM (then release)
 //     events NS CONFIGMAP N           record N identical + 30 distinct Warning events
@@ -150,7 +150,8 @@ int main(int argc, char** argv) {
     std::map<std::string, long> num = {{"--lease-duration-ms", 15000},
                                        {"--renew-deadline-ms", 10000},
                                        {"--retry-period-ms", 2000},
-                                       {"--page-size", 500}};
+                                       {"--page-size", 500},
+                                       {"--keep-managed-fields", 0}};
     std::vector<std::string> pos;
     for (size_t i = 0; i < args.size(); ++i) {
         const std::string& a = args[i];
@@ -237,6 +238,7 @@ int main(int argc, char** argv) {
         ro.ns = pos[2];
         ro.page_size = num["--page-size"];
         Informer inf(client, ro);
+        if (!num["--keep-managed-fields"]) inf.set_transform(meta::strip_managed_fields);
         inf.add_handlers(EventHandlers{
             [](const ObjectPtr& o) {
                 emit({{"ev", "add"}, {"key", meta::key(*o)}, {"rv", meta::resource_version(*o)}});

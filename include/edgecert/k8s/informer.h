@@ -68,6 +68,9 @@ class Informer final : private ReflectorSink {
 
     // Register before start().
     void add_handlers(EventHandlers h);
+    // Optional, before start(): rewrites each object before it is cached and handed to
+    // handlers (e.g. meta::strip_managed_fields). Runs on the reflector thread.
+    void set_transform(std::function<void(json&)> f) { transform_ = std::move(f); }
     // Optional: called with every reported (non-fatal) error.
     void set_error_handler(std::function<void(const Error&)> f) { on_error_ = std::move(f); }
 
@@ -91,6 +94,7 @@ class Informer final : private ReflectorSink {
     Reflector reflector_;
     std::vector<EventHandlers> handlers_;
     std::function<void(const Error&)> on_error_;
+    std::function<void(json&)> transform_;
     std::thread thread_;
     mutable std::mutex sync_mu_;
     mutable std::condition_variable sync_cv_;

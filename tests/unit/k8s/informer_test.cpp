@@ -161,3 +161,41 @@ TEST_F(InformerTest, ThreadedStartSyncStop) {
 
 }  // namespace
 }  // namespace edgecert::k8s
+
+namespace edgecert::k8s {
+namespace {
+
+TEST(InformerTransform, StripsManagedFieldsBeforeCaching) {
+    testing::FakeHttp http;
+    FakeClock clock;
+    Client client(http, ClientOptions{"http://api", nullptr}, clock);
+    http.on_send = [](const HttpRequest&) -> Result<HttpResponse> {
+        return testing::json_response(200, R"({"metadata":{"resourceVersion":"1"},"items":[
+            {"metadata":{"name":"a","namespace":"n","resourceVersion":"1",
+                         "managedFields":[{"manager":"kubectl"}]}}]})");
+    };
+    http.push_stream(testing::StreamScript{
+        200,
+        "",
+        {R"({"type":"ADDED","object":{"metadata":{"name":"b","namespace":"n","resourceVersion":"2","managedFields":[{}]}}})"
+         "\n"}});
+    ReflectorOptions o;
+    o.type = resources::Secret;
+    Informer inf(client, o);
+    inf.set_transform(meta::strip_managed_fields);
+    int seen = 0;
+    inf.add_handlers(EventHandlers{[&](const ObjectPtr& obj) {
+                                       EXPECT_FALSE((*obj)["metadata"].contains("managedFields"));
+                                       ++seen;
+                                   },
+                                   nullptr, nullptr});
+    inf.reflector().step();
+    clock.advance(std::chrono::seconds(2));
+    inf.reflector().step();
+    EXPECT_EQ(seen, 2);
+    EXPECT_FALSE((*inf.store().get("n", "a"))["metadata"].contains("managedFields"));
+    EXPECT_EQ(meta::resource_version(*inf.store().get("n", "b")), "2");
+}
+
+}  // namespace
+}  // namespace edgecert::k8s

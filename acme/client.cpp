@@ -87,6 +87,7 @@ struct Client::Impl {
         r.method = std::move(method);
         r.url = std::move(url);
         r.timeout = opts.request_timeout;
+        r.cancel = opts.cancel;
         r.headers.emplace_back("User-Agent", opts.user_agent);
         return r;
     }
@@ -99,8 +100,25 @@ struct Client::Impl {
         }
     }
 
+    Status check_cancel() const {
+        if (opts.cancel && opts.cancel->load()) return Error(ErrorCode::Transient, "ACME request cancelled");
+        return ok_status();
+    }
+
+    // Sleeps through the Clock in slices of at most 1 s so a cancellation is noticed promptly.
+    Status wait(std::chrono::milliseconds d) {
+        while (d > 0ms) {
+            EC_TRY(check_cancel());
+            auto slice = std::min<std::chrono::milliseconds>(d, 1s);
+            clock.sleep_for(slice);
+            d -= slice;
+        }
+        return check_cancel();
+    }
+
     // One exchange, reported to the on_request hook.
     Result<HttpResponse> exchange(const HttpRequest& req, std::string_view resource) {
+        EC_TRY(check_cancel());
         const auto start = clock.steady_now();
         auto r = http.send(req);
         if (r.ok()) remember_nonce(*r);
@@ -146,7 +164,7 @@ struct Client::Impl {
                 err = response_to_error(*r, url, clock.now());
             }
             if (!retry_here(*err) || attempt > opts.max_transient_retries) return *err;
-            clock.sleep_for(transient_backoff(attempt, err->retry_after));
+            EC_TRY(wait(transient_backoff(attempt, err->retry_after)));
         }
     }
 
@@ -208,7 +226,7 @@ struct Client::Impl {
             // §6.5: a badNonce response carries a fresh nonce (now in the pool): retry at once.
             if (err->code == ErrorCode::BadNonce && bad_nonces++ < opts.max_bad_nonce_retries) continue;
             if (retry_here(*err) && ++transient <= opts.max_transient_retries) {
-                clock.sleep_for(transient_backoff(transient, err->retry_after));
+                EC_TRY(wait(transient_backoff(transient, err->retry_after)));
                 continue;
             }
             return *err;
@@ -441,7 +459,7 @@ Result<Authorization> Client::wait_authorization(const std::string& url) {
                          fmt::format("timed out after {} waiting for the authorization of {} ({} is still pending)",
                                      seconds_text(std::chrono::duration_cast<std::chrono::milliseconds>(waited)),
                                      a->identifier.value, url));
-        impl_->clock.sleep_for(delay);
+        EC_TRY(impl_->wait(delay));
     }
 }
 
@@ -460,7 +478,7 @@ Result<Order> Client::wait_order(const std::string& url) {
                          fmt::format("timed out after {} waiting for order {} (still {})",
                                      seconds_text(std::chrono::duration_cast<std::chrono::milliseconds>(waited)),
                                      url, o->status));
-        impl_->clock.sleep_for(delay);
+        EC_TRY(impl_->wait(delay));
     }
 }
 

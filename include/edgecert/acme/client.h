@@ -15,6 +15,7 @@
 // Thread-safe: one Client (per CA and account) may be shared by workers; the nonce pool, cached
 // directory and account are guarded, and no lock is held across I/O or waits. The HttpClient and
 // Clock must outlive the Client (and be thread-safe themselves when shared).
+#include <atomic>
 #include <chrono>
 #include <functional>
 #include <memory>
@@ -52,6 +53,9 @@ struct ClientOptions {
     int max_bad_nonce_retries = 10;
     int max_transient_retries = 3;
     std::string user_agent;  // default: edgecert/<version>
+    // Optional: set to true (e.g. at shutdown) to make every pending request and wait return a
+    // Transient "cancelled" error at the next request or within a second of sleeping.
+    const std::atomic<bool>* cancel = nullptr;
     // Called after every HTTP exchange, on the calling thread. Must not call back into the Client.
     std::function<void(const RequestEvent&)> on_request;
 };

@@ -523,3 +523,35 @@ TEST(AcmeClient, EnsureAccountRefusesADeactivatedAccount) {
 
 }  // namespace
 }  // namespace edgecert::acme
+
+namespace edgecert::acme {
+namespace {
+
+using namespace testutil;
+
+TEST(AcmeClient, CancelStopsPollingPromptly) {
+    std::atomic<bool> cancel{false};
+    ClientOptions o;
+    o.cancel = &cancel;
+    int exchanges = 0;
+    o.on_request = [&](const RequestEvent&) {
+        if (++exchanges == 4) cancel = true;  // during the second authorization poll
+    };
+    AcmeEnv env(o);
+    env.use_account();
+    env.expect_prelude();
+    const std::string authz = "https://ca.test/authz/1";
+    json pending = authz_json("pending", "example.com", json::array({challenge_json("http-01", "https://ca.test/c", "t")}));
+    env.http.expect_post(authz, 200, pending.dump()).header("Retry-After", "20");
+    env.http.expect_post(authz, 200, pending.dump()).header("Retry-After", "20");
+    auto r = env.client->wait_authorization(authz);
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.error().message, "ACME request cancelled");
+    EXPECT_EQ(env.clock.total_slept(), std::chrono::seconds(20));  // the first wait only
+    EXPECT_EQ(env.http.remaining(), 0u);
+    EXPECT_FALSE(env.client->directory().ok() && env.client->get_order(kOrderUrl).ok());
+    EXPECT_TRUE(env.http.failures().empty());
+}
+
+}  // namespace
+}  // namespace edgecert::acme

@@ -880,3 +880,41 @@ def test_server_side_apply_of_the_whole_base(apiserver, tmp_path):
     # the CRDs installed by server-side apply serve the examples too
     k("apply", "--server-side", "-f", str(DEPLOY / "examples" / "certificate.yaml"))
     assert "www-example-com" in k("get", "certificates", "-A").stdout_text
+
+
+# ---- deploy/Dockerfile (docker cannot run here: check what can be checked) -------------------
+
+def _apt_packages(dockerfile_text, stage_from):
+    stage = dockerfile_text.split("FROM " + stage_from, 1)[1].split("\nFROM ", 1)[0]
+    m = re.search(r"apt-get install[^\n]*\\\n((?:.*\\\n)*?.*?)(?:&&|\n)", stage)
+    return set(re.sub(r"[\\\n]", " ", m.group(1)).split()) - {"&&"}
+
+
+def test_dockerfile_packages_match_setup_and_the_binary():
+    text = (DEPLOY / "Dockerfile").read_text()
+    build, runtime = _apt_packages(text, "debian:12 AS build"), _apt_packages(text, "debian:12-slim")
+    setup = (REPO / "scripts" / "setup.sh").read_text()
+    pkgs = set(re.sub(r"#.*", "", setup.split("PKGS=(", 1)[1].split(")", 1)[0]).split())
+    assert build <= pkgs, build - pkgs  # the build stage installs nothing setup.sh does not
+    assert {"cmake", "ninja-build", "g++", "libssl-dev"} <= build
+    assert not any(p.endswith("-dev") for p in runtime), runtime
+    assert "USER 65532:65532" in text and 'ENTRYPOINT ["/usr/local/bin/edgecert"]' in text
+    assert "-DCMAKE_BUILD_TYPE=Release" in text and "-G Ninja" in text
+    binary = os.environ.get("EDGECERT_BIN")
+    if not binary or not os.access(binary, os.X_OK) or not shutil.which("readelf"):
+        pytest.skip("EDGECERT_BIN/readelf not available: runtime libraries not checked")
+    needed = re.findall(r"\(NEEDED\).*\[(.+)\]", subprocess.run(
+        ["readelf", "-d", binary], capture_output=True, text=True).stdout)
+    paths = dict(re.findall(r"^\s*(\S+) => (\S+)", subprocess.run(
+        ["ldd", binary], capture_output=True, text=True).stdout, re.M))
+    in_slim = {"libc6", "libgcc-s1", "libstdc++6"}  # part of debian:12-slim itself
+    for so in needed:
+        real = os.path.realpath(paths[so])
+        owner = None
+        for cand in (real, real.replace("/usr/lib/", "/lib/", 1)):
+            r = subprocess.run(["dpkg", "-S", cand], capture_output=True, text=True)
+            if r.returncode == 0:
+                owner = r.stdout.split(":", 1)[0]
+                break
+        assert owner, so
+        assert owner in runtime | in_slim, (so, owner, runtime)

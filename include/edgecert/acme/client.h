@@ -4,12 +4,13 @@
 // flow runs against a scripted fake in no real time.
 //
 // What it does for every request:
-//  - keeps a pool of nonces (Replay-Nonce from every response; HEAD newNonce when empty, §7.2);
+//  - keeps a pool of nonces (Replay-Nonce from every response, newest used first; HEAD newNonce
+//    when empty, §7.2);
 //  - signs each POST with the account key: "jwk" before the account exists, "kid" after (§6.2);
 //  - retries badNonce with the nonce the error response carried (§6.5), up to
 //    max_bad_nonce_retries times;
-//  - retries Transient failures (transport errors, HTTP 5xx, serverInternal) up to
-//    max_transient_retries times with exponential backoff (1 s, 2 s, 4 s...);
+//  - retries transport errors and HTTP 5xx (serverInternal included) up to max_transient_retries
+//    times, waiting Retry-After (≤ 30 s) or 1 s, 2 s, 4 s...; other errors go to the caller;
 //  - maps every error response to an Error (problem.h); nlohmann exceptions never escape.
 //
 // Thread-safe: one Client (per CA and account) may be shared by workers; the nonce pool, cached

@@ -90,8 +90,9 @@ void register_metrics(metrics::Registry& reg, std::vector<int>& ids, proxy::Serv
         "notAfter of every certificate in the served snapshot (what is on the wire).", "gauge",
         [&holder](std::vector<S>& out) {
             auto snap = holder.get();
-            for (const auto& [name, e] : snap->entries())
-                out.push_back({{{"name", name}, {"serial", e->serial}}, double(e->not_after)});
+            snap->for_each_entry([&](const std::string& name, const tls::CertEntry& e) {
+                out.push_back({{{"name", name}, {"serial", e.serial}}, double(e.not_after)});
+            });
         }));
 }
 
@@ -206,7 +207,7 @@ int cmd_terminator(int argc, char** argv) {
                  f.get("cert-dir"),
                  std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count(),
                  1000.0 * double(std::clock() - c0) / CLOCKS_PER_SEC);
-    if (f.has("default-cert") && !holder.get()->entries().count(f.get("default-cert")))
+    if (f.has("default-cert") && !holder.get()->find_entry(f.get("default-cert")))
         spdlog::warn("terminator: --default-cert {} is not loaded (yet)", f.get("default-cert"));
 
     auto server = proxy::Server::create(so, **tctx, holder, &challenges);

@@ -1,6 +1,8 @@
 #include "tls/cert_snapshot.h"
 
+#include <algorithm>
 #include <cctype>
+#include <set>
 
 namespace edgecert::tls {
 namespace {
@@ -9,42 +11,133 @@ namespace {
 // last: during a renewal overlap the new certificate wins regardless of folder names.
 void put(CertSlot& slot, const CertEntry* e) {
     const CertEntry*& s = e->key_type == KeyType::EC ? slot.ec : slot.rsa;
-    if (!s || e->not_after > s->not_after || (e->not_after == s->not_after && e->name < s->name)) s = e;
+    // Total order, so the result does not depend on insertion order.
+    if (!s || e->not_after > s->not_after ||
+        (e->not_after == s->not_after && (e->name < s->name || (e->name == s->name && e->serial < s->serial))))
+        s = e;
+}
+
+bool is_wildcard(const std::string& dns) { return dns.size() > 2 && dns[0] == '*' && dns[1] == '.'; }
+std::string key_of(const std::string& dns) { return is_wildcard(dns) ? dns.substr(2) : dns; }
+
+void recompute(CertSnapshot::NameRecord& r) {
+    r.slot = {};
+    for (const CertEntry* e : r.candidates) put(r.slot, e);
 }
 
 }  // namespace
 
-std::shared_ptr<const CertSnapshot> CertSnapshot::build(
-    std::map<std::string, std::shared_ptr<const CertEntry>> entries, const std::string& default_name,
-    bool strict) {
+std::shared_ptr<const CertSnapshot> CertSnapshot::build(const EntryMap& entries, const std::string& default_name,
+                                                        bool strict) {
     auto snap = std::make_shared<CertSnapshot>();
-    snap->entries_ = std::move(entries);
-    snap->exact_.reserve(snap->entries_.size() * 2);
-    for (const auto& [name, e] : snap->entries_) {
+    std::array<std::shared_ptr<EntryMap>, kShards> em;
+    std::array<std::shared_ptr<NameShard>, kShards> nm;
+    for (size_t i = 0; i < kShards; ++i) {
+        em[i] = std::make_shared<EntryMap>();
+        nm[i] = std::make_shared<NameShard>();
+    }
+    for (const auto& [name, e] : entries) {
+        em[shard_of(name)]->emplace(name, e);
         for (const auto& dns : e->dns_names) {
-            if (dns.size() > 2 && dns[0] == '*' && dns[1] == '.')
-                put(snap->wildcard_[dns.substr(2)], e.get());
-            else
-                put(snap->exact_[dns], e.get());
+            std::string k = key_of(dns);
+            auto& shard = *nm[shard_of(k)];
+            auto& rec = (is_wildcard(dns) ? shard.wildcard : shard.exact)[k];
+            rec.candidates.push_back(e.get());
+            put(rec.slot, e.get());
         }
     }
-    if (!strict && !snap->entries_.empty()) {
-        // The default is a whole source entry; an ECDSA/RSA pair under one name is two folders,
-        // so also take the other key type for the same first DNS name if there is one.
-        auto it = default_name.empty() ? snap->entries_.begin() : snap->entries_.find(default_name);
-        if (it != snap->entries_.end()) {
-            put(snap->default_, it->second.get());
-            if (!it->second->dns_names.empty()) {
-                const auto& n = it->second->dns_names.front();
-                auto ex = snap->exact_.find(n);
-                if (ex != snap->exact_.end()) {
-                    if (!snap->default_.ec) snap->default_.ec = ex->second.ec;
-                    if (!snap->default_.rsa) snap->default_.rsa = ex->second.rsa;
-                }
-            }
-        }
+    for (size_t i = 0; i < kShards; ++i) {
+        snap->entries_[i] = std::move(em[i]);
+        snap->names_[i] = std::move(nm[i]);
     }
+    snap->size_ = entries.size();
+    snap->set_default(default_name, strict);
     return snap;
+}
+
+std::shared_ptr<const CertSnapshot> CertSnapshot::apply(
+    const CertSnapshot& base, const std::map<std::string, std::shared_ptr<const CertEntry>>& delta,
+    const std::string& default_name, bool strict) {
+    auto snap = std::make_shared<CertSnapshot>();
+    snap->entries_ = base.entries_;
+    snap->names_ = base.names_;
+    snap->size_ = base.size_;
+    std::map<size_t, std::shared_ptr<EntryMap>> em;    // copied (writable) shards
+    std::map<size_t, std::shared_ptr<NameShard>> nm;
+    auto entry_shard = [&](const std::string& name) -> EntryMap& {
+        size_t i = shard_of(name);
+        auto& p = em[i];
+        if (!p) p = std::make_shared<EntryMap>(*base.entries_[i]);
+        return *p;
+    };
+    auto name_shard = [&](const std::string& key) -> NameShard& {
+        size_t i = shard_of(key);
+        auto& p = nm[i];
+        if (!p) p = std::make_shared<NameShard>(*base.names_[i]);
+        return *p;
+    };
+    for (const auto& [name, e] : delta) {
+        EntryMap& es = entry_shard(name);
+        auto old = es.find(name);
+        if (old != es.end()) {
+            const CertEntry* o = old->second.get();
+            for (const auto& dns : o->dns_names) {
+                std::string k = key_of(dns);
+                auto& map = is_wildcard(dns) ? name_shard(k).wildcard : name_shard(k).exact;
+                auto it = map.find(k);
+                if (it == map.end()) continue;
+                auto& c = it->second.candidates;
+                if (auto pos = std::find(c.begin(), c.end(), o); pos != c.end()) c.erase(pos);
+                if (c.empty()) map.erase(it);
+                else recompute(it->second);
+            }
+            es.erase(old);
+            --snap->size_;
+        }
+        if (!e) continue;
+        es.emplace(name, e);
+        ++snap->size_;
+        for (const auto& dns : e->dns_names) {
+            std::string k = key_of(dns);
+            auto& rec = (is_wildcard(dns) ? name_shard(k).wildcard : name_shard(k).exact)[k];
+            rec.candidates.push_back(e.get());
+            put(rec.slot, e.get());
+        }
+    }
+    for (auto& [i, p] : em) snap->entries_[i] = std::move(p);
+    for (auto& [i, p] : nm) snap->names_[i] = std::move(p);
+    snap->set_default(default_name, strict);
+    return snap;
+}
+
+void CertSnapshot::set_default(const std::string& default_name, bool strict) {
+    default_ = {};
+    if (strict || size_ == 0) return;
+    std::shared_ptr<const CertEntry> d;
+    if (!default_name.empty()) {
+        d = find_entry(default_name);
+    } else {
+        const std::string* first = nullptr;  // lexicographically first source name
+        for (const auto& s : entries_)
+            if (!s->empty() && (!first || s->begin()->first < *first)) {
+                first = &s->begin()->first;
+                d = s->begin()->second;
+            }
+    }
+    if (!d) return;
+    put(default_, d.get());
+    // An ECDSA/RSA pair under one name is two entries: take the other key type for the
+    // default's first DNS name too.
+    if (!d->dns_names.empty()) {
+        const auto& n = d->dns_names.front();
+        const auto& shard = *names_[shard_of(key_of(n))];
+        const auto& map = is_wildcard(n) ? shard.wildcard : shard.exact;
+        auto it = map.find(key_of(n));
+        if (it != map.end()) {
+            if (!default_.ec) default_.ec = it->second.slot.ec;
+            if (!default_.rsa) default_.rsa = it->second.slot.rsa;
+        }
+    }
 }
 
 CertSlot CertSnapshot::find(std::string_view sni, MatchKind* kind) const {
@@ -57,14 +150,17 @@ CertSlot CertSnapshot::find(std::string_view sni, MatchKind* kind) const {
         if (sni.back() == '.') --n;  // absolute form "example.com."
         for (size_t i = 0; i < n; ++i) buf[i] = static_cast<char>(std::tolower(static_cast<unsigned char>(sni[i])));
         std::string key(buf, n);
-        if (auto it = exact_.find(key); it != exact_.end()) {
+        const auto& es = names_[shard_of(key)]->exact;
+        if (auto it = es.find(key); it != es.end()) {
             set(MatchKind::Exact);
-            return it->second;
+            return it->second.slot;
         }
         if (auto dot = key.find('.'); dot != std::string::npos && dot > 0) {
-            if (auto it = wildcard_.find(key.substr(dot + 1)); it != wildcard_.end()) {
+            std::string parent = key.substr(dot + 1);
+            const auto& ws = names_[shard_of(parent)]->wildcard;
+            if (auto it = ws.find(parent); it != ws.end()) {
                 set(MatchKind::Wildcard);
-                return it->second;
+                return it->second.slot;
             }
         }
     }
@@ -74,6 +170,23 @@ CertSlot CertSnapshot::find(std::string_view sni, MatchKind* kind) const {
     }
     set(MatchKind::None);
     return {};
+}
+
+std::shared_ptr<const CertEntry> CertSnapshot::find_entry(const std::string& name) const {
+    const auto& s = *entries_[shard_of(name)];
+    auto it = s.find(name);
+    return it == s.end() ? nullptr : it->second;
+}
+
+void CertSnapshot::for_each_entry(const std::function<void(const std::string&, const CertEntry&)>& fn) const {
+    for (const auto& s : entries_)
+        for (const auto& [n, e] : *s) fn(n, *e);
+}
+
+EntryMap CertSnapshot::entries() const {
+    EntryMap out;
+    for (const auto& s : entries_) out.insert(s->begin(), s->end());
+    return out;
 }
 
 SnapshotHolder::SnapshotHolder() : cur_(CertSnapshot::build({}, "", true)) {}

@@ -3,7 +3,13 @@
 // A snapshot is built off the event loop, published with one pointer swap, and never changes;
 // a handshake that looked a certificate up keeps the X509/EVP_PKEY it got (OpenSSL up-refs them
 // into the SSL), so in-flight connections finish on what they started with.
+//
+// Copy-on-write shards: names are spread over kShards immutable shards shared between
+// successive snapshots, so replacing one certificate among 10,000 copies only the few shards
+// its names fall in (O(N / kShards)), not the whole map.
+#include <array>
 #include <atomic>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -26,27 +32,49 @@ struct CertSlot {
 
 enum class MatchKind { Exact, Wildcard, Default, None };
 
+using EntryMap = std::map<std::string, std::shared_ptr<const CertEntry>>;
+
 class CertSnapshot {
 public:
+    static constexpr size_t kShards = 256;
+
     // entries: every valid certificate by source name. default_name: the source name served to
     // clients whose SNI matches nothing (empty: the lexicographically first entry). strict: no
     // default at all.
-    static std::shared_ptr<const CertSnapshot> build(
-        std::map<std::string, std::shared_ptr<const CertEntry>> entries, const std::string& default_name,
-        bool strict);
+    static std::shared_ptr<const CertSnapshot> build(const EntryMap& entries, const std::string& default_name,
+                                                     bool strict);
+    // `base` with some source names replaced (non-null) or removed (null); shares every shard
+    // the change does not touch.
+    static std::shared_ptr<const CertSnapshot> apply(
+        const CertSnapshot& base, const std::map<std::string, std::shared_ptr<const CertEntry>>& delta,
+        const std::string& default_name, bool strict);
 
     // SNI lookup: exact name, then a one-label wildcard (*.example.com matches a.example.com,
     // not a.b.example.com), then the default. `sni` may be empty (no SNI). Case-insensitive.
     CertSlot find(std::string_view sni, MatchKind* kind = nullptr) const;
 
-    const std::map<std::string, std::shared_ptr<const CertEntry>>& entries() const { return entries_; }
-    size_t size() const { return entries_.size(); }
+    std::shared_ptr<const CertEntry> find_entry(const std::string& name) const;
+    void for_each_entry(const std::function<void(const std::string&, const CertEntry&)>& fn) const;
+    EntryMap entries() const;  // a copy, for tests and tools
+    size_t size() const { return size_; }
+
+    // Shards: public for make_shared; treat as private.
+    struct NameRecord {
+        CertSlot slot;
+        std::vector<const CertEntry*> candidates;  // every entry covering this name
+    };
+    struct NameShard {
+        std::unordered_map<std::string, NameRecord> exact, wildcard;  // wildcard key: "example.com"
+    };
 
 private:
-    std::map<std::string, std::shared_ptr<const CertEntry>> entries_;  // owns every entry
-    std::unordered_map<std::string, CertSlot> exact_;
-    std::unordered_map<std::string, CertSlot> wildcard_;  // key: the parent ("example.com")
+    void set_default(const std::string& default_name, bool strict);
+    static size_t shard_of(std::string_view s) { return std::hash<std::string_view>{}(s) % kShards; }
+
+    std::array<std::shared_ptr<const EntryMap>, kShards> entries_;  // by source name
+    std::array<std::shared_ptr<const NameShard>, kShards> names_;   // by DNS name
     CertSlot default_;
+    size_t size_ = 0;
 };
 
 // The published pointer. Readers on the data plane call generation() (one relaxed atomic load)

@@ -10,14 +10,11 @@
 namespace edgecert::tls {
 
 CertStore::CertStore(CertStoreOptions opts, const Clock& clock, SnapshotHolder& holder)
-    : opts_(std::move(opts)), clock_(clock), holder_(holder) {}
+    : opts_(std::move(opts)), clock_(clock), holder_(holder), snap_(CertSnapshot::build({}, "", true)) {}
 
 void CertStore::apply(std::vector<CertChange> changes, bool full) {
     auto t0 = std::chrono::steady_clock::now();
     std::lock_guard l(mu_);
-    auto next = good_;
-    bool changed = false;
-    std::set<std::string> seen;
     // Parse and validate first, in parallel for big batches (initial load, full rescan): this
     // is the expensive part (X.509 decoding), and each pair is independent.
     std::vector<std::optional<Result<std::shared_ptr<const CertEntry>>>> parsed(changes.size());
@@ -31,34 +28,40 @@ void CertStore::apply(std::vector<CertChange> changes, bool full) {
     for (size_t t = 1; t < threads; ++t) pool.emplace_back(parse_range, t, threads);
     parse_range(0, threads);
     for (auto& th : pool) th.join();
+
+    // delta: source name → new entry (null: remove). Later changes to a name win.
+    std::map<std::string, std::shared_ptr<const CertEntry>> delta;
+    auto current = [&](const std::string& name) -> std::shared_ptr<const CertEntry> {
+        if (auto it = delta.find(name); it != delta.end()) return it->second;
+        return snap_->find_entry(name);
+    };
+    std::set<std::string> seen;
     for (size_t ci = 0; ci < changes.size(); ++ci) {
         auto& c = changes[ci];
         seen.insert(c.name);
         if (c.kind == CertChange::Kind::Remove) {
-            if (next.erase(c.name)) {
+            if (current(c.name)) {
                 spdlog::info("certificate {}: removed", c.name);
-                changed = true;
+                delta[c.name] = nullptr;
             }
             errors_.erase(c.name);
             continue;
         }
         auto& r = *parsed[ci];
+        auto prev = current(c.name);
         if (!r) {
             err_.fetch_add(1, std::memory_order_relaxed);
             auto& last = errors_[c.name];
             if (last != r.error().message)
-                spdlog::warn("{}; {}", r.error().message,
-                             next.count(c.name) ? "keeping the last good certificate" : "not serving it");
+                spdlog::warn("{}; {}", r.error().message, prev ? "keeping the last good certificate" : "not serving it");
             last = r.error().message;
             continue;
         }
         errors_[c.name].clear();
-        auto& slot = next[c.name];
         const auto& e = *r;
-        if (slot && slot->serial == e->serial && slot->not_after == e->not_after &&
-            X509_cmp(slot->leaf.get(), e->leaf.get()) == 0 &&
-            EVP_PKEY_eq(slot->key.get(), e->key.get()) == 1 &&
-            sk_X509_num(slot->chain.get()) == sk_X509_num(e->chain.get()))
+        if (prev && prev->serial == e->serial && prev->not_after == e->not_after &&
+            X509_cmp(prev->leaf.get(), e->leaf.get()) == 0 && EVP_PKEY_eq(prev->key.get(), e->key.get()) == 1 &&
+            sk_X509_num(prev->chain.get()) == sk_X509_num(e->chain.get()))
             continue;  // identical content (e.g. a periodic rescan): nothing to publish
         ok_.fetch_add(1, std::memory_order_relaxed);
         std::string sans;
@@ -67,30 +70,34 @@ void CertStore::apply(std::vector<CertChange> changes, bool full) {
         spdlog::log(changes.size() <= 50 ? spdlog::level::info : spdlog::level::debug,
                     "certificate {}: loaded serial {} ({}) names [{}] not after {}", c.name, e->serial,
                     e->key_type == KeyType::EC ? "ECDSA" : "RSA", sans, e->not_after);
-        slot = r.value();
-        changed = true;
+        delta[c.name] = e;
     }
     if (full) {
-        for (auto it = next.begin(); it != next.end();) {
-            if (!seen.count(it->first)) {
-                spdlog::info("certificate {}: removed", it->first);
-                it = next.erase(it);
-                changed = true;
-            } else {
-                ++it;
+        snap_->for_each_entry([&](const std::string& name, const CertEntry&) {
+            if (!seen.count(name)) {
+                spdlog::info("certificate {}: removed", name);
+                delta[name] = nullptr;
             }
-        }
+        });
     }
+    bool changed = !delta.empty();
     if (changed || (full && !loaded_.load())) {
-        good_ = next;
-        holder_.publish(CertSnapshot::build(std::move(next), opts_.default_name, opts_.strict_sni));
+        if (snap_->size() == 0) {
+            EntryMap all;
+            for (auto& [n, e] : delta)
+                if (e) all.emplace(n, e);
+            snap_ = CertSnapshot::build(all, opts_.default_name, opts_.strict_sni);
+        } else {
+            snap_ = CertSnapshot::apply(*snap_, delta, opts_.default_name, opts_.strict_sni);
+        }
+        holder_.publish(snap_);
     }
     if (full) loaded_.store(true, std::memory_order_release);
     double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
     last_ms_.store(ms, std::memory_order_relaxed);
     if (changed)
-        spdlog::info("snapshot published: {} certificate(s), {} change(s) applied in {:.2f} ms", good_.size(),
-                     changes.size(), ms);
+        spdlog::info("snapshot published: {} certificate(s), {} change(s) applied in {:.2f} ms", snap_->size(),
+                     delta.size(), ms);
 }
 
 std::map<std::string, std::string> CertStore::errors() const {

@@ -39,7 +39,7 @@ private:
     const Clock& clock_;
     SnapshotHolder& holder_;
     mutable std::mutex mu_;  // serialises apply(); sources may call from different threads
-    std::map<std::string, std::shared_ptr<const CertEntry>> good_;
+    std::shared_ptr<const CertSnapshot> snap_;  // the last published (last good) set
     std::map<std::string, std::string> errors_;
     std::atomic<uint64_t> ok_{0}, err_{0};
     std::atomic<bool> loaded_{false};

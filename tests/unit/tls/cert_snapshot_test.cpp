@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <random>
+
 #include "tests/unit/tls/test_certs.h"
 
 namespace edgecert::tls {
@@ -126,6 +128,60 @@ TEST_F(SnapshotTest, ConcurrentReadersDuringSwaps) {
     while (reads.load() < 1000) std::this_thread::yield();
     stop.store(true);
     for (auto& t : ts) t.join();
+}
+
+}  // namespace
+}  // namespace edgecert::tls
+
+namespace edgecert::tls {
+namespace {
+
+// Incremental apply() must give exactly what a build from scratch gives, for random sequences
+// of upserts/removals over overlapping names (exact, wildcard, ECDSA+RSA, default).
+TEST(SnapshotApply, MatchesFullRebuildOnRandomChanges) {
+    FakeClock clock{SystemTime(std::chrono::seconds(1'800'000'000))};
+    time_t now = 1'800'000'000;
+    std::vector<std::shared_ptr<const CertEntry>> pool;
+    const std::vector<std::vector<std::string>> names = {
+        {"a.test"}, {"a.test", "b.test"}, {"*.w.test"}, {"x.w.test", "*.w.test"}, {"c.test"}, {"a.test"}};
+    long serial = 1;
+    for (size_t i = 0; i < names.size(); ++i)
+        for (bool rsa : {false, true}) {
+            if (rsa && i % 2) continue;  // RSA generation is slow: a few are enough
+            auto c = testing::make_cert(names[i], rsa, serial, now, -3600, 86400 * static_cast<long>(1 + serial % 4));
+            ++serial;
+            auto e = parse_cert_entry("x", c.cert_pem, c.key_pem, clock);
+            ASSERT_TRUE(e.ok());
+            pool.push_back(*e);
+        }
+    std::mt19937 rng(7);
+    EntryMap model;
+    auto snap = CertSnapshot::build(model, "", false);
+    const char* probes[] = {"a.test", "b.test", "c.test", "x.w.test", "y.w.test", "q.x.w.test", "none.test", ""};
+    for (int step = 0; step < 300; ++step) {
+        std::map<std::string, std::shared_ptr<const CertEntry>> delta;
+        int k = 1 + static_cast<int>(rng() % 3);
+        for (int j = 0; j < k; ++j) {
+            std::string name = "n" + std::to_string(rng() % 6);
+            if (rng() % 4 == 0) delta[name] = nullptr;
+            else delta[name] = pool[rng() % pool.size()];
+        }
+        for (auto& [n, e] : delta) {
+            if (e) model[n] = e;
+            else model.erase(n);
+        }
+        std::string def = (step % 3 == 0) ? "n1" : "";
+        snap = CertSnapshot::apply(*snap, delta, def, false);
+        auto full = CertSnapshot::build(model, def, false);
+        ASSERT_EQ(snap->size(), model.size());
+        for (const char* p : probes) {
+            MatchKind k1, k2;
+            CertSlot a = snap->find(p, &k1), b = full->find(p, &k2);
+            ASSERT_EQ(a.ec, b.ec) << "step " << step << " probe " << p;
+            ASSERT_EQ(a.rsa, b.rsa) << "step " << step << " probe " << p;
+            ASSERT_EQ(k1, k2);
+        }
+    }
 }
 
 }  // namespace

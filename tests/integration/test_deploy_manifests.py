@@ -18,8 +18,8 @@
   Lease access is a namespaced Role, every binding points at a role and an account that exist;
 - the ingress-nginx sidecar patches merge onto a minimal ingress-nginx in a kustomize overlay.
 """
-import base64
 import copy
+import importlib.util
 import json
 import os
 import re
@@ -81,89 +81,18 @@ def one(docs, kind, name):
     return m[0]
 
 
-# ---- a small openAPIV3Schema validator ------------------------------------------------------
-# What the API server would refuse for these CRDs: wrong types, missing required fields, values
-# outside enums/bounds/patterns, fields the schema does not know (kubectl sends
-# fieldValidation=Strict), oneOf/anyOf of "required" sets (the only form structural schemas
-# allow), format byte (base64) and date-time. CEL rules (x-kubernetes-validations) are checked
-# by hand in test_cel_rules_hold_for_examples.
+# ---- the schema validator: deploy/tools/validate.py (also a CLI for users) -------------------
+# The test API server does not enforce CRD schemas, so this checks what a real one would refuse.
 
-_TYPES = {"object": dict, "array": list, "string": str, "boolean": bool}
-_DATETIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)$")
-
-
-def validate(v, s, path="$"):
-    errs = []
-    t = s.get("type")
-    if s.get("x-kubernetes-int-or-string"):
-        if not isinstance(v, (int, str)) or isinstance(v, bool):
-            return ["%s: must be an integer or a string" % path]
-    elif t == "integer":
-        if not isinstance(v, int) or isinstance(v, bool):
-            return ["%s: must be an integer, got %s" % (path, type(v).__name__)]
-    elif t == "number":
-        if not isinstance(v, (int, float)) or isinstance(v, bool):
-            return ["%s: must be a number" % path]
-    elif t in _TYPES:
-        if not isinstance(v, _TYPES[t]):
-            return ["%s: must be %s, got %s" % (path, t, type(v).__name__)]
-    if "enum" in s and v not in s["enum"]:
-        errs.append("%s: %r not in %s" % (path, v, s["enum"]))
-    if isinstance(v, str):
-        if len(v) < s.get("minLength", 0):
-            errs.append("%s: shorter than %d" % (path, s["minLength"]))
-        if "maxLength" in s and len(v) > s["maxLength"]:
-            errs.append("%s: longer than %d" % (path, s["maxLength"]))
-        if "pattern" in s and not re.search(s["pattern"], v):
-            errs.append("%s: %r does not match %s" % (path, v, s["pattern"]))
-        if s.get("format") == "byte":
-            try:
-                base64.b64decode(v, validate=True)
-            except ValueError:
-                errs.append("%s: not base64" % path)
-        if s.get("format") == "date-time" and not _DATETIME.match(v):
-            errs.append("%s: not an RFC 3339 date-time" % path)
-    if isinstance(v, int) and not isinstance(v, bool):
-        if "minimum" in s and v < s["minimum"]:
-            errs.append("%s: below %s" % (path, s["minimum"]))
-        if "maximum" in s and v > s["maximum"]:
-            errs.append("%s: above %s" % (path, s["maximum"]))
-    if isinstance(v, list):
-        if len(v) < s.get("minItems", 0):
-            errs.append("%s: fewer than %d items" % (path, s["minItems"]))
-        for i, item in enumerate(v):
-            errs += validate(item, s.get("items", {}), "%s[%d]" % (path, i))
-    if isinstance(v, dict):
-        props = s.get("properties", {})
-        for r in s.get("required", []):
-            if r not in v:
-                errs.append("%s: missing required field %s" % (path, r))
-        for k, item in v.items():
-            if k in props:
-                errs += validate(item, props[k], "%s.%s" % (path, k))
-            elif isinstance(s.get("additionalProperties"), dict):
-                errs += validate(item, s["additionalProperties"], "%s.%s" % (path, k))
-            elif not s.get("x-kubernetes-preserve-unknown-fields") and path != "$.metadata":
-                errs.append("%s: unknown field %s" % (path, k))
-        for kw, want in (("oneOf", 1), ("anyOf", None)):
-            if kw in s:
-                n = sum(all(r in v for r in alt.get("required", [])) for alt in s[kw])
-                if (want is not None and n != want) or (want is None and n == 0):
-                    errs.append("%s: %s of %s not satisfied (%d match)" % (
-                        path, kw, [a.get("required") for a in s[kw]], n))
-    return errs
-
-
-def schema_of(crd):
-    v = [v for v in crd["spec"]["versions"] if v["name"] == "v1alpha1"]
-    assert v, crd["metadata"]["name"]
-    return v[0]["schema"]["openAPIV3Schema"]
+_spec = importlib.util.spec_from_file_location("edgecert_validate",
+                                               DEPLOY / "tools" / "validate.py")
+V = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(V)
+validate, schema_of = V.validate, V.schema_of
 
 
 def check_cr(obj):
-    kinds = crds()
-    assert obj["apiVersion"] == "edgecert.io/v1alpha1", obj["apiVersion"]
-    return validate(obj, schema_of(kinds[obj["kind"]]))
+    return V.check(obj, crds())
 
 
 # ---- offline: the build, the CRDs, the examples ---------------------------------------------
@@ -304,14 +233,48 @@ def test_examples_validate_against_their_crds():
     assert seen == {"Issuer", "ClusterIssuer", "Certificate", "Challenge"}
 
 
-def test_cel_rules_hold_for_examples():
-    # The one CEL rule (Certificate spec): renewBefore and renewBeforePercentage exclusive.
-    rules = schema_of(crds()["Certificate"])["properties"]["spec"]["x-kubernetes-validations"]
-    assert [r["rule"] for r in rules] == [
-        "!(has(self.renewBefore) && has(self.renewBeforePercentage))"]
-    for _, obj in examples():
-        if obj["kind"] == "Certificate":
-            assert not ("renewBefore" in obj["spec"] and "renewBeforePercentage" in obj["spec"])
+def test_cel_rules_are_the_validators():
+    # Every CEL rule in the CRDs is mirrored in the validator (and vice versa), and it bites.
+    in_crds = set()
+    for kind, crd in crds().items():
+        def collect(node, path):
+            for r in node.get("x-kubernetes-validations", []):
+                in_crds.add((kind, path, r["rule"]))
+            for k, sub in node.get("properties", {}).items():
+                collect(sub, path + (k,))
+        collect(schema_of(crd), ())
+    assert in_crds == {(k, p, r) for k, p, r, _ in V.CEL_RULES}
+    c = _example("Certificate", "www-example-com")
+    c["spec"]["renewBefore"] = "720h"
+    assert any("violates !(has(self.renewBefore)" in e for e in check_cr(c)), check_cr(c)
+
+
+def test_validate_cli(tmp_path):
+    tool = str(DEPLOY / "tools" / "validate.py")
+    ok = subprocess.run(["/usr/bin/python3", tool] + [str(p) for p in
+                        sorted((DEPLOY / "examples").glob("*.yaml"))],
+                        capture_output=True, text=True, timeout=30)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "9 edgecert.io object(s) and 1 built-in object(s) checked, 1 skipped, 0 problem(s)" \
+        in ok.stderr, ok.stderr  # the Ingress is checked, the Gateway has no typed model
+    if KUBECTL:  # the whole base through a pipe
+        base = subprocess.run([KUBECTL, "kustomize", str(DEPLOY)], capture_output=True,
+                              timeout=60).stdout
+        r = subprocess.run(["/usr/bin/python3", tool, "-"], input=base, capture_output=True,
+                           timeout=60)
+        assert r.returncode == 0 and b"0 problem(s)" in r.stderr, r.stdout + r.stderr
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump_all([
+        {"apiVersion": "edgecert.io/v1alpha1", "kind": "Certificate",
+         "metadata": {"name": "x"},
+         "spec": {"secretName": "x", "dnsNames": "a.example", "issuerRef": {"name": "i"}}},
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "ignored"}}]))
+    r = subprocess.run(["/usr/bin/python3", tool, str(bad)], capture_output=True, text=True,
+                       timeout=30)
+    assert r.returncode == 1
+    assert "Certificate/x: $.spec.dnsNames: must be array, got str" in r.stdout, r.stdout
+    assert "1 edgecert.io object(s) and 1 built-in object(s) checked, 0 skipped, 1 problem(s)" \
+        in r.stderr, r.stderr
 
 
 def _example(kind, name):
@@ -406,52 +369,6 @@ def test_cert_manager_issuer_translates_by_changing_apiversion():
 
 # ---- offline: built-in objects against python3-kubernetes' typed models --------------------
 
-def _model_errors(v, t, path):
-    import kubernetes.client as kc
-    if t in ("str", "datetime", "date"):
-        return [] if isinstance(v, str) else ["%s: want string, got %r" % (path, v)]
-    if t == "int":
-        return [] if isinstance(v, int) and not isinstance(v, bool) else [
-            "%s: want integer, got %r" % (path, v)]
-    if t == "bool":
-        return [] if isinstance(v, bool) else ["%s: want boolean, got %r" % (path, v)]
-    if t == "float":
-        return [] if isinstance(v, (int, float)) and not isinstance(v, bool) else [
-            "%s: want number, got %r" % (path, v)]
-    if t == "object":  # IntOrString, Quantity, RawExtension
-        return []
-    if t.startswith("list["):
-        if not isinstance(v, list):
-            return ["%s: want list" % path]
-        return [e for i, x in enumerate(v) for e in _model_errors(x, t[5:-1], "%s[%d]" % (path, i))]
-    if t.startswith("dict("):
-        if not isinstance(v, dict):
-            return ["%s: want map" % path]
-        inner = t[5:-1].split(", ", 1)[1]
-        return [e for k, x in v.items() for e in _model_errors(x, inner, "%s.%s" % (path, k))]
-    cls = getattr(kc, t)
-    if not isinstance(v, dict):
-        return ["%s: want object %s" % (path, t)]
-    wire = {w: a for a, w in cls.attribute_map.items()}
-    # Fields newer than the 1.22 models python3-kubernetes 22.6 knows
-    newer = {"V1JSONSchemaProps": {"x-kubernetes-validations"}}.get(t, set())
-    errs = []
-    for k, x in v.items():
-        if k in newer:
-            continue
-        if k not in wire:
-            errs.append("%s: unknown field %s in %s" % (path, k, t))
-        else:
-            errs += _model_errors(x, cls.openapi_types[wire[k]], "%s.%s" % (path, k))
-    return errs
-
-
-def _model_for(doc):
-    group_version = doc["apiVersion"].split("/")
-    version = group_version[-1].capitalize()
-    return version + doc["kind"]
-
-
 def built_in_documents():
     docs = list(built())
     for p in sorted((DEPLOY / "terminator").glob("sidecar-*.yaml")):
@@ -464,9 +381,14 @@ def built_in_documents():
 @needs_kubectl
 def test_built_in_objects_match_the_typed_api():
     pytest.importorskip("kubernetes")
+    checked = set()
     for d in built_in_documents():
-        errs = _model_errors(d, _model_for(d), "%s/%s" % (d["kind"], d["metadata"]["name"]))
-        assert errs == [], errs
+        errs = V.check_builtin(d)
+        assert errs is not None, d["kind"]  # every built-in kind we ship has a model
+        assert errs == [], (d["kind"], d["metadata"]["name"], errs)
+        checked.add(d["kind"])
+    assert {"Deployment", "DaemonSet", "ServiceAccount", "ClusterRole", "Role",
+            "PodDisruptionBudget", "Service", "CustomResourceDefinition", "Ingress"} <= checked
 
 
 def test_typed_check_catches_mistakes():
@@ -475,7 +397,7 @@ def test_typed_check_catches_mistakes():
     c = dep["spec"]["template"]["spec"]["containers"][0]
     c["securityContext"]["readOnlyRootFS"] = True
     c["ports"][0]["containerPort"] = "9402"
-    errs = _model_errors(dep, "V1Deployment", "d")
+    errs = V.check_builtin(dep)
     assert any("unknown field readOnlyRootFS" in e for e in errs), errs
     assert any("containerPort: want integer" in e for e in errs), errs
 
@@ -892,7 +814,8 @@ def _apt_packages(dockerfile_text, stage_from):
 
 def test_dockerfile_packages_match_setup_and_the_binary():
     text = (DEPLOY / "Dockerfile").read_text()
-    build, runtime = _apt_packages(text, "debian:12 AS build"), _apt_packages(text, "debian:12-slim")
+    build = _apt_packages(text, "debian:12 AS build")
+    runtime = _apt_packages(text, "debian:12-slim")
     setup = (REPO / "scripts" / "setup.sh").read_text()
     pkgs = set(re.sub(r"#.*", "", setup.split("PKGS=(", 1)[1].split(")", 1)[0]).split())
     assert build <= pkgs, build - pkgs  # the build stage installs nothing setup.sh does not

@@ -760,6 +760,28 @@ def test_apply_crds_and_examples_then_get_shows_columns(apiserver):
     assert {line.split()[0] for line in iss[1:]} == {
         "letsencrypt-staging", "letsencrypt-production", "selfsigned"}
     assert len(k("get", "issuers", "-n", "default", "-o", "name").stdout_text.split()) == 3
+    # category "edgecert": one command lists all four kinds
+    cat = k("get", "edgecert", "-A", "-o", "name").stdout_text.split()
+    assert {n.split("/")[0] for n in cat} == {"certificate.edgecert.io", "challenge.edgecert.io",
+                                              "issuer.edgecert.io", "clusterissuer.edgecert.io"}
+    # `kubectl describe certificate` shows Events recorded against it (involvedObject.uid), the
+    # first place docs/troubleshooting.md sends people
+    uid = json.loads(k("get", "certificate", "www-example-com", "-n", "default",
+                       "-o", "json").stdout_text)["metadata"]["uid"]
+    st, _, body = apiserver.http("POST", "/api/v1/namespaces/default/events", {
+        "metadata": {"name": "www-example-com.1", "namespace": "default"},
+        "involvedObject": {"apiVersion": "edgecert.io/v1alpha1", "kind": "Certificate",
+                           "name": "www-example-com", "namespace": "default", "uid": uid},
+        "type": "Warning", "reason": "RateLimited", "count": 1,
+        "message": "too many certificates for this exact set of names; retrying after "
+                   "2026-11-29T10:00:00Z",
+        "source": {"component": "edgecert-controller"},
+        "firstTimestamp": "2026-11-28T10:00:00Z", "lastTimestamp": "2026-11-28T10:00:00Z"})
+    assert st == 201, body
+    desc = k("describe", "certificate", "www-example-com", "-n", "default").stdout_text
+    assert re.search(r"Warning\s+RateLimited\s+.*edgecert-controller\s+too many certificates",
+                     desc), desc
+    assert "Not After:" in desc and "Key Secret Name:" in desc  # status.order rendered
     # the annotated Ingress and the Gateway landed as written
     ing = yaml.safe_load(k("get", "ingress", "web", "-n", "default", "-o", "yaml").stdout_text)
     assert ing["metadata"]["annotations"]["edgecert.io/cluster-issuer"] == "letsencrypt-staging"

@@ -32,8 +32,8 @@ Result<RenewalInfo> parse_renewal_info(std::string_view body,
         info.suggested_window = RenewalWindow{*start, *end};
         info.explanation_url = wire::opt_str(j, "explanationURL");
     } catch (const std::exception& e) {
-        Error err(ErrorCode::Transient,
-                  std::string("malformed renewalInfo from the server: ") + body_excerpt(e.what(), 160));
+        Error err(ErrorCode::Transient, std::string("malformed renewalInfo from the server: ") +
+                                            body_excerpt(e.what(), 160));
         err.retry_after = info.retry_after;
         return err;
     }

@@ -32,8 +32,9 @@ Error from_response(Error e, std::string_view url, int status) {
 
 bool looks_like_ip(std::string_view s) {
     if (s.find(':') != std::string_view::npos) return true;  // IPv6
-    return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return (c >= '0' && c <= '9') || c == '.'; }) &&
-           std::count(s.begin(), s.end(), '.') == 3;
+    return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) {
+        return (c >= '0' && c <= '9') || c == '.';
+    }) && std::count(s.begin(), s.end(), '.') == 3;
 }
 
 // RFC 3986 §5.2 for the forms CAs use in Location and Link: absolute, network-path ("//h/p"),
@@ -42,7 +43,8 @@ std::string resolve_url(std::string_view base, std::string_view ref) {
     if (ref.find("://") != std::string_view::npos) return std::string(ref);
     size_t scheme_end = base.find("://");
     if (scheme_end == std::string_view::npos) return std::string(ref);
-    if (ref.starts_with("//")) return std::string(base.substr(0, scheme_end + 1)) + std::string(ref);
+    if (ref.starts_with("//"))
+        return std::string(base.substr(0, scheme_end + 1)) + std::string(ref);
     size_t path_start = base.find('/', scheme_end + 3);
     std::string origin(base.substr(0, path_start));
     if (ref.starts_with("/")) return origin + std::string(ref);
@@ -78,7 +80,8 @@ struct Client::Impl {
     };
     Result<Account> account() const {
         std::lock_guard l(mu);
-        if (!key || kid.empty()) return Error(ErrorCode::InvalidConfig, "no ACME account: register or load one first");
+        if (!key || kid.empty())
+            return Error(ErrorCode::InvalidConfig, "no ACME account: register or load one first");
         return Account{*key, kid};
     }
 
@@ -101,7 +104,8 @@ struct Client::Impl {
     }
 
     Status check_cancel() const {
-        if (opts.cancel && opts.cancel->load()) return Error(ErrorCode::Transient, "ACME request cancelled");
+        if (opts.cancel && opts.cancel->load())
+            return Error(ErrorCode::Transient, "ACME request cancelled");
         return ok_status();
     }
 
@@ -131,7 +135,8 @@ struct Client::Impl {
             if (r.ok() && !r->success())
                 if (auto p = parse_problem(r->body)) type = p->type;
             ev.problem_type = type;
-            ev.duration = std::chrono::duration_cast<std::chrono::milliseconds>(clock.steady_now() - start);
+            ev.duration =
+                std::chrono::duration_cast<std::chrono::milliseconds>(clock.steady_now() - start);
             opts.on_request(ev);
         }
         if (!r.ok()) return r.error().with_context(fmt::format("{} {}", req.method, req.url));
@@ -146,14 +151,16 @@ struct Client::Impl {
 
     // Backoff before transient retry n (1-based): Retry-After if the CA sent one (≤ 30 s),
     // otherwise 1 s, 2 s, 4 s...
-    std::chrono::milliseconds transient_backoff(int n, const std::optional<std::chrono::seconds>& ra) const {
+    std::chrono::milliseconds transient_backoff(
+        int n, const std::optional<std::chrono::seconds>& ra) const {
         if (ra) return std::clamp<std::chrono::milliseconds>(*ra, 1s, 30s);
         return std::chrono::milliseconds(1000LL << std::min(n - 1, 5));
     }
 
     // Unauthenticated request (directory, newNonce, renewalInfo) with bounded transient retries.
     // Returns any HTTP response that is not a 5xx; the caller interprets the status.
-    Result<HttpResponse> send_plain(const std::string& method, const std::string& url, std::string_view resource) {
+    Result<HttpResponse> send_plain(const std::string& method, const std::string& url,
+                                    std::string_view resource) {
         for (int attempt = 1;; ++attempt) {
             auto r = exchange(base_request(method, url), resource);
             std::optional<Error> err;
@@ -197,15 +204,16 @@ struct Client::Impl {
         EC_TRY_ASSIGN(auto resp, send_plain("HEAD", d.new_nonce, "newNonce"));
         if (!resp.success()) return response_to_error(resp, d.new_nonce, clock.now());
         if (auto n = pop_nonce()) return *n;
-        return Error(ErrorCode::Transient, fmt::format("no Replay-Nonce in the response from {}", d.new_nonce));
+        return Error(ErrorCode::Transient,
+                     fmt::format("no Replay-Nonce in the response from {}", d.new_nonce));
     }
 
     // A signed POST (§6.2). `payload` empty = POST-as-GET (§6.3). `kid_or_empty` empty: the
     // protected header carries the public key of `signer` ("jwk") instead of the account URL.
     // Returns only 2xx responses.
-    Result<HttpResponse> post(const std::string& url, const std::string& payload, const PrivateKey& signer,
-                              const std::string& kid_or_empty, std::string_view resource,
-                              const char* accept = nullptr) {
+    Result<HttpResponse> post(const std::string& url, const std::string& payload,
+                              const PrivateKey& signer, const std::string& kid_or_empty,
+                              std::string_view resource, const char* accept = nullptr) {
         int bad_nonces = 0;
         int transient = 0;
         for (;;) {
@@ -224,7 +232,8 @@ struct Client::Impl {
                 err = response_to_error(*r, url, clock.now());
             }
             // §6.5: a badNonce response carries a fresh nonce (now in the pool): retry at once.
-            if (err->code == ErrorCode::BadNonce && bad_nonces++ < opts.max_bad_nonce_retries) continue;
+            if (err->code == ErrorCode::BadNonce && bad_nonces++ < opts.max_bad_nonce_retries)
+                continue;
             if (retry_here(*err) && ++transient <= opts.max_transient_retries) {
                 EC_TRY(wait(transient_backoff(transient, err->retry_after)));
                 continue;
@@ -234,8 +243,8 @@ struct Client::Impl {
     }
 
     // A POST signed by the account ("kid").
-    Result<HttpResponse> post_account(const std::string& url, const std::string& payload, std::string_view resource,
-                                      const char* accept = nullptr) {
+    Result<HttpResponse> post_account(const std::string& url, const std::string& payload,
+                                      std::string_view resource, const char* accept = nullptr) {
         EC_TRY_ASSIGN(auto a, account());
         return post(url, payload, a.key, a.kid, resource, accept);
     }
@@ -245,7 +254,8 @@ struct Client::Impl {
             if (auto ra = parse_retry_after(*h, clock.now()))
                 return std::clamp<std::chrono::milliseconds>(*ra, 1s, 30s);
         }
-        return std::min<std::chrono::milliseconds>(std::chrono::milliseconds(1000LL << std::min(attempt, 4)), 10s);
+        return std::min<std::chrono::milliseconds>(
+            std::chrono::milliseconds(1000LL << std::min(attempt, 4)), 10s);
     }
 };
 
@@ -253,20 +263,28 @@ Result<std::unique_ptr<Client>> Client::create(HttpClient& http, Clock& clock, C
     if (!opts.directory_url.starts_with("https://") && !opts.directory_url.starts_with("http://"))
         return Error(ErrorCode::InvalidConfig,
                      fmt::format("ACME directory URL must be http(s): \"{}\"", opts.directory_url));
-    if (opts.max_bad_nonce_retries < 0 || opts.max_transient_retries < 0 || opts.poll_deadline <= 0ms ||
-        opts.request_timeout <= 0ms)
-        return Error(ErrorCode::InvalidConfig, "ACME client: retry counts and timeouts must be positive");
+    if (opts.max_bad_nonce_retries < 0 || opts.max_transient_retries < 0 ||
+        opts.poll_deadline <= 0ms || opts.request_timeout <= 0ms)
+        return Error(ErrorCode::InvalidConfig,
+                     "ACME client: retry counts and timeouts must be positive");
     if (opts.user_agent.empty()) opts.user_agent = kUserAgent;
-    return std::unique_ptr<Client>(new Client(std::make_unique<Impl>(http, clock, std::move(opts))));
+    return std::unique_ptr<Client>(
+        new Client(std::make_unique<Impl>(http, clock, std::move(opts))));
 }
 
 Client::Client(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Client::~Client() = default;
 
-Clock& Client::clock() const { return impl_->clock; }
-const ClientOptions& Client::options() const { return impl_->opts; }
+Clock& Client::clock() const {
+    return impl_->clock;
+}
+const ClientOptions& Client::options() const {
+    return impl_->opts;
+}
 
-Result<Directory> Client::directory() { return impl_->directory(); }
+Result<Directory> Client::directory() {
+    return impl_->directory();
+}
 
 // ---- account ---------------------------------------------------------------------------------
 
@@ -288,7 +306,8 @@ Result<Account> Client::new_account(const PrivateKey& key, const NewAccountOptio
     EC_TRY_ASSIGN(auto resp, impl_->post(d.new_account, payload.dump(), key, {}, "newAccount"));
     auto loc = resp.header("location");
     if (!loc || loc->empty())
-        return Error(ErrorCode::Transient, fmt::format("newAccount response from {} has no Location", d.new_account));
+        return Error(ErrorCode::Transient,
+                     fmt::format("newAccount response from {} has no Location", d.new_account));
     *loc = resolve_url(d.new_account, *loc);
     auto acct = resp.body.empty() ? Result<Account>(Account{*loc, "valid", {}, false, {}})
                                   : parse_account(resp.body, *loc);
@@ -305,7 +324,9 @@ void Client::set_account(const PrivateKey& key, std::string account_url) {
     impl_->kid = std::move(account_url);
 }
 
-bool Client::has_account() const { return impl_->account().ok(); }
+bool Client::has_account() const {
+    return impl_->account().ok();
+}
 std::string Client::account_url() const {
     std::lock_guard l(impl_->mu);
     return impl_->kid;
@@ -344,7 +365,8 @@ Result<Account> Client::deactivate_account() {
 Status Client::key_change(const PrivateKey& new_key) {
     EC_TRY_ASSIGN(auto acct, impl_->account());
     EC_TRY_ASSIGN(auto d, impl_->directory());
-    if (d.key_change.empty()) return Error(ErrorCode::Permanent, "the CA does not support key rollover");
+    if (d.key_change.empty())
+        return Error(ErrorCode::Permanent, "the CA does not support key rollover");
     // The inner JWS carries no nonce, so it survives badNonce retries of the outer one.
     EC_TRY_ASSIGN(auto inner, sign_key_change(acct.key, new_key, acct.kid, d.key_change));
     EC_TRY(impl_->post(d.key_change, inner.dump(), acct.key, acct.kid, "keyChange"));
@@ -361,13 +383,16 @@ Result<std::string> Client::key_authorization(std::string_view token) const {
 // ---- orders ----------------------------------------------------------------------------------
 
 Result<Order> Client::new_order(const NewOrderOptions& opts) {
-    if (opts.dns_names.empty()) return Error(ErrorCode::InvalidConfig, "an order needs at least one name");
+    if (opts.dns_names.empty())
+        return Error(ErrorCode::InvalidConfig, "an order needs at least one name");
     EC_TRY_ASSIGN(auto d, impl_->directory());
-    if (!opts.profile.empty() && !d.meta.profiles.empty() && !d.meta.profiles.contains(opts.profile)) {
+    if (!opts.profile.empty() && !d.meta.profiles.empty() &&
+        !d.meta.profiles.contains(opts.profile)) {
         std::string known;
         for (const auto& [name, _] : d.meta.profiles) known += (known.empty() ? "" : ", ") + name;
         Error e(ErrorCode::InvalidConfig,
-                fmt::format("the CA does not offer profile \"{}\" (it offers: {})", opts.profile, known));
+                fmt::format("the CA does not offer profile \"{}\" (it offers: {})", opts.profile,
+                            known));
         e.type = std::string(problem::kInvalidProfile);
         return e;
     }
@@ -382,7 +407,8 @@ Result<Order> Client::new_order(const NewOrderOptions& opts) {
     EC_TRY_ASSIGN(auto resp, impl_->post_account(d.new_order, payload.dump(), "newOrder"));
     auto loc = resp.header("location");
     if (!loc || loc->empty())
-        return Error(ErrorCode::Transient, fmt::format("newOrder response from {} has no Location", d.new_order));
+        return Error(ErrorCode::Transient,
+                     fmt::format("newOrder response from {} has no Location", d.new_order));
     *loc = resolve_url(d.new_order, *loc);
     auto o = parse_order(resp.body, *loc);
     if (!o) return from_response(o.error(), d.new_order, resp.status);
@@ -424,7 +450,8 @@ Error authorization_error(const Authorization& a) {
         if (ch.error) {
             Error e = problem_to_error(*ch.error, 0);
             e.context(fmt::format("{} challenge for {} failed", ch.type, name));
-            if (e.code != ErrorCode::Transient && e.code != ErrorCode::RateLimited) e.code = ErrorCode::Permanent;
+            if (e.code != ErrorCode::Transient && e.code != ErrorCode::RateLimited)
+                e.code = ErrorCode::Permanent;
             return e;
         }
     }
@@ -455,10 +482,12 @@ Result<Authorization> Client::wait_authorization(const std::string& url) {
         auto delay = impl_->poll_delay(resp, attempt);
         auto waited = impl_->clock.steady_now() - start;
         if (waited + delay > impl_->opts.poll_deadline)
-            return Error(ErrorCode::Transient,
-                         fmt::format("timed out after {} waiting for the authorization of {} ({} is still pending)",
-                                     seconds_text(std::chrono::duration_cast<std::chrono::milliseconds>(waited)),
-                                     a->identifier.value, url));
+            return Error(
+                ErrorCode::Transient,
+                fmt::format(
+                    "timed out after {} waiting for the authorization of {} ({} is still pending)",
+                    seconds_text(std::chrono::duration_cast<std::chrono::milliseconds>(waited)),
+                    a->identifier.value, url));
         EC_TRY(impl_->wait(delay));
     }
 }
@@ -474,10 +503,12 @@ Result<Order> Client::wait_order(const std::string& url) {
         auto delay = impl_->poll_delay(resp, attempt);
         auto waited = impl_->clock.steady_now() - start;
         if (waited + delay > impl_->opts.poll_deadline)
-            return Error(ErrorCode::Transient,
-                         fmt::format("timed out after {} waiting for order {} (still {})",
-                                     seconds_text(std::chrono::duration_cast<std::chrono::milliseconds>(waited)),
-                                     url, o->status));
+            return Error(
+                ErrorCode::Transient,
+                fmt::format(
+                    "timed out after {} waiting for order {} (still {})",
+                    seconds_text(std::chrono::duration_cast<std::chrono::milliseconds>(waited)),
+                    url, o->status));
         EC_TRY(impl_->wait(delay));
     }
 }
@@ -491,20 +522,23 @@ Result<Order> Client::finalize(const Order& order, std::string_view csr_der) {
     return o;
 }
 
-Result<std::vector<CertChain>> Client::download_certificate(const std::string& url, bool alternates) {
+Result<std::vector<CertChain>> Client::download_certificate(const std::string& url,
+                                                            bool alternates) {
     std::vector<CertChain> out;
     std::vector<std::string> todo{url};
     for (size_t i = 0; i < todo.size(); ++i) {
         EC_TRY_ASSIGN(auto resp, impl_->post_account(todo[i], "", "certificate", kPemChain));
         auto certs = parse_pem_chain(resp.body);
         if (!certs)
-            return Error(ErrorCode::Transient, fmt::format("malformed certificate chain from {} (HTTP {}): {}", todo[i],
-                                                           resp.status, certs.error().message));
+            return Error(ErrorCode::Transient,
+                         fmt::format("malformed certificate chain from {} (HTTP {}): {}", todo[i],
+                                     resp.status, certs.error().message));
         out.push_back(CertChain{todo[i], resp.body, std::move(certs).value()});
         if (i == 0 && alternates) {
             for (const auto& ref : parse_link_headers(resp.header_all("link"), "alternate")) {
                 std::string alt = resolve_url(url, ref);
-                if (std::find(todo.begin(), todo.end(), alt) == todo.end()) todo.push_back(std::move(alt));
+                if (std::find(todo.begin(), todo.end(), alt) == todo.end())
+                    todo.push_back(std::move(alt));
             }
         }
     }
@@ -522,7 +556,8 @@ Status Client::revoke(const Certificate& cert, std::optional<RevocationReason> r
 Status Client::revoke_with_cert_key(const Certificate& cert, const PrivateKey& cert_key,
                                     std::optional<RevocationReason> reason) {
     if (!cert.matches_key(cert_key))
-        return Error(ErrorCode::InvalidConfig, "the private key does not belong to the certificate");
+        return Error(ErrorCode::InvalidConfig,
+                     "the private key does not belong to the certificate");
     EC_TRY_ASSIGN(auto d, impl_->directory());
     json payload = {{"certificate", enc::base64url(cert.to_der())}};
     if (reason) payload["reason"] = static_cast<int>(*reason);
@@ -540,14 +575,15 @@ bool Client::supports_ari() {
 Result<RenewalInfo> Client::renewal_info(const Certificate& cert) {
     EC_TRY_ASSIGN(auto d, impl_->directory());
     if (d.renewal_info.empty())
-        return Error(ErrorCode::NotFound, "the CA does not offer renewal information (no renewalInfo in its directory)");
+        return Error(ErrorCode::NotFound,
+                     "the CA does not offer renewal information (no renewalInfo in its directory)");
     EC_TRY_ASSIGN(auto id, cert.ari_cert_id());
     std::string url = renewal_info_url(d.renewal_info, id);
     EC_TRY_ASSIGN(auto resp, impl_->send_plain("GET", url, "renewalInfo"));
     if (!resp.success()) return response_to_error(resp, url, impl_->clock.now());
     auto ra = resp.header("retry-after");
-    auto info = parse_renewal_info(resp.body, ra ? std::optional<std::string_view>(*ra) : std::nullopt,
-                                   impl_->clock.now());
+    auto info = parse_renewal_info(
+        resp.body, ra ? std::optional<std::string_view>(*ra) : std::nullopt, impl_->clock.now());
     if (!info) return from_response(info.error(), url, resp.status);
     return info;
 }
@@ -562,7 +598,8 @@ const CertChain& select_chain(const std::vector<CertChain>& chains, std::string_
     return chains.front();
 }
 
-std::vector<std::string> parse_link_headers(const std::vector<std::string>& values, std::string_view rel) {
+std::vector<std::string> parse_link_headers(const std::vector<std::string>& values,
+                                            std::string_view rel) {
     std::vector<std::string> out;
     for (const auto& v : values) {
         size_t pos = 0;
@@ -574,7 +611,8 @@ std::vector<std::string> parse_link_headers(const std::vector<std::string>& valu
             std::string target = v.substr(lt + 1, gt - lt - 1);
             // Parameters run to the next link (a ',' followed by '<') or the end.
             size_t next = v.find('<', gt);
-            std::string params = v.substr(gt + 1, next == std::string::npos ? std::string::npos : next - gt - 1);
+            std::string params =
+                v.substr(gt + 1, next == std::string::npos ? std::string::npos : next - gt - 1);
             pos = next == std::string::npos ? v.size() : next;
             // Find rel=... (quoted or not); it may hold several space-separated relation types.
             std::string lower = ascii_lower(params);
@@ -592,7 +630,8 @@ std::vector<std::string> parse_link_headers(const std::vector<std::string>& valu
             size_t p = 0;
             while (p <= val.size()) {
                 size_t sp = val.find(' ', p);
-                std::string tok = val.substr(p, sp == std::string::npos ? std::string::npos : sp - p);
+                std::string tok =
+                    val.substr(p, sp == std::string::npos ? std::string::npos : sp - p);
                 if (ascii_lower(tok) == rel) {
                     out.push_back(target);
                     break;

@@ -16,16 +16,18 @@ namespace {
 
 // Cleans up every challenge it was told about when it goes out of scope, on every path.
 class PresentedChallenges {
-public:
+  public:
     explicit PresentedChallenges(ChallengeSolver& s) : solver_(s) {}
     ~PresentedChallenges() {
         for (const auto& [domain, ch] : items_) solver_.cleanup(domain, ch);
     }
     PresentedChallenges(const PresentedChallenges&) = delete;
     PresentedChallenges& operator=(const PresentedChallenges&) = delete;
-    void add(std::string domain, Challenge ch) { items_.emplace_back(std::move(domain), std::move(ch)); }
+    void add(std::string domain, Challenge ch) {
+        items_.emplace_back(std::move(domain), std::move(ch));
+    }
 
-private:
+  private:
     ChallengeSolver& solver_;
     std::vector<std::pair<std::string, Challenge>> items_;
 };
@@ -64,17 +66,20 @@ Status solve_authorizations(Client& client, ChallengeSolver& solver, const Order
         if (a.status == status::kValid) continue;  // reused from an earlier order
         if (a.status != status::kPending) return authorization_error(a);
         // Resumed after a crash: a challenge we accepted earlier is still being validated.
-        bool in_flight = std::any_of(a.challenges.begin(), a.challenges.end(), [](const Challenge& c) {
-            return c.status == status::kProcessing || c.status == status::kValid;
-        });
+        bool in_flight =
+            std::any_of(a.challenges.begin(), a.challenges.end(), [](const Challenge& c) {
+                return c.status == status::kProcessing || c.status == status::kValid;
+            });
         const Challenge* ch = pick_challenge(a, supported);
         if (!ch && !in_flight) {
             std::vector<std::string> offered;
             for (const auto& c : a.challenges) offered.push_back(c.type);
-            return Error(ErrorCode::InvalidConfig,
-                         fmt::format("no usable challenge for {}{}: the CA offers [{}], the solver supports [{}]{}",
-                                     a.wildcard ? "*." : "", a.identifier.value, join(offered), join(supported),
-                                     a.wildcard ? " (a wildcard needs dns-01)" : ""));
+            return Error(
+                ErrorCode::InvalidConfig,
+                fmt::format(
+                    "no usable challenge for {}{}: the CA offers [{}], the solver supports [{}]{}",
+                    a.wildcard ? "*." : "", a.identifier.value, join(offered), join(supported),
+                    a.wildcard ? " (a wildcard needs dns-01)" : ""));
         }
         if (ch) {
             // The solver must keep serving the response while the CA validates, also for a
@@ -82,7 +87,9 @@ Status solve_authorizations(Client& client, ChallengeSolver& solver, const Order
             EC_TRY_ASSIGN(auto ka, client.key_authorization(ch->token));
             presented.add(a.identifier.value, *ch);
             auto st = solver.present(a.identifier.value, *ch, ka);
-            if (!st) return st.error().with_context(fmt::format("presenting {} for {}", ch->type, a.identifier.value));
+            if (!st)
+                return st.error().with_context(
+                    fmt::format("presenting {} for {}", ch->type, a.identifier.value));
             if (!in_flight) to_accept.push_back(*ch);
         }
         to_wait.push_back(url);
@@ -97,17 +104,22 @@ Status solve_authorizations(Client& client, ChallengeSolver& solver, const Order
 
 Result<ObtainResult> download(Client& client, const Order& order, const ObtainRequest& req) {
     if (order.certificate.empty())
-        return Error(ErrorCode::Transient, fmt::format("order {} is valid but has no certificate URL", order.url));
-    EC_TRY_ASSIGN(auto chains, client.download_certificate(order.certificate, !req.preferred_chain.empty()));
+        return Error(ErrorCode::Transient,
+                     fmt::format("order {} is valid but has no certificate URL", order.url));
+    EC_TRY_ASSIGN(auto chains,
+                  client.download_certificate(order.certificate, !req.preferred_chain.empty()));
     const CertChain& chosen = select_chain(chains, req.preferred_chain);
     ObtainResult out;
     out.order_url = order.url;
     out.certificate_url = chosen.url;
     out.chain = without_root(chosen.certs);
-    if (out.chain.empty()) return Error(ErrorCode::Transient, fmt::format("empty certificate chain from {}", chosen.url));
+    if (out.chain.empty())
+        return Error(ErrorCode::Transient,
+                     fmt::format("empty certificate chain from {}", chosen.url));
     if (!out.chain.front().matches_key(req.cert_key))
-        return Error(ErrorCode::Permanent,
-                     fmt::format("the certificate from {} does not match the certificate key", chosen.url));
+        return Error(
+            ErrorCode::Permanent,
+            fmt::format("the certificate from {} does not match the certificate key", chosen.url));
     out.chain_pem = chain_to_pem(out.chain);
     return out;
 }
@@ -120,8 +132,10 @@ std::vector<Certificate> without_root(std::vector<Certificate> chain) {
 }
 
 Result<ObtainResult> obtain(Client& client, ChallengeSolver& solver, const ObtainRequest& req) {
-    if (!client.has_account()) return Error(ErrorCode::InvalidConfig, "no ACME account: register or load one first");
-    if (req.dns_names.empty()) return Error(ErrorCode::InvalidConfig, "a certificate needs at least one name");
+    if (!client.has_account())
+        return Error(ErrorCode::InvalidConfig, "no ACME account: register or load one first");
+    if (req.dns_names.empty())
+        return Error(ErrorCode::InvalidConfig, "a certificate needs at least one name");
 
     Order order;
     if (!req.resume_order_url.empty()) {
@@ -129,8 +143,9 @@ Result<ObtainResult> obtain(Client& client, ChallengeSolver& solver, const Obtai
         std::vector<std::string> ids;
         for (const auto& i : order.identifiers) ids.push_back(i.value);
         if (name_set(ids) != name_set(req.dns_names))
-            return Error(ErrorCode::Permanent, fmt::format("order {} is for [{}], not for the requested [{}]",
-                                                           order.url, join(ids), join(req.dns_names)));
+            return Error(ErrorCode::Permanent,
+                         fmt::format("order {} is for [{}], not for the requested [{}]", order.url,
+                                     join(ids), join(req.dns_names)));
     } else {
         NewOrderOptions o;
         o.dns_names = req.dns_names;
@@ -162,20 +177,23 @@ Result<ObtainResult> obtain(Client& client, ChallengeSolver& solver, const Obtai
         EC_TRY_ASSIGN(order, client.wait_order(order.url));
     }
     if (order.status != status::kValid)
-        return Error(ErrorCode::Transient, fmt::format("order {} is {} where valid was expected", order.url, order.status));
+        return Error(ErrorCode::Transient, fmt::format("order {} is {} where valid was expected",
+                                                       order.url, order.status));
     return download(client, order, req);
 }
 
-Result<Account> ensure_account(Client& client, const PrivateKey& key, const NewAccountOptions& opts) {
+Result<Account> ensure_account(Client& client, const PrivateKey& key,
+                               const NewAccountOptions& opts) {
     NewAccountOptions lookup;
     lookup.only_return_existing = true;  // §7.3.1: the other fields are ignored; send no EAB
     auto found = client.new_account(key, lookup);
     if (found) {
         // §7.1.6: a deactivated or revoked account can never be used again with this key.
         if (!found->status.empty() && found->status != status::kValid)
-            return Error(ErrorCode::InvalidConfig,
-                         fmt::format("the ACME account {} for this key is {}: use a new account key", found->url,
-                                     found->status));
+            return Error(
+                ErrorCode::InvalidConfig,
+                fmt::format("the ACME account {} for this key is {}: use a new account key",
+                            found->url, found->status));
         return found;
     }
     if (found.error().type != problem::kAccountDoesNotExist) return std::move(found).error();

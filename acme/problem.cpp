@@ -12,8 +12,9 @@ ErrorCode code_for(std::string_view type, int http_status) {
     if (type == kRateLimited) return ErrorCode::RateLimited;
     if (type == kBadNonce) return ErrorCode::BadNonce;
     if (type == kServerInternal) return ErrorCode::Transient;
-    if (type == kExternalAccountRequired || type == kInvalidProfile || type == kBadRevocationReason ||
-        type == kUserActionRequired || type == kInvalidContact || type == kUnsupportedContact)
+    if (type == kExternalAccountRequired || type == kInvalidProfile ||
+        type == kBadRevocationReason || type == kUserActionRequired || type == kInvalidContact ||
+        type == kUnsupportedContact)
         return ErrorCode::InvalidConfig;
     if (type == kAccountDoesNotExist) return ErrorCode::NotFound;
     if (type.starts_with(kPrefix)) {
@@ -50,19 +51,22 @@ std::string body_excerpt(std::string_view body, size_t max) {
     return out;
 }
 
-Error problem_to_error(const Problem& p, int http_status, std::optional<std::chrono::seconds> retry_after) {
+Error problem_to_error(const Problem& p, int http_status,
+                       std::optional<std::chrono::seconds> retry_after) {
     Error e;
     e.code = code_for(p.type, http_status);
     e.type = p.type;
     e.http_status = http_status;
     e.retry_after = retry_after;
-    std::string detail = p.detail.empty() ? std::string("the CA reported an error") : one_line(p.detail);
+    std::string detail =
+        p.detail.empty() ? std::string("the CA reported an error") : one_line(p.detail);
     if (p.type == problem::kUserActionRequired && !p.instance.empty())
         detail += fmt::format("; see {}", one_line(p.instance));
     if (!p.subproblems.empty() && p.detail.empty()) {
         // Some CAs put everything in the subproblems: surface the first one.
         const auto& sp = p.subproblems.front();
-        detail = fmt::format("{}: {}", sp.identifier ? sp.identifier->value : "?", one_line(sp.detail));
+        detail =
+            fmt::format("{}: {}", sp.identifier ? sp.identifier->value : "?", one_line(sp.detail));
     }
     if (http_status > 0)
         e.message = fmt::format("{} ({}, HTTP {})", detail, p.type, http_status);
@@ -91,8 +95,9 @@ Error response_to_error(const HttpResponse& resp, std::string_view url, SystemTi
     } else {
         e.code = ErrorCode::Transient;
     }
-    e.message = fmt::format("unexpected response from {} (HTTP {}): {}", url, resp.status,
-                            resp.body.empty() ? std::string("empty body") : body_excerpt(resp.body));
+    e.message =
+        fmt::format("unexpected response from {} (HTTP {}): {}", url, resp.status,
+                    resp.body.empty() ? std::string("empty body") : body_excerpt(resp.body));
     return e;
 }
 

@@ -33,8 +33,8 @@ Result<T> decode(std::string_view body, const char* what, F&& f) {
         if (!j.is_object()) throw wire::WireError("not a JSON object");
         return f(j);
     } catch (const std::exception& e) {
-        return Error(ErrorCode::Transient, std::string("malformed ") + what + " from the server: " +
-                                               body_excerpt(e.what(), 160));
+        return Error(ErrorCode::Transient, std::string("malformed ") + what +
+                                               " from the server: " + body_excerpt(e.what(), 160));
     }
 }
 
@@ -79,7 +79,8 @@ std::optional<SystemTime> parse_rfc3339(std::string_view s) {
     }
     if (pos != s.size()) return std::nullopt;
     if (mo < 1 || mo > 12 || h > 23 || mi > 59 || sec > 60) return std::nullopt;
-    std::chrono::year_month_day ymd{std::chrono::year(y), std::chrono::month(static_cast<unsigned>(mo)),
+    std::chrono::year_month_day ymd{std::chrono::year(y),
+                                    std::chrono::month(static_cast<unsigned>(mo)),
                                     std::chrono::day(static_cast<unsigned>(d))};
     if (!ymd.ok()) return std::nullopt;
     auto t = std::chrono::sys_days(ymd) + std::chrono::hours(h) + std::chrono::minutes(mi) +
@@ -114,7 +115,8 @@ Problem decode_problem(const json& j) {
     if (p.type.empty()) p.type = "about:blank";  // RFC 7807 §4.2
     p.detail = opt_str(j, "detail");
     p.instance = opt_str(j, "instance");
-    if (auto it = j.find("status"); it != j.end() && it->is_number_integer()) p.status = it->get<int>();
+    if (auto it = j.find("status"); it != j.end() && it->is_number_integer())
+        p.status = it->get<int>();
     if (auto it = j.find("subproblems"); it != j.end() && it->is_array()) {
         for (const auto& sj : *it) {
             if (!sj.is_object()) continue;
@@ -166,7 +168,8 @@ Result<Directory> parse_directory(std::string_view body) {
             d.meta.external_account_required = wire::opt_bool(*m, "externalAccountRequired");
             if (auto p = m->find("profiles"); p != m->end() && p->is_object()) {
                 for (const auto& [name, desc] : p->items())
-                    d.meta.profiles[name] = desc.is_string() ? desc.get<std::string>() : desc.dump();
+                    d.meta.profiles[name] =
+                        desc.is_string() ? desc.get<std::string>() : desc.dump();
             }
         }
         return d;
@@ -223,7 +226,8 @@ Result<Authorization> parse_authorization(std::string_view body, std::string url
 }
 
 Result<Challenge> parse_challenge(std::string_view body) {
-    return decode<Challenge>(body, "challenge", [](const json& j) { return wire::decode_challenge(j); });
+    return decode<Challenge>(body, "challenge",
+                             [](const json& j) { return wire::decode_challenge(j); });
 }
 
 std::optional<Problem> parse_problem(std::string_view body) {

@@ -56,7 +56,7 @@ struct Step {
 };
 
 class ScriptedHttp final : public HttpClient {
-public:
+  public:
     // The key and account URL that kid-signed POSTs must use.
     void set_account(nlohmann::json jwk, std::string kid) {
         account_jwk_ = std::move(jwk);
@@ -107,7 +107,8 @@ public:
         Step step = std::move(steps_.front());
         steps_.pop_front();
         if (req.method != step.method || req.url != step.url)
-            fail("expected " + step.method + " " + step.url + ", got " + req.method + " " + req.url);
+            fail("expected " + step.method + " " + step.url + ", got " + req.method + " " +
+                 req.url);
         if (req.method == "POST") check_jws(req, step.auth, rec);
         if (step.check) step.check(rec);
         requests_.push_back(std::move(rec));
@@ -121,7 +122,8 @@ public:
         return resp;
     }
 
-    Result<HttpResponse> stream(const HttpRequest& req, const std::function<bool(std::string_view)>&) override {
+    Result<HttpResponse> stream(const HttpRequest& req,
+                                const std::function<bool(std::string_view)>&) override {
         fail("unexpected streaming request " + req.url);
         return Error(ErrorCode::Permanent, "scripted http: streaming not supported");
     }
@@ -132,7 +134,7 @@ public:
     // Nonces this fake gave out, so a test can assert which one a request used.
     bool issued(const std::string& nonce) const { return issued_.contains(nonce); }
 
-private:
+  private:
     void fail(const std::string& what) {
         failures_.push_back(what);
         ADD_FAILURE() << "ScriptedHttp: " << what;
@@ -143,7 +145,8 @@ private:
         auto ct = std::find_if(req.headers.begin(), req.headers.end(), [](const auto& h) {
             return ascii_lower(h.first) == "content-type";
         });
-        if (ct == req.headers.end() || ct->second != "application/jose+json") fail("Content-Type is not application/jose+json" + where);
+        if (ct == req.headers.end() || ct->second != "application/jose+json")
+            fail("Content-Type is not application/jose+json" + where);
         nlohmann::json jws;
         try {
             jws = nlohmann::json::parse(req.body);
@@ -157,16 +160,21 @@ private:
             return fail(std::string("body is not a flattened JWS: ") + e.what() + where);
         }
         const auto& h = rec.protected_header;
-        if (h.value("url", "") != req.url) fail("protected url " + h.value("url", "") + " != request URL" + where);
+        if (h.value("url", "") != req.url)
+            fail("protected url " + h.value("url", "") + " != request URL" + where);
         std::string nonce = h.value("nonce", "");
-        if (nonce.empty()) fail("no nonce" + where);
-        else if (!issued_.contains(nonce)) fail("nonce " + nonce + " was never issued" + where);
-        else if (!used_.insert(nonce).second) fail("nonce " + nonce + " reused" + where);
+        if (nonce.empty())
+            fail("no nonce" + where);
+        else if (!issued_.contains(nonce))
+            fail("nonce " + nonce + " was never issued" + where);
+        else if (!used_.insert(nonce).second)
+            fail("nonce " + nonce + " reused" + where);
         if (!h.contains("alg")) fail("no alg" + where);
         nlohmann::json verify_key;
         if (auth == Auth::Kid) {
             if (h.contains("jwk")) fail("jwk present in a kid-signed request" + where);
-            if (h.value("kid", "") != kid_) fail("kid " + h.value("kid", "") + " != " + kid_ + where);
+            if (h.value("kid", "") != kid_)
+                fail("kid " + h.value("kid", "") + " != " + kid_ + where);
             verify_key = account_jwk_;
         } else if (auth == Auth::Jwk) {
             if (h.contains("kid")) fail("kid present in a jwk-signed request" + where);

@@ -100,8 +100,9 @@ enum class RevocationReason : int {
 };
 
 class Client {
-public:
-    static Result<std::unique_ptr<Client>> create(HttpClient& http, Clock& clock, ClientOptions opts);
+  public:
+    static Result<std::unique_ptr<Client>> create(HttpClient& http, Clock& clock,
+                                                  ClientOptions opts);
     ~Client();
     Client(const Client&) = delete;
     Client& operator=(const Client&) = delete;
@@ -119,9 +120,9 @@ public:
     std::string account_url() const;                // empty before new_account/set_account
     std::optional<PrivateKey> account_key() const;  // nullopt before new_account/set_account
 
-    Result<Account> fetch_account();                           // POST-as-GET to the account URL
+    Result<Account> fetch_account();  // POST-as-GET to the account URL
     Result<Account> update_contacts(const std::vector<std::string>& contacts);  // §7.3.2
-    Result<Account> deactivate_account();                      // §7.3.6
+    Result<Account> deactivate_account();                                       // §7.3.6
     // §7.3.5 key rollover; on success the client signs with new_key from then on.
     Status key_change(const PrivateKey& new_key);
 
@@ -132,7 +133,7 @@ public:
     Result<Order> new_order(const NewOrderOptions& opts);
     Result<Order> get_order(const std::string& url);
     Result<Authorization> get_authorization(const std::string& url);
-    Result<Challenge> accept_challenge(const Challenge& ch);  // §7.5.1: POST {}
+    Result<Challenge> accept_challenge(const Challenge& ch);                 // §7.5.1: POST {}
     Result<Authorization> deactivate_authorization(const std::string& url);  // §7.5.2
 
     // Polls (POST-as-GET) until the authorization leaves "pending". The first fetch is
@@ -148,7 +149,8 @@ public:
 
     // §7.4.2: downloads the certificate (Accept: application/pem-certificate-chain); with
     // `alternates` also every Link: <url>;rel="alternate" chain. The default chain is first.
-    Result<std::vector<CertChain>> download_certificate(const std::string& url, bool alternates = true);
+    Result<std::vector<CertChain>> download_certificate(const std::string& url,
+                                                        bool alternates = true);
 
     // §7.6 revocation by the account key (kid).
     Status revoke(const Certificate& cert, std::optional<RevocationReason> reason = std::nullopt);
@@ -166,7 +168,7 @@ public:
 
     struct Impl;
 
-private:
+  private:
     explicit Client(std::unique_ptr<Impl> impl);
     std::unique_ptr<Impl> impl_;
 };
@@ -174,7 +176,8 @@ private:
 // Preferred-chain selection (lego / cert-manager semantics): the first chain whose topmost
 // certificate's issuer CN equals `preferred_issuer_cn`; the first (default) chain otherwise or
 // when `preferred_issuer_cn` is empty. `chains` must not be empty.
-const CertChain& select_chain(const std::vector<CertChain>& chains, std::string_view preferred_issuer_cn);
+const CertChain& select_chain(const std::vector<CertChain>& chains,
+                              std::string_view preferred_issuer_cn);
 
 // The Error for an authorization that is neither pending nor valid: the failing challenge's
 // problem (Permanent unless the CA failed internally), or "authorization for X is <status>".
@@ -185,6 +188,7 @@ Error authorization_error(const Authorization& a);
 std::optional<Error> order_error(const Order& order);
 
 // Parses the Link header values of a response and returns the targets with rel="<rel>".
-std::vector<std::string> parse_link_headers(const std::vector<std::string>& values, std::string_view rel);
+std::vector<std::string> parse_link_headers(const std::vector<std::string>& values,
+                                            std::string_view rel);
 
 }  // namespace edgecert::acme

@@ -32,11 +32,11 @@ struct ChallengeSolver {
 
 struct ObtainRequest {
     std::vector<std::string> dns_names;  // A-labels (IDNs already punycoded); "*.x" for wildcards
-    PrivateKey cert_key;           // the CSR is signed with it
-    std::string profile;           // empty: the CA's default
-    std::string replaces;          // RFC 9773 certID of the certificate being renewed
-    std::string preferred_chain;   // issuer CN of the chain's topmost certificate
-    std::string resume_order_url;  // non-empty: resume this order instead of creating one
+    PrivateKey cert_key;                 // the CSR is signed with it
+    std::string profile;                 // empty: the CA's default
+    std::string replaces;                // RFC 9773 certID of the certificate being renewed
+    std::string preferred_chain;         // issuer CN of the chain's topmost certificate
+    std::string resume_order_url;        // non-empty: resume this order instead of creating one
     // Called right after newOrder so callers can persist the URL before anything else.
     std::function<void(const std::string& order_url)> on_order_created;
 };
@@ -59,7 +59,8 @@ Result<ObtainResult> obtain(Client& client, ChallengeSolver& solver, const Obtai
 // For callers that persist the account key but not the URL: onlyReturnExisting first, then a
 // registration when the CA says accountDoesNotExist. On success the client uses the account.
 // An existing account that is deactivated or revoked is an InvalidConfig error (new key needed).
-Result<Account> ensure_account(Client& client, const PrivateKey& key, const NewAccountOptions& opts);
+Result<Account> ensure_account(Client& client, const PrivateKey& key,
+                               const NewAccountOptions& opts);
 
 // Drops a trailing self-signed certificate (the root) from a chain.
 std::vector<Certificate> without_root(std::vector<Certificate> chain);

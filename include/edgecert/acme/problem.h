@@ -30,32 +30,41 @@ namespace edgecert::acme {
 // RFC 8555 §6.7 error type URNs (the full strings, as Error::type carries them).
 namespace problem {
 inline constexpr std::string_view kPrefix = "urn:ietf:params:acme:error:";
-inline constexpr std::string_view kAccountDoesNotExist = "urn:ietf:params:acme:error:accountDoesNotExist";
+inline constexpr std::string_view kAccountDoesNotExist =
+    "urn:ietf:params:acme:error:accountDoesNotExist";
 inline constexpr std::string_view kAlreadyReplaced = "urn:ietf:params:acme:error:alreadyReplaced";
 inline constexpr std::string_view kAlreadyRevoked = "urn:ietf:params:acme:error:alreadyRevoked";
 inline constexpr std::string_view kBadCSR = "urn:ietf:params:acme:error:badCSR";
 inline constexpr std::string_view kBadNonce = "urn:ietf:params:acme:error:badNonce";
 inline constexpr std::string_view kBadPublicKey = "urn:ietf:params:acme:error:badPublicKey";
-inline constexpr std::string_view kBadRevocationReason = "urn:ietf:params:acme:error:badRevocationReason";
-inline constexpr std::string_view kBadSignatureAlgorithm = "urn:ietf:params:acme:error:badSignatureAlgorithm";
+inline constexpr std::string_view kBadRevocationReason =
+    "urn:ietf:params:acme:error:badRevocationReason";
+inline constexpr std::string_view kBadSignatureAlgorithm =
+    "urn:ietf:params:acme:error:badSignatureAlgorithm";
 inline constexpr std::string_view kCaa = "urn:ietf:params:acme:error:caa";
 inline constexpr std::string_view kCompound = "urn:ietf:params:acme:error:compound";
 inline constexpr std::string_view kConnection = "urn:ietf:params:acme:error:connection";
 inline constexpr std::string_view kDns = "urn:ietf:params:acme:error:dns";
-inline constexpr std::string_view kExternalAccountRequired = "urn:ietf:params:acme:error:externalAccountRequired";
-inline constexpr std::string_view kIncorrectResponse = "urn:ietf:params:acme:error:incorrectResponse";
+inline constexpr std::string_view kExternalAccountRequired =
+    "urn:ietf:params:acme:error:externalAccountRequired";
+inline constexpr std::string_view kIncorrectResponse =
+    "urn:ietf:params:acme:error:incorrectResponse";
 inline constexpr std::string_view kInvalidContact = "urn:ietf:params:acme:error:invalidContact";
 inline constexpr std::string_view kInvalidProfile = "urn:ietf:params:acme:error:invalidProfile";
 inline constexpr std::string_view kMalformed = "urn:ietf:params:acme:error:malformed";
 inline constexpr std::string_view kOrderNotReady = "urn:ietf:params:acme:error:orderNotReady";
 inline constexpr std::string_view kRateLimited = "urn:ietf:params:acme:error:rateLimited";
-inline constexpr std::string_view kRejectedIdentifier = "urn:ietf:params:acme:error:rejectedIdentifier";
+inline constexpr std::string_view kRejectedIdentifier =
+    "urn:ietf:params:acme:error:rejectedIdentifier";
 inline constexpr std::string_view kServerInternal = "urn:ietf:params:acme:error:serverInternal";
 inline constexpr std::string_view kTls = "urn:ietf:params:acme:error:tls";
 inline constexpr std::string_view kUnauthorized = "urn:ietf:params:acme:error:unauthorized";
-inline constexpr std::string_view kUnsupportedContact = "urn:ietf:params:acme:error:unsupportedContact";
-inline constexpr std::string_view kUnsupportedIdentifier = "urn:ietf:params:acme:error:unsupportedIdentifier";
-inline constexpr std::string_view kUserActionRequired = "urn:ietf:params:acme:error:userActionRequired";
+inline constexpr std::string_view kUnsupportedContact =
+    "urn:ietf:params:acme:error:unsupportedContact";
+inline constexpr std::string_view kUnsupportedIdentifier =
+    "urn:ietf:params:acme:error:unsupportedIdentifier";
+inline constexpr std::string_view kUserActionRequired =
+    "urn:ietf:params:acme:error:userActionRequired";
 }  // namespace problem
 
 // The Error for a problem document. `http_status` 0 = not from an HTTP response (e.g. a

@@ -41,12 +41,12 @@ struct Identifier {
 
 // RFC 8555 §6.7 / RFC 7807 problem document, with §6.7.1 subproblems.
 struct Subproblem {
-    std::string type;    // full URN, e.g. urn:ietf:params:acme:error:caa
+    std::string type;  // full URN, e.g. urn:ietf:params:acme:error:caa
     std::string detail;
     std::optional<Identifier> identifier;
 };
 struct Problem {
-    std::string type;     // full URN; "about:blank" when the server sent none
+    std::string type;  // full URN; "about:blank" when the server sent none
     std::string detail;
     std::string instance;  // RFC 7807 instance; userActionRequired puts the ToS URL here (§7.3.3)
     int status = 0;        // the "status" member (the HTTP status is passed separately)

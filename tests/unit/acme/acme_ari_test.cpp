@@ -43,10 +43,14 @@ TEST(AcmeAri, RetryAfterIsClampedBetweenOneMinuteAndOneDay) {
 }
 
 TEST(AcmeAri, RejectsMalformedOrInvertedWindows) {
-    for (std::string bad : {std::string("not json"), std::string(R"({"suggestedWindow": 5})"),
-                            std::string(R"({"suggestedWindow": {"start": "2025-01-02T04:00:00Z"}})"),
-                            std::string(R"({"suggestedWindow": {"start": "yesterday", "end": "2025-01-03T04:00:00Z"}})"),
-                            std::string(R"({"suggestedWindow": {"start": "2025-01-03T04:00:00Z", "end": "2025-01-02T04:00:00Z"}})")}) {
+    for (
+        std::string bad :
+        {std::string("not json"), std::string(R"({"suggestedWindow": 5})"),
+         std::string(R"({"suggestedWindow": {"start": "2025-01-02T04:00:00Z"}})"),
+         std::string(
+             R"({"suggestedWindow": {"start": "yesterday", "end": "2025-01-03T04:00:00Z"}})"),
+         std::string(
+             R"({"suggestedWindow": {"start": "2025-01-03T04:00:00Z", "end": "2025-01-02T04:00:00Z"}})")}) {
         auto r = parse_renewal_info(bad, "120", kNow);
         ASSERT_FALSE(r.ok()) << bad;
         EXPECT_EQ(r.error().code, ErrorCode::Transient) << bad;
@@ -79,7 +83,9 @@ TEST(AcmeAri, ChooseRenewalTimeInThePastMeansNow) {
         ASSERT_GE(t, kNow);
         ASSERT_LT(t, kNow + 1h);
     }
-    EXPECT_EQ(choose_renewal_time({kNow + 1h, kNow + 1h + std::chrono::milliseconds(10)}, rng, kNow), kNow + 1h);
+    EXPECT_EQ(
+        choose_renewal_time({kNow + 1h, kNow + 1h + std::chrono::milliseconds(10)}, rng, kNow),
+        kNow + 1h);
 }
 
 TEST(AcmeAri, RenewalInfoUrlJoinsWithOneSlash) {
@@ -102,7 +108,8 @@ TEST(AcmeAri, ClientFetchesRenewalInfoByCertId) {
     EXPECT_EQ(r->next_poll, env.clock.now() + 1h);
     EXPECT_EQ(format_rfc3339(r->suggested_window.start), "2025-01-02T04:00:00Z");
 
-    env.http.expect("GET", kAriUrl + "/" + *id, 404, problem_json("malformed", "Certificate not found", 404).dump());
+    env.http.expect("GET", kAriUrl + "/" + *id, 404,
+                    problem_json("malformed", "Certificate not found", 404).dump());
     auto nf = env.client->renewal_info(leaf);
     ASSERT_FALSE(nf.ok());
     EXPECT_EQ(nf.error().http_status, 404);

@@ -12,7 +12,9 @@ namespace {
 using namespace testutil;
 using namespace std::chrono_literals;
 
-json pending_order() { return order_json("pending", {"example.com"}, {"https://ca.test/authz/1"}); }
+json pending_order() {
+    return order_json("pending", {"example.com"}, {"https://ca.test/authz/1"});
+}
 
 NewOrderOptions names(std::vector<std::string> n) {
     NewOrderOptions o;
@@ -60,7 +62,9 @@ TEST(AcmeClient, BadNonceRetryUsesTheNonceFromTheErrorResponse) {
     AcmeEnv env;
     env.use_account();
     env.expect_prelude();
-    env.http.expect_post(kNewOrderUrl, 400, problem_json("badNonce", "JWS has an invalid anti-replay nonce", 400).dump())
+    env.http
+        .expect_post(kNewOrderUrl, 400,
+                     problem_json("badNonce", "JWS has an invalid anti-replay nonce", 400).dump())
         .header("Replay-Nonce", "fresh-from-error");
     env.http.expect_post(kNewOrderUrl, 201, pending_order().dump())
         .header("Location", kOrderUrl)
@@ -94,8 +98,11 @@ TEST(AcmeClient, RateLimitedCarriesRetryAfterAndIsNotRetried) {
     env.use_account();
     env.expect_prelude();
     env.http
-        .expect_post(kNewOrderUrl, 429,
-                     problem_json("rateLimited", "too many certificates (5) already issued for this exact set", 429).dump())
+        .expect_post(
+            kNewOrderUrl, 429,
+            problem_json("rateLimited",
+                         "too many certificates (5) already issued for this exact set", 429)
+                .dump())
         .header("Retry-After", "3600");
     auto o = env.client->new_order(names({"example.com"}));
     ASSERT_FALSE(o.ok());
@@ -106,7 +113,8 @@ TEST(AcmeClient, RateLimitedCarriesRetryAfterAndIsNotRetried) {
     EXPECT_EQ(e.http_status, 429);
     EXPECT_EQ(e.type, problem::kRateLimited);
     EXPECT_EQ(e.message,
-              "too many certificates (5) already issued for this exact set (urn:ietf:params:acme:error:rateLimited, HTTP 429)");
+              "too many certificates (5) already issued for this exact set "
+              "(urn:ietf:params:acme:error:rateLimited, HTTP 429)");
     EXPECT_EQ(env.clock.total_slept(), 0s);
     EXPECT_EQ(env.http.remaining(), 0u);
     EXPECT_TRUE(env.http.failures().empty());
@@ -117,11 +125,13 @@ TEST(AcmeClient, ServerErrorsAreRetriedABoundedNumberOfTimes) {
     env.use_account();
     env.expect_prelude();
     for (int i = 0; i < 4; ++i)
-        env.http.expect_post(kNewOrderUrl, 500, problem_json("serverInternal", "database unavailable", 500).dump());
+        env.http.expect_post(kNewOrderUrl, 500,
+                             problem_json("serverInternal", "database unavailable", 500).dump());
     auto o = env.client->new_order(names({"example.com"}));
     ASSERT_FALSE(o.ok());
     EXPECT_EQ(o.error().code, ErrorCode::Transient);
-    EXPECT_EQ(o.error().message, "database unavailable (urn:ietf:params:acme:error:serverInternal, HTTP 500)");
+    EXPECT_EQ(o.error().message,
+              "database unavailable (urn:ietf:params:acme:error:serverInternal, HTTP 500)");
     EXPECT_EQ(env.clock.total_slept(), 1s + 2s + 4s);
     EXPECT_EQ(env.http.remaining(), 0u);
     EXPECT_TRUE(env.http.failures().empty());
@@ -167,7 +177,9 @@ TEST(AcmeClient, MalformedJsonGivesAClearTransientError) {
     ASSERT_FALSE(f.ok());
     EXPECT_EQ(f.error().code, ErrorCode::Transient);
     EXPECT_EQ(f.error().http_status, 403);
-    EXPECT_EQ(f.error().message.rfind("unexpected response from " + kOrderUrl + " (HTTP 403): <html>", 0), 0u)
+    EXPECT_EQ(
+        f.error().message.rfind("unexpected response from " + kOrderUrl + " (HTTP 403): <html>", 0),
+        0u)
         << f.error().message;
     EXPECT_LT(f.error().message.size(), 300u);
     EXPECT_TRUE(env.http.failures().empty());
@@ -184,13 +196,16 @@ TEST(AcmeClient, ProfileIsValidatedAgainstTheDirectory) {
     auto bad = env.client->new_order(o);
     ASSERT_FALSE(bad.ok());
     EXPECT_EQ(bad.error().code, ErrorCode::InvalidConfig);
-    EXPECT_EQ(bad.error().message, "the CA does not offer profile \"tlsserver\" (it offers: classic, shortlived)");
+    EXPECT_EQ(bad.error().message,
+              "the CA does not offer profile \"tlsserver\" (it offers: classic, shortlived)");
     EXPECT_EQ(env.http.requests().size(), 1u);  // only the directory: nothing was sent
 
     env.expect_nonce();
     env.http.expect_post(kNewOrderUrl, 201, pending_order().dump())
         .header("Location", kOrderUrl)
-        .checking([](const testing::RecordedRequest& r) { EXPECT_EQ(r.payload.at("profile"), "shortlived"); });
+        .checking([](const testing::RecordedRequest& r) {
+            EXPECT_EQ(r.payload.at("profile"), "shortlived");
+        });
     o.profile = "shortlived";
     auto good = env.client->new_order(o);
     ASSERT_TRUE(good.ok()) << good.error().message;
@@ -201,7 +216,8 @@ TEST(AcmeClient, InvalidProfileFromTheCaIsInvalidConfig) {
     AcmeEnv env;
     env.use_account();
     env.expect_prelude();  // the directory lists no profiles: the CA decides
-    env.http.expect_post(kNewOrderUrl, 400, problem_json("invalidProfile", "profile \"x\" is not known", 400).dump());
+    env.http.expect_post(kNewOrderUrl, 400,
+                         problem_json("invalidProfile", "profile \"x\" is not known", 400).dump());
     NewOrderOptions o = names({"example.com"});
     o.profile = "x";
     auto r = env.client->new_order(o);
@@ -218,8 +234,10 @@ TEST(AcmeClient, NewOrderSendsReplacesAndIdentifiers) {
         .header("Location", kOrderUrl)
         .checking([](const testing::RecordedRequest& r) {
             EXPECT_EQ(r.payload.at("replaces"), "aYhba4dGQEHhs3uEe6CuLN4ByNQ.AIdlQyE");
-            EXPECT_EQ(r.payload.at("identifiers"),
-                      json::parse(R"([{"type":"dns","value":"example.com"},{"type":"dns","value":"*.example.com"},
+            EXPECT_EQ(
+                r.payload.at("identifiers"),
+                json::parse(
+                    R"([{"type":"dns","value":"example.com"},{"type":"dns","value":"*.example.com"},
                                       {"type":"ip","value":"192.0.2.1"}])"));
         });
     NewOrderOptions o = names({"example.com", "*.example.com", "192.0.2.1"});
@@ -235,7 +253,8 @@ TEST(AcmeClient, NewAccountWithExternalAccountBinding) {
     dir["meta"]["externalAccountRequired"] = true;
     env.expect_directory(dir);
     // Without EAB the client refuses before sending anything.
-    auto refused = env.client->new_account(env.account_key, NewAccountOptions{.terms_of_service_agreed = true});
+    auto refused = env.client->new_account(env.account_key,
+                                           NewAccountOptions{.terms_of_service_agreed = true});
     ASSERT_FALSE(refused.ok());
     EXPECT_EQ(refused.error().code, ErrorCode::InvalidConfig);
     EXPECT_EQ(refused.error().type, problem::kExternalAccountRequired);
@@ -296,7 +315,8 @@ TEST(AcmeClient, ProblemTypesMapToCodes) {
         Error e = response_to_error(resp, "https://ca.test/x", SystemTime{});
         EXPECT_EQ(e.code, c.code) << c.type;
         EXPECT_EQ(e.type, "urn:ietf:params:acme:error:" + c.type);
-        EXPECT_EQ(e.message, "d (urn:ietf:params:acme:error:" + c.type + ", HTTP " + std::to_string(c.status) + ")");
+        EXPECT_EQ(e.message, "d (urn:ietf:params:acme:error:" + c.type + ", HTTP " +
+                                 std::to_string(c.status) + ")");
     }
     // userActionRequired names the instance URL (§7.3.3: new terms of service).
     json uar = problem_json("userActionRequired", "Terms of service have changed", 403);
@@ -307,17 +327,23 @@ TEST(AcmeClient, ProblemTypesMapToCodes) {
               "(urn:ietf:params:acme:error:userActionRequired, HTTP 403)");
     // Subproblems (§6.7.1) land in details.
     json comp = problem_json("rejectedIdentifier", "Some identifiers were rejected", 400);
-    comp["subproblems"] = json::array(
-        {json{{"type", "urn:ietf:params:acme:error:rejectedIdentifier"},
-              {"detail", "blocked name"},
-              {"identifier", {{"type", "dns"}, {"value", "bad.example"}}}},
-         json{{"type", "urn:ietf:params:acme:error:caa"}, {"detail", "CAA forbids"}, {"identifier", {{"type", "dns"}, {"value", "caa.example"}}}}});
+    comp["subproblems"] =
+        json::array({json{{"type", "urn:ietf:params:acme:error:rejectedIdentifier"},
+                          {"detail", "blocked name"},
+                          {"identifier", {{"type", "dns"}, {"value", "bad.example"}}}},
+                     json{{"type", "urn:ietf:params:acme:error:caa"},
+                          {"detail", "CAA forbids"},
+                          {"identifier", {{"type", "dns"}, {"value", "caa.example"}}}}});
     Error s = response_to_error(HttpResponse{400, {}, comp.dump()}, "u", SystemTime{});
-    EXPECT_EQ(s.details, (std::vector<std::string>{"bad.example: urn:ietf:params:acme:error:rejectedIdentifier: blocked name",
-                                                    "caa.example: urn:ietf:params:acme:error:caa: CAA forbids"}));
+    EXPECT_EQ(s.details,
+              (std::vector<std::string>{
+                  "bad.example: urn:ietf:params:acme:error:rejectedIdentifier: blocked name",
+                  "caa.example: urn:ietf:params:acme:error:caa: CAA forbids"}));
     EXPECT_EQ(s.message.find('\n'), std::string::npos);
     // A 5xx whose problem type is a client error is still the server failing.
-    EXPECT_EQ(response_to_error(HttpResponse{503, {}, problem_json("malformed", "x", 503).dump()}, "u", SystemTime{}).code,
+    EXPECT_EQ(response_to_error(HttpResponse{503, {}, problem_json("malformed", "x", 503).dump()},
+                                "u", SystemTime{})
+                  .code,
               ErrorCode::Transient);
 }
 
@@ -325,7 +351,9 @@ TEST(AcmeClient, AccountLifecycleAndKeyRollover) {
     AcmeEnv env;
     env.use_account();
     env.expect_prelude();
-    env.http.expect_post(kAccountUrl, 200, json{{"status", "valid"}, {"contact", {"mailto:a@example.com"}}}.dump())
+    env.http
+        .expect_post(kAccountUrl, 200,
+                     json{{"status", "valid"}, {"contact", {"mailto:a@example.com"}}}.dump())
         .checking([](const testing::RecordedRequest& r) { EXPECT_TRUE(r.post_as_get); });
     auto a = env.client->fetch_account();
     ASSERT_TRUE(a.ok()) << a.error().message;
@@ -344,7 +372,9 @@ TEST(AcmeClient, AccountLifecycleAndKeyRollover) {
     // From now on requests are signed with the new key (the fake verifies against it).
     env.http.set_account(new_key.public_jwk(), kAccountUrl);
     env.http.expect_post(kAccountUrl, 200, json{{"status", "deactivated"}}.dump())
-        .checking([](const testing::RecordedRequest& r) { EXPECT_EQ(r.payload.at("status"), "deactivated"); });
+        .checking([](const testing::RecordedRequest& r) {
+            EXPECT_EQ(r.payload.at("status"), "deactivated");
+        });
     auto d = env.client->deactivate_account();
     ASSERT_TRUE(d.ok()) << d.error().message;
     EXPECT_EQ(d->status, "deactivated");
@@ -365,10 +395,11 @@ TEST(AcmeClient, RevocationByAccountAndByCertificateKey) {
     });
     ASSERT_TRUE(env.client->revoke(leaf, RevocationReason::Superseded).ok());
 
-    env.http.expect_post(kRevokeUrl, 200, {}, Auth::Jwk).checking([&](const testing::RecordedRequest& r) {
-        EXPECT_EQ(r.protected_header.at("jwk"), cert_key.public_jwk());
-        EXPECT_FALSE(r.payload.contains("reason"));
-    });
+    env.http.expect_post(kRevokeUrl, 200, {}, Auth::Jwk)
+        .checking([&](const testing::RecordedRequest& r) {
+            EXPECT_EQ(r.protected_header.at("jwk"), cert_key.public_jwk());
+            EXPECT_FALSE(r.payload.contains("reason"));
+        });
     ASSERT_TRUE(env.client->revoke_with_cert_key(leaf, cert_key).ok());
 
     // The wrong key is refused locally.
@@ -376,7 +407,8 @@ TEST(AcmeClient, RevocationByAccountAndByCertificateKey) {
     ASSERT_FALSE(wrong.ok());
     EXPECT_EQ(wrong.error().code, ErrorCode::InvalidConfig);
 
-    env.http.expect_post(kRevokeUrl, 400, problem_json("alreadyRevoked", "Certificate already revoked", 400).dump());
+    env.http.expect_post(kRevokeUrl, 400,
+                         problem_json("alreadyRevoked", "Certificate already revoked", 400).dump());
     auto again = env.client->revoke(leaf);
     ASSERT_FALSE(again.ok());
     EXPECT_EQ(again.error().type, problem::kAlreadyRevoked);
@@ -389,22 +421,28 @@ TEST(AcmeClient, PollingStopsAtTheDeadline) {
     env.use_account();
     env.expect_prelude();
     const std::string authz = "https://ca.test/authz/1";
-    json pending = authz_json("pending", "example.com", json::array({challenge_json("http-01", "https://ca.test/c", "t")}));
+    json pending = authz_json("pending", "example.com",
+                              json::array({challenge_json("http-01", "https://ca.test/c", "t")}));
     // Retry-After 100 is clamped to 30 s: polls at 0, 30, 60 -> the next would pass 60 s.
-    for (int i = 0; i < 3; ++i) env.http.expect_post(authz, 200, pending.dump()).header("Retry-After", "100");
+    for (int i = 0; i < 3; ++i)
+        env.http.expect_post(authz, 200, pending.dump()).header("Retry-After", "100");
     auto r = env.client->wait_authorization(authz);
     ASSERT_FALSE(r.ok());
     EXPECT_EQ(r.error().code, ErrorCode::Transient);
-    EXPECT_EQ(r.error().message.rfind("timed out after 60 s waiting for the authorization of example.com", 0), 0u)
+    EXPECT_EQ(r.error().message.rfind(
+                  "timed out after 60 s waiting for the authorization of example.com", 0),
+              0u)
         << r.error().message;
     EXPECT_EQ(env.clock.total_slept(), 60s);
     EXPECT_TRUE(env.http.failures().empty());
 }
 
 TEST(AcmeClient, LinkHeaderParsing) {
-    std::vector<std::string> v{"<https://a/1>;rel=\"alternate\"", "<https://a/up>;rel=\"up\", <https://a/2> ; rel=alternate",
+    std::vector<std::string> v{"<https://a/1>;rel=\"alternate\"",
+                               "<https://a/up>;rel=\"up\", <https://a/2> ; rel=alternate",
                                "<https://a/3>; title=\"x\"; rel=\"index alternate\""};
-    EXPECT_EQ(parse_link_headers(v, "alternate"), (std::vector<std::string>{"https://a/1", "https://a/2", "https://a/3"}));
+    EXPECT_EQ(parse_link_headers(v, "alternate"),
+              (std::vector<std::string>{"https://a/1", "https://a/2", "https://a/3"}));
     EXPECT_EQ(parse_link_headers(v, "up"), std::vector<std::string>{"https://a/up"});
     EXPECT_TRUE(parse_link_headers({"garbage", "<unterminated"}, "alternate").empty());
 }
@@ -421,30 +459,38 @@ TEST(AcmeClient, RequestHookSeesEveryExchange) {
     std::vector<std::string> seen;
     ClientOptions o;
     o.on_request = [&](const RequestEvent& ev) {
-        seen.push_back(std::string(ev.method) + " " + std::string(ev.resource) + " " + std::to_string(ev.status) +
+        seen.push_back(std::string(ev.method) + " " + std::string(ev.resource) + " " +
+                       std::to_string(ev.status) +
                        (ev.problem_type.empty() ? "" : " " + std::string(ev.problem_type)));
     };
     AcmeEnv env(o);
     env.use_account();
     env.expect_prelude();
     env.http.expect_post(kNewOrderUrl, 400, problem_json("badNonce", "stale", 400).dump());
-    env.http.expect_post(kNewOrderUrl, 201, order_json("pending", {"a.example"}, {"https://ca.test/authz/1"}).dump())
+    env.http
+        .expect_post(kNewOrderUrl, 201,
+                     order_json("pending", {"a.example"}, {"https://ca.test/authz/1"}).dump())
         .header("Location", kOrderUrl);
-    env.http.expect_transport_error("POST", "https://ca.test/authz/1", "connection reset").auth = Auth::Kid;
+    env.http.expect_transport_error("POST", "https://ca.test/authz/1", "connection reset").auth =
+        Auth::Kid;
     env.expect_nonce();  // the lost response carried no nonce: the pool is empty again
-    env.http.expect_post("https://ca.test/authz/1", 200,
-                         authz_json("deactivated", "a.example", json::array()).dump())
-        .checking([](const testing::RecordedRequest& r) { EXPECT_EQ(r.payload.at("status"), "deactivated"); });
+    env.http
+        .expect_post("https://ca.test/authz/1", 200,
+                     authz_json("deactivated", "a.example", json::array()).dump())
+        .checking([](const testing::RecordedRequest& r) {
+            EXPECT_EQ(r.payload.at("status"), "deactivated");
+        });
     NewOrderOptions no;
     no.dns_names = {"a.example"};
     ASSERT_TRUE(env.client->new_order(no).ok());
     auto d = env.client->deactivate_authorization("https://ca.test/authz/1");
     ASSERT_TRUE(d.ok()) << d.error().message;
     EXPECT_EQ(d->status, "deactivated");
-    EXPECT_EQ(seen, (std::vector<std::string>{"GET directory 200", "HEAD newNonce 200",
-                                              "POST newOrder 400 urn:ietf:params:acme:error:badNonce",
-                                              "POST newOrder 201", "POST authz 0", "HEAD newNonce 200",
-                                              "POST authz 200"}));
+    EXPECT_EQ(seen,
+              (std::vector<std::string>{"GET directory 200", "HEAD newNonce 200",
+                                        "POST newOrder 400 urn:ietf:params:acme:error:badNonce",
+                                        "POST newOrder 201", "POST authz 0", "HEAD newNonce 200",
+                                        "POST authz 200"}));
     EXPECT_TRUE(env.http.failures().empty());
 }
 
@@ -465,7 +511,9 @@ TEST(AcmeClient, UpdateContactsAndKeyAuthorization) {
     EXPECT_EQ(env.client->account_url(), kAccountUrl);
     EXPECT_EQ(*env.client->key_authorization("tok"), "tok." + env.account_key.thumbprint());
     env.expect_prelude();
-    env.http.expect_post(kAccountUrl, 200, json{{"status", "valid"}, {"contact", {"mailto:b@example.com"}}}.dump())
+    env.http
+        .expect_post(kAccountUrl, 200,
+                     json{{"status", "valid"}, {"contact", {"mailto:b@example.com"}}}.dump())
         .checking([](const testing::RecordedRequest& r) {
             EXPECT_EQ(r.payload.at("contact"), json::array({"mailto:b@example.com"}));
         });
@@ -487,7 +535,9 @@ TEST(AcmeClient, RelativeLocationAndLinkAreResolved) {
     AcmeEnv env;
     env.use_account();
     env.expect_prelude();
-    env.http.expect_post(kNewOrderUrl, 201, order_json("pending", {"a.example"}, {"https://ca.test/authz/1"}).dump())
+    env.http
+        .expect_post(kNewOrderUrl, 201,
+                     order_json("pending", {"a.example"}, {"https://ca.test/authz/1"}).dump())
         .header("Location", "/order/1");
     NewOrderOptions no;
     no.dns_names = {"a.example"};
@@ -497,7 +547,8 @@ TEST(AcmeClient, RelativeLocationAndLinkAreResolved) {
 
     PrivateKey leaf_key = testpki::ec_key();
     testpki::Hierarchy ca("Root", "Int", env.clock.now());
-    std::string pem = chain_to_pem({ca.leaf(leaf_key, {"a.example"}, env.clock.now()), ca.intermediate});
+    std::string pem =
+        chain_to_pem({ca.leaf(leaf_key, {"a.example"}, env.clock.now()), ca.intermediate});
     env.http.expect_post(kCertUrl, 200, pem)
         .header("Link", "</cert/1/alt>;rel=\"alternate\"")
         .header("Link", "<alt2>;rel=\"alternate\"");
@@ -518,7 +569,8 @@ TEST(AcmeClient, EnsureAccountRefusesADeactivatedAccount) {
     auto a = ensure_account(*env.client, env.account_key, NewAccountOptions{});
     ASSERT_FALSE(a.ok());
     EXPECT_EQ(a.error().code, ErrorCode::InvalidConfig);
-    EXPECT_EQ(a.error().message, "the ACME account " + kAccountUrl + " for this key is deactivated: use a new account key");
+    EXPECT_EQ(a.error().message, "the ACME account " + kAccountUrl +
+                                     " for this key is deactivated: use a new account key");
 }
 
 }  // namespace
@@ -541,7 +593,8 @@ TEST(AcmeClient, CancelStopsPollingPromptly) {
     env.use_account();
     env.expect_prelude();
     const std::string authz = "https://ca.test/authz/1";
-    json pending = authz_json("pending", "example.com", json::array({challenge_json("http-01", "https://ca.test/c", "t")}));
+    json pending = authz_json("pending", "example.com",
+                              json::array({challenge_json("http-01", "https://ca.test/c", "t")}));
     env.http.expect_post(authz, 200, pending.dump()).header("Retry-After", "20");
     env.http.expect_post(authz, 200, pending.dump()).header("Retry-After", "20");
     auto r = env.client->wait_authorization(authz);

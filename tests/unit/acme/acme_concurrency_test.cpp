@@ -20,7 +20,8 @@ TEST(AcmeConcurrency, SharedClientNeverReusesANonce) {
     // How many threads find the pool empty is up to the scheduler.
     env.http.serve_nonces_at(kNonceUrl);
     for (int i = 0; i < kThreads * kPerThread; ++i)
-        env.http.expect_post(kOrderUrl, 200, order_json("valid", {"example.com"}, {}, kCertUrl).dump());
+        env.http.expect_post(kOrderUrl, 200,
+                             order_json("valid", {"example.com"}, {}, kCertUrl).dump());
     // Warm the directory so only nonce fetches race.
     ASSERT_TRUE(env.client->directory().ok());
     std::atomic<int> ok{0};

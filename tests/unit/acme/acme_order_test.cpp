@@ -17,13 +17,16 @@ const std::string kChallUrl = "https://ca.test/chall/1";
 const std::string kDnsChallUrl = "https://ca.test/chall/1-dns";
 
 json two_challenges(const std::string& token = "tok-1") {
-    return json::array({challenge_json("http-01", kChallUrl, token), challenge_json("dns-01", kDnsChallUrl, token)});
+    return json::array({challenge_json("http-01", kChallUrl, token),
+                        challenge_json("dns-01", kDnsChallUrl, token)});
 }
 
-std::string pem_of(const std::vector<Certificate>& certs) { return chain_to_pem(certs); }
+std::string pem_of(const std::vector<Certificate>& certs) {
+    return chain_to_pem(certs);
+}
 
 class AcmeObtain : public ::testing::Test {
-protected:
+  protected:
     AcmeEnv env;
     PrivateKey cert_key = testpki::ec_key();
     testpki::Hierarchy ca_a{"Root A", "Intermediate A", env.clock.now()};
@@ -38,11 +41,12 @@ protected:
         env.http.expect_post(kCertUrl, 200, pem_of({leaf, ca_a.intermediate}))
             .header("Content-Type", "application/pem-certificate-chain");
     }
-    void expect_order_get(const std::string& status, std::optional<int> retry_after = std::nullopt) {
-        auto& s = env.http.expect_post(kOrderUrl, 200,
-                                       order_json(status, {"example.com"}, {kAuthzUrl},
-                                                  status == "valid" ? kCertUrl : "")
-                                           .dump());
+    void expect_order_get(const std::string& status,
+                          std::optional<int> retry_after = std::nullopt) {
+        auto& s = env.http.expect_post(
+            kOrderUrl, 200,
+            order_json(status, {"example.com"}, {kAuthzUrl}, status == "valid" ? kCertUrl : "")
+                .dump());
         if (retry_after) s.header("Retry-After", std::to_string(*retry_after));
     }
     void expect_finalize(const std::string& resulting_status) {
@@ -70,13 +74,17 @@ protected:
 TEST_F(AcmeObtain, FullFlowWithRetryAfterAndPreferredChain) {
     auto& http = env.http;
     env.expect_prelude();
-    http.expect_post(kNewAccountUrl, 400, problem_json("accountDoesNotExist", "No account exists", 400).dump(), Auth::Jwk)
+    http.expect_post(kNewAccountUrl, 400,
+                     problem_json("accountDoesNotExist", "No account exists", 400).dump(),
+                     Auth::Jwk)
         .checking([](const testing::RecordedRequest& r) {
             EXPECT_EQ(r.payload.value("onlyReturnExisting", false), true);
             EXPECT_FALSE(r.payload.contains("externalAccountBinding"));
         });
     http.expect_post(kNewAccountUrl, 201,
-                     json{{"status", "valid"}, {"contact", {"mailto:a@example.com"}}, {"orders", "https://ca.test/orders"}}
+                     json{{"status", "valid"},
+                          {"contact", {"mailto:a@example.com"}},
+                          {"orders", "https://ca.test/orders"}}
                          .dump(),
                      Auth::Jwk)
         .header("Location", kAccountUrl)
@@ -89,13 +97,15 @@ TEST_F(AcmeObtain, FullFlowWithRetryAfterAndPreferredChain) {
     http.expect_post(kNewOrderUrl, 201, order_json("pending", {"example.com"}, {kAuthzUrl}).dump())
         .header("Location", kOrderUrl)
         .checking([](const testing::RecordedRequest& r) {
-            EXPECT_EQ(r.payload.at("identifiers"), json::array({json{{"type", "dns"}, {"value", "example.com"}}}));
+            EXPECT_EQ(r.payload.at("identifiers"),
+                      json::array({json{{"type", "dns"}, {"value", "example.com"}}}));
             EXPECT_EQ(r.payload.at("replaces"), "aki.serial");
             EXPECT_FALSE(r.payload.contains("profile"));
         });
     http.expect_post(kAuthzUrl, 200, authz_json("pending", "example.com", two_challenges()).dump())
         .checking([](const testing::RecordedRequest& r) { EXPECT_TRUE(r.post_as_get); });
-    http.expect_post(kChallUrl, 200, challenge_json("http-01", kChallUrl, "tok-1", "processing").dump())
+    http.expect_post(kChallUrl, 200,
+                     challenge_json("http-01", kChallUrl, "tok-1", "processing").dump())
         .checking([](const testing::RecordedRequest& r) { EXPECT_EQ(r.payload, json::object()); });
     http.expect_post(kAuthzUrl, 200, authz_json("pending", "example.com", two_challenges()).dump())
         .header("Retry-After", "3");
@@ -109,16 +119,21 @@ TEST_F(AcmeObtain, FullFlowWithRetryAfterAndPreferredChain) {
 
     testpki::Hierarchy ca_b{"Root B", "Intermediate B", env.clock.now()};
     testpki::Hierarchy ca_c{"Root C", "Intermediate C", env.clock.now()};
-    Certificate int_by_b = ca_a.cross_signed_intermediate(ca_b.root, ca_b.root_key, env.clock.now());
-    Certificate int_by_c = ca_a.cross_signed_intermediate(ca_c.root, ca_c.root_key, env.clock.now());
+    Certificate int_by_b =
+        ca_a.cross_signed_intermediate(ca_b.root, ca_b.root_key, env.clock.now());
+    Certificate int_by_c =
+        ca_a.cross_signed_intermediate(ca_c.root, ca_c.root_key, env.clock.now());
     http.expect_post(kCertUrl, 200, pem_of({leaf, ca_a.intermediate}))
         .header("Link", "<https://ca.test/cert/1/1>;rel=\"alternate\"")
-        .header("Link", "<https://ca.test/dir>;rel=\"index\", <https://ca.test/cert/1/2>; rel=\"alternate\"")
+        .header(
+            "Link",
+            "<https://ca.test/dir>;rel=\"index\", <https://ca.test/cert/1/2>; rel=\"alternate\"")
         .checking([](const testing::RecordedRequest& r) {
             EXPECT_TRUE(r.post_as_get);
             bool accept = false;
             for (const auto& [k, v] : r.request.headers)
-                if (ascii_lower(k) == "accept" && v == "application/pem-certificate-chain") accept = true;
+                if (ascii_lower(k) == "accept" && v == "application/pem-certificate-chain")
+                    accept = true;
             EXPECT_TRUE(accept);
         });
     http.expect_post("https://ca.test/cert/1/1", 200, pem_of({leaf, int_by_b}));
@@ -156,14 +171,17 @@ TEST_F(AcmeObtain, FullFlowWithRetryAfterAndPreferredChain) {
     EXPECT_EQ(env.clock.total_slept(), 12s);
     // http-01 presented with the RFC 8555 §8.1 key authorization, and cleaned up.
     ASSERT_EQ(solver.presented.size(), 1u);
-    EXPECT_EQ(solver.presented[0], "example.com http-01 tok-1 tok-1." + env.account_key.thumbprint());
+    EXPECT_EQ(solver.presented[0],
+              "example.com http-01 tok-1 tok-1." + env.account_key.thumbprint());
     EXPECT_EQ(solver.cleaned, std::vector<std::string>{"example.com http-01 tok-1"});
 }
 
 TEST_F(AcmeObtain, DefaultChainWhenPreferredIsUnknownOrEmpty) {
     env.use_account();
     env.expect_prelude();
-    env.http.expect_post(kNewOrderUrl, 201, order_json("valid", {"example.com"}, {kAuthzUrl}, kCertUrl).dump())
+    env.http
+        .expect_post(kNewOrderUrl, 201,
+                     order_json("valid", {"example.com"}, {kAuthzUrl}, kCertUrl).dump())
         .header("Location", kOrderUrl);
     expect_download();  // no preferred chain: alternates are not even fetched
     auto r = obtain(*env.client, solver, request());
@@ -172,7 +190,8 @@ TEST_F(AcmeObtain, DefaultChainWhenPreferredIsUnknownOrEmpty) {
     EXPECT_EQ(r->chain.size(), 2u);
     check_clean();
 
-    std::vector<CertChain> chains{{"u1", "", {leaf, ca_a.intermediate}}, {"u2", "", {leaf, ca_a.intermediate, ca_a.root}}};
+    std::vector<CertChain> chains{{"u1", "", {leaf, ca_a.intermediate}},
+                                  {"u2", "", {leaf, ca_a.intermediate, ca_a.root}}};
     EXPECT_EQ(select_chain(chains, "No Such Root").url, "u1");
     EXPECT_EQ(select_chain(chains, "").url, "u1");
     EXPECT_EQ(select_chain(chains, "Root A").url, "u1");  // first chain's top is issued by Root A
@@ -181,23 +200,30 @@ TEST_F(AcmeObtain, DefaultChainWhenPreferredIsUnknownOrEmpty) {
 TEST_F(AcmeObtain, InvalidChallengeCarriesProblemAndCleansUp) {
     env.use_account();
     env.expect_prelude();
-    env.http.expect_post(kNewOrderUrl, 201, order_json("pending", {"example.com"}, {kAuthzUrl}).dump())
+    env.http
+        .expect_post(kNewOrderUrl, 201, order_json("pending", {"example.com"}, {kAuthzUrl}).dump())
         .header("Location", kOrderUrl);
-    env.http.expect_post(kAuthzUrl, 200, authz_json("pending", "example.com", two_challenges()).dump());
-    env.http.expect_post(kChallUrl, 200, challenge_json("http-01", kChallUrl, "tok-1", "processing").dump());
+    env.http.expect_post(kAuthzUrl, 200,
+                         authz_json("pending", "example.com", two_challenges()).dump());
+    env.http.expect_post(kChallUrl, 200,
+                         challenge_json("http-01", kChallUrl, "tok-1", "processing").dump());
     json failed = challenge_json("http-01", kChallUrl, "tok-1", "invalid");
-    failed["error"] = problem_json("unauthorized",
-                                   "Invalid response from http://example.com/.well-known/acme-challenge/tok-1: 404", 403);
-    env.http.expect_post(kAuthzUrl, 200, authz_json("invalid", "example.com", json::array({failed})).dump());
+    failed["error"] = problem_json(
+        "unauthorized",
+        "Invalid response from http://example.com/.well-known/acme-challenge/tok-1: 404", 403);
+    env.http.expect_post(kAuthzUrl, 200,
+                         authz_json("invalid", "example.com", json::array({failed})).dump());
     auto r = obtain(*env.client, solver, request());
     ASSERT_FALSE(r.ok());
     check_clean();
     EXPECT_EQ(r.error().code, ErrorCode::Permanent);
     EXPECT_EQ(r.error().type, problem::kUnauthorized);
-    EXPECT_NE(r.error().message.find("Invalid response from http://example.com/.well-known/acme-challenge/tok-1: 404"),
+    EXPECT_NE(r.error().message.find(
+                  "Invalid response from http://example.com/.well-known/acme-challenge/tok-1: 404"),
               std::string::npos)
         << r.error().message;
-    EXPECT_NE(r.error().message.find("http-01 challenge for example.com failed"), std::string::npos);
+    EXPECT_NE(r.error().message.find("http-01 challenge for example.com failed"),
+              std::string::npos);
     EXPECT_EQ(solver.cleaned, std::vector<std::string>{"example.com http-01 tok-1"});
 }
 
@@ -205,13 +231,18 @@ TEST_F(AcmeObtain, PresentFailureCleansUpEverythingPresented) {
     env.use_account();
     env.expect_prelude();
     const std::string authz2 = "https://ca.test/authz/2";
-    env.http.expect_post(kNewOrderUrl, 201, order_json("pending", {"example.com", "www.example.com"}, {kAuthzUrl, authz2}).dump())
+    env.http
+        .expect_post(
+            kNewOrderUrl, 201,
+            order_json("pending", {"example.com", "www.example.com"}, {kAuthzUrl, authz2}).dump())
         .header("Location", kOrderUrl);
-    env.http.expect_post(kAuthzUrl, 200, authz_json("pending", "example.com", two_challenges("t1")).dump());
-    env.http.expect_post(authz2, 200,
-                         authz_json("pending", "www.example.com",
-                                    json::array({challenge_json("http-01", "https://ca.test/chall/2", "t2")}))
-                             .dump());
+    env.http.expect_post(kAuthzUrl, 200,
+                         authz_json("pending", "example.com", two_challenges("t1")).dump());
+    env.http.expect_post(
+        authz2, 200,
+        authz_json("pending", "www.example.com",
+                   json::array({challenge_json("http-01", "https://ca.test/chall/2", "t2")}))
+            .dump());
     struct FailSecond : RecordingSolver {
         Status present(const std::string& d, const Challenge& ch, const std::string& ka) override {
             (void)RecordingSolver::present(d, ch, ka);
@@ -226,18 +257,22 @@ TEST_F(AcmeObtain, PresentFailureCleansUpEverythingPresented) {
     check_clean();
     EXPECT_EQ(r.error().code, ErrorCode::Transient);
     EXPECT_EQ(r.error().message, "presenting http-01 for www.example.com: port 80 is busy");
-    EXPECT_EQ(failing.cleaned, (std::vector<std::string>{"example.com http-01 t1", "www.example.com http-01 t2"}));
+    EXPECT_EQ(failing.cleaned,
+              (std::vector<std::string>{"example.com http-01 t1", "www.example.com http-01 t2"}));
 }
 
 TEST_F(AcmeObtain, WildcardUsesDns01Only) {
     env.use_account();
     env.expect_prelude();
-    env.http.expect_post(kNewOrderUrl, 201, order_json("pending", {"*.example.com"}, {kAuthzUrl}).dump())
+    env.http
+        .expect_post(kNewOrderUrl, 201,
+                     order_json("pending", {"*.example.com"}, {kAuthzUrl}).dump())
         .header("Location", kOrderUrl)
         .checking([](const testing::RecordedRequest& r) {
             EXPECT_EQ(r.payload.at("identifiers")[0].at("value"), "*.example.com");
         });
-    env.http.expect_post(kAuthzUrl, 200, authz_json("pending", "example.com", two_challenges(), true).dump());
+    env.http.expect_post(kAuthzUrl, 200,
+                         authz_json("pending", "example.com", two_challenges(), true).dump());
     RecordingSolver http_only;  // supports http-01 only
     ObtainRequest req = request();
     req.dns_names = {"*.example.com"};
@@ -245,17 +280,25 @@ TEST_F(AcmeObtain, WildcardUsesDns01Only) {
     ASSERT_FALSE(r.ok());
     EXPECT_EQ(r.error().code, ErrorCode::InvalidConfig);
     EXPECT_NE(r.error().message.find("*.example.com"), std::string::npos) << r.error().message;
-    EXPECT_NE(r.error().message.find("wildcard needs dns-01"), std::string::npos) << r.error().message;
+    EXPECT_NE(r.error().message.find("wildcard needs dns-01"), std::string::npos)
+        << r.error().message;
     check_clean();
 
     // A solver that prefers http-01 but also has dns-01 gets dns-01 for the wildcard.
-    env.http.expect_post(kNewOrderUrl, 201, order_json("pending", {"*.example.com"}, {kAuthzUrl}).dump())
+    env.http
+        .expect_post(kNewOrderUrl, 201,
+                     order_json("pending", {"*.example.com"}, {kAuthzUrl}).dump())
         .header("Location", kOrderUrl);
-    env.http.expect_post(kAuthzUrl, 200, authz_json("pending", "example.com", two_challenges(), true).dump());
-    env.http.expect_post(kDnsChallUrl, 200, challenge_json("dns-01", kDnsChallUrl, "tok-1", "processing").dump());
-    env.http.expect_post(kAuthzUrl, 200, authz_json("valid", "example.com", two_challenges(), true).dump());
-    env.http.expect_post(kOrderUrl, 200, order_json("ready", {"*.example.com"}, {kAuthzUrl}).dump());
-    env.http.expect_post(kFinalizeUrl, 200, order_json("valid", {"*.example.com"}, {kAuthzUrl}, kCertUrl).dump());
+    env.http.expect_post(kAuthzUrl, 200,
+                         authz_json("pending", "example.com", two_challenges(), true).dump());
+    env.http.expect_post(kDnsChallUrl, 200,
+                         challenge_json("dns-01", kDnsChallUrl, "tok-1", "processing").dump());
+    env.http.expect_post(kAuthzUrl, 200,
+                         authz_json("valid", "example.com", two_challenges(), true).dump());
+    env.http.expect_post(kOrderUrl, 200,
+                         order_json("ready", {"*.example.com"}, {kAuthzUrl}).dump());
+    env.http.expect_post(kFinalizeUrl, 200,
+                         order_json("valid", {"*.example.com"}, {kAuthzUrl}, kCertUrl).dump());
     Certificate wild = ca_a.leaf(cert_key, {"*.example.com"}, env.clock.now());
     env.http.expect_post(kCertUrl, 200, pem_of({wild, ca_a.intermediate}));
     RecordingSolver both;
@@ -311,7 +354,9 @@ TEST_F(AcmeObtain, FinalizeThatInvalidatesTheOrderIsPermanent) {
     ASSERT_FALSE(r.ok());
     EXPECT_EQ(r.error().code, ErrorCode::Permanent);  // this order is finished, whatever the cause
     EXPECT_EQ(r.error().type, problem::kServerInternal);
-    EXPECT_EQ(r.error().message, "order " + kOrderUrl + " is invalid: signing failed (urn:ietf:params:acme:error:serverInternal)");
+    EXPECT_EQ(r.error().message,
+              "order " + kOrderUrl +
+                  " is invalid: signing failed (urn:ietf:params:acme:error:serverInternal)");
     check_clean();
 }
 
@@ -379,23 +424,33 @@ TEST_F(AcmeObtain, ResumeInvalidOrExpiredOrderFails) {
 TEST_F(AcmeObtain, ResumeOrderForOtherNamesIsRefused) {
     env.use_account();
     env.expect_prelude();
-    env.http.expect_post(kOrderUrl, 200, order_json("ready", {"other.example"}, {kAuthzUrl}).dump());
+    env.http.expect_post(kOrderUrl, 200,
+                         order_json("ready", {"other.example"}, {kAuthzUrl}).dump());
     ObtainRequest req = request();
     req.resume_order_url = kOrderUrl;
     auto r = obtain(*env.client, solver, req);
     ASSERT_FALSE(r.ok());
-    EXPECT_NE(r.error().message.find("is for [other.example]"), std::string::npos) << r.error().message;
+    EXPECT_NE(r.error().message.find("is for [other.example]"), std::string::npos)
+        << r.error().message;
     check_clean();
 }
 
 TEST_F(AcmeObtain, AlreadyReplacedRetriesWithoutReplaces) {
     env.use_account();
     env.expect_prelude();
-    env.http.expect_post(kNewOrderUrl, 409, problem_json("alreadyReplaced", "already replaced", 409).dump())
-        .checking([](const testing::RecordedRequest& r) { EXPECT_EQ(r.payload.at("replaces"), "old-id"); });
-    env.http.expect_post(kNewOrderUrl, 201, order_json("valid", {"example.com"}, {kAuthzUrl}, kCertUrl).dump())
+    env.http
+        .expect_post(kNewOrderUrl, 409,
+                     problem_json("alreadyReplaced", "already replaced", 409).dump())
+        .checking([](const testing::RecordedRequest& r) {
+            EXPECT_EQ(r.payload.at("replaces"), "old-id");
+        });
+    env.http
+        .expect_post(kNewOrderUrl, 201,
+                     order_json("valid", {"example.com"}, {kAuthzUrl}, kCertUrl).dump())
         .header("Location", kOrderUrl)
-        .checking([](const testing::RecordedRequest& r) { EXPECT_FALSE(r.payload.contains("replaces")); });
+        .checking([](const testing::RecordedRequest& r) {
+            EXPECT_FALSE(r.payload.contains("replaces"));
+        });
     expect_download();
     ObtainRequest req = request();
     req.replaces = "old-id";

@@ -15,9 +15,9 @@
 
 namespace edgecert::acme::testutil {
 
-using nlohmann::json;
 using edgecert::testing::Auth;
 using edgecert::testing::ScriptedHttp;
+using nlohmann::json;
 
 inline const std::string kDirUrl = "https://ca.test/dir";
 inline const std::string kNonceUrl = "https://ca.test/nonce";
@@ -32,17 +32,20 @@ inline const std::string kFinalizeUrl = "https://ca.test/order/1/finalize";
 inline const std::string kCertUrl = "https://ca.test/cert/1";
 
 inline json directory_json() {
-    return json{{"newNonce", kNonceUrl},
-                {"newAccount", kNewAccountUrl},
-                {"newOrder", kNewOrderUrl},
-                {"revokeCert", kRevokeUrl},
-                {"keyChange", kKeyChangeUrl},
-                {"renewalInfo", kAriUrl},
-                {"meta", {{"termsOfService", "https://ca.test/tos"}, {"website", "https://ca.test"}}}};
+    return json{
+        {"newNonce", kNonceUrl},
+        {"newAccount", kNewAccountUrl},
+        {"newOrder", kNewOrderUrl},
+        {"revokeCert", kRevokeUrl},
+        {"keyChange", kKeyChangeUrl},
+        {"renewalInfo", kAriUrl},
+        {"meta", {{"termsOfService", "https://ca.test/tos"}, {"website", "https://ca.test"}}}};
 }
 
 inline json problem_json(const std::string& short_type, const std::string& detail, int status) {
-    return json{{"type", "urn:ietf:params:acme:error:" + short_type}, {"detail", detail}, {"status", status}};
+    return json{{"type", "urn:ietf:params:acme:error:" + short_type},
+                {"detail", detail},
+                {"status", status}};
 }
 
 inline json order_json(const std::string& status, const std::vector<std::string>& names,
@@ -58,12 +61,13 @@ inline json order_json(const std::string& status, const std::vector<std::string>
     return o;
 }
 
-inline json challenge_json(const std::string& type, const std::string& url, const std::string& token,
-                           const std::string& status = "pending") {
+inline json challenge_json(const std::string& type, const std::string& url,
+                           const std::string& token, const std::string& status = "pending") {
     return json{{"type", type}, {"url", url}, {"token", token}, {"status", status}};
 }
 
-inline json authz_json(const std::string& status, const std::string& name, json challenges, bool wildcard = false) {
+inline json authz_json(const std::string& status, const std::string& name, json challenges,
+                       bool wildcard = false) {
     json a{{"status", status},
            {"identifier", {{"type", "dns"}, {"value", name}}},
            {"expires", "2030-01-01T00:00:00Z"},
@@ -96,7 +100,8 @@ struct AcmeEnv {
     PrivateKey account_key;
     std::unique_ptr<Client> client;
 
-    explicit AcmeEnv(ClientOptions opts = {}) : account_key(must(PrivateKey::generate(KeyType::EcP256))) {
+    explicit AcmeEnv(ClientOptions opts = {})
+        : account_key(must(PrivateKey::generate(KeyType::EcP256))) {
         opts.directory_url = kDirUrl;
         auto c = Client::create(http, clock, opts);
         EXPECT_TRUE(c.ok()) << (c.ok() ? "" : c.error().message);
@@ -114,7 +119,9 @@ struct AcmeEnv {
         client->set_account(account_key, kAccountUrl);
         http.set_account(account_key.public_jwk(), kAccountUrl);
     }
-    void expect_directory(json dir = directory_json()) { http.expect("GET", kDirUrl, 200, dir.dump()); }
+    void expect_directory(json dir = directory_json()) {
+        http.expect("GET", kDirUrl, 200, dir.dump());
+    }
     void expect_nonce() { http.expect("HEAD", kNonceUrl, 200); }
     // directory + first nonce, the prelude of every session.
     void expect_prelude(json dir = directory_json()) {

@@ -23,8 +23,9 @@ TEST(AcmeWire, Rfc3339) {
     ASSERT_TRUE(frac.has_value());
     EXPECT_EQ(*frac - *t, 250ms);
     EXPECT_EQ(format_rfc3339(SystemTime{}), "1970-01-01T00:00:00Z");
-    for (const char* bad : {"", "2026-11-28", "2026-11-28T17:55:00", "2026-13-01T00:00:00Z", "2026-02-30T00:00:00Z",
-                            "2026-11-28T17:55:00Zjunk", "2026-11-28T17:55:00.Z", "2026-11-28T25:00:00Z"})
+    for (const char* bad :
+         {"", "2026-11-28", "2026-11-28T17:55:00", "2026-13-01T00:00:00Z", "2026-02-30T00:00:00Z",
+          "2026-11-28T17:55:00Zjunk", "2026-11-28T17:55:00.Z", "2026-11-28T25:00:00Z"})
         EXPECT_FALSE(parse_rfc3339(bad).has_value()) << bad;
 }
 
@@ -46,11 +47,12 @@ TEST(AcmeWire, OrderAndAuthorization) {
     EXPECT_TRUE(o->certificate.empty());
     EXPECT_FALSE(o->error.has_value());
 
-    auto a = parse_authorization(R"({"status":"invalid","identifier":{"type":"dns","value":"example.com"},
+    auto a = parse_authorization(
+        R"({"status":"invalid","identifier":{"type":"dns","value":"example.com"},
         "wildcard":true,"challenges":[{"type":"dns-01","url":"https://ca/c/1","token":"tok","status":"invalid",
         "validated":"2026-11-28T17:00:00Z",
         "error":{"type":"urn:ietf:params:acme:error:dns","detail":"NXDOMAIN looking up TXT","status":400}}]})",
-                                 "https://ca/a/1");
+        "https://ca/a/1");
     ASSERT_TRUE(a.ok()) << a.error().message;
     EXPECT_TRUE(a->wildcard);
     ASSERT_EQ(a->challenges.size(), 1u);
@@ -60,13 +62,17 @@ TEST(AcmeWire, OrderAndAuthorization) {
     Error e = authorization_error(*a);
     EXPECT_EQ(e.code, ErrorCode::Permanent);
     EXPECT_EQ(e.type, "urn:ietf:params:acme:error:dns");
-    EXPECT_EQ(e.message, "dns-01 challenge for *.example.com failed: NXDOMAIN looking up TXT (urn:ietf:params:acme:error:dns)");
+    EXPECT_EQ(e.message,
+              "dns-01 challenge for *.example.com failed: NXDOMAIN looking up TXT "
+              "(urn:ietf:params:acme:error:dns)");
 }
 
 TEST(AcmeWire, WrongTypesAreMalformed) {
     EXPECT_FALSE(parse_order(R"({"status":1,"identifiers":[],"finalize":"f"})", "u").ok());
     EXPECT_FALSE(parse_order(R"({"status":"valid","identifiers":{},"finalize":"f"})", "u").ok());
-    EXPECT_FALSE(parse_order(R"({"status":"valid","identifiers":[],"finalize":"f","expires":"soon"})", "u").ok());
+    EXPECT_FALSE(
+        parse_order(R"({"status":"valid","identifiers":[],"finalize":"f","expires":"soon"})", "u")
+            .ok());
     EXPECT_FALSE(parse_order(R"([1,2])", "u").ok());
     EXPECT_FALSE(parse_directory(R"({"newNonce":"n"})").ok());
     EXPECT_FALSE(parse_challenge(R"({"type":"http-01"})").ok());
@@ -87,7 +93,8 @@ TEST(AcmeWire, ProblemDocuments) {
     EXPECT_EQ(e.message, "no type (about:blank, HTTP 500)");
     // Multi-line details are flattened so the message stays one line.
     Problem multi{"urn:ietf:params:acme:error:malformed", "line one\nline two", "", 400, {}};
-    EXPECT_EQ(problem_to_error(multi, 400).message, "line one line two (urn:ietf:params:acme:error:malformed, HTTP 400)");
+    EXPECT_EQ(problem_to_error(multi, 400).message,
+              "line one line two (urn:ietf:params:acme:error:malformed, HTTP 400)");
     EXPECT_EQ(body_excerpt(std::string(500, 'a')).size(), 203u);
 }
 

@@ -29,9 +29,10 @@ inline void add_ext(X509* x, X509* issuer, int nid, const char* value) {
 
 // Signs a certificate for `subject_key`. issuer == nullptr: self-signed (issuer_key must then be
 // subject_key).
-inline Certificate make_cert(const std::string& cn, const PrivateKey& subject_key, const Certificate* issuer,
-                             const PrivateKey& issuer_key, bool ca, const std::vector<std::string>& dns,
-                             long serial, SystemTime not_before, SystemTime not_after) {
+inline Certificate make_cert(const std::string& cn, const PrivateKey& subject_key,
+                             const Certificate* issuer, const PrivateKey& issuer_key, bool ca,
+                             const std::vector<std::string>& dns, long serial,
+                             SystemTime not_before, SystemTime not_after) {
     ossl::UniquePtr<X509> x(X509_new());
     X509_set_version(x.get(), 2);
     ASN1_INTEGER_set(X509_get_serialNumber(x.get()), serial);
@@ -39,7 +40,8 @@ inline Certificate make_cert(const std::string& cn, const PrivateKey& subject_ke
     ASN1_TIME_set(X509_getm_notAfter(x.get()), std::chrono::system_clock::to_time_t(not_after));
     X509_set_pubkey(x.get(), subject_key.get());
     X509_NAME* name = X509_get_subject_name(x.get());
-    X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8, reinterpret_cast<const unsigned char*>(cn.c_str()), -1, -1, 0);
+    X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8,
+                               reinterpret_cast<const unsigned char*>(cn.c_str()), -1, -1, 0);
     X509_set_issuer_name(x.get(), issuer ? X509_get_subject_name(issuer->get()) : name);
     X509* iss = issuer ? issuer->get() : x.get();
     add_ext(x.get(), iss, NID_basic_constraints, ca ? "critical,CA:TRUE" : "CA:FALSE");
@@ -68,21 +70,22 @@ struct Hierarchy {
     Certificate intermediate;
 
     Hierarchy(const std::string& root_cn, const std::string& int_cn, SystemTime now)
-        : root(make_cert(root_cn, root_key, nullptr, root_key, true, {}, 1, now - std::chrono::hours(24),
-                         now + std::chrono::hours(24 * 3650))),
-          intermediate(make_cert(int_cn, int_key, &root, root_key, true, {}, 2, now - std::chrono::hours(24),
+        : root(make_cert(root_cn, root_key, nullptr, root_key, true, {}, 1,
+                         now - std::chrono::hours(24), now + std::chrono::hours(24 * 3650))),
+          intermediate(make_cert(int_cn, int_key, &root, root_key, true, {}, 2,
+                                 now - std::chrono::hours(24),
                                  now + std::chrono::hours(24 * 1000))) {}
 
-    Certificate leaf(const PrivateKey& leaf_key, const std::vector<std::string>& names, SystemTime now,
-                     long serial = 0x1234abcd) const {
+    Certificate leaf(const PrivateKey& leaf_key, const std::vector<std::string>& names,
+                     SystemTime now, long serial = 0x1234abcd) const {
         return make_cert(names.front(), leaf_key, &intermediate, int_key, false, names, serial,
                          now - std::chrono::hours(1), now + std::chrono::hours(24 * 90));
     }
     // A cross-signed copy of this intermediate, issued by another root (for alternate chains).
-    Certificate cross_signed_intermediate(const Certificate& other_root, const PrivateKey& other_root_key,
-                                          SystemTime now) const {
-        return make_cert(int_cn(), int_key, &other_root, other_root_key, true, {}, 3, now - std::chrono::hours(24),
-                         now + std::chrono::hours(24 * 1000));
+    Certificate cross_signed_intermediate(const Certificate& other_root,
+                                          const PrivateKey& other_root_key, SystemTime now) const {
+        return make_cert(int_cn(), int_key, &other_root, other_root_key, true, {}, 3,
+                         now - std::chrono::hours(24), now + std::chrono::hours(24 * 1000));
     }
     std::string int_cn() const { return intermediate.subject_cn(); }
 };

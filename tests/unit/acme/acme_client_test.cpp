@@ -447,14 +447,6 @@ TEST(AcmeClient, LinkHeaderParsing) {
     EXPECT_TRUE(parse_link_headers({"garbage", "<unterminated"}, "alternate").empty());
 }
 
-}  // namespace
-}  // namespace edgecert::acme
-
-namespace edgecert::acme {
-namespace {
-
-using namespace testutil;
-
 TEST(AcmeClient, RequestHookSeesEveryExchange) {
     std::vector<std::string> seen;
     ClientOptions o;
@@ -523,14 +515,6 @@ TEST(AcmeClient, UpdateContactsAndKeyAuthorization) {
     EXPECT_TRUE(env.http.failures().empty());
 }
 
-}  // namespace
-}  // namespace edgecert::acme
-
-namespace edgecert::acme {
-namespace {
-
-using namespace testutil;
-
 TEST(AcmeClient, RelativeLocationAndLinkAreResolved) {
     AcmeEnv env;
     env.use_account();
@@ -572,14 +556,6 @@ TEST(AcmeClient, EnsureAccountRefusesADeactivatedAccount) {
     EXPECT_EQ(a.error().message, "the ACME account " + kAccountUrl +
                                      " for this key is deactivated: use a new account key");
 }
-
-}  // namespace
-}  // namespace edgecert::acme
-
-namespace edgecert::acme {
-namespace {
-
-using namespace testutil;
 
 TEST(AcmeClient, CancelStopsPollingPromptly) {
     std::atomic<bool> cancel{false};

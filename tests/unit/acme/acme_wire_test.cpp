@@ -98,12 +98,6 @@ TEST(AcmeWire, ProblemDocuments) {
     EXPECT_EQ(body_excerpt(std::string(500, 'a')).size(), 203u);
 }
 
-}  // namespace
-}  // namespace edgecert::acme
-
-namespace edgecert::acme {
-namespace {
-
 // Whatever a CA (or something pretending to be one) sends, decoding returns a Result and never
 // throws or crashes: mutate valid bodies byte by byte and truncate them.
 TEST(AcmeWire, MutatedBodiesNeverThrow) {

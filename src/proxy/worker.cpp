@@ -162,6 +162,13 @@ void Worker::run() {
                             ::close(*fd);
                             *fd = -1;
                         }
+                    // TLS connections that never sent a byte have nothing in flight: close them
+                    // now instead of holding the drain for them.
+                    for (Conn* c = idle_list_.head; c;) {
+                        Conn* next = c->next;
+                        if (c->state == Conn::State::AwaitData) close_conn(c);
+                        c = next;
+                    }
                 }
             } else {
                 auto bits = reinterpret_cast<uintptr_t>(tag);

@@ -416,8 +416,12 @@ def test_sighup_full_reload_and_sigterm_drain(env, tmp_path):
         s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", t.tls_port), timeout=5), server_hostname="d.test")
         s.sendall(b"GET /1 HTTP/1.1\r\nHost: d.test\r\n\r\n")
         assert s.recv(65536).startswith(b"HTTP/1.1 200")
+        idle = ctx.wrap_socket(socket.create_connection(("127.0.0.1", t.tls_port), timeout=5), server_hostname="d.test")
         t.proc.send_signal(signal.SIGTERM)
         assert wait_for(lambda: t.get_admin("/readyz")[0] != 200, timeout=3)
+        # A connection that never sent a request has nothing in flight: closed at once.
+        assert idle.recv(100) == b""
+        idle.close()
         with pytest.raises(OSError):
             socket.create_connection(("127.0.0.1", t.tls_port), timeout=2).close()
         s.sendall(b"GET /2 HTTP/1.1\r\nHost: d.test\r\n\r\n")

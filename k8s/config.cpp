@@ -60,7 +60,8 @@ FileTokenSource::FileTokenSource(std::string path, Clock& clock, std::chrono::se
 Result<SecretBytes> FileTokenSource::token() {
     std::lock_guard l(mu_);
     auto now = clock_.steady_now();
-    if (cached_ && now - read_at_ < refresh_) return *cached_;
+    if (cached_ && !stale_ && now - read_at_ < refresh_) return *cached_;
+    stale_ = false;
     auto r = read_file(path_);
     if (r.ok()) {
         std::string t = trim(std::move(*r));
@@ -80,7 +81,7 @@ Result<SecretBytes> FileTokenSource::token() {
 
 void FileTokenSource::invalidate() {
     std::lock_guard l(mu_);
-    read_at_ = SteadyTime{};  // re-read on next use, still keep it as the fallback
+    stale_ = true;  // re-read on next use, still keep it as the fallback
 }
 
 // ---- exec plugins ----

@@ -459,7 +459,8 @@ def test_two_processes_contend_for_a_lease_failover_after_sigkill(srv):
 def test_event_recorder_dedupes_and_limits(srv):
     st, _, cm = srv.http("POST", CM, {"metadata": {"name": "ev"}})
     assert st == 201
-    rc, out, err = run(["--kubeconfig", srv.kubeconfig, "events", "default", "ev", 5])
+    rc, out, err = run(["--kubeconfig", srv.kubeconfig, "events", "configmaps", "default", "ev",
+                        5])
     assert rc == 0, err
     # 5 identical (1 create + 4 patches) and 30 distinct, through a burst of 25.
     assert out[0] == {"ok": True, "created": 21, "patched": 4, "dropped_spam": 10, "failed": 0}
@@ -472,3 +473,21 @@ def test_event_recorder_dedupes_and_limits(srv):
     assert e["type"] == "Warning" and e["source"]["component"] == "edgecert-test"
     assert e["involvedObject"]["kind"] == "ConfigMap" and e["involvedObject"]["apiVersion"] == "v1"
     assert len(evs["items"]) == 21
+
+
+@pytest.mark.skipif(F.kubectl_path() is None, reason="kubectl is not installed on this machine")
+def test_kubectl_describe_shows_recorded_events(srv):
+    """involvedObject.uid is what kubectl describe's field selector matches on."""
+    ing = {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+           "metadata": {"name": "web"},
+           "spec": {"ingressClassName": "nginx",
+                    "tls": [{"hosts": ["a.example.com"], "secretName": "web-tls"}],
+                    "rules": [{"host": "a.example.com"}]}}
+    st, _, body = srv.http("POST", "/apis/networking.k8s.io/v1/namespaces/default/ingresses", ing)
+    assert st == 201, body
+    rc, out, err = run(["--kubeconfig", srv.kubeconfig, "events", "ingresses", "default", "web", 3])
+    assert rc == 0, err
+    d = srv.kubectl("describe", "ingress", "web").stdout_text
+    assert "Events:" in d and "Failed" in d and "the same thing went wrong" in d, d
+    assert "edgecert-test" in d, d
+    assert "x3 over" in d, d  # the patched count

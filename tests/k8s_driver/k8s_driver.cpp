@@ -8,7 +8,7 @@
 //     "dump"/"stats"/"quit" bump NS CONFIGMAP               retry_on_conflict: data.counter += 1
 //     elect NS LEASE ID [--lease-duration-ms N --renew-deadline-ms N --retry-period-ms N]
 //                                     contend for a Lease until SIGTERM (then release)
-//     events NS CONFIGMAP N           record N identical + 30 distinct Warning events
+//     events RES NS NAME N            record N identical Warning + 30 distinct Normal events
 //   k8s_driver bench-decode N          in-process: N watch events through framing, decoding,
 //                                      the store and a handler (no network, no API server)
 #include <signal.h>
@@ -337,19 +337,20 @@ int main(int argc, char** argv) {
         emit({{"ev", "exit"}});
         return 0;
     }
-    if (cmd == "events" && pos.size() == 4) {
-        auto cm = client.get(resources::ConfigMap, pos[1], pos[2]);
-        if (!cm.ok()) {
-            emit(error_json(cm.error()));
+    if (cmd == "events" && pos.size() == 5) {
+        const ResourceType* rt = resource(pos[1]);
+        if (!rt) return usage();
+        auto obj = client.get(*rt, pos[2], pos[3]);
+        if (!obj.ok()) {
+            emit(error_json(obj.error()));
             return 1;
         }
         EventRecorder rec(client, EventRecorderOptions{"edgecert-test"});
-        int n = std::stoi(pos[3]);
+        int n = std::stoi(pos[4]);
         for (int i = 0; i < n; ++i)
-            rec.record(*cm, resources::ConfigMap, "Warning", "Failed", "the same thing went wrong");
+            rec.record(*obj, *rt, "Warning", "Failed", "the same thing went wrong");
         for (int i = 0; i < 30; ++i)
-            rec.record(*cm, resources::ConfigMap, "Normal", "Step",
-                       "distinct " + std::to_string(i));
+            rec.record(*obj, *rt, "Normal", "Step", "distinct " + std::to_string(i));
         rec.flush(std::chrono::seconds(60));
         auto s = rec.stats();
         emit({{"ok", true},

@@ -54,6 +54,7 @@ class FileTokenSource final : public TokenSource {
     std::mutex mu_;
     std::optional<SecretBytes> cached_;
     SteadyTime read_at_{};
+    bool stale_ = false;  // invalidate() was called: re-read on next use
 };
 
 // users[].user.exec: client.authentication.k8s.io/v1 (and v1beta1) credential plugins.

@@ -21,7 +21,7 @@ async def main():
     ctx.verify_mode = ssl.CERT_NONE
     before = pss_kib()
     conns = []
-    sem = asyncio.Semaphore(200)
+    sem = asyncio.Semaphore(int(sys.argv[4]) if len(sys.argv) > 4 else 50)
 
     async def one():
         async with sem:

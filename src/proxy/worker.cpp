@@ -182,8 +182,11 @@ void Worker::run() {
                 if (!c->closed) drive(c);
         }
         expire_timers();
-        for (Conn* c : dead_) delete c;
-        dead_.clear();
+        if (!dead_.empty()) {
+            std::erase_if(again_, [](Conn* c) { return c->closed; });  // never keep a freed pointer
+            for (Conn* c : dead_) delete c;
+            dead_.clear();
+        }
         if (draining_ && (conns_ == 0 || now_ >= drain_deadline_)) break;
     }
     while (hs_list_.head) close_conn(hs_list_.head);

@@ -188,6 +188,16 @@ class Upstream:
                     return
                 head, buf = buf.split(b"\r\n\r\n", 1)
                 line = head.split(b"\r\n")[0].decode()
+                if line.startswith("GET /big/"):  # bulk: N bytes of a repeating pattern
+                    n = int(line.split()[1].split("/")[2])
+                    c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % n)
+                    chunk = bytes(range(256)) * 256
+                    sent = 0
+                    while sent < n:
+                        part = chunk[: min(len(chunk), n - sent)]
+                        c.sendall(part)
+                        sent += len(part)
+                    return
                 body = json.dumps({"proxy": info, "request": line}).encode()
                 close = b"connection: close" in head.lower()
                 c.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n%s\r\n" %

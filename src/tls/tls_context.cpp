@@ -137,8 +137,9 @@ int TlsContext::on_client_hello(SSL* ssl, int* alert) {
 
     // tls-alpn-01 (RFC 8737 §3): the validation server offers only "acme-tls/1".
     if (challenges_ && SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_application_layer_protocol_negotiation, &p, &len) == 1) {
-        std::vector<std::string_view> protos;
-        if (parse_alpn_ext(p, len, &protos) && protos.size() == 1 && protos[0] == "acme-tls/1") {
+        // Exactly one protocol, "acme-tls/1": list length 11, entry length 10 (RFC 7301 §3.1).
+        static constexpr unsigned char kOnlyAcme[] = "\x00\x0b\x0a" "acme-tls/1";
+        if (len == sizeof kOnlyAcme - 1 && std::memcmp(p, kOnlyAcme, len) == 0) {
             std::string domain(sni);
             auto ka = sni.empty() ? std::nullopt : challenges_->tls_alpn01(domain);
             if (!ka) {

@@ -86,7 +86,7 @@ void add_account_flags(Flags& f) {
 }
 
 void add_order_flags(Flags& f) {
-    f.add("domains", "LIST", "comma-separated DNS names; the first names the folder (required)")
+    f.add("domains", "LIST", "comma-separated DNS names of one certificate; the first names its folder; repeat for more certificates")
         .add("key-type", "TYPE", "certificate key: ec256, ec384, rsa2048, rsa3072, rsa4096, ed25519", "ec256")
         .add("challenge", "TYPE", "http-01 or tls-alpn-01 (or both, comma-separated)", "http-01")
         .add("http-port", "[ADDR:]PORT", "where the built-in http-01 responder listens", "80")
@@ -262,8 +262,9 @@ Result<acme::ObtainResult> issue_and_store(AcmeSession& s, acme::ChallengeSolver
     // leaves nothing behind): key first, then the order URL that needs it.
     req.on_order_created = [&](const std::string& url) {
         json o = {{"server", s.server}, {"domains", p.domains}, {"order_url", url}};
-        auto st = platform::write_secret_file(pending_key, key->to_pem());
-        if (st) st = platform::write_file_atomic(pending_order, o.dump(2) + "\n", 0600);
+        auto st = platform::write_secret_file(pending_key, key->to_pem(), platform::Durability::FileOnly);
+        if (st) st = platform::write_file_atomic(pending_order, o.dump(2) + "\n", 0600, platform::Durability::FileOnly);
+        if (st) st = platform::sync_dir(pending);
         if (!st) persist_error = st;
     };
 
@@ -303,9 +304,11 @@ Result<acme::ObtainResult> issue_and_store(AcmeSession& s, acme::ChallengeSolver
                  {"issued_at", time_str(clock.now())}};
     if (auto id = leaf.ari_cert_id()) meta["ari_cert_id"] = *id;
     // Key first, then the certificate: a reader that sees the new tls.crt also sees its key.
-    EC_TRY(platform::write_secret_file(dir + "/tls.key", key->to_pem()));
-    EC_TRY(platform::write_file_atomic(dir + "/tls.crt", res->chain_pem, 0644));
-    EC_TRY(platform::write_file_atomic(dir + "/certificate.json", meta.dump(2) + "\n", 0644));
+    // One directory sync covers the three renames; certificate.json can be rebuilt from tls.crt.
+    EC_TRY(platform::write_secret_file(dir + "/tls.key", key->to_pem(), platform::Durability::FileOnly));
+    EC_TRY(platform::write_file_atomic(dir + "/tls.crt", res->chain_pem, 0644, platform::Durability::FileOnly));
+    EC_TRY(platform::write_file_atomic(dir + "/certificate.json", meta.dump(2) + "\n", 0644, platform::Durability::None));
+    EC_TRY(platform::sync_dir(dir));
     (void)platform::remove_file(pending_order);
     (void)platform::remove_file(pending_key);
     ::rmdir(pending.c_str());

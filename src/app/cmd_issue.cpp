@@ -36,15 +36,18 @@ int cmd_issue(int argc, char** argv) {
     if (auto st = f.parse(argc, argv); !st) return std::fprintf(stderr, "edgecert issue: %s\n", st.error().message.c_str()), 2;
     if (f.help_requested()) return std::printf("%s", f.help_text().c_str()), 0;
 
-    IssueParams p;
-    auto domains = parse_domains(f.get("domains"));
-    if (!domains) return std::fprintf(stderr, "edgecert issue: %s\n", domains.error().message.c_str()), 2;
-    p.domains = *domains;
+    // Each --domains is one certificate; several are issued in one process over one account and
+    // one connection to the CA.
+    std::vector<std::vector<std::string>> groups;
+    for (const auto& spec : f.get_all("domains")) {
+        auto domains = parse_domains(spec);
+        if (!domains) return std::fprintf(stderr, "edgecert issue: %s\n", domains.error().message.c_str()), 2;
+        groups.push_back(*domains);
+    }
+    if (groups.empty())
+        return std::fprintf(stderr, "edgecert issue: --domains is required (e.g. --domains a.example,b.example)\n"), 2;
     auto kt = acme::parse_key_type(f.get("key-type"));
     if (!kt) return std::fprintf(stderr, "edgecert issue: %s\n", kt.error().message.c_str()), 2;
-    p.key_type = *kt;
-    p.profile = f.get("profile");
-    p.preferred_chain = f.get("preferred-chain");
     auto types = challenge_types(f.get("challenge"));
     if (!types) return std::fprintf(stderr, "edgecert issue: %s\n", types.error().message.c_str()), 2;
 
@@ -54,9 +57,22 @@ int cmd_issue(int argc, char** argv) {
     if (auto st = solver.prepare(); !st) return report_failure("issue", st.error());
     auto session = open_session(f, clock);
     if (!session) return report_failure("issue", session.error());
-    auto res = issue_and_store(*session, solver, p, clock);
-    if (!res) return report_failure("issue", res.error());
-    print_issued(cert_dir(session->out_dir, p.domains.front()), res->chain.front(), p.domains);
+    int failed = 0;
+    for (const auto& domains : groups) {
+        IssueParams p;
+        p.domains = domains;
+        p.key_type = *kt;
+        p.profile = f.get("profile");
+        p.preferred_chain = f.get("preferred-chain");
+        auto res = issue_and_store(*session, solver, p, clock);
+        if (!res) {
+            report_failure("issue", groups.size() > 1 ? res.error().with_context(domains.front()) : res.error());
+            ++failed;
+            continue;
+        }
+        print_issued(cert_dir(session->out_dir, domains.front()), res->chain.front(), domains);
+    }
+    if (failed) return 1;
     return 0;
 }
 

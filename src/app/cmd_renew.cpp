@@ -1,7 +1,9 @@
 // `edgecert renew`: renews when ARI (RFC 9773) or the lifetime rule says it is time.
+#include <dirent.h>
 #include <spdlog/spdlog.h>
 
 #include <cstdio>
+#include <nlohmann/json.hpp>
 #include <random>
 
 #include "app/acme_cli.h"
@@ -23,106 +25,175 @@ SystemTime lifetime_renewal_time(const acme::Certificate& leaf, std::optional<st
     return nb + lifetime * 2 / 3;
 }
 
-int cmd_renew(int argc, char** argv) {
-    Flags f("renew", "--server URL --domains a.example [flags]",
-            "Renews OUT/<first-domain>/tls.crt when it is due: inside the CA's ARI window (RFC 9773,\n"
-            "a random time in the suggested window, with 'replaces' sent) when the CA offers ARI,\n"
-            "otherwise after 2/3 of the lifetime (1/2 for certificates of 10 days or less).\n"
-            "A new private key is made each time unless --reuse-key. Exits 0 when nothing is due.");
-    add_account_flags(f);
-    add_order_flags(f);
-    f.add_bool("force", "renew now, whatever ARI or the lifetime rule say")
-        .add_bool("reuse-key", "keep the current private key")
-        .add_bool("no-ari", "ignore the CA's renewal information; use the lifetime rule")
-        .add("days", "N", "renew when fewer than N days are left (instead of the lifetime rule)");
-    if (auto st = f.parse(argc, argv); !st) return std::fprintf(stderr, "edgecert renew: %s\n", st.error().message.c_str()), 2;
-    if (f.help_requested()) return std::printf("%s", f.help_text().c_str()), 0;
+namespace {
 
-    auto domains = parse_domains(f.get("domains"));
-    if (!domains) return std::fprintf(stderr, "edgecert renew: %s\n", domains.error().message.c_str()), 2;
-    auto kt = acme::parse_key_type(f.get("key-type"));
-    if (!kt) return std::fprintf(stderr, "edgecert renew: %s\n", kt.error().message.c_str()), 2;
+struct RenewOptions {
+    bool force = false, reuse_key = false, no_ari = false;
     std::optional<std::chrono::seconds> renew_before;
-    if (f.has("days")) {
-        auto d = f.get_int("days", 0, 3650);
-        if (!d) return std::fprintf(stderr, "edgecert renew: %s\n", d.error().message.c_str()), 2;
-        renew_before = std::chrono::hours(24 * *d);
-    }
-    const std::string dir = cert_dir(f.get("out"), domains->front());
-    auto pem = platform::read_file(dir + "/tls.crt");
-    if (!pem)
-        return report_failure("renew", Error(ErrorCode::NotFound, "no certificate at " + dir +
-                                                                      "/tls.crt: run 'edgecert issue' first"));
-    auto leaf = acme::Certificate::from_pem(*pem);
-    if (!leaf) return report_failure("renew", leaf.error().with_context(dir + "/tls.crt"));
+    acme::KeyType key_type = acme::KeyType::EcP256;
+    std::string profile, preferred_chain;
+};
 
-    RealClock& clock = RealClock::instance();
-    auto session = open_session(f, clock);
-    if (!session) return report_failure("renew", session.error());
+// Renews one certificate if it is due. Returns true when it was renewed, false when not due.
+Result<bool> renew_one(AcmeSession& s, StandaloneSolver& solver, const std::vector<std::string>& domains,
+                       const RenewOptions& o, Clock& clock) {
+    const std::string dir = cert_dir(s.out_dir, domains.front());
+    auto pem = platform::read_file(dir + "/tls.crt");
+    if (!pem) return Error(ErrorCode::NotFound, "no certificate at " + dir + "/tls.crt: run 'edgecert issue' first");
+    EC_TRY_ASSIGN(acme::Certificate leaf, acme::Certificate::from_pem(*pem));
 
     const auto now = clock.now();
-    bool due = f.get_bool("force");
+    bool due = o.force;
     std::string why = "forced";
-    bool ari = !f.get_bool("no-ari") && session->client->supports_ari();
+    bool ari = !o.no_ari && s.client->supports_ari();
     if (!due && ari) {
-        auto ri = session->client->renewal_info(*leaf);
+        auto ri = s.client->renewal_info(leaf);
         if (ri) {
-            std::mt19937_64 rng{std::random_device{}()};
+            static thread_local std::mt19937_64 rng{std::random_device{}()};
             auto at = acme::choose_renewal_time(ri->suggested_window, rng, now);
             due = at <= now;
             why = "ARI window " + acme::format_rfc3339(ri->suggested_window.start) + " .. " +
                   acme::format_rfc3339(ri->suggested_window.end);
             if (!ri->explanation_url.empty()) why += " (" + ri->explanation_url + ")";
             if (!due) {
-                std::printf("not due: %s; chose %s; ask again after %s\n", why.c_str(),
+                std::printf("%s: not due: %s; chose %s; ask again after %s\n", domains.front().c_str(), why.c_str(),
                             acme::format_rfc3339(at).c_str(), acme::format_rfc3339(ri->next_poll).c_str());
-                return 0;
+                return false;
             }
         } else {
-            spdlog::warn("renewal information unavailable ({}); using the lifetime rule", ri.error().message);
+            spdlog::warn("{}: renewal information unavailable ({}); using the lifetime rule", domains.front(),
+                         ri.error().message);
             ari = false;
         }
     }
     if (!due) {
-        auto at = lifetime_renewal_time(*leaf, renew_before);
+        auto at = lifetime_renewal_time(leaf, o.renew_before);
         due = at <= now;
         why = "lifetime rule (renew after " + acme::format_rfc3339(at) + ")";
         if (!due) {
-            std::printf("not due: %s; expires %s\n", why.c_str(), acme::format_rfc3339(leaf->not_after()).c_str());
-            return 0;
+            std::printf("%s: not due: %s; expires %s\n", domains.front().c_str(), why.c_str(),
+                        acme::format_rfc3339(leaf.not_after()).c_str());
+            return false;
         }
     }
-    spdlog::info("renewing {}: {}", domains->front(), why);
+    spdlog::info("renewing {}: {}", domains.front(), why);
 
     IssueParams p;
-    p.domains = *domains;
-    p.key_type = *kt;
-    p.profile = f.get("profile");
-    p.preferred_chain = f.get("preferred-chain");
+    p.domains = domains;
+    p.key_type = o.key_type;
+    p.profile = o.profile;
+    p.preferred_chain = o.preferred_chain;
     if (ari) {
-        if (auto id = leaf->ari_cert_id()) p.replaces = *id;
+        if (auto id = leaf.ari_cert_id()) p.replaces = *id;
     }
     std::optional<acme::PrivateKey> old_key;
-    if (f.get_bool("reuse-key")) {
-        auto kpem = platform::read_secret_file(dir + "/tls.key");
-        if (!kpem) return report_failure("renew", kpem.error());
-        auto k = acme::PrivateKey::from_pem(kpem->reveal());
-        if (!k) return report_failure("renew", k.error().with_context(dir + "/tls.key"));
+    if (o.reuse_key) {
+        EC_TRY_ASSIGN(SecretBytes kpem, platform::read_secret_file(dir + "/tls.key"));
+        auto k = acme::PrivateKey::from_pem(kpem.reveal());
+        if (!k) return k.error().with_context(dir + "/tls.key");
         old_key = std::move(*k);
         p.reuse_key = &*old_key;
     }
-    auto types_spec = f.get("challenge");
+    EC_TRY_ASSIGN(auto res, issue_and_store(s, solver, p, clock));
+    std::printf("renewed (%s)\n", why.c_str());
+    print_issued(dir, res.chain.front(), p.domains);
+    return true;
+}
+
+// Every certificate under OUT that this CA issued, from its certificate.json.
+std::vector<std::vector<std::string>> certificates_of(const std::string& out, const std::string& server) {
+    std::vector<std::vector<std::string>> found;
+    DIR* d = ::opendir(out.c_str());
+    if (!d) return found;
+    std::vector<std::string> names;
+    while (dirent* e = ::readdir(d)) {
+        std::string n = e->d_name;
+        if (n != "." && n != ".." && n != "accounts") names.push_back(n);
+    }
+    ::closedir(d);
+    std::sort(names.begin(), names.end());
+    for (const auto& n : names) {
+        auto text = platform::read_file(out + "/" + n + "/certificate.json", 1 << 20);
+        if (!text) continue;
+        auto j = nlohmann::json::parse(*text, nullptr, false);
+        if (!j.is_object() || j.value("server", "") != server || !j.contains("domains") || !j["domains"].is_array())
+            continue;
+        std::vector<std::string> domains;
+        for (const auto& x : j["domains"])
+            if (x.is_string()) domains.push_back(x.get<std::string>());
+        if (!domains.empty()) found.push_back(domains);
+    }
+    return found;
+}
+
+}  // namespace
+
+int cmd_renew(int argc, char** argv) {
+    Flags f("renew", "--server URL (--domains a.example | --all) [flags]",
+            "Renews OUT/<first-domain>/tls.crt when it is due: inside the CA's ARI window (RFC 9773,\n"
+            "a random time in the suggested window, with 'replaces' sent) when the CA offers ARI,\n"
+            "otherwise after 2/3 of the lifetime (1/2 for certificates of 10 days or less).\n"
+            "--all checks every certificate under OUT that this CA issued, in one process.\n"
+            "A new private key is made each time unless --reuse-key. Exits 0 when nothing failed.");
+    add_account_flags(f);
+    add_order_flags(f);
+    f.add_bool("all", "every certificate under OUT from this CA (instead of --domains)")
+        .add_bool("force", "renew now, whatever ARI or the lifetime rule say")
+        .add_bool("reuse-key", "keep the current private key")
+        .add_bool("no-ari", "ignore the CA's renewal information; use the lifetime rule")
+        .add("days", "N", "renew when fewer than N days are left (instead of the lifetime rule)");
+    if (auto st = f.parse(argc, argv); !st) return std::fprintf(stderr, "edgecert renew: %s\n", st.error().message.c_str()), 2;
+    if (f.help_requested()) return std::printf("%s", f.help_text().c_str()), 0;
+
+    RenewOptions o;
+    o.force = f.get_bool("force");
+    o.reuse_key = f.get_bool("reuse-key");
+    o.no_ari = f.get_bool("no-ari");
+    o.profile = f.get("profile");
+    o.preferred_chain = f.get("preferred-chain");
+    auto kt = acme::parse_key_type(f.get("key-type"));
+    if (!kt) return std::fprintf(stderr, "edgecert renew: %s\n", kt.error().message.c_str()), 2;
+    o.key_type = *kt;
+    if (f.has("days")) {
+        auto d = f.get_int("days", 0, 3650);
+        if (!d) return std::fprintf(stderr, "edgecert renew: %s\n", d.error().message.c_str()), 2;
+        o.renew_before = std::chrono::hours(24 * *d);
+    }
+    std::vector<std::vector<std::string>> certs;
+    if (f.get_bool("all")) {
+        if (f.has("domains")) return std::fprintf(stderr, "edgecert renew: --all and --domains exclude each other\n"), 2;
+        certs = certificates_of(f.get("out"), f.get("server"));
+    } else {
+        for (const auto& spec : f.get_all("domains")) {
+            auto domains = parse_domains(spec);
+            if (!domains) return std::fprintf(stderr, "edgecert renew: %s\n", domains.error().message.c_str()), 2;
+            certs.push_back(*domains);
+        }
+        if (certs.empty()) return std::fprintf(stderr, "edgecert renew: --domains or --all is required\n"), 2;
+    }
     std::vector<std::string> types;
     for (const char* t : {"http-01", "tls-alpn-01"})
-        if (types_spec.find(t) != std::string::npos) types.push_back(t);
+        if (f.get("challenge").find(t) != std::string::npos) types.push_back(t);
     if (types.empty()) return std::fprintf(stderr, "edgecert renew: --challenge: use http-01 or tls-alpn-01\n"), 2;
+
+    RealClock& clock = RealClock::instance();
+    if (certs.empty()) {
+        std::printf("no certificates from %s under %s\n", f.get("server").c_str(), f.get("out").c_str());
+        return 0;
+    }
+    auto session = open_session(f, clock);
+    if (!session) return report_failure("renew", session.error());
+    // The responders bind only when a certificate is due (present() prepares them).
     StandaloneSolver solver(types, f.get("http-port"), f.get("tls-port"), clock);
-    if (auto st = solver.prepare(); !st) return report_failure("renew", st.error());
-    auto res = issue_and_store(*session, solver, p, clock);
-    if (!res) return report_failure("renew", res.error());
-    std::printf("renewed (%s)\n", why.c_str());
-    print_issued(dir, res->chain.front(), p.domains);
-    return 0;
+    int failed = 0;
+    for (const auto& domains : certs) {
+        auto r = renew_one(*session, solver, domains, o, clock);
+        if (!r) {
+            report_failure("renew", r.error().with_context(domains.front()));
+            ++failed;
+        }
+    }
+    return failed ? 1 : 0;
 }
 
 }  // namespace edgecert::app

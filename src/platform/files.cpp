@@ -37,7 +37,16 @@ Status make_dirs(const std::string& path, mode_t mode) {
     return {};
 }
 
-Status write_file_atomic(const std::string& path, std::string_view data, mode_t mode) {
+Status sync_dir(const std::string& dir) {
+    int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0) return sys_error("cannot open directory", dir);
+    int rc = ::fsync(dfd);
+    ::close(dfd);
+    if (rc != 0) return sys_error("cannot sync directory", dir);
+    return {};
+}
+
+Status write_file_atomic(const std::string& path, std::string_view data, mode_t mode, Durability d) {
     std::string dir = dirname_of(path);
     EC_TRY(make_dirs(dir, 0700));
     static thread_local std::mt19937_64 rng{std::random_device{}()};
@@ -58,7 +67,7 @@ Status write_file_atomic(const std::string& path, std::string_view data, mode_t 
         }
         off += static_cast<size_t>(n);
     }
-    if (::fsync(fd) != 0 || ::close(fd) != 0) {
+    if ((d != Durability::None && ::fsync(fd) != 0) || ::close(fd) != 0) {
         Error e = sys_error("cannot flush", tmp);
         ::unlink(tmp.c_str());
         return e;
@@ -68,11 +77,7 @@ Status write_file_atomic(const std::string& path, std::string_view data, mode_t 
         ::unlink(tmp.c_str());
         return e;
     }
-    int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd >= 0) {
-        ::fsync(dfd);
-        ::close(dfd);
-    }
+    if (d == Durability::Full) return sync_dir(dir);
     return {};
 }
 

@@ -197,3 +197,23 @@ def test_usage_errors(tmp_path):
     assert r.returncode == 2 and "not a valid DNS name" in r.stderr
     r = run("issue", "--bogus")
     assert r.returncode == 2 and "unknown flag --bogus" in r.stderr
+
+
+def test_several_certificates_in_one_run_and_renew_all(pebble, tmp_path):
+    out = tmp_path / "out"
+    args = issue_args(pebble, out, "m1.example.test") + ["--domains", "m2.example.test,www.m2.example.test",
+                                                         "--domains", "m3.example.test"]
+    r = run(*args, check=True)
+    for n in ("m1.example.test", "m2.example.test", "m3.example.test"):
+        assert verify_chain(str(out / n / "tls.crt"), pebble.root_pem(), str(tmp_path)).returncode == 0
+    assert "DNS:www.m2.example.test" in openssl("x509", "-in", str(out / "m2.example.test" / "tls.crt"),
+                                                "-noout", "-ext", "subjectAltName").stdout
+    serials = {n: cert_field(str(out / n / "tls.crt"), "serial") for n in ("m1.example.test", "m3.example.test")}
+    common = ["--server", pebble.dir_url, "--ca-bundle", pebble.ca_file, "--out", str(out),
+              "--email", "ops@example.test", "--http-port", f"127.0.0.1:{pebble.http_port}"]
+    r = run("renew", *common, "--all", check=True)
+    assert r.stdout.count("not due") == 3, r.stdout
+    r = run("renew", *common, "--all", "--force", check=True)
+    assert r.stdout.count("renewed") == 3, r.stdout
+    for n, s in serials.items():
+        assert cert_field(str(out / n / "tls.crt"), "serial") != s

@@ -12,7 +12,7 @@ PKGS=(
   # test and benchmark components (real ones, not mocks: see DESIGN.md)
   openssl curl iproute2 procps python3-pytest python3-cryptography python3-yaml python3-kubernetes
   pebble lego
-  nghttp2-client  # h2load: terminator integration tests and bench/tls
+  nghttp2-client testssl.sh  # h2load, TLS scanner: terminator integration tests and bench/tls
   prometheus  # promtool check metrics (admin server exposition)
 )
 missing=()

@@ -86,22 +86,41 @@ Result<std::pair<std::string, int>> parse_listen(const std::string& spec, int de
     return std::make_pair(host, p);
 }
 
-// ---------------------------------------------------------------- http-01
+// ---------------------------------------------------------------- accept loop
 
-Result<std::unique_ptr<Http01Responder>> Http01Responder::create(const std::string& listen) {
-    std::unique_ptr<Http01Responder> r(new Http01Responder());
-    EC_TRY_ASSIGN(r->fd_, listen_socket(listen, 80, &r->port_));
-    if (::pipe2(r->wake_, O_CLOEXEC) < 0) return Error(ErrorCode::Transient, "pipe failed");
-    r->thread_ = std::thread([p = r.get()] { p->run(); });
-    return r;
+Result<std::unique_ptr<AcceptLoop>> AcceptLoop::start(const std::string& listen, int default_port, Handler h) {
+    std::unique_ptr<AcceptLoop> l(new AcceptLoop());
+    l->handler_ = std::move(h);
+    EC_TRY_ASSIGN(l->fd_, listen_socket(listen, default_port, &l->port_));
+    if (::pipe2(l->wake_, O_CLOEXEC) < 0) return Error(ErrorCode::Transient, "pipe failed");
+    l->thread_ = std::thread([p = l.get()] { p->run(); });
+    return l;
 }
 
-Http01Responder::~Http01Responder() {
+AcceptLoop::~AcceptLoop() {
     stop_ = true;
     if (wake_[1] >= 0) (void)!::write(wake_[1], "x", 1);
     if (thread_.joinable()) thread_.join();
     for (int fd : {fd_, wake_[0], wake_[1]})
         if (fd >= 0) ::close(fd);
+}
+
+void AcceptLoop::run() {
+    while (!stop_) {
+        if (!wait_readable(fd_, wake_[0], 1000)) continue;
+        int c = accept_one(fd_);
+        if (c < 0) continue;
+        handler_(c);
+        ::close(c);
+    }
+}
+
+// ---------------------------------------------------------------- http-01
+
+Result<std::unique_ptr<Http01Responder>> Http01Responder::create(const std::string& listen) {
+    std::unique_ptr<Http01Responder> r(new Http01Responder());
+    EC_TRY_ASSIGN(r->loop_, AcceptLoop::start(listen, 80, [p = r.get()](int fd) { p->handle(fd); }));
+    return r;
 }
 
 void Http01Responder::set(const std::string& token, const std::string& key_authorization) {
@@ -112,16 +131,6 @@ void Http01Responder::set(const std::string& token, const std::string& key_autho
 void Http01Responder::remove(const std::string& token) {
     std::lock_guard l(mu_);
     tokens_.erase(token);
-}
-
-void Http01Responder::run() {
-    while (!stop_) {
-        if (!wait_readable(fd_, wake_[0], 1000)) continue;
-        int c = accept_one(fd_);
-        if (c < 0) continue;
-        handle(c);
-        ::close(c);
-    }
 }
 
 void Http01Responder::handle(int fd) {
@@ -182,18 +191,8 @@ Result<std::unique_ptr<TlsAlpn01Responder>> TlsAlpn01Responder::create(const std
             return SSL_TLSEXT_ERR_OK;
         },
         nullptr);
-    EC_TRY_ASSIGN(r->fd_, listen_socket(listen, 443, &r->port_));
-    if (::pipe2(r->wake_, O_CLOEXEC) < 0) return Error(ErrorCode::Transient, "pipe failed");
-    r->thread_ = std::thread([p = r.get()] { p->run(); });
+    EC_TRY_ASSIGN(r->loop_, AcceptLoop::start(listen, 443, [p = r.get()](int fd) { p->handle(fd); }));
     return r;
-}
-
-TlsAlpn01Responder::~TlsAlpn01Responder() {
-    stop_ = true;
-    if (wake_[1] >= 0) (void)!::write(wake_[1], "x", 1);
-    if (thread_.joinable()) thread_.join();
-    for (int fd : {fd_, wake_[0], wake_[1]})
-        if (fd >= 0) ::close(fd);
 }
 
 void TlsAlpn01Responder::set(const std::string& domain, X509* cert, EVP_PKEY* key) {
@@ -233,16 +232,6 @@ int TlsAlpn01Responder::on_client_hello(SSL* ssl, int* alert, void* arg) {
         return SSL_CLIENT_HELLO_ERROR;
     }
     return SSL_CLIENT_HELLO_SUCCESS;
-}
-
-void TlsAlpn01Responder::run() {
-    while (!stop_) {
-        if (!wait_readable(fd_, wake_[0], 1000)) continue;
-        int c = accept_one(fd_);
-        if (c < 0) continue;
-        handle(c);
-        ::close(c);
-    }
 }
 
 void TlsAlpn01Responder::handle(int fd) {

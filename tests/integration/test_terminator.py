@@ -136,8 +136,11 @@ def test_hot_reload_replace_files(env):
     # In-place (non-atomic) rewrite of both files also lands.
     new2 = make_cert(certs + "/reload", ["r.test"], "ec", atomic=False)
     assert wait_for(lambda: tls_probe(t.tls_port, "r.test")[0] == new2, timeout=1.0)
+    # The metric carries what is on the wire (serial as even-length hex, like openssl prints it).
     m = t.metrics()
-    assert m['edgecert_served_certificate_not_after_timestamp_seconds{name="reload",serial="%s"}' % new2] > time.time()
+    served = [v for k, v in m.items() if k.startswith('edgecert_served_certificate_not_after_timestamp_seconds{name="reload",')
+              and int(k.split('serial="')[1].rstrip('"}'), 16) == int(new2, 16)]
+    assert len(served) == 1 and served[0] > time.time(), m
 
 
 def test_hot_reload_kubernetes_data_symlink_swap(env):

@@ -13,6 +13,7 @@ PKGS=(
   openssl curl iproute2 procps python3-pytest python3-cryptography python3-yaml python3-kubernetes
   pebble lego
   nghttp2-client testssl.sh  # h2load, TLS scanner: terminator integration tests and bench/tls
+  chromium  # headless browser through the terminator (test_terminator_chromium.py)
   prometheus  # promtool check metrics (admin server exposition)
 )
 missing=()

@@ -1,7 +1,6 @@
 // `edgecert terminator`: the composition root of the TLS edge. Wires the certificate directory
 // source → CertStore (validate, build snapshot, swap) → the proxy's workers, the challenge
 // sources, ticket-key rotation, the admin server and signals (SIGHUP full reload, SIGTERM drain).
-#include <signal.h>
 #include <unistd.h>
 
 #include <spdlog/spdlog.h>
@@ -14,6 +13,7 @@
 #include "app/flags.h"
 #include "edgecert/base/clock.h"
 #include "edgecert/base/metrics.h"
+#include "platform/signals.h"
 #include "platform/admin_server.h"
 #include "platform/cert_dir_source.h"
 #include "proxy/server.h"
@@ -174,13 +174,9 @@ int cmd_terminator(int argc, char** argv) {
         pos = c + 1;
     }
 
-    // Signals are taken synchronously by this thread (sigtimedwait): block them before any
-    // thread starts so every thread inherits the mask.
-    sigset_t sigs;
-    sigemptyset(&sigs);
-    for (int s : {SIGTERM, SIGINT, SIGHUP}) sigaddset(&sigs, s);
-    pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
-    signal(SIGPIPE, SIG_IGN);
+    // Signals are taken synchronously by this thread: blocked before any thread starts so every
+    // thread inherits the mask.
+    platform::SignalWaiter signals;
 
     RealClock& clock = RealClock::instance();
     tls::MemoryChallengeSource api_challenges;  // filled in-process by `edgecert run`
@@ -230,15 +226,13 @@ int cmd_terminator(int argc, char** argv) {
 
     int rc = 0;
     while (true) {
-        timespec ts{1, 0};
-        int sig = sigtimedwait(&sigs, nullptr, &ts);
+        auto ev = signals.wait(std::chrono::seconds(1));
         tickets.maybe_rotate();
-        if (sig == SIGHUP) {
+        if (ev == platform::SignalWaiter::Event::Reload) {
             spdlog::info("terminator: SIGHUP: reloading every certificate");
             (*source)->request_full_rescan();
-        } else if (sig == SIGTERM || sig == SIGINT) {
-            spdlog::info("terminator: {}: draining (up to {} ms)", sig == SIGTERM ? "SIGTERM" : "SIGINT",
-                         so.drain_timeout.count());
+        } else if (ev == platform::SignalWaiter::Event::Stop) {
+            spdlog::info("terminator: {}: draining (up to {} ms)", signals.last_name(), so.drain_timeout.count());
             draining.store(true);
             (*server)->begin_drain();
             if (!(*server)->wait_for(so.drain_timeout + std::chrono::seconds(2))) rc = 1;

@@ -1,12 +1,12 @@
 #include "app/commands.h"
 
-#include <csignal>
 #include <cstdio>
 #include <cstring>
 #include <string>
 
 #include "edgecert/base/version.h"
 #include "platform/logging.h"
+#include "platform/signals.h"
 
 namespace edgecert::app {
 namespace {
@@ -52,8 +52,7 @@ int dispatch(int argc, char** argv) {
         return argc < 2 ? 2 : 0;
     }
     if (!std::strcmp(argv[1], "--version")) return cmd_version(0, nullptr);
-    // A peer that closes mid-write must be an error return (EPIPE), never a dead process.
-    std::signal(SIGPIPE, SIG_IGN);
+    platform::ignore_sigpipe();
     const char* lvl = std::getenv("EDGECERT_LOG_LEVEL");
     const char* fmt = std::getenv("EDGECERT_LOG_FORMAT");
     auto st = platform::setup_logging(

@@ -158,11 +158,45 @@ IssuerSelection select_issuer(const std::map<std::string, std::string>& ann,
             sel.bad_config = "annotation " + std::string(iss ? issuer_key : cluster_key) +
                              " is empty; it must name an " +
                              (iss ? "Issuer" : "ClusterIssuer");
+        } else if (auto why = invalid_object_name_reason(iss ? *iss : *cl)) {
+            sel.bad_config = "annotation " + std::string(iss ? issuer_key : cluster_key) + " " +
+                             quote(iss ? *iss : *cl) + " is " + *why;
         } else {
             sel.issuer = IssuerRef{iss ? *iss : *cl, iss ? "Issuer" : "ClusterIssuer",
                                    std::string(kGroup)};
         }
         return true;
+    };
+    // cert-manager.io/issuer-kind and -group (cert-manager's external-issuer selectors) refine
+    // cert-manager.io/issuer. A translated manifest may carry kind ClusterIssuer or group
+    // cert-manager.io; anything else names an issuer edgecert cannot be: BadConfig, not a
+    // silently different issuer. With cluster-issuer they are an error, as in cert-manager.
+    auto cm_kind_group = [&] {
+        const std::string* kind = get(kAnnCmIssuerKind);
+        const std::string* grp = get(kAnnCmIssuerGroup);
+        if (!kind && !grp) return;
+        if (get(kAnnCmClusterIssuer)) {
+            sel.issuer.reset();
+            sel.bad_config = std::string(kAnnCmIssuerKind) + " / " +
+                             std::string(kAnnCmIssuerGroup) + " cannot be combined with " +
+                             std::string(kAnnCmClusterIssuer);
+            return;
+        }
+        if (grp && !grp->empty() && *grp != "cert-manager.io" && *grp != kGroup) {
+            sel.issuer.reset();
+            sel.bad_config = "issuer group " + quote(*grp) + " (" +
+                             std::string(kAnnCmIssuerGroup) +
+                             ") is not supported: edgecert issues with its own Issuers only";
+            return;
+        }
+        if (kind && *kind != "Issuer" && *kind != "ClusterIssuer") {
+            sel.issuer.reset();
+            sel.bad_config = "issuer kind " + quote(*kind) + " (" +
+                             std::string(kAnnCmIssuerKind) +
+                             ") is not supported: use Issuer or ClusterIssuer";
+            return;
+        }
+        if (kind && sel.issuer) sel.issuer->kind = *kind;
     };
     if (group(kAnnIssuer, kAnnClusterIssuer)) {
         for (auto k : {kAnnCmIssuer, kAnnCmClusterIssuer})
@@ -171,7 +205,10 @@ IssuerSelection select_issuer(const std::map<std::string, std::string>& ann,
                                     " ignored: edgecert.io annotations take precedence");
         return sel;
     }
-    if (group(kAnnCmIssuer, kAnnCmClusterIssuer)) return sel;
+    if (group(kAnnCmIssuer, kAnnCmClusterIssuer)) {
+        if (!sel.bad_config) cm_kind_group();
+        return sel;
+    }
     if (const std::string* acme = get(kAnnTlsAcme); acme && *acme == "true") {
         if (opts.default_issuer && !opts.default_issuer->name.empty())
             sel.issuer = *opts.default_issuer;

@@ -12,8 +12,10 @@
 // edgecert.io/* wins over cert-manager.io/* as a whole group (a half-migrated object that still
 // carries the old cert-manager.io annotation next to a new edgecert.io one uses the new one; the
 // shadowed annotation is reported in ShimResult::notes). Within a group, issuer AND cluster-issuer
-// → BadConfig; an empty value → BadConfig; tls-acme "true" without a configured default issuer →
-// BadConfig. No annotation at all (or tls-acme other than "true") → no Certificates, no error.
+// → BadConfig; an empty value or one that is not a valid object name → BadConfig; tls-acme
+// "true" without a configured default issuer → BadConfig. cert-manager.io/issuer-kind
+// (Issuer|ClusterIssuer) refines cert-manager.io/issuer; cert-manager.io/issuer-group may be
+// empty, cert-manager.io or edgecert.io; other values (external issuers) → BadConfig. No annotation at all (or tls-acme other than "true") → no Certificates, no error.
 //
 // Certificate name = Secret name (cert-manager does the same), so two sources naming the same
 // Secret converge on one Certificate; the controller's ownership check arbitrates.
@@ -38,6 +40,8 @@ inline constexpr std::string_view kAnnIssuer = "edgecert.io/issuer";
 inline constexpr std::string_view kAnnClusterIssuer = "edgecert.io/cluster-issuer";
 inline constexpr std::string_view kAnnCmIssuer = "cert-manager.io/issuer";
 inline constexpr std::string_view kAnnCmClusterIssuer = "cert-manager.io/cluster-issuer";
+inline constexpr std::string_view kAnnCmIssuerKind = "cert-manager.io/issuer-kind";
+inline constexpr std::string_view kAnnCmIssuerGroup = "cert-manager.io/issuer-group";
 inline constexpr std::string_view kAnnTlsAcme = "kubernetes.io/tls-acme";
 
 // Set on every shim-made Certificate. Labels carry what selectors need (kind, uid: always valid

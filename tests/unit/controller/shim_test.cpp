@@ -122,6 +122,28 @@ TEST(ShimIssuer, AnnotationTable) {
         {"cm wins over tls-acme",
          {{"cert-manager.io/issuer", "x"}, {"kubernetes.io/tls-acme", "true"}}, true,
          IssuerRef{"x", "Issuer"}, false},
+        {"issuer name not an object name", {{"edgecert.io/issuer", "My Issuer"}}, true,
+         std::nullopt, true},
+        {"cm issuer-kind ClusterIssuer refines cm issuer",
+         {{"cert-manager.io/issuer", "le"}, {"cert-manager.io/issuer-kind", "ClusterIssuer"}},
+         true, IssuerRef{"le", "ClusterIssuer"}, false},
+        {"cm issuer-kind Issuer",
+         {{"cert-manager.io/issuer", "le"}, {"cert-manager.io/issuer-kind", "Issuer"}}, true,
+         IssuerRef{"le", "Issuer"}, false},
+        {"cm issuer-group cert-manager.io accepted",
+         {{"cert-manager.io/issuer", "le"}, {"cert-manager.io/issuer-group", "cert-manager.io"}},
+         true, IssuerRef{"le", "Issuer"}, false},
+        {"cm external issuer group rejected",
+         {{"cert-manager.io/issuer", "x"}, {"cert-manager.io/issuer-group", "awspca.cert-manager.io"}},
+         true, std::nullopt, true},
+        {"cm external issuer kind rejected",
+         {{"cert-manager.io/issuer", "x"}, {"cert-manager.io/issuer-kind", "AWSPCAIssuer"}}, true,
+         std::nullopt, true},
+        {"cm issuer-kind with cluster-issuer rejected",
+         {{"cert-manager.io/cluster-issuer", "x"}, {"cert-manager.io/issuer-kind", "Issuer"}},
+         true, std::nullopt, true},
+        {"cm issuer-kind alone is no annotation", {{"cert-manager.io/issuer-kind", "Issuer"}},
+         true, std::nullopt, false},
         {"edgecert wins over tls-acme",
          {{"edgecert.io/cluster-issuer", "x"}, {"kubernetes.io/tls-acme", "true"}}, false,
          IssuerRef{"x", "ClusterIssuer"}, false},
@@ -156,6 +178,11 @@ TEST(ShimIssuer, BadConfigMessagesNameTheAnnotation) {
     ASSERT_TRUE(sel.bad_config);
     EXPECT_NE(sel.bad_config->find("edgecert.io/issuer"), std::string::npos);
     EXPECT_NE(sel.bad_config->find("edgecert.io/cluster-issuer"), std::string::npos);
+    // A default issuer with an empty name counts as none.
+    sel = select_issuer({{"kubernetes.io/tls-acme", "true"}}, ShimOptions{IssuerRef{""}});
+    EXPECT_FALSE(sel.issuer);
+    ASSERT_TRUE(sel.bad_config);
+    EXPECT_NE(sel.bad_config->find("default issuer"), std::string::npos);
     sel = select_issuer({{"cert-manager.io/cluster-issuer", ""}}, {});
     ASSERT_TRUE(sel.bad_config);
     EXPECT_NE(sel.bad_config->find("cert-manager.io/cluster-issuer"), std::string::npos);

@@ -70,6 +70,36 @@ TEST(GoDuration, Garbage) {
     }
 }
 
+// Property: any h/m/s/ms/us/ns combination written the way Go prints it parses back exactly;
+// random byte strings never crash and either parse or give InvalidConfig.
+TEST(GoDuration, RoundTripAndNoise) {
+    std::mt19937_64 rng(99);
+    std::uniform_int_distribution<int64_t> part(0, 999);
+    for (int i = 0; i < 2000; ++i) {
+        int64_t h = part(rng) * 10, m = part(rng) % 60, sec = part(rng) % 60, ms = part(rng),
+                us = part(rng), ns = part(rng);
+        std::string text = std::to_string(h) + "h" + std::to_string(m) + "m" +
+                           std::to_string(sec) + "s" + std::to_string(ms) + "ms" +
+                           std::to_string(us) + "us" + std::to_string(ns) + "ns";
+        nanoseconds want = hours(h) + std::chrono::minutes(m) + seconds(sec) +
+                           std::chrono::milliseconds(ms) + std::chrono::microseconds(us) +
+                           nanoseconds(ns);
+        auto r = parse_go_duration(text);
+        ASSERT_TRUE(r.ok()) << text;
+        ASSERT_EQ(*r, want) << text;
+    }
+    const std::string alphabet = "0123456789.hmsunµ+- x";
+    std::uniform_int_distribution<size_t> pick(0, alphabet.size() - 1), len(0, 12);
+    for (int i = 0; i < 5000; ++i) {
+        std::string text;
+        for (size_t n = len(rng); n > 0; --n) text += alphabet[pick(rng)];
+        auto r = parse_go_duration(text);
+        if (!r.ok()) {
+            EXPECT_EQ(r.error().code, ErrorCode::InvalidConfig) << text;
+        }
+    }
+}
+
 // ---- renewal time ----
 
 struct RenewCase {

@@ -147,7 +147,12 @@ Result<RenewalDecision> renewal_time(SystemTime not_before, SystemTime not_after
         explicit_rule = true;
     }
 
-    if (ari) {
+    // A window reaching past notAfter cannot be right (the certificate would expire in service
+    // before renewal): ignore it rather than trust it.
+    const bool ari_usable = ari && ari->suggested_window.end <= not_after;
+    if (ari && !ari_usable)
+        d.warning = "ARI suggested window ends after the certificate's notAfter; ignored";
+    if (ari_usable) {
         SystemTime t = acme::choose_renewal_time(ari->suggested_window, rng, now);
         if (!explicit_rule || t < d.renewal_time) {
             d.basis = RenewalBasis::Ari;

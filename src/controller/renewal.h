@@ -7,7 +7,8 @@
 //      renewalTime = notAfter - renewBefore, or notAfter - lifetime * pct / 100. A renewBefore
 //      not shorter than the lifetime would renew at once, forever: like cert-manager it falls
 //      back to the default rule, with a warning.
-//   2. else an ARI suggested window (RFC 9773 §4.2): a uniform random time inside it.
+//   2. else an ARI suggested window (RFC 9773 §4.2): a uniform random time inside it. A window
+//      that ends after notAfter is ignored with a warning (renewing then would be too late).
 //   3. else 2/3 of the lifetime after notBefore; 1/2 for lifetimes of 10 days or less (short-
 //      lived certificates need a larger margin for a failed renewal to be retried).
 // An explicit renewBefore still yields to an ARI window that starts EARLIER than it: the CA

@@ -230,6 +230,10 @@ TEST(RenewalTime, AriTable) {
          kT0 + 21 * kDay, kT0, RenewalBasis::Ari, std::nullopt},
         {"percentage wins over a later window", {std::nullopt, 50}, kT0 + 70 * kDay,
          kT0 + 71 * kDay, kT0, RenewalBasis::RenewBeforePercentage, kT0 + 45 * kDay},
+        {"window ending after notAfter ignored → 2/3", {}, kT0 + 89 * kDay, kT0 + 91 * kDay,
+         kT0, RenewalBasis::TwoThirds, kT0 + 60 * kDay},
+        {"window ending exactly at notAfter used", {}, kT0 + 89 * kDay, kT0 + 90 * kDay, kT0,
+         RenewalBasis::Ari, std::nullopt},
         {"unusable renewBefore → window", {"9999h", std::nullopt}, kT0 + 70 * kDay,
          kT0 + 71 * kDay, kT0, RenewalBasis::Ari, std::nullopt},
     };
@@ -246,6 +250,16 @@ TEST(RenewalTime, AriTable) {
             EXPECT_LT(r->renewal_time, c.we);
         }
     }
+}
+
+TEST(RenewalTime, AriWindowPastNotAfterWarns) {
+    std::mt19937_64 rng(5);
+    auto r = renewal_time(kT0, kT0 + 90 * kDay, {}, ari(kT0 + 95 * kDay, kT0 + 96 * kDay), rng,
+                          kT0);
+    ASSERT_TRUE(r.ok());
+    EXPECT_EQ(r->basis, RenewalBasis::TwoThirds);
+    ASSERT_TRUE(r->warning);
+    EXPECT_NE(r->warning->find("notAfter"), std::string::npos);
 }
 
 // ---- backoff ----

@@ -10,7 +10,7 @@ target_start() {
   taskset -c "$TERM_CPU" "${EDGECERT_BIN:?set EDGECERT_BIN}" terminator \
     --listen "127.0.0.1:$TLS_PORT" --http-listen off --upstream "127.0.0.1:$BACKEND_PORT" \
     --cert-dir "$RUN/ours-certs" --admin off --workers 1 --proxy-protocol none \
-    --max-connections 100000 --idle-timeout 10m &
+    --alpn http/1.1 --max-connections 100000 --idle-timeout 10m &
   TARGET_PID=$!
 }
-target_desc() { echo "edgecert $("${EDGECERT_BIN}" version | awk '{print $2}'): workers 1, L4 + PROXY none"; }
+target_desc() { echo "edgecert $("${EDGECERT_BIN}" version | awk '{print $2}'): workers 1, L4 + PROXY none, ALPN http/1.1 (the bench backend is plain HTTP/1.1)"; }

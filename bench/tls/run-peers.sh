@@ -25,11 +25,9 @@ done
 
 W=${WORKDIR:-$(mktemp -d /tmp/edgecert-peers.XXXXXX)}; mkdir -p "$W"
 cp -r "$PEERS_SRC/." "$W/peers"; chmod -R u+w "$W/peers"
-# The bench backend is plain HTTP/1.1 nginx and edgecert is L4: offering h2 (its default ALPN) would
-# let curl's readiness probe in run-tls.sh speak h2 to nginx and fail. hitch offers no ALPN here either.
-sed 's|--proxy-protocol none|--proxy-protocol none --alpn http/1.1|' "$HERE/ours-target.sh" \
-  >"$W/peers/conf/tls/targets/edgecert.sh"
-grep -q -- '--alpn http/1.1' "$W/peers/conf/tls/targets/edgecert.sh" || { echo "adapter patch failed" >&2; exit 2; }
+# The adapter offers only http/1.1: the bench backend is plain HTTP/1.1 nginx and edgecert is L4,
+# so h2 (its default ALPN) would make curl's readiness probe in run-tls.sh speak h2 to nginx.
+cp "$HERE/ours-target.sh" "$W/peers/conf/tls/targets/edgecert.sh"
 export PEERS=$W/peers CONF=$W/peers/conf STATE=$W/state RESULTS=$W/results CERTS=$W/certs WWW=$W/state/www
 export EDGECERT_BIN
 mkdir -p "$STATE" "$RESULTS" "$CERTS" "$WWW"

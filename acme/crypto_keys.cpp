@@ -485,15 +485,7 @@ Result<std::string> PrivateKey::sign(std::string_view signing_input) const {
 }
 
 std::string PrivateKey::public_key_der() const {
-    unsigned char* der = nullptr;
-    int len = i2d_PUBKEY(pkey_.get(), &der);
-    if (len <= 0) {
-        ossl::clear_errors();
-        return {};
-    }
-    std::string out(reinterpret_cast<char*>(der), static_cast<size_t>(len));
-    OPENSSL_free(der);
-    return out;
+    return ossl::i2d_string(i2d_PUBKEY, pkey_.get());
 }
 
 Result<std::string> jwk_thumbprint(const nlohmann::json& jwk) {

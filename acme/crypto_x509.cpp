@@ -86,15 +86,7 @@ std::string Certificate::to_pem() const {
 }
 
 std::string Certificate::to_der() const {
-    unsigned char* der = nullptr;
-    int len = i2d_X509(x_.get(), &der);
-    if (len <= 0) {
-        ossl::clear_errors();
-        return {};
-    }
-    std::string out(reinterpret_cast<char*>(der), static_cast<size_t>(len));
-    OPENSSL_free(der);
-    return out;
+    return ossl::i2d_string(i2d_X509, x_.get());
 }
 
 std::string Certificate::serial_hex() const {

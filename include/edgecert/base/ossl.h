@@ -111,6 +111,21 @@ inline std::string bio_to_string(BIO* b) {
     return std::string(mem->data, mem->length);
 }
 
+// DER encoding through an OpenSSL i2d_* function (i2d_X509, i2d_PUBKEY, ...); "" on failure,
+// with the error queue cleared.
+template <class T>
+std::string i2d_string(int (*i2d)(const T*, unsigned char**), const T* obj) {
+    unsigned char* der = nullptr;
+    int len = i2d(obj, &der);
+    if (len <= 0) {
+        clear_errors();
+        return {};
+    }
+    std::string out(reinterpret_cast<char*>(der), static_cast<size_t>(len));
+    OPENSSL_free(der);
+    return out;
+}
+
 inline UniquePtr<BIO> mem_bio(std::string_view data) {
     return UniquePtr<BIO>(BIO_new_mem_buf(data.data(), static_cast<int>(data.size())));
 }

@@ -471,46 +471,53 @@ std::optional<Error> order_error(const Order& order) {
     return e;
 }
 
-Result<Authorization> Client::wait_authorization(const std::string& url) {
-    const auto start = impl_->clock.steady_now();
+namespace {
+// The one polling loop behind wait_authorization and wait_order (RFC 8555 §7.5.1): POST-as-GET
+// the resource, let `settled` decide whether it is finished (a value or an error) or still
+// moving, sleep poll_delay (Retry-After or the bounded backoff), give up at the deadline.
+template <class T, class Parse, class Settled, class Describe>
+Result<T> poll_resource(Client::Impl& impl, const std::string& url, const char* kind, Parse parse,
+                        Settled settled, Describe still_pending) {
+    const auto start = impl.clock.steady_now();
     for (int attempt = 0;; ++attempt) {
-        EC_TRY_ASSIGN(auto resp, impl_->post_account(url, "", "authz"));
-        auto a = parse_authorization(resp.body, url);
-        if (!a) return from_response(a.error(), url, resp.status);
-        if (a->status == status::kValid) return a;
-        if (a->status != status::kPending) return authorization_error(*a);
-        auto delay = impl_->poll_delay(resp, attempt);
-        auto waited = impl_->clock.steady_now() - start;
-        if (waited + delay > impl_->opts.poll_deadline)
-            return Error(
-                ErrorCode::Transient,
-                fmt::format(
-                    "timed out after {} waiting for the authorization of {} ({} is still pending)",
-                    seconds_text(std::chrono::duration_cast<std::chrono::milliseconds>(waited)),
-                    a->identifier.value, url));
-        EC_TRY(impl_->wait(delay));
+        EC_TRY_ASSIGN(auto resp, impl.post_account(url, "", kind));
+        auto r = parse(resp.body, url);
+        if (!r) return from_response(r.error(), url, resp.status);
+        if (std::optional<Result<T>> done = settled(*r)) return std::move(*done);
+        auto delay = impl.poll_delay(resp, attempt);
+        auto waited = impl.clock.steady_now() - start;
+        if (waited + delay > impl.opts.poll_deadline)
+            return Error(ErrorCode::Transient,
+                         fmt::format("timed out after {} waiting for {}",
+                                     seconds_text(std::chrono::duration_cast<std::chrono::milliseconds>(waited)),
+                                     still_pending(*r)));
+        EC_TRY(impl.wait(delay));
     }
+}
+}  // namespace
+
+Result<Authorization> Client::wait_authorization(const std::string& url) {
+    return poll_resource<Authorization>(
+        *impl_, url, "authz", parse_authorization,
+        [](const Authorization& a) -> std::optional<Result<Authorization>> {
+            if (a.status == status::kValid) return Result<Authorization>(a);
+            if (a.status != status::kPending) return Result<Authorization>(authorization_error(a));
+            return std::nullopt;
+        },
+        [&](const Authorization& a) {
+            return fmt::format("the authorization of {} ({} is still pending)", a.identifier.value, url);
+        });
 }
 
 Result<Order> Client::wait_order(const std::string& url) {
-    const auto start = impl_->clock.steady_now();
-    for (int attempt = 0;; ++attempt) {
-        EC_TRY_ASSIGN(auto resp, impl_->post_account(url, "", "order"));
-        auto o = parse_order(resp.body, url);
-        if (!o) return from_response(o.error(), url, resp.status);
-        if (auto e = order_error(*o)) return *e;
-        if (o->status != status::kPending && o->status != status::kProcessing) return o;
-        auto delay = impl_->poll_delay(resp, attempt);
-        auto waited = impl_->clock.steady_now() - start;
-        if (waited + delay > impl_->opts.poll_deadline)
-            return Error(
-                ErrorCode::Transient,
-                fmt::format(
-                    "timed out after {} waiting for order {} (still {})",
-                    seconds_text(std::chrono::duration_cast<std::chrono::milliseconds>(waited)),
-                    url, o->status));
-        EC_TRY(impl_->wait(delay));
-    }
+    return poll_resource<Order>(
+        *impl_, url, "order", parse_order,
+        [](const Order& o) -> std::optional<Result<Order>> {
+            if (auto e = order_error(o)) return Result<Order>(*e);
+            if (o.status != status::kPending && o.status != status::kProcessing) return Result<Order>(o);
+            return std::nullopt;
+        },
+        [&](const Order& o) { return fmt::format("order {} (still {})", url, o.status); });
 }
 
 Result<Order> Client::finalize(const Order& order, std::string_view csr_der) {

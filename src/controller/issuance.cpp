@@ -1,0 +1,365 @@
+#include "controller/issuance.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <set>
+
+#include "controller/shim.h"
+#include "edgecert/base/encoding.h"
+
+namespace edgecert::controller {
+using enc::base64_decode;
+namespace {
+
+Error bad(std::string msg) { return Error(ErrorCode::InvalidConfig, std::move(msg)); }
+
+std::vector<std::string> sorted_unique(std::vector<std::string> v) {
+    std::sort(v.begin(), v.end());
+    v.erase(std::unique(v.begin(), v.end()), v.end());
+    return v;
+}
+
+std::string lower(std::string s) {
+    for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    return s;
+}
+
+std::map<std::string, std::string> string_map(const json& j) {
+    std::map<std::string, std::string> m;
+    if (!j.is_object()) return m;
+    for (auto it = j.begin(); it != j.end(); ++it)
+        if (it.value().is_string()) m[it.key()] = it.value().get<std::string>();
+    return m;
+}
+
+Result<acme::KeyType> key_type_of(const json& pk) {
+    std::string alg = pk.is_object() ? pk.value("algorithm", "ECDSA") : "ECDSA";
+    int size = 0;
+    if (pk.is_object() && pk.contains("size")) {
+        if (!pk["size"].is_number_integer()) return bad("spec.privateKey.size must be an integer");
+        size = pk["size"].get<int>();
+    }
+    if (alg == "ECDSA") {
+        if (size == 0 || size == 256) return acme::KeyType::EcP256;
+        if (size == 384) return acme::KeyType::EcP384;
+        return bad("spec.privateKey.size " + std::to_string(size) +
+                   " is not supported for ECDSA (256 or 384)");
+    }
+    if (alg == "RSA") {
+        if (size == 0 || size == 2048) return acme::KeyType::Rsa2048;
+        if (size == 3072) return acme::KeyType::Rsa3072;
+        if (size == 4096) return acme::KeyType::Rsa4096;
+        return bad("spec.privateKey.size " + std::to_string(size) +
+                   " is not supported for RSA (2048, 3072 or 4096)");
+    }
+    if (alg == "Ed25519") return acme::KeyType::Ed25519;
+    return bad("spec.privateKey.algorithm '" + alg + "' is not one of RSA, ECDSA, Ed25519");
+}
+
+std::string time_text(SystemTime t) {
+    std::time_t tt = std::chrono::system_clock::to_time_t(t);
+    std::tm tm{};
+    gmtime_r(&tt, &tm);
+    char buf[32];
+    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    return buf;
+}
+
+}  // namespace
+
+Result<CertificateSpec> parse_certificate_spec(const json& obj) {
+    try {
+        CertificateSpec s;
+        const json& md = obj.contains("metadata") ? obj["metadata"] : json::object();
+        s.ref.name = md.value("name", "");
+        s.ref.namespace_ = md.value("namespace", "");
+        if (s.ref.name.empty()) return bad("metadata.name is required");
+        const json& spec = obj.contains("spec") ? obj["spec"] : json::object();
+        if (!spec.is_object()) return bad("spec must be an object");
+        s.ref.secret_name = spec.value("secretName", "");
+        if (s.ref.secret_name.empty()) return bad("spec.secretName is required");
+        if (auto why = invalid_object_name_reason(s.ref.secret_name))
+            return bad("spec.secretName '" + s.ref.secret_name + "': " + *why);
+        if (!spec.contains("dnsNames") || !spec["dnsNames"].is_array() || spec["dnsNames"].empty())
+            return bad("spec.dnsNames must list at least one name");
+        for (const auto& n : spec["dnsNames"]) {
+            if (!n.is_string()) return bad("spec.dnsNames must be strings");
+            std::string name = lower(n.get<std::string>());
+            if (auto why = invalid_dns_name_reason(name))
+                return bad("spec.dnsNames: '" + n.get<std::string>() + "' " + *why);
+            s.dns_names.push_back(std::move(name));
+        }
+        s.dns_names = sorted_unique(std::move(s.dns_names));
+        if (spec.contains("ipAddresses") && spec["ipAddresses"].is_array() && !spec["ipAddresses"].empty())
+            return bad("spec.ipAddresses is not supported yet (ACME IP identifiers, RFC 8738)");
+        const json& ir = spec.contains("issuerRef") ? spec["issuerRef"] : json::object();
+        s.issuer_name = ir.is_object() ? ir.value("name", "") : "";
+        if (s.issuer_name.empty()) return bad("spec.issuerRef.name is required");
+        s.issuer_kind = ir.value("kind", "Issuer");
+        if (s.issuer_kind != "Issuer" && s.issuer_kind != "ClusterIssuer")
+            return bad("spec.issuerRef.kind must be Issuer or ClusterIssuer");
+        std::string group = ir.value("group", "edgecert.io");
+        if (!group.empty() && group != "edgecert.io" && group != "cert-manager.io")
+            return bad("spec.issuerRef.group '" + group + "' is not edgecert.io");
+        const json pk = spec.contains("privateKey") ? spec["privateKey"] : json::object();
+        EC_TRY_ASSIGN(s.key_type, key_type_of(pk));
+        std::string rot = pk.is_object() ? pk.value("rotationPolicy", "Always") : "Always";
+        if (rot != "Always" && rot != "Never") return bad("spec.privateKey.rotationPolicy must be Always or Never");
+        s.rotate_key = rot == "Always";
+        if (spec.contains("renewBefore")) {
+            if (!spec["renewBefore"].is_string()) return bad("spec.renewBefore must be a duration string");
+            s.renewal.renew_before = spec["renewBefore"].get<std::string>();
+        }
+        if (spec.contains("renewBeforePercentage")) {
+            if (!spec["renewBeforePercentage"].is_number_integer())
+                return bad("spec.renewBeforePercentage must be an integer");
+            s.renewal.renew_before_percentage = spec["renewBeforePercentage"].get<int>();
+        }
+        // Validate the renewal rule now (a year-long dummy lifetime), so a bad value is a
+        // BadConfig at once and not a surprise at the first renewal.
+        std::mt19937_64 rng(1);
+        auto t0 = SystemTime{} + std::chrono::hours(24 * 365 * 30);
+        EC_TRY(renewal_time(t0, t0 + std::chrono::hours(24 * 365), s.renewal, std::nullopt, rng, t0));
+        if (spec.contains("secretTemplate") && spec["secretTemplate"].is_object()) {
+            s.secret_labels = string_map(spec["secretTemplate"].value("labels", json::object()));
+            s.secret_annotations = string_map(spec["secretTemplate"].value("annotations", json::object()));
+        }
+        return s;
+    } catch (const json::exception& e) {
+        return bad(std::string("malformed Certificate: ") + e.what());
+    }
+}
+
+Result<AcmeIssuerSpec> parse_acme_issuer(const json& issuer_spec) {
+    try {
+        if (!issuer_spec.is_object() || !issuer_spec.contains("acme") || !issuer_spec["acme"].is_object())
+            return bad("the issuer has no spec.acme (selfSigned and ca issuers are not supported yet)");
+        const json& a = issuer_spec["acme"];
+        AcmeIssuerSpec s;
+        s.server = a.value("server", "");
+        if (s.server.rfind("https://", 0) != 0 && s.server.rfind("http://", 0) != 0)
+            return bad("spec.acme.server must be an https:// directory URL");
+        if (a.contains("caBundle") && a["caBundle"].is_string()) {
+            std::string v = a["caBundle"].get<std::string>();
+            if (v.find("-----BEGIN") != std::string::npos) {
+                s.ca_bundle_pem = v;  // raw PEM (convenient in edgecert run's file)
+            } else if (!v.empty()) {
+                auto d = base64_decode(v);
+                if (!d || d->find("-----BEGIN CERTIFICATE-----") == std::string::npos)
+                    return bad("spec.acme.caBundle must be base64 of a PEM certificate bundle");
+                s.ca_bundle_pem = *d;
+            }
+        }
+        s.skip_tls_verify = a.value("skipTLSVerify", false);
+        if (s.skip_tls_verify) return bad("spec.acme.skipTLSVerify is refused: put the server's CA in caBundle");
+        s.email = a.value("email", "");
+        if (a.contains("privateKeySecretRef") && a["privateKeySecretRef"].is_object()) {
+            s.private_key_secret_name = a["privateKeySecretRef"].value("name", "");
+            s.private_key_secret_key = a["privateKeySecretRef"].value("key", "tls.key");
+        }
+        s.disable_account_key_generation = a.value("disableAccountKeyGeneration", false);
+        if (a.contains("externalAccountBinding") && a["externalAccountBinding"].is_object()) {
+            const json& e = a["externalAccountBinding"];
+            s.eab_key_id = e.value("keyID", "");
+            if (e.contains("keySecretRef") && e["keySecretRef"].is_object()) {
+                s.eab_secret_name = e["keySecretRef"].value("name", "");
+                s.eab_secret_key = e["keySecretRef"].value("key", "secret");
+            }
+            if (s.eab_key_id.empty() || s.eab_secret_name.empty())
+                return bad("spec.acme.externalAccountBinding needs keyID and keySecretRef.name");
+        }
+        s.preferred_chain = a.value("preferredChain", "");
+        s.profile = a.value("profile", "");
+        bool dns01 = false;
+        if (a.contains("solvers") && a["solvers"].is_array()) {
+            for (const auto& sv : a["solvers"]) {
+                if (!sv.is_object()) continue;
+                if (sv.contains("http01")) s.challenge_types.push_back("http-01");
+                if (sv.contains("tlsAlpn01")) s.challenge_types.push_back("tls-alpn-01");
+                if (sv.contains("dns01")) dns01 = true;
+            }
+        }
+        std::vector<std::string> uniq;
+        for (auto& t : s.challenge_types)
+            if (std::find(uniq.begin(), uniq.end(), t) == uniq.end()) uniq.push_back(t);
+        s.challenge_types = std::move(uniq);
+        if (s.challenge_types.empty()) {
+            if (dns01) return bad("spec.acme.solvers: only dns01 is configured, which edgecert does not solve yet");
+            s.challenge_types = {"http-01", "tls-alpn-01"};  // both are answered by the terminators
+        }
+        return s;
+    } catch (const json::exception& e) {
+        return bad(std::string("malformed issuer: ") + e.what());
+    }
+}
+
+std::string_view to_string(IssueReason r) {
+    switch (r) {
+        case IssueReason::None: return "UpToDate";
+        case IssueReason::DoesNotExist: return "DoesNotExist";
+        case IssueReason::InvalidCertificate: return "InvalidCertificate";
+        case IssueReason::SANsChanged: return "SANsChanged";
+        case IssueReason::KeyMismatch: return "KeyMismatch";
+        case IssueReason::Renewing: return "Renewing";
+        case IssueReason::Expired: return "Expired";
+    }
+    return "Unknown";
+}
+
+Evaluation evaluate(const CertificateSpec& spec, const std::optional<store::StoredCertificate>& stored,
+                    const std::optional<acme::RenewalInfo>& ari,
+                    std::optional<SystemTime> previous_renewal_time, std::mt19937_64& rng,
+                    SystemTime now) {
+    Evaluation ev;
+    if (!stored) {
+        ev.reason = IssueReason::DoesNotExist;
+        ev.detail = "Issuing certificate as Secret does not exist";
+        return ev;
+    }
+    auto chain = acme::parse_pem_chain(stored->cert_pem);
+    if (!chain) {
+        ev.reason = IssueReason::InvalidCertificate;
+        ev.detail = "Issuing certificate as Secret holds no valid certificate: " + chain.error().message;
+        return ev;
+    }
+    ev.leaf = chain->front();
+    auto key = acme::PrivateKey::from_pem(stored->key_pem.reveal());
+    if (!key) {
+        ev.reason = IssueReason::InvalidCertificate;
+        ev.detail = "Issuing certificate as Secret holds no valid private key";
+        return ev;
+    }
+    if (!ev.leaf->matches_key(*key)) {
+        ev.reason = IssueReason::KeyMismatch;
+        ev.detail = "Issuing certificate as the Secret's private key does not match its certificate";
+        return ev;
+    }
+    std::vector<std::string> have;
+    for (auto& n : ev.leaf->dns_names()) have.push_back(lower(n));
+    have = sorted_unique(std::move(have));
+    if (have != spec.dns_names) {
+        ev.reason = IssueReason::SANsChanged;
+        ev.detail = "Issuing certificate as the DNS names in the Secret differ from spec.dnsNames";
+        return ev;
+    }
+    if (key->type() != spec.key_type) {
+        ev.reason = IssueReason::KeyMismatch;
+        ev.detail = std::string("Issuing certificate as the private key is ") +
+                    std::string(acme::to_string(key->type())) + ", spec.privateKey asks for " +
+                    std::string(acme::to_string(spec.key_type));
+        return ev;
+    }
+    auto d = renewal_time(ev.leaf->not_before(), ev.leaf->not_after(), spec.renewal, ari, rng, now);
+    if (!d) {  // validated at parse time; a leaf with notAfter <= notBefore lands here
+        ev.reason = IssueReason::InvalidCertificate;
+        ev.detail = "Issuing certificate as the stored one has unusable dates: " + d.error().message;
+        return ev;
+    }
+    // Keep an earlier random pick inside the same ARI window (stable status, no dice per pass).
+    if (d->basis == RenewalBasis::Ari && previous_renewal_time && ari &&
+        *previous_renewal_time >= ari->suggested_window.start &&
+        *previous_renewal_time <= ari->suggested_window.end)
+        d->renewal_time = *previous_renewal_time;
+    ev.renewal = *d;
+    if (now >= ev.leaf->not_after()) {
+        ev.reason = IssueReason::Expired;
+        ev.detail = "Issuing certificate as it expired at " + time_text(ev.leaf->not_after());
+    } else if (now >= d->renewal_time) {
+        ev.reason = IssueReason::Renewing;
+        ev.detail = "Renewing certificate as renewal was scheduled at " + time_text(d->renewal_time) +
+                    " (" + std::string(to_string(d->basis)) + ")";
+    }
+    return ev;
+}
+
+Result<IssueResult> issue(acme::Client& client, acme::ChallengeSolver& solver,
+                          store::CertificateStore& store, const IssueRequest& req, Clock& clock) {
+    (void)clock;
+    const CertificateSpec& spec = *req.spec;
+    const AcmeIssuerSpec& iss = *req.issuer;
+    IssueResult out;
+
+    // 1. An order from an earlier attempt (crash, CA trouble): resume it with its key.
+    std::optional<acme::PrivateKey> key;
+    std::string resume_url;
+    EC_TRY_ASSIGN(auto pending, store.load_pending(spec.ref));
+    if (pending && pending->server == iss.server && pending->dns_names == spec.dns_names) {
+        auto k = acme::PrivateKey::from_pem(pending->key_pem.reveal());
+        if (k && k->type() == spec.key_type) {
+            key = std::move(*k);
+            resume_url = pending->order_url;
+            if (!resume_url.empty()) spdlog::info("certificate {}: resuming order {}", spec.ref.key(), resume_url);
+        }
+    } else if (pending) {
+        spdlog::info("certificate {}: dropping a pending order for other names or another CA", spec.ref.key());
+        EC_TRY(store.clear_pending(spec.ref));
+    }
+
+    // 2. Otherwise the key: the current one when rotation is off, else a new one.
+    std::optional<acme::Certificate> current_leaf;
+    if (req.current) {
+        if (auto c = acme::Certificate::from_pem(req.current->cert_pem)) current_leaf = std::move(*c);
+    }
+    if (!key && !spec.rotate_key && req.current) {
+        auto k = acme::PrivateKey::from_pem(req.current->key_pem.reveal());
+        if (k && k->type() == spec.key_type) key = std::move(*k);
+    }
+    if (!key) {
+        EC_TRY_ASSIGN(key, acme::PrivateKey::generate(spec.key_type));
+    }
+
+    acme::ObtainRequest oreq{.dns_names = spec.dns_names,
+                             .cert_key = *key,
+                             .profile = iss.profile,
+                             .replaces = "",
+                             .preferred_chain = iss.preferred_chain,
+                             .resume_order_url = resume_url,
+                             .on_order_created = nullptr};
+    if (current_leaf) {
+        auto dir = client.directory();
+        if (dir && !dir->renewal_info.empty()) {
+            if (auto id = current_leaf->ari_cert_id()) oreq.replaces = *id;
+        }
+    }
+    out.replaced_cert_id = oreq.replaces;
+    Status persist = Status{};
+    oreq.on_order_created = [&](const std::string& url) {
+        store::PendingOrder po{.server = iss.server, .dns_names = spec.dns_names, .order_url = url,
+                               .key_pem = key->to_pem()};
+        persist = store.save_pending(spec.ref, po);
+        if (!persist.ok())
+            spdlog::warn("certificate {}: could not record order {}: {}", spec.ref.key(), url,
+                         persist.error().message);
+    };
+
+    auto res = acme::obtain(client, solver, oreq);
+    if (!res && !oreq.resume_order_url.empty() && !res.error().retryable()) {
+        spdlog::warn("certificate {}: resumed order {} cannot complete ({}); placing a new order",
+                     spec.ref.key(), oreq.resume_order_url, res.error().message);
+        oreq.resume_order_url.clear();
+        res = acme::obtain(client, solver, oreq);
+    } else if (res) {
+        out.resumed = !oreq.resume_order_url.empty();
+    }
+    if (!res) {
+        // Keep the order (and its key) while retrying it can still succeed.
+        if (!res.error().retryable()) (void)store.clear_pending(spec.ref);
+        return res.error();
+    }
+    const acme::Certificate& leaf = res->chain.front();
+    if (!leaf.matches_key(*key))
+        return Error(ErrorCode::Permanent, "the CA returned a certificate that does not match our key");
+
+    store::CertificateMeta meta{.issuer_name = spec.issuer_name, .issuer_kind = spec.issuer_kind,
+                                .dns_names = spec.dns_names, .extra_labels = spec.secret_labels,
+                                .extra_annotations = spec.secret_annotations};
+    store::StoredCertificate sc{.cert_pem = res->chain_pem, .key_pem = key->to_pem()};
+    EC_TRY(store.save_certificate(spec.ref, sc, meta));
+    if (auto st = store.clear_pending(spec.ref); !st.ok())
+        spdlog::warn("certificate {}: could not clear the finished order: {}", spec.ref.key(), st.error().message);
+    out.obtained = std::move(*res);
+    return out;
+}
+
+}  // namespace edgecert::controller

@@ -1,0 +1,107 @@
+#pragma once
+// Issuance, independent of where specs come from (Certificate/Issuer objects, or the YAML file
+// of `edgecert run`, which uses the same field names) and where results go (store/cert_store.h).
+//
+//   parse_certificate_spec / parse_acme_issuer  CRD-shaped JSON → validated specs (InvalidConfig
+//                                               with a message fit for a BadConfig Event)
+//   evaluate()                                  is the stored certificate fine, and when to renew
+//   issue()                                     order (or resume) → solve → store
+//
+// issue() is crash-safe through the store contract: the new key and order URL are saved the
+// moment the CA creates the order; a restart finds them and resumes that order (no second order,
+// no key lost); a resumed order that is dead (invalid/expired) is replaced by a new one.
+#include <nlohmann/json.hpp>
+
+#include <optional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "controller/renewal.h"
+#include "edgecert/acme/client.h"
+#include "edgecert/acme/crypto.h"
+#include "edgecert/acme/order.h"
+#include "edgecert/base/clock.h"
+#include "edgecert/base/result.h"
+#include "store/cert_store.h"
+
+namespace edgecert::controller {
+
+using json = nlohmann::json;
+
+// Certificate spec (deploy/crds/certificates.edgecert.io.yaml).
+struct CertificateSpec {
+    store::CertificateRef ref;
+    std::vector<std::string> dns_names;  // lower-case, sorted, unique
+    std::string issuer_name;
+    std::string issuer_kind = "Issuer";
+    acme::KeyType key_type = acme::KeyType::EcP256;
+    bool rotate_key = true;  // privateKey.rotationPolicy: Always (default) | Never
+    RenewalSpec renewal;
+    std::map<std::string, std::string> secret_labels, secret_annotations;  // secretTemplate
+};
+
+// spec of an Issuer/ClusterIssuer with `acme` (deploy/crds/issuers.edgecert.io.yaml). Secrets the
+// spec references (account key, EAB HMAC) are resolved by the caller.
+struct AcmeIssuerSpec {
+    std::string server;
+    std::string ca_bundle_pem;  // PEM to trust for the ACME endpoint; empty: system roots
+    bool skip_tls_verify = false;
+    std::string email;
+    std::string private_key_secret_name;  // privateKeySecretRef.name
+    std::string private_key_secret_key = "tls.key";
+    bool disable_account_key_generation = false;
+    std::string eab_key_id;
+    std::string eab_secret_name, eab_secret_key;  // externalAccountBinding.keySecretRef
+    std::string preferred_chain;
+    std::string profile;
+    // Challenge types the solvers offer, in preference order: "http-01", "tls-alpn-01".
+    std::vector<std::string> challenge_types;
+};
+
+// `obj` is the whole object (metadata used for ref) or, with ns/name given, a bare spec holder
+// {"spec": ...}. Namespace "" is fine (edgecert run).
+Result<CertificateSpec> parse_certificate_spec(const json& obj);
+// spec.acme of an issuer; InvalidConfig when it has no acme block (selfSigned/ca are handled
+// elsewhere) or a field is wrong.
+Result<AcmeIssuerSpec> parse_acme_issuer(const json& issuer_spec);
+
+// Why a certificate must be issued now (cert-manager's Issuing condition reasons).
+enum class IssueReason { None, DoesNotExist, InvalidCertificate, SANsChanged, KeyMismatch, Renewing, Expired };
+std::string_view to_string(IssueReason r);
+
+struct Evaluation {
+    IssueReason reason = IssueReason::None;
+    std::string detail;                  // human text for the condition / Event
+    std::optional<acme::Certificate> leaf;  // the stored leaf when it parsed
+    std::optional<RenewalDecision> renewal;  // when a valid leaf exists
+};
+
+// `previous_renewal_time`: a time chosen earlier for this same certificate (status.renewalTime);
+// kept while it still lies inside the ARI window, so each reconcile does not roll the dice again.
+Evaluation evaluate(const CertificateSpec& spec, const std::optional<store::StoredCertificate>& stored,
+                    const std::optional<acme::RenewalInfo>& ari,
+                    std::optional<SystemTime> previous_renewal_time, std::mt19937_64& rng,
+                    SystemTime now);
+
+struct IssueRequest {
+    const CertificateSpec* spec = nullptr;
+    const AcmeIssuerSpec* issuer = nullptr;
+    // The certificate in service (renewal): its key is reused when rotate_key is false, and its
+    // ARI certID goes into `replaces` when the CA offers ARI.
+    std::optional<store::StoredCertificate> current;
+};
+
+struct IssueResult {
+    acme::ObtainResult obtained;
+    bool resumed = false;  // a pending order from an earlier run was completed
+    std::string replaced_cert_id;
+};
+
+// Runs or resumes the order and stores the result. Errors keep their codes (RateLimited with
+// retry_after, Transient, Permanent...). A pending order survives Transient/RateLimited errors
+// so the next attempt resumes it; it is dropped when it can no longer succeed.
+Result<IssueResult> issue(acme::Client& client, acme::ChallengeSolver& solver,
+                          store::CertificateStore& store, const IssueRequest& req, Clock& clock);
+
+}  // namespace edgecert::controller

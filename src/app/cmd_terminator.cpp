@@ -1,21 +1,25 @@
-// `edgecert terminator`: the composition root of the TLS edge. Wires the certificate directory
-// source → CertStore (validate, build snapshot, swap) → the proxy's workers, the challenge
+// `edgecert terminator`: the composition root of the TLS edge. Wires the certificate source
+// (a directory, or kubernetes.io/tls Secrets through informers) → CertStore (validate, build snapshot, swap) → the proxy's workers, the challenge
 // sources, ticket-key rotation, the admin server and signals (SIGHUP full reload, SIGTERM drain).
 #include <unistd.h>
 
 #include <spdlog/spdlog.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <ctime>
 #include <thread>
 
 #include "app/commands.h"
 #include "app/flags.h"
+#include "app/k8s_cert_source.h"
+#include "app/k8s_challenge_source.h"
 #include "edgecert/base/clock.h"
 #include "edgecert/base/metrics.h"
 #include "platform/signals.h"
 #include "platform/admin_server.h"
 #include "platform/cert_dir_source.h"
+#include "platform/curl_http.h"
 #include "proxy/server.h"
 #include "tls/cert_store.h"
 #include "tls/challenge_source.h"
@@ -100,13 +104,25 @@ void register_metrics(metrics::Registry& reg, std::vector<int>& ids, proxy::Serv
 
 int cmd_terminator(int argc, char** argv) {
     Flags f("terminator", "[flags]",
-            "Terminates TLS with certificates from --cert-dir (hot-reloaded on change), answers ACME\n"
+            "Terminates TLS with certificates from --cert-dir or Kubernetes Secrets (hot-reloaded on\n"
+            "change), answers ACME\n"
             "http-01/tls-alpn-01 challenges, and forwards plain bytes to --upstream with a PROXY header.");
     f.add("listen", "ADDR:PORT", "TLS listener", "0.0.0.0:443")
         .add("http-listen", "ADDR:PORT", "plain-HTTP listener (ACME http-01, redirect/pass-through); 'off' disables",
              "0.0.0.0:80")
         .add("upstream", "HOST:PORT", "where decrypted connections go (resolved once at start)")
+        .add("cert-source", "dir|kubernetes",
+             "where certificates come from (default: dir with --cert-dir, else kubernetes with --kubeconfig)")
         .add("cert-dir", "DIR", "one folder per certificate with tls.crt and tls.key")
+        .add("kubeconfig", "FILE", "Kubernetes API access (default: in-cluster service account)")
+        .add("secret-selector", "SELECTOR",
+             "label selector of the kubernetes.io/tls Secrets to serve; 'all': every TLS Secret",
+             "edgecert.io/managed=true")
+        .add("namespaces", "LIST", "namespaces to watch, comma-separated (default: all)")
+        .add("sync-timeout", "DURATION", "how long to wait for the first list from the API server", "30s")
+        .add("challenge-source", "dir|kubernetes|none",
+             "ACME challenge answers (default: dir with --challenge-dir, else kubernetes with a Kubernetes\n"
+             "cert source); --challenge-dir is consulted first whenever it is given")
         .add("challenge-dir", "DIR", "ACME challenges: DIR/<token>, DIR/tls-alpn-01/<domain>")
         .add("default-cert", "NAME", "folder served when SNI matches nothing (default: first by name)")
         .add_bool("strict-sni", "refuse handshakes whose SNI matches no certificate")
@@ -134,7 +150,22 @@ int cmd_terminator(int argc, char** argv) {
         spdlog::error("terminator: {}", e.message);
         return e.code == ErrorCode::InvalidConfig ? 2 : 1;
     };
-    if (!f.has("cert-dir")) return fail(Error(ErrorCode::InvalidConfig, "--cert-dir is required"));
+    std::string cert_source = f.get("cert-source");
+    if (cert_source.empty()) cert_source = f.has("cert-dir") ? "dir" : f.has("kubeconfig") ? "kubernetes" : "";
+    if (cert_source.empty())
+        return fail(Error(ErrorCode::InvalidConfig, "--cert-dir or --cert-source kubernetes is required"));
+    if (cert_source != "dir" && cert_source != "kubernetes")
+        return fail(Error(ErrorCode::InvalidConfig, "--cert-source must be dir or kubernetes"));
+    if (cert_source == "dir" && !f.has("cert-dir"))
+        return fail(Error(ErrorCode::InvalidConfig, "--cert-source dir needs --cert-dir"));
+    std::string challenge_source = f.get("challenge-source");
+    if (challenge_source.empty())
+        challenge_source = f.has("challenge-dir") ? "dir" : cert_source == "kubernetes" ? "kubernetes" : "none";
+    if (challenge_source != "dir" && challenge_source != "kubernetes" && challenge_source != "none")
+        return fail(Error(ErrorCode::InvalidConfig, "--challenge-source must be dir, kubernetes or none"));
+    if (challenge_source == "dir" && !f.has("challenge-dir"))
+        return fail(Error(ErrorCode::InvalidConfig, "--challenge-source dir needs --challenge-dir"));
+    bool use_k8s = cert_source == "kubernetes" || challenge_source == "kubernetes";
 
     proxy::ServerOptions so;
     so.listen = f.get("listen");
@@ -155,10 +186,10 @@ int cmd_terminator(int argc, char** argv) {
     if (hm == "redirect") so.http_mode = proxy::HttpMode::Redirect;
     else if (hm == "passthrough") so.http_mode = proxy::HttpMode::Passthrough;
     else return fail(Error(ErrorCode::InvalidConfig, "--http-mode must be redirect or passthrough"));
-    std::chrono::milliseconds rescan, rotation;
+    std::chrono::milliseconds rescan, rotation, sync_timeout;
     for (auto [name, dst] : {std::pair{"handshake-timeout", &so.handshake_timeout}, {"idle-timeout", &so.idle_timeout},
                              {"drain-timeout", &so.drain_timeout}, {"rescan-interval", &rescan},
-                             {"ticket-key-rotation", &rotation}}) {
+                             {"ticket-key-rotation", &rotation}, {"sync-timeout", &sync_timeout}}) {
         auto d = parse_duration(name, f.get(name));
         if (!d) return fail(d.error());
         *dst = *d;
@@ -181,12 +212,47 @@ int cmd_terminator(int argc, char** argv) {
     RealClock& clock = RealClock::instance();
     tls::MemoryChallengeSource api_challenges;  // filled in-process by `edgecert run`
     std::unique_ptr<tls::DirChallengeSource> dir_challenges;
+    tls::MemoryChallengeSource k8s_challenges;  // filled from Challenge objects
     tls::ChainChallengeSource challenges;
-    if (f.has("challenge-dir")) {
+    if (f.has("challenge-dir") && challenge_source != "none") {
         dir_challenges = std::make_unique<tls::DirChallengeSource>(f.get("challenge-dir"));
         challenges.add(dir_challenges.get());
     }
+    if (challenge_source == "kubernetes") challenges.add(&k8s_challenges);
     challenges.add(&api_challenges);
+
+    // Kubernetes access, shared by the Secret and Challenge informers and the Event recorder.
+    std::unique_ptr<platform::CurlHttpClient> kube_http;
+    std::unique_ptr<k8s::Client> kube;
+    std::unique_ptr<k8s::EventRecorder> recorder;
+    std::unique_ptr<K8sChallengeSource> challenge_watch;
+    if (use_k8s) {
+        auto cfg = f.has("kubeconfig") ? k8s::load_kubeconfig(f.get("kubeconfig")) : k8s::in_cluster_config();
+        if (!cfg) return fail(Error(ErrorCode::InvalidConfig, cfg.error().message));
+        platform::CurlOptions co;
+        co.ca_pem = cfg->ca_pem;
+        co.client_cert_pem = cfg->client_certificate_pem;
+        co.client_key_pem = cfg->client_key_pem;
+        co.insecure_skip_verify = cfg->insecure_skip_tls_verify;
+        auto http = platform::CurlHttpClient::create(std::move(co));
+        if (!http) return fail(http.error());
+        kube_http = std::move(*http);
+        kube = std::make_unique<k8s::Client>(*kube_http, *cfg);
+        k8s::EventRecorderOptions eo;
+        eo.component = "edgecert-terminator";
+        if (const char* node = std::getenv("NODE_NAME")) eo.host = node;
+        recorder = std::make_unique<k8s::EventRecorder>(*kube, eo);
+        spdlog::info("terminator: Kubernetes API {}", kube->server());
+    }
+    if (challenge_source == "kubernetes") {
+        ChallengeSourceOptions co;
+        co.namespaces = split_list(f.get("namespaces"));
+        co.sync_timeout = sync_timeout;
+        auto cs = K8sChallengeSource::create(*kube, k8s_challenges, clock, co);
+        if (!cs) return fail(cs.error());
+        challenge_watch = std::move(*cs);
+        if (auto st = challenge_watch->start(); !st) return fail(st.error());
+    }
 
     tls::TicketKeys tickets(clock, std::chrono::duration_cast<std::chrono::seconds>(rotation));
     auto tctx = tls::TlsContext::create(to, &challenges, tickets);
@@ -194,13 +260,30 @@ int cmd_terminator(int argc, char** argv) {
 
     tls::SnapshotHolder holder;
     tls::CertStore store({f.get("default-cert"), f.get_bool("strict-sni")}, clock, holder);
-    auto source = platform::CertDirSource::create({f.get("cert-dir"), std::chrono::milliseconds(50), rescan});
-    if (!source) return fail(source.error());
+    Result<std::unique_ptr<tls::CertSource>> source = Error(ErrorCode::Permanent, "no certificate source");
+    std::string source_desc = f.get("cert-dir");
+    if (cert_source == "dir") {
+        auto dir = platform::CertDirSource::create({f.get("cert-dir"), std::chrono::milliseconds(50), rescan});
+        if (!dir) return fail(dir.error());
+        source = std::unique_ptr<tls::CertSource>(std::move(*dir));
+    } else {
+        SecretSourceOptions ko;
+        ko.selector = f.get("secret-selector");
+        ko.namespaces = split_list(f.get("namespaces"));
+        ko.sync_timeout = sync_timeout;
+        auto ks = SecretCertSource::create(*kube, recorder.get(), ko);
+        if (!ks) return fail(ks.error());
+        SecretCertSource* raw = ks->get();
+        store.set_result_callback([raw](const std::string& name, const tls::EntryResult& r) { raw->on_result(name, r); });
+        source = std::unique_ptr<tls::CertSource>(std::move(*ks));
+        source_desc = "Secrets (" + (ko.selector.empty() || ko.selector == "all" ? std::string("type=kubernetes.io/tls")
+                                                                                  : ko.selector) + ")";
+    }
     auto t0 = std::chrono::steady_clock::now();
     std::clock_t c0 = std::clock();  // process CPU time: on a busy machine wall time says little
     if (auto st = (*source)->start(store); !st) return fail(st.error());
     spdlog::info("terminator: {} certificate(s) loaded from {} in {:.1f} ms ({:.1f} ms CPU)", holder.get()->size(),
-                 f.get("cert-dir"),
+                 source_desc,
                  std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count(),
                  1000.0 * double(std::clock() - c0) / CLOCKS_PER_SEC);
     if (f.has("default-cert") && !holder.get()->find_entry(f.get("default-cert")))
@@ -241,6 +324,8 @@ int cmd_terminator(int argc, char** argv) {
     }
     (*server)->stop();
     (*source)->stop();
+    if (challenge_watch) challenge_watch->stop();
+    if (recorder) recorder->shutdown();  // drains queued Events (bounded)
     if (admin) admin->stop();
     for (int id : collector_ids) reg.remove_collector(id);
     spdlog::info("terminator: stopped");

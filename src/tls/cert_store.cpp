@@ -55,14 +55,17 @@ void CertStore::apply(std::vector<CertChange> changes, bool full) {
             if (last != r.error().message)
                 spdlog::warn("{}; {}", r.error().message, prev ? "keeping the last good certificate" : "not serving it");
             last = r.error().message;
+            if (on_result_) on_result_(c.name, EntryResult{false, false, r.error().message, {}, 0, 0});
             continue;
         }
         errors_[c.name].clear();
         const auto& e = *r;
-        if (prev && prev->serial == e->serial && prev->not_after == e->not_after &&
-            X509_cmp(prev->leaf.get(), e->leaf.get()) == 0 && EVP_PKEY_eq(prev->key.get(), e->key.get()) == 1 &&
-            sk_X509_num(prev->chain.get()) == sk_X509_num(e->chain.get()))
-            continue;  // identical content (e.g. a periodic rescan): nothing to publish
+        bool same = prev && prev->serial == e->serial && prev->not_after == e->not_after &&
+                    X509_cmp(prev->leaf.get(), e->leaf.get()) == 0 &&
+                    EVP_PKEY_eq(prev->key.get(), e->key.get()) == 1 &&
+                    sk_X509_num(prev->chain.get()) == sk_X509_num(e->chain.get());
+        if (on_result_) on_result_(c.name, EntryResult{true, same, {}, e->serial, e->dns_names.size(), e->not_after});
+        if (same) continue;  // identical content (e.g. a periodic rescan): nothing to publish
         ok_.fetch_add(1, std::memory_order_relaxed);
         std::string sans;
         for (const auto& n : e->dns_names) sans += (sans.empty() ? "" : ",") + n;

@@ -22,6 +22,7 @@ const Command kCommands[] = {
     {"issue", cmd_issue, "obtain a certificate from an ACME CA (standalone responder)"},
     {"renew", cmd_renew, "renew a certificate when ARI or its lifetime says so"},
     {"revoke", cmd_revoke, "revoke a certificate"},
+    {"controller", cmd_controller, "Kubernetes controller: annotated Ingress/Gateway -> Certificates"},
     {"terminator", cmd_terminator, "serve HTTPS from certificates, hot-reloading them"},
     {"version", cmd_version, "print the version"},
 };

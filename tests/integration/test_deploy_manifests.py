@@ -14,7 +14,8 @@
   validated here against its CRD's openAPIV3Schema with a small validator (types, required,
   enums, unknown fields, oneOf/anyOf of required, patterns, bounds, base64), and wrong objects
   are shown to be refused by it;
-- RBAC sanity: no wildcards, the terminator cannot write Secrets or Challenges, the controller's
+- RBAC sanity: no wildcards, the terminator cannot write Secrets or Challenges (only a
+  Challenge's status), the controller's
   Lease access is a namespaced Role, every binding points at a role and an account that exist;
 - the ingress-nginx sidecar patches merge onto a minimal ingress-nginx in a kustomize overlay.
 """
@@ -456,21 +457,29 @@ def test_rbac_has_no_wildcards_and_bindings_resolve():
 
 @needs_kubectl
 def test_terminator_is_read_only():
+    """Exactly what the terminator's Kubernetes sources use: informers (list/watch, no get) on
+    Secrets and Challenges, a merge patch of a Challenge's status.presented, Events."""
     docs = _role_docs()
     for sa in (("edgecert-system", "edgecert-terminator"), ("ingress-nginx", "ingress-nginx")):
         cluster, namespaced = _rules_of_account(docs, *sa)
         assert namespaced == {}
-        for verb in ("get", "list", "watch"):
+        for verb in ("list", "watch"):
             assert _allows(cluster, "", "secrets", verb)
             assert _allows(cluster, "edgecert.io", "challenges", verb)
+        assert _allows(cluster, "edgecert.io", "challenges/status", "patch")
         for verb in ("create", "update", "patch", "delete"):
             assert not _allows(cluster, "", "secrets", verb), verb
             assert not _allows(cluster, "edgecert.io", "challenges", verb), verb
             assert not _allows(cluster, "edgecert.io", "certificates", verb), verb
+        for verb in ("create", "update", "delete"):
             assert not _allows(cluster, "edgecert.io", "challenges/status", verb), verb
         assert _allows(cluster, "", "events", "create") and _allows(cluster, "", "events", "patch")
-        granted = {(g, r) for rule in cluster for g in rule["apiGroups"] for r in rule["resources"]}
-        assert granted == {("", "secrets"), ("edgecert.io", "challenges"), ("", "events")}
+        granted = {(g, r, v) for rule in cluster for g in rule["apiGroups"] for r in rule["resources"]
+                   for v in rule["verbs"]}
+        assert granted == {("", "secrets", "list"), ("", "secrets", "watch"),
+                           ("edgecert.io", "challenges", "list"), ("edgecert.io", "challenges", "watch"),
+                           ("edgecert.io", "challenges/status", "patch"),
+                           ("", "events", "create"), ("", "events", "patch")}
 
 
 @needs_kubectl
@@ -573,9 +582,9 @@ def _flags(args):
     return {a.split("=", 1)[0] for a in args if a.startswith("--")}
 
 
-# Flags the manifests use that the binary does not have yet (issue 5: the Kubernetes sources of
-# the terminator and the controller command). When one is implemented, this set shrinks.
-PLANNED_TERMINATOR = {"--cert-source", "--secret-selector", "--challenge-source"}
+# Flags the manifests use that the binary does not have yet. When one is implemented, this set
+# shrinks (the terminator's Kubernetes sources exist: empty).
+PLANNED_TERMINATOR = set()
 
 
 def test_terminator_flags_exist_or_are_marked_planned():

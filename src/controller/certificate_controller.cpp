@@ -1,0 +1,578 @@
+#include "controller/certificate_controller.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+
+#include "controller/challenge_publisher.h"
+#include "controller/resources.h"
+#include "controller/shim.h"
+#include "edgecert/base/encoding.h"
+#include "edgecert/k8s/object.h"
+
+namespace edgecert::controller {
+namespace {
+
+namespace meta = k8s::meta;
+using std::chrono::duration_cast;
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+
+double epoch(SystemTime t) { return double(std::chrono::duration_cast<seconds>(t.time_since_epoch()).count()); }
+
+std::optional<std::string> secret_data(const json& secret, const char* key) {
+    if (!secret.contains("data") || !secret["data"].is_object()) return std::nullopt;
+    auto it = secret["data"].find(key);
+    if (it == secret["data"].end() || !it->is_string()) return std::nullopt;
+    return enc::base64_decode(it->get<std::string>());
+}
+
+// Sets one condition (type, status, reason, message), keeping lastTransitionTime when the status
+// did not change (metav1.Condition semantics, and stable writes).
+void set_condition(json& status, const std::string& type, const std::string& st, const std::string& reason,
+                   const std::string& message, SystemTime now, int64_t generation) {
+    if (!status.contains("conditions") || !status["conditions"].is_array()) status["conditions"] = json::array();
+    json& conds = status["conditions"];
+    for (auto& c : conds) {
+        if (c.value("type", "") != type) continue;
+        if (c.value("status", "") != st) c["lastTransitionTime"] = k8s::format_time(now);
+        c["status"] = st;
+        c["reason"] = reason;
+        c["message"] = message;
+        c["observedGeneration"] = generation;
+        return;
+    }
+    conds.push_back({{"type", type}, {"status", st}, {"reason", reason}, {"message", message},
+                     {"lastTransitionTime", k8s::format_time(now)}, {"observedGeneration", generation}});
+}
+
+void remove_condition(json& status, const std::string& type) {
+    if (!status.contains("conditions") || !status["conditions"].is_array()) return;
+    json& conds = status["conditions"];
+    conds.erase(std::remove_if(conds.begin(), conds.end(), [&](const json& c) { return c.value("type", "") == type; }),
+                conds.end());
+}
+
+std::string fmt_time(SystemTime t) { return k8s::format_time(t); }
+
+}  // namespace
+
+CertificateController::CertificateController(ControllerContext& ctx, AccountManager::HttpFactory http,
+                                             CertificateControllerOptions opts)
+    : ctx_(ctx), opts_(opts), store_(ctx.client, ctx.field_manager),
+      accounts_(store_, std::move(http), ctx.clock, [this] {
+          acme::ClientOptions o;
+          o.cancel = &stopping_;
+          o.on_request = [this](const acme::RequestEvent& e) {
+              ctx_.metrics
+                  .counter("edgecert_acme_requests_total", "ACME requests by resource and HTTP status.",
+                           {{"resource", std::string(e.resource)}, {"status", std::to_string(e.status)}})
+                  ->inc();
+          };
+          return o;
+      }()) {
+    Runner::Options ro;
+    ro.name = "certificate";
+    ro.workers = std::max(1, opts_.workers);
+    runner_ = std::make_unique<Runner>(ro, ctx.clock, ctx.metrics, [this](const std::string& k) { return reconcile(k); });
+
+    using S = metrics::Registry::Sample;
+    auto labels = [](const std::string& key, const CertState& s) {
+        auto slash = key.find('/');
+        return metrics::Labels{{"issuer_kind", s.issuer_kind},
+                               {"issuer_name", s.issuer_name},
+                               {"name", key.substr(slash + 1)},
+                               {"namespace", key.substr(0, slash)}};
+    };
+    collectors_.emplace_back(ctx.metrics, "edgecert_certificate_expiration_timestamp_seconds",
+                             "notAfter of the certificate in each Certificate's Secret (Unix time).", "gauge",
+                             [this, labels](std::vector<S>& out) {
+                                 std::lock_guard lk(mu_);
+                                 for (auto& [k, s] : state_)
+                                     if (s.not_after > 0) out.push_back({labels(k, s), s.not_after});
+                             });
+    collectors_.emplace_back(ctx.metrics, "edgecert_certificate_renewal_timestamp_seconds",
+                             "When each certificate is due for renewal (Unix time).", "gauge",
+                             [this, labels](std::vector<S>& out) {
+                                 std::lock_guard lk(mu_);
+                                 for (auto& [k, s] : state_)
+                                     if (s.renewal > 0) out.push_back({labels(k, s), s.renewal});
+                             });
+    collectors_.emplace_back(ctx.metrics, "edgecert_certificate_ready_status",
+                             "Ready condition of each Certificate (1 for the current condition value).", "gauge",
+                             [this, labels](std::vector<S>& out) {
+                                 std::lock_guard lk(mu_);
+                                 for (auto& [k, s] : state_)
+                                     for (const char* c : {"True", "False"}) {
+                                         auto l = labels(k, s);
+                                         l.insert(l.begin(), {"condition", c});
+                                         out.push_back({l, (s.ready == (c[0] == 'T')) ? 1.0 : 0.0});
+                                     }
+                             });
+    collectors_.emplace_back(ctx.metrics, "edgecert_certificate_renewal_overdue",
+                             "1 when a certificate is past its renewal time by more than an hour and not renewed.",
+                             "gauge", [this, labels](std::vector<S>& out) {
+                                 std::lock_guard lk(mu_);
+                                 for (auto& [k, s] : state_) out.push_back({labels(k, s), s.overdue ? 1.0 : 0.0});
+                             });
+}
+
+CertificateController::~CertificateController() { stop(); }
+
+void CertificateController::start() { runner_->start(); }
+
+void CertificateController::stop() {
+    stopping_ = true;
+    runner_->stop();
+}
+
+void CertificateController::register_handlers() {
+    auto& inf = ctx_.informers;
+    k8s::EventHandlers certs;
+    certs.on_add = [this](const k8s::ObjectPtr& o) { runner_->enqueue(meta::key(*o)); };
+    certs.on_update = [this](const k8s::ObjectPtr& old_obj, const k8s::ObjectPtr& o) {
+        // Our own status writes come back as updates: only spec/metadata changes matter.
+        const json& a = *old_obj;
+        const json& b = *o;
+        if (a.value("spec", json()) == b.value("spec", json()) &&
+            meta::annotations(a) == meta::annotations(b) && meta::finalizers(a) == meta::finalizers(b) &&
+            meta::deletion_timestamp(a) == meta::deletion_timestamp(b))
+            return;
+        runner_->enqueue(meta::key(b));
+    };
+    certs.on_delete = [this](const k8s::ObjectPtr& o, bool) { runner_->enqueue(meta::key(*o)); };
+    inf.certificates->add_handlers(certs);
+
+    if (inf.secrets) {
+        auto by_secret = [this](const json& s) {
+            auto n = meta::annotation(s, "edgecert.io/certificate-name");
+            if (n && !n->empty()) runner_->enqueue(meta::key(meta::namespace_(s), *n));
+        };
+        k8s::EventHandlers sh;
+        sh.on_add = [by_secret](const k8s::ObjectPtr& o) { by_secret(*o); };
+        sh.on_update = [by_secret](const k8s::ObjectPtr&, const k8s::ObjectPtr& o) { by_secret(*o); };
+        sh.on_delete = [by_secret](const k8s::ObjectPtr& o, bool) { by_secret(*o); };
+        inf.secrets->add_handlers(sh);
+    }
+    auto issuer_handler = [this](const std::string& kind) {
+        auto fire = [this, kind](const json& iss) {
+            const std::string ns = meta::namespace_(iss), name = meta::name(iss);
+            for (const auto& c : ctx_.informers.certificates->store().list()) {
+                const json& ir = c->value("spec", json::object()).value("issuerRef", json::object());
+                if (ir.value("name", "") != name || ir.value("kind", "Issuer") != kind) continue;
+                if (kind == "Issuer" && meta::namespace_(*c) != ns) continue;
+                runner_->enqueue(meta::key(*c));
+            }
+            accounts_.forget(kind == "Issuer" ? "Issuer/" + ns + "/" + name : "ClusterIssuer/" + name);
+        };
+        k8s::EventHandlers h;
+        h.on_add = [fire](const k8s::ObjectPtr& o) { fire(*o); };
+        h.on_update = [fire](const k8s::ObjectPtr& a, const k8s::ObjectPtr& b) {
+            if (a->value("spec", json()) != b->value("spec", json())) fire(*b);
+        };
+        h.on_delete = [fire](const k8s::ObjectPtr& o, bool) { fire(*o); };
+        return h;
+    };
+    if (inf.issuers) inf.issuers->add_handlers(issuer_handler("Issuer"));
+    if (inf.clusterissuers) inf.clusterissuers->add_handlers(issuer_handler("ClusterIssuer"));
+}
+
+void CertificateController::event(const json& cert, std::string_view type, std::string_view reason,
+                                  const std::string& msg) {
+    ctx_.events.record(cert, resources::Certificate, type, reason, msg);
+    // The Ingress/Gateway this Certificate came from, so `kubectl describe ingress` tells the story.
+    auto kind = meta::label(cert, std::string(kLabelSourceKind));
+    auto ns = meta::annotation(cert, std::string(kAnnSourceNamespace));
+    auto name = meta::annotation(cert, std::string(kAnnSourceName));
+    if (!kind || !ns || !name) return;
+    k8s::Informer* inf = *kind == "Ingress" ? ctx_.informers.ingresses
+                         : *kind == "Gateway" ? ctx_.informers.gateways : nullptr;
+    if (!inf) return;
+    auto src = inf->store().get(*ns, *name);
+    if (!src) return;
+    const k8s::ResourceType& rt = *kind == "Ingress" ? k8s::resources::Ingress : k8s::resources::Gateway;
+    ctx_.events.record(*src, rt, type, reason, "Certificate " + meta::name(cert) + ": " + msg);
+}
+
+void CertificateController::patch_status(const json& cert, json status) {
+    json current = cert.value("status", json::object());
+    if (status == current) return;  // stable writes: nothing to say
+    // Merge patch: fields we dropped must be sent as null to be removed.
+    json patch = status;
+    for (auto it = current.begin(); it != current.end(); ++it)
+        if (!status.contains(it.key())) patch[it.key()] = nullptr;
+    k8s::PatchOptions po{.field_manager = ctx_.field_manager, .subresource = "status"};
+    auto r = ctx_.client.patch(resources::Certificate, meta::namespace_(cert), meta::name(cert), k8s::PatchType::Merge,
+                               json{{"status", patch}}, po);
+    if (!r && r.error().code != ErrorCode::NotFound)
+        spdlog::warn("certificate {}: status update failed: {}", meta::key(cert), r.error().message);
+}
+
+void CertificateController::set_metrics(const std::string& key, const CertState& st) {
+    std::lock_guard lk(mu_);
+    CertState& s = state_[key];
+    auto ari = std::move(s.ari);
+    auto serial = std::move(s.ari_serial);
+    s = st;
+    if (!s.ari) {
+        s.ari = std::move(ari);
+        s.ari_serial = std::move(serial);
+    }
+}
+
+std::chrono::seconds CertificateController::backoff(int attempts, const std::optional<Error>& err) const {
+    if (attempts <= 0) return seconds(0);
+    // failure_backoff() with the 1 h base scaled to --failure-backoff-base.
+    seconds d = opts_.failure_backoff_base;
+    for (int i = 1; i < attempts && d < kBackoffCap; ++i) d *= 2;
+    d = std::min(d, seconds(kBackoffCap.count() * opts_.failure_backoff_base.count() / kBackoffBase.count()));
+    if (err && err->code == ErrorCode::RateLimited && err->retry_after && *err->retry_after > d) d = *err->retry_after;
+    return d;
+}
+
+Result<CertificateController::Resolved> CertificateController::resolve_issuer(const CertificateSpec& spec) {
+    Resolved r;
+    k8s::ObjectPtr obj;
+    if (spec.issuer_kind == "ClusterIssuer") {
+        if (ctx_.informers.clusterissuers) obj = ctx_.informers.clusterissuers->store().get(spec.issuer_name);
+        r.issuer_key = "ClusterIssuer/" + spec.issuer_name;
+        r.secret_namespace = ctx_.cluster_resource_namespace;
+    } else {
+        if (ctx_.informers.issuers) obj = ctx_.informers.issuers->store().get(spec.ref.namespace_, spec.issuer_name);
+        r.issuer_key = "Issuer/" + spec.ref.namespace_ + "/" + spec.issuer_name;
+        r.secret_namespace = spec.ref.namespace_;
+    }
+    if (!obj)
+        return Error(ErrorCode::NotFound, spec.issuer_kind + " " + spec.issuer_name + " not found");
+    r.issuer = *obj;
+    auto a = parse_acme_issuer(obj->value("spec", json::object()));
+    if (!a) {
+        Error e = a.error();
+        e.context(spec.issuer_kind + " " + spec.issuer_name);
+        return e;
+    }
+    r.acme = std::move(*a);
+    return r;
+}
+
+Result<std::shared_ptr<acme::Client>> CertificateController::client_for(const Resolved& r) {
+    AccountRequest req;
+    req.issuer_key = r.issuer_key;
+    req.spec = &r.acme;
+    std::string secret = r.acme.private_key_secret_name;
+    if (secret.empty()) secret = meta::name(r.issuer) + "-account-key";
+    req.account_key_id = r.secret_namespace + "/" + secret + ":" + r.acme.private_key_secret_key;
+    if (!r.acme.eab_secret_name.empty()) {
+        auto s = ctx_.client.get(k8s::resources::Secret, r.secret_namespace, r.acme.eab_secret_name);
+        if (!s) {
+            Error e = s.error();
+            e.context("externalAccountBinding Secret " + r.secret_namespace + "/" + r.acme.eab_secret_name);
+            if (e.code == ErrorCode::NotFound) e.code = ErrorCode::InvalidConfig;
+            return e;
+        }
+        auto v = secret_data(*s, r.acme.eab_secret_key.c_str());
+        std::optional<std::string> raw;
+        if (v) {
+            std::string t = *v;
+            while (!t.empty() && (t.back() == '\n' || t.back() == '\r' || t.back() == ' ')) t.pop_back();
+            raw = enc::base64url_decode(t);  // cert-manager's convention: the HMAC key base64url-encoded
+        }
+        if (!raw)
+            return Error(ErrorCode::InvalidConfig, "externalAccountBinding Secret " + r.acme.eab_secret_name +
+                                                       " has no base64url HMAC key under '" + r.acme.eab_secret_key + "'");
+        req.eab_hmac = SecretBytes(std::move(*raw));
+    }
+    return accounts_.client_for(req);
+}
+
+std::optional<acme::RenewalInfo> CertificateController::ari_for(const std::string& key, acme::Client& client,
+                                                                 const acme::Certificate& leaf) {
+    auto dir = client.directory();
+    if (!dir || dir->renewal_info.empty()) return std::nullopt;
+    const SystemTime now = ctx_.clock.now();
+    {
+        std::lock_guard lk(mu_);
+        auto& s = state_[key];
+        if (s.ari && s.ari_serial == leaf.serial_hex() && now < s.ari->next_poll) return s.ari;
+    }
+    auto ri = client.renewal_info(leaf);
+    std::lock_guard lk(mu_);
+    auto& s = state_[key];
+    if (!ri) {
+        spdlog::warn("certificate {}: renewalInfo failed ({}); using the lifetime rule", key, ri.error().message);
+        return s.ari_serial == leaf.serial_hex() ? s.ari : std::nullopt;
+    }
+    s.ari = *ri;
+    s.ari_serial = leaf.serial_hex();
+    return s.ari;
+}
+
+Result<Requeue> CertificateController::handle_deletion(const json& cert, const std::string& key) {
+    auto fins = meta::finalizers(cert);
+    if (std::find(fins.begin(), fins.end(), kRevokeFinalizer) == fins.end()) return Requeue::done();
+    auto spec = parse_certificate_spec(cert);
+    if (spec && meta::annotation(cert, kAnnRevokeOnDelete).value_or("") == "true") {
+        auto stored = store_.load_certificate(spec->ref);
+        std::optional<acme::Certificate> leaf;
+        if (stored && *stored) {
+            if (auto c = acme::Certificate::from_pem((*stored)->cert_pem)) leaf = std::move(*c);
+        }
+        if (leaf && leaf->not_after() > ctx_.clock.now()) {
+            auto r = resolve_issuer(*spec);
+            if (!r) return r.error();
+            EC_TRY_ASSIGN(auto client, client_for(*r));
+            auto st = client->revoke(*leaf, acme::RevocationReason::CessationOfOperation);
+            if (!st && st.error().type.find("alreadyRevoked") == std::string::npos) {
+                event(cert, "Warning", "Failed", "revocation failed: " + st.error().message);
+                return st.error();
+            }
+            event(cert, "Normal", "Revoked", "Revoked certificate serial " + leaf->serial_hex() + " on delete");
+        }
+    }
+    fins.erase(std::remove(fins.begin(), fins.end(), kRevokeFinalizer), fins.end());
+    auto r = ctx_.client.patch(resources::Certificate, meta::namespace_(cert), meta::name(cert), k8s::PatchType::Merge,
+                               json{{"metadata", {{"finalizers", fins}, {"resourceVersion", meta::resource_version(cert)}}}},
+                               k8s::PatchOptions{.field_manager = ctx_.field_manager});
+    if (!r && r.error().code != ErrorCode::NotFound) return r.error();
+    std::lock_guard lk(mu_);
+    state_.erase(key);
+    return Requeue::done();
+}
+
+Result<Requeue> CertificateController::reconcile(const std::string& key) {
+    auto obj = ctx_.informers.certificates->store().get(key);
+    if (!obj) {
+        std::lock_guard lk(mu_);
+        state_.erase(key);
+        last_error_.erase(key);
+        return Requeue::done();
+    }
+    const json cert = *obj;
+    if (meta::is_deleting(cert)) return handle_deletion(cert, key);
+    const SystemTime now = ctx_.clock.now();
+    const int64_t gen = cert.value("metadata", json::object()).value("generation", int64_t(0));
+    json status = cert.value("status", json::object());
+
+    // revoke-on-delete needs a finalizer so the delete waits for the revocation.
+    if (meta::annotation(cert, kAnnRevokeOnDelete).value_or("") == "true") {
+        auto fins = meta::finalizers(cert);
+        if (std::find(fins.begin(), fins.end(), kRevokeFinalizer) == fins.end()) {
+            fins.push_back(kRevokeFinalizer);
+            auto r = ctx_.client.patch(resources::Certificate, meta::namespace_(cert), meta::name(cert),
+                                       k8s::PatchType::Merge,
+                                       json{{"metadata", {{"finalizers", fins}, {"resourceVersion", meta::resource_version(cert)}}}},
+                                       k8s::PatchOptions{.field_manager = ctx_.field_manager});
+            if (!r) return r.error();
+            return Requeue::done();  // the update enqueues us again
+        }
+    }
+
+    auto spec = parse_certificate_spec(cert);
+    if (!spec) {
+        set_condition(status, "Ready", "False", "BadConfig", spec.error().message, now, gen);
+        patch_status(cert, status);
+        event(cert, "Warning", "BadConfig", spec.error().message);
+        return spec.error();  // InvalidConfig: waits for the next change
+    }
+    CertState st{.issuer_name = spec->issuer_name, .issuer_kind = spec->issuer_kind};
+
+    auto resolved = resolve_issuer(*spec);
+    if (!resolved) {
+        const bool missing = resolved.error().code == ErrorCode::NotFound;
+        set_condition(status, "Ready", "False", missing ? "IssuerNotFound" : "BadConfig", resolved.error().message, now, gen);
+        patch_status(cert, status);
+        if (!missing) event(cert, "Warning", "BadConfig", resolved.error().message);
+        set_metrics(key, st);
+        return missing ? Result<Requeue>(Requeue::done()) : Result<Requeue>(resolved.error());
+    }
+
+    // What is stored: the cache first; a fresh read before acting on "must issue" (the cache may
+    // not have seen our own latest write yet).
+    std::optional<store::StoredCertificate> stored;
+    if (ctx_.informers.secrets) {
+        if (auto s = ctx_.informers.secrets->store().get(spec->ref.namespace_, spec->ref.secret_name)) {
+            store::StoredCertificate sc;
+            sc.cert_pem = secret_data(*s, "tls.crt").value_or("");
+            if (auto k = secret_data(*s, "tls.key")) sc.key_pem = SecretBytes(std::move(*k));
+            stored = std::move(sc);
+        }
+    }
+    std::optional<SystemTime> prev_renewal;
+    if (status.contains("renewalTime") && status["renewalTime"].is_string())
+        if (auto t = k8s::parse_time(status["renewalTime"].get<std::string>())) prev_renewal = *t;
+
+    std::shared_ptr<acme::Client> client;
+    std::optional<Error> client_error;
+    auto get_client = [&]() -> bool {
+        if (client) return true;
+        auto c = client_for(*resolved);
+        if (!c) {
+            client_error = c.error();
+            return false;
+        }
+        client = *c;
+        return true;
+    };
+    auto evaluate_now = [&](const std::optional<store::StoredCertificate>& s) {
+        std::optional<acme::RenewalInfo> ari;
+        if (s) {
+            auto leaf = acme::Certificate::from_pem(s->cert_pem);
+            if (leaf && get_client()) ari = ari_for(key, *client, *leaf);
+        }
+        std::lock_guard lk(mu_);
+        return evaluate(*spec, s, ari, prev_renewal, rng_, now);
+    };
+    Evaluation ev = evaluate_now(stored);
+    if (ev.reason != IssueReason::None) {
+        auto fresh = store_.load_certificate(spec->ref);
+        if (!fresh) return fresh.error();
+        stored = std::move(*fresh);
+        ev = evaluate_now(stored);
+    }
+
+    auto describe_ready = [&](const Evaluation& e) {
+        status["notBefore"] = fmt_time(e.leaf->not_before());
+        status["notAfter"] = fmt_time(e.leaf->not_after());
+        status["renewalTime"] = fmt_time(e.renewal->renewal_time);
+        st.not_after = epoch(e.leaf->not_after());
+        st.renewal = epoch(e.renewal->renewal_time);
+        std::lock_guard lk(mu_);
+        auto it = state_.find(key);
+        if (it != state_.end() && it->second.ari && it->second.ari_serial == e.leaf->serial_hex()) {
+            status["ari"] = {{"suggestedWindow",
+                              {{"start", fmt_time(it->second.ari->suggested_window.start)},
+                               {"end", fmt_time(it->second.ari->suggested_window.end)}}},
+                             {"nextCheck", fmt_time(it->second.ari->next_poll)}};
+            if (!it->second.ari->explanation_url.empty())
+                status["ari"]["explanationURL"] = it->second.ari->explanation_url;
+        }
+    };
+
+    if (ev.reason == IssueReason::None) {
+        describe_ready(ev);
+        set_condition(status, "Ready", "True", "Ready", "Certificate is up to date and has not expired", now, gen);
+        remove_condition(status, "Issuing");
+        remove_condition(status, "RenewalOverdue");
+        st.ready = true;
+        patch_status(cert, status);
+        set_metrics(key, st);
+        auto wait = ev.renewal->renewal_time - now;
+        {
+            std::lock_guard lk(mu_);
+            auto it = state_.find(key);
+            if (it != state_.end() && it->second.ari) wait = std::min(wait, it->second.ari->next_poll - now);
+        }
+        wait = std::clamp<std::chrono::nanoseconds>(wait, seconds(1), opts_.max_requeue);
+        return Requeue::in(duration_cast<milliseconds>(wait) + milliseconds(500));
+    }
+
+    // Issuance is due. A stored certificate that is still valid keeps Ready=True meanwhile.
+    const bool serving = ev.leaf && ev.leaf->not_after() > now && ev.reason == IssueReason::Renewing;
+    st.ready = serving;
+    if (ev.leaf && ev.renewal) {
+        describe_ready(ev);
+        st.overdue = is_overdue(ev.renewal->renewal_time, now);
+    }
+    if (st.overdue)
+        set_condition(status, "RenewalOverdue", "True", "RenewalOverdue",
+                      "renewal was due at " + fmt_time(ev.renewal->renewal_time) + " and has not succeeded", now, gen);
+
+    // Back off after failures (the pending order, if any, is resumed when the wait is over).
+    const int attempts = status.value("failedIssuanceAttempts", 0);
+    std::optional<Error> last_err;
+    {
+        std::lock_guard lk(mu_);
+        if (auto it = last_error_.find(key); it != last_error_.end()) last_err = it->second;
+    }
+    if (attempts > 0 && status.contains("lastFailureTime") && status["lastFailureTime"].is_string()) {
+        if (auto lf = k8s::parse_time(status["lastFailureTime"].get<std::string>())) {
+            SystemTime next = *lf + backoff(attempts, last_err);
+            if (now < next) {
+                patch_status(cert, status);
+                set_metrics(key, st);
+                return Requeue::in(duration_cast<milliseconds>(next - now) + milliseconds(200));
+            }
+        }
+    }
+
+    set_condition(status, "Issuing", "True", std::string(to_string(ev.reason)), ev.detail, now, gen);
+    if (!serving)
+        set_condition(status, "Ready", "False", std::string(to_string(ev.reason)), ev.detail, now, gen);
+    patch_status(cert, status);
+    set_metrics(key, st);
+    event(cert, "Normal", "Issuing", ev.detail);
+
+    Result<IssueResult> res = client_error ? Result<IssueResult>(*client_error) : Result<IssueResult>(Error());
+    if (!client_error) {
+        if (!get_client()) {
+            res = *client_error;
+        } else {
+            ChallengeOwner owner{.namespace_ = spec->ref.namespace_,
+                                 .certificate_name = spec->ref.name,
+                                 .certificate_uid = meta::uid(cert),
+                                 .issuer_name = spec->issuer_name,
+                                 .issuer_kind = spec->issuer_kind};
+            ChallengePublisher publisher(ctx_, owner, resolved->acme.challenge_types, opts_.challenge_present_timeout,
+                                         &stopping_);
+            IssueRequest req{.spec = &*spec, .issuer = &resolved->acme, .current = stored};
+            res = issue(*client, publisher, store_, req, ctx_.clock);
+        }
+    }
+    if (stopping_) return Requeue::done();  // shutting down: the pending order is resumed by the next leader
+
+    // Re-read the status: the store patched status.order meanwhile.
+    if (auto fresh = ctx_.client.get(resources::Certificate, spec->ref.namespace_, spec->ref.name))
+        status = fresh->value("status", json::object());
+    const SystemTime done_at = ctx_.clock.now();
+    if (!res) {
+        const Error& e = res.error();
+        const bool rl = e.code == ErrorCode::RateLimited;
+        status["failedIssuanceAttempts"] = attempts + 1;
+        status["lastFailureTime"] = fmt_time(done_at);
+        auto wait = backoff(attempts + 1, e);
+        const std::string msg = e.message + "; next attempt at " + fmt_time(done_at + wait);
+        set_condition(status, "Issuing", "False", rl ? "RateLimited" : "Failed", msg, done_at, gen);
+        if (!serving) set_condition(status, "Ready", "False", rl ? "RateLimited" : "Failed", e.message, done_at, gen);
+        patch_status(cert, status);
+        event(cert, "Warning", rl ? "RateLimited" : "Failed", msg);
+        spdlog::warn("certificate {}: {}", key, msg);
+        {
+            std::lock_guard lk(mu_);
+            last_error_[key] = e;
+        }
+        return Requeue::in(duration_cast<milliseconds>(wait) + milliseconds(200));
+    }
+    {
+        std::lock_guard lk(mu_);
+        last_error_.erase(key);
+    }
+    const acme::Certificate& leaf = res->obtained.chain.front();
+    store::StoredCertificate now_stored{.cert_pem = res->obtained.chain_pem, .key_pem = {}};
+    status.erase("failedIssuanceAttempts");
+    status.erase("lastFailureTime");
+    status.erase("order");
+    status["revision"] = status.value("revision", 0) + 1;
+    status["notBefore"] = fmt_time(leaf.not_before());
+    status["notAfter"] = fmt_time(leaf.not_after());
+    std::mt19937_64 rng(std::hash<std::string>{}(leaf.serial_hex()));
+    auto rd = renewal_time(leaf.not_before(), leaf.not_after(), spec->renewal, std::nullopt, rng, done_at);
+    if (rd) status["renewalTime"] = fmt_time(rd->renewal_time);
+    status.erase("ari");
+    remove_condition(status, "Issuing");
+    remove_condition(status, "RenewalOverdue");
+    set_condition(status, "Ready", "True", "Ready", "Certificate is up to date and has not expired", done_at, gen);
+    patch_status(cert, status);
+    const bool renewed = ev.reason == IssueReason::Renewing || ev.reason == IssueReason::Expired;
+    const std::string msg = std::string(renewed ? "Renewed" : "Issued") + " certificate serial " + leaf.serial_hex() +
+                            " for " + std::to_string(spec->dns_names.size()) + " name(s), notAfter " +
+                            fmt_time(leaf.not_after()) + (res->resumed ? " (resumed order)" : "");
+    event(cert, "Normal", renewed ? "Renewed" : "Issued", msg);
+    spdlog::info("certificate {}: {}", key, msg);
+    CertState ok{.issuer_name = spec->issuer_name, .issuer_kind = spec->issuer_kind,
+                 .not_after = epoch(leaf.not_after()), .renewal = rd ? epoch(rd->renewal_time) : 0, .ready = true};
+    set_metrics(key, ok);
+    // Look again soon: the next pass reads the stored result and schedules the renewal (with ARI).
+    return Requeue::in(milliseconds(1000));
+}
+
+}  // namespace edgecert::controller

@@ -1,0 +1,97 @@
+#pragma once
+// CertificateController: Certificate objects → issued, stored, renewed certificates.
+//
+// reconcile("ns/name") is level-triggered and re-reads everything: the Certificate and its
+// issuer from the caches, the Secret and the pending-order record from the API (store/), and
+// decides with evaluate() (issuance.h). When issuance is due it publishes Challenge objects for
+// the terminators (challenge_publisher.h) and runs or resumes the order on the worker thread.
+// Status (DESIGN.md "Certificate status"): conditions Ready / Issuing / RenewalOverdue, notBefore,
+// notAfter, renewalTime, revision, failedIssuanceAttempts, lastFailureTime, order, ari. Written
+// with a merge patch on the status subresource, and only when it changed (stable writes).
+//
+// Failures back off like cert-manager (1 h · 2^(n-1), cap 32 h; --failure-backoff-base scales the
+// 1 h for tests) with rateLimited's Retry-After taking precedence, and are reported as Warning
+// Events `Failed` / `RateLimited` on the Certificate and on the Ingress/Gateway it came from.
+// Deleting a Certificate annotated edgecert.io/revoke-on-delete: "true" revokes its certificate
+// first (a finalizer holds the delete until then).
+#include <atomic>
+#include <chrono>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <random>
+
+#include "controller/accounts.h"
+#include "controller/context.h"
+#include "controller/issuance.h"
+#include "controller/runner.h"
+#include "store/secret_store.h"
+
+namespace edgecert::controller {
+
+inline constexpr const char* kAnnRevokeOnDelete = "edgecert.io/revoke-on-delete";
+inline constexpr const char* kRevokeFinalizer = "edgecert.io/revoke-on-delete";
+
+struct CertificateControllerOptions {
+    int workers = 4;
+    std::chrono::milliseconds challenge_present_timeout{60'000};
+    std::chrono::seconds failure_backoff_base{3600};
+    // Upper bound on how long a healthy certificate waits before it is looked at again (ARI
+    // polls, clock jumps); its renewal time usually comes first.
+    std::chrono::seconds max_requeue{6 * 3600};
+};
+
+class CertificateController {
+  public:
+    CertificateController(ControllerContext& ctx, AccountManager::HttpFactory http,
+                          CertificateControllerOptions opts);
+    ~CertificateController();
+    CertificateController(const CertificateController&) = delete;
+    CertificateController& operator=(const CertificateController&) = delete;
+
+    void register_handlers();  // before the informers start
+    void start();
+    void stop();
+
+    Result<Requeue> reconcile(const std::string& key);
+    Runner& runner() { return *runner_; }
+
+  private:
+    struct Resolved {
+        json issuer;
+        std::string issuer_key;  // "Issuer/ns/name" | "ClusterIssuer/name"
+        AcmeIssuerSpec acme;
+        std::string secret_namespace;  // where its Secrets live
+    };
+    struct CertState {  // for metrics and ARI, per "ns/name"
+        std::string issuer_name, issuer_kind;
+        double not_after = 0, renewal = 0;
+        bool ready = false, overdue = false;
+        std::optional<acme::RenewalInfo> ari;
+        std::string ari_serial;  // the certificate the ARI answer is about
+    };
+
+    Result<Resolved> resolve_issuer(const CertificateSpec& spec);
+    Result<std::shared_ptr<acme::Client>> client_for(const Resolved& r);
+    std::optional<acme::RenewalInfo> ari_for(const std::string& key, acme::Client& client,
+                                              const acme::Certificate& leaf);
+    Result<Requeue> handle_deletion(const json& cert, const std::string& key);
+    void event(const json& cert, std::string_view type, std::string_view reason, const std::string& msg);
+    void patch_status(const json& cert, json status);
+    void set_metrics(const std::string& key, const CertState& st);
+    std::chrono::seconds backoff(int attempts, const std::optional<Error>& err) const;
+
+    ControllerContext& ctx_;
+    CertificateControllerOptions opts_;
+    store::SecretStore store_;
+    AccountManager accounts_;
+    std::unique_ptr<Runner> runner_;
+    std::atomic<bool> stopping_{false};
+    std::mutex mu_;
+    std::mt19937_64 rng_{std::random_device{}()};
+    std::map<std::string, CertState> state_;
+    std::map<std::string, Error> last_error_;
+    std::vector<metrics::ScopedCollector> collectors_;
+};
+
+}  // namespace edgecert::controller

@@ -26,6 +26,7 @@
 #include "edgecert/k8s/config.h"
 #include "edgecert/k8s/event_recorder.h"
 #include "edgecert/k8s/informer.h"
+#include "controller/certificate_controller.h"
 #include "edgecert/k8s/leader_election.h"
 #include "platform/admin_server.h"
 #include "platform/curl_http.h"
@@ -119,7 +120,13 @@ int cmd_controller(int argc, char** argv) {
         .add("default-issuer", "NAME", "the issuer kubernetes.io/tls-acme: \"true\" selects")
         .add("default-issuer-kind", "Issuer|ClusterIssuer", "kind of --default-issuer",
              "ClusterIssuer")
-        .add("workers", "N", "concurrent reconciles per controller", "2");
+        .add("workers", "N", "concurrent reconciles per controller", "2")
+        .add("certificate-workers", "N",
+             "concurrent issuances (each blocks on the CA and on challenge validation)", "8")
+        .add("challenge-timeout", "DURATION",
+             "how long to wait for a terminator to present a Challenge before giving up", "60s")
+        .add("failure-backoff-base", "DURATION",
+             "first wait after a failed issuance; doubles per failure (cap 32x)", "1h");
     if (auto st = f.parse(argc, argv); !st) {
         std::fprintf(stderr, "edgecert controller: %s\n", st.error().message.c_str());
         return 2;
@@ -244,16 +251,34 @@ int cmd_controller(int argc, char** argv) {
     controller::SourceController shim_controller(ctx, ro);
     shim_controller.register_handlers();
 
-    // lead: CertificateController — construct it here from `ctx` (and `ro`), call its
-    // register_handlers() before the informers start, start() it in start_controllers() and
-    // stop() it in stop_controllers() below.
+    controller::CertificateControllerOptions cco;
+    {
+        auto w = f.get_int("certificate-workers", 1, 256);
+        if (!w) return fail(w.error());
+        cco.workers = static_cast<int>(*w);
+        auto ct = parse_duration("challenge-timeout", f.get("challenge-timeout"));
+        if (!ct) return fail(ct.error());
+        cco.challenge_present_timeout = *ct;
+        auto fb = parse_duration("failure-backoff-base", f.get("failure-backoff-base"));
+        if (!fb) return fail(fb.error());
+        cco.failure_backoff_base = std::max(std::chrono::seconds(1), std::chrono::duration_cast<std::chrono::seconds>(*fb));
+    }
+    // One libcurl client per issuer endpoint, trusting the issuer's caBundle when it has one.
+    auto acme_http = [](const controller::AcmeIssuerSpec& s) -> Result<std::unique_ptr<HttpClient>> {
+        platform::CurlOptions o;
+        o.ca_pem = s.ca_bundle_pem;
+        EC_TRY_ASSIGN(auto c, platform::CurlHttpClient::create(std::move(o)));
+        return std::unique_ptr<HttpClient>(std::move(c));
+    };
+    controller::CertificateController cert_controller(ctx, acme_http, cco);
+    cert_controller.register_handlers();
 
     auto start_controllers = [&] {
         shim_controller.start();
-        // lead: CertificateController start()
+        cert_controller.start();
     };
     auto stop_controllers = [&] {
-        // lead: CertificateController stop()
+        cert_controller.stop();
         shim_controller.stop();
     };
 
@@ -275,6 +300,9 @@ int cmd_controller(int argc, char** argv) {
     for (auto& i : informers) i->start();
     auto shutdown = [&](int code) {
         stop_controllers();
+        // Cancel every watch first, then join: a cancelled stream notices within about a second
+        // (libcurl's progress callback), so stopping them one by one would add up.
+        for (auto& i : informers) i->reflector().stop();
         for (auto& i : informers) i->stop();
         recorder.flush(milliseconds(5'000));
         recorder.shutdown();

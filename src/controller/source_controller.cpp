@@ -171,7 +171,12 @@ Result<Requeue> SourceController::reconcile(const std::string& key) {
         warn_new(key, source, rt, warnings);
         return Requeue::done();
     }
-    for (const auto& s : want.skipped) warnings.push_back({"Skipped", s.what + ": " + s.reason});
+    for (const auto& s : want.skipped) {
+        // A plain HTTP/TCP/UDP listener next to the HTTPS ones is normal, not a problem to
+        // report (cert-manager's gateway-shim ignores them too); everything else is.
+        if (s.reason.rfind("protocol ", 0) == 0) continue;
+        warnings.push_back({"Skipped", s.what + ": " + s.reason});
+    }
 
     for (const auto& c : want.certificates) {
         std::string conflict;

@@ -309,6 +309,16 @@ def test_gateway_listeners_and_reference_grants(kube):
     assert not x["metadata"].get("ownerReferences")
     assert x["metadata"]["labels"]["edgecert.io/source-uid"] == gw_uid
 
+    # Withdrawing the grant withdraws the Certificate made under it.
+    srv.kubectl("delete", "referencegrant", "let-gw", "-n", other)
+    wait_for(lambda: certs(srv, other) == {}, 10, "the Certificate gone with its grant")
+    apply(srv, {"apiVersion": "gateway.networking.k8s.io/v1beta1", "kind": "ReferenceGrant",
+                "metadata": {"name": "let-gw", "namespace": other},
+                "spec": {"from": [{"group": "gateway.networking.k8s.io", "kind": "Gateway",
+                                   "namespace": ns}],
+                         "to": [{"group": "", "kind": "Secret", "name": "x-tls"}]}})
+    wait_for(lambda: "x-tls" in certs(srv, other), 10, "granted again, by Secret name")
+
     srv.kubectl("delete", "gateway", "edge", "-n", ns)
     wait_for(lambda: certs(srv, ns) == {} and certs(srv, other) == {}, 10,
              "every Certificate of the Gateway deleted, in both namespaces")

@@ -102,6 +102,9 @@ Status SecretCertSource::start(tls::CertSink& sink) {
     auto last_error = std::make_shared<std::pair<std::mutex, std::string>>();
     for (auto& inf : informers_) {
         inf->set_error_handler([last_error](const Error& e) {
+            // Bounded by the reflector's backoff (0.8 s doubling to 30 s); the cache and what is
+            // served stay as they are meanwhile.
+            spdlog::warn("secrets: list/watch: {}", e.message);
             std::lock_guard l(last_error->first);
             last_error->second = e.message;
         });

@@ -87,6 +87,7 @@ Result<std::unique_ptr<K8sChallengeSource>> K8sChallengeSource::create(k8s::Clie
         ro.ns = ns;
         auto inf = std::make_unique<k8s::Informer>(client, ro);
         inf->set_transform(k8s::meta::strip_managed_fields);
+        inf->set_error_handler([](const Error& e) { spdlog::warn("challenges: list/watch: {}", e.message); });
         K8sChallengeSource* self = s.get();
         inf->add_handlers({[self](const k8s::ObjectPtr& o) { self->on_upsert(o); },
                            [self](const k8s::ObjectPtr&, const k8s::ObjectPtr& o) { self->on_upsert(o); },

@@ -105,8 +105,8 @@ void register_metrics(metrics::Registry& reg, std::vector<int>& ids, proxy::Serv
 int cmd_terminator(int argc, char** argv) {
     Flags f("terminator", "[flags]",
             "Terminates TLS with certificates from --cert-dir or Kubernetes Secrets (hot-reloaded on\n"
-            "change), answers ACME\n"
-            "http-01/tls-alpn-01 challenges, and forwards plain bytes to --upstream with a PROXY header.");
+            "change), answers ACME http-01/tls-alpn-01 challenges (from --challenge-dir or Challenge\n"
+            "objects), and forwards plain bytes to --upstream with a PROXY header.");
     f.add("listen", "ADDR:PORT", "TLS listener", "0.0.0.0:443")
         .add("http-listen", "ADDR:PORT", "plain-HTTP listener (ACME http-01, redirect/pass-through); 'off' disables",
              "0.0.0.0:80")
@@ -121,10 +121,11 @@ int cmd_terminator(int argc, char** argv) {
         .add("namespaces", "LIST", "namespaces to watch, comma-separated (default: all)")
         .add("sync-timeout", "DURATION", "how long to wait for the first list from the API server", "30s")
         .add("challenge-source", "dir|kubernetes|none",
-             "ACME challenge answers (default: dir with --challenge-dir, else kubernetes with a Kubernetes\n"
-             "cert source); --challenge-dir is consulted first whenever it is given")
+             "ACME challenge answers (default: dir with --challenge-dir, else kubernetes with "
+             "--cert-source kubernetes); --challenge-dir, when given, is consulted first (not with none)")
         .add("challenge-dir", "DIR", "ACME challenges: DIR/<token>, DIR/tls-alpn-01/<domain>")
-        .add("default-cert", "NAME", "folder served when SNI matches nothing (default: first by name)")
+        .add("default-cert", "NAME",
+             "folder (or Secret namespace/name) served when SNI matches nothing (default: first by name)")
         .add_bool("strict-sni", "refuse handshakes whose SNI matches no certificate")
         .add("admin", "ADDR:PORT", "admin server (/healthz, /readyz, /metrics); 'off' disables", "0.0.0.0:9402")
         .add("workers", "N", "worker threads, each with its own event loop and listener",

@@ -18,6 +18,7 @@ from terminator_fixture import BIN, Upstream, free_port, make_cert, tls_probe, w
 
 REPO = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
 CRD = os.path.join(REPO, "deploy", "crds", "challenges.edgecert.io.yaml")
+TOKEN = "term-t0k3n"
 
 pytestmark = pytest.mark.skipif(apiserver_fixture.kubectl_path() is None, reason="kubectl is not installed")
 
@@ -74,6 +75,7 @@ class K8sTerminator:
         self.log.close()
         logs = open(self.log_path).read()
         assert "PRIVATE KEY" not in logs, "a private key was logged"
+        assert TOKEN not in logs, "the API bearer token was logged"
         return self.proc.returncode
 
 
@@ -113,7 +115,7 @@ def served_serial(t, sni):
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
     d = str(tmp_path_factory.mktemp("termk8s"))
-    srv = apiserver_fixture.start(d, tls=True, token="term-t0k3n")
+    srv = apiserver_fixture.start(d, tls=True, token=TOKEN)
     srv.kubectl("apply", "-f", CRD)
     serial, crt, key, folder = pem_pair(d, "site", ["site.test"])
     kapply(srv, secret_manifest("site", crt, key))
@@ -192,6 +194,23 @@ def test_mismatched_key_rejected_last_good_kept(env):
     kapply(srv, secret_manifest("site", crt, key))
     assert wait_for(lambda: served_serial(t, "site.test") == serial, timeout=3)
     env["site"] = (serial, folder)
+
+
+def test_expired_and_truncated_rejected(env):
+    t, srv, d = env["t"], env["srv"], env["dir"]
+    folder = os.path.join(d, "gen", "old")
+    serial = make_cert(folder, ["old.test"], expired=True)
+    crt, key = open(folder + "/tls.crt", "rb").read(), open(folder + "/tls.key", "rb").read()
+    kapply(srv, secret_manifest("old", crt, key))
+    evs = wait_for(lambda: events_for(srv, "old", "Rejected"), timeout=5)
+    assert evs and "expired" in evs[0]["message"], (evs, t.logs())
+    assert served_serial(t, "old.test") != serial
+    _, crt, key, _ = pem_pair(d, "cut", ["cut.test"])
+    kapply(srv, secret_manifest("cut", crt[: len(crt) // 2], key))
+    evs = wait_for(lambda: events_for(srv, "cut", "Rejected"), timeout=5)
+    assert evs and "truncated PEM" in evs[0]["message"], (evs, t.logs())
+    assert "PRIVATE" not in evs[0]["message"]
+    srv.kubectl("delete", "secret", "old", "cut")
 
 
 def test_unlabelled_secret_ignored_until_labelled(env):

@@ -27,7 +27,8 @@ std::vector<std::string> split_list(const std::string& s) {
     return out;
 }
 
-Result<std::unique_ptr<SecretCertSource>> SecretCertSource::create(k8s::Client& client, k8s::EventRecorder* events,
+Result<std::unique_ptr<SecretCertSource>> SecretCertSource::create(k8s::Client& client,
+                                                                   k8s::EventRecorder* events,
                                                                    SecretSourceOptions opts) {
     if (opts.selector == "all") opts.selector.clear();
     std::unique_ptr<SecretCertSource> s(new SecretCertSource(client, events, std::move(opts)));
@@ -44,15 +45,18 @@ Result<std::unique_ptr<SecretCertSource>> SecretCertSource::create(k8s::Client& 
         // The cache holds every selected Secret; managedFields is bookkeeping we never read.
         inf->set_transform(k8s::meta::strip_managed_fields);
         SecretCertSource* self = s.get();
-        inf->add_handlers({[self](const k8s::ObjectPtr& o) { self->on_upsert(o); },
-                           [self](const k8s::ObjectPtr&, const k8s::ObjectPtr& o) { self->on_upsert(o); },
-                           [self](const k8s::ObjectPtr& o, bool) { self->on_delete(o); }});
+        inf->add_handlers(
+            {[self](const k8s::ObjectPtr& o) { self->on_upsert(o); },
+             [self](const k8s::ObjectPtr&, const k8s::ObjectPtr& o) { self->on_upsert(o); },
+             [self](const k8s::ObjectPtr& o, bool) { self->on_delete(o); }});
         s->informers_.push_back(std::move(inf));
     }
     return s;
 }
 
-SecretCertSource::~SecretCertSource() { stop(); }
+SecretCertSource::~SecretCertSource() {
+    stop();
+}
 
 SecretCertSource::Converted SecretCertSource::convert(const k8s::json& obj) {
     Converted out;
@@ -112,7 +116,8 @@ Status SecretCertSource::start(tls::CertSink& sink) {
     }
     auto deadline = std::chrono::steady_clock::now() + opts_.sync_timeout;
     for (auto& inf : informers_) {
-        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+            deadline - std::chrono::steady_clock::now());
         if (!inf->wait_for_sync(std::max(left, std::chrono::milliseconds(0)))) {
             std::string why;
             {
@@ -120,9 +125,10 @@ Status SecretCertSource::start(tls::CertSink& sink) {
                 why = last_error->second;
             }
             stop();
-            return Error(ErrorCode::Transient, "listing Secrets: no answer from the API server within " +
-                                                   std::to_string(opts_.sync_timeout.count() / 1000) + " s" +
-                                                   (why.empty() ? "" : " (" + why + ")"));
+            return Error(ErrorCode::Transient,
+                         "listing Secrets: no answer from the API server within " +
+                             std::to_string(opts_.sync_timeout.count() / 1000) + " s" +
+                             (why.empty() ? "" : " (" + why + ")"));
         }
     }
     std::lock_guard l(deliver_mu_);
@@ -141,7 +147,8 @@ void SecretCertSource::deliver_full_locked() {
             if (accept_locked(obj, c)) changes.push_back(std::move(c));
         }
     }
-    spdlog::info("secrets: full set: {} Secret(s), {} with a certificate pair", objects, changes.size());
+    spdlog::info("secrets: full set: {} Secret(s), {} with a certificate pair", objects,
+                 changes.size());
     sink_->apply(std::move(changes), true);
 }
 
@@ -158,7 +165,8 @@ void SecretCertSource::on_upsert(const k8s::ObjectPtr& obj) {
     if (!accept_locked(obj, c)) {
         // Never a certificate pair (wrong type, keys missing): stop serving what it once was.
         std::string name = k8s::meta::key(*obj);
-        if (inflight_.erase(name)) sink_->apply({{tls::CertChange::Kind::Remove, name, {}, {}}}, false);
+        if (inflight_.erase(name))
+            sink_->apply({{tls::CertChange::Kind::Remove, name, {}, {}}}, false);
         return;
     }
     std::vector<tls::CertChange> v;
@@ -193,8 +201,9 @@ void SecretCertSource::on_result(const std::string& name, const tls::EntryResult
     last_ok_[name] = r.ok;
     if (!events_) return;
     if (r.ok) {
-        std::string msg = "serving certificate serial " + r.serial + " for " + std::to_string(r.names) +
-                          (r.names == 1 ? " name" : " names") + ", notAfter " +
+        std::string msg = "serving certificate serial " + r.serial + " for " +
+                          std::to_string(r.names) + (r.names == 1 ? " name" : " names") +
+                          ", notAfter " +
                           k8s::format_time(std::chrono::system_clock::from_time_t(r.not_after));
         events_->record(obj, k8s::resources::Secret, "Normal", "Loaded", msg);
     } else {

@@ -30,9 +30,10 @@ struct SecretSourceOptions {
 std::vector<std::string> split_list(const std::string& s);
 
 class SecretCertSource final : public tls::CertSource {
-public:
+  public:
     // `events` may be null (no Events are recorded). client and events must outlive the source.
-    static Result<std::unique_ptr<SecretCertSource>> create(k8s::Client& client, k8s::EventRecorder* events,
+    static Result<std::unique_ptr<SecretCertSource>> create(k8s::Client& client,
+                                                            k8s::EventRecorder* events,
                                                             SecretSourceOptions opts);
     ~SecretCertSource() override;
 
@@ -51,7 +52,7 @@ public:
     };
     static Converted convert(const k8s::json& secret);
 
-private:
+  private:
     SecretCertSource(k8s::Client& client, k8s::EventRecorder* events, SecretSourceOptions opts)
         : client_(client), events_(events), opts_(std::move(opts)) {}
     // Delivery (all under deliver_mu_, so the sink sees changes in store order).

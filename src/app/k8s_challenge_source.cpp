@@ -69,17 +69,19 @@ std::optional<ChallengeAnswer> parse_challenge(const k8s::json& obj, std::string
     return std::nullopt;
 }
 
-K8sChallengeSource::K8sChallengeSource(k8s::Client& client, tls::MemoryChallengeSource& target, Clock& clock,
-                                       ChallengeSourceOptions opts)
+K8sChallengeSource::K8sChallengeSource(k8s::Client& client, tls::MemoryChallengeSource& target,
+                                       Clock& clock, ChallengeSourceOptions opts)
     : client_(client),
       target_(target),
       opts_(std::move(opts)),
-      queue_(clock, k8s::WorkQueue::Options{opts_.patch_backoff_initial, opts_.patch_backoff_max}) {}
+      queue_(clock, k8s::WorkQueue::Options{opts_.patch_backoff_initial, opts_.patch_backoff_max}) {
+}
 
-Result<std::unique_ptr<K8sChallengeSource>> K8sChallengeSource::create(k8s::Client& client,
-                                                                       tls::MemoryChallengeSource& target,
-                                                                       Clock& clock, ChallengeSourceOptions opts) {
-    std::unique_ptr<K8sChallengeSource> s(new K8sChallengeSource(client, target, clock, std::move(opts)));
+Result<std::unique_ptr<K8sChallengeSource>> K8sChallengeSource::create(
+    k8s::Client& client, tls::MemoryChallengeSource& target, Clock& clock,
+    ChallengeSourceOptions opts) {
+    std::unique_ptr<K8sChallengeSource> s(
+        new K8sChallengeSource(client, target, clock, std::move(opts)));
     std::vector<std::string> nss = s->opts_.namespaces;
     if (nss.empty()) nss.push_back("");
     for (const auto& ns : nss) {
@@ -87,30 +89,36 @@ Result<std::unique_ptr<K8sChallengeSource>> K8sChallengeSource::create(k8s::Clie
         ro.ns = ns;
         auto inf = std::make_unique<k8s::Informer>(client, ro);
         inf->set_transform(k8s::meta::strip_managed_fields);
-        inf->set_error_handler([](const Error& e) { spdlog::warn("challenges: list/watch: {}", e.message); });
+        inf->set_error_handler(
+            [](const Error& e) { spdlog::warn("challenges: list/watch: {}", e.message); });
         K8sChallengeSource* self = s.get();
-        inf->add_handlers({[self](const k8s::ObjectPtr& o) { self->on_upsert(o); },
-                           [self](const k8s::ObjectPtr&, const k8s::ObjectPtr& o) { self->on_upsert(o); },
-                           [self](const k8s::ObjectPtr& o, bool) { self->on_delete(o); }});
+        inf->add_handlers(
+            {[self](const k8s::ObjectPtr& o) { self->on_upsert(o); },
+             [self](const k8s::ObjectPtr&, const k8s::ObjectPtr& o) { self->on_upsert(o); },
+             [self](const k8s::ObjectPtr& o, bool) { self->on_delete(o); }});
         s->informers_.push_back(std::move(inf));
     }
     return s;
 }
 
-K8sChallengeSource::~K8sChallengeSource() { stop(); }
+K8sChallengeSource::~K8sChallengeSource() {
+    stop();
+}
 
 Status K8sChallengeSource::start() {
     for (auto& inf : informers_) inf->start();
     patcher_ = std::thread([this] { patch_loop(); });
     auto deadline = std::chrono::steady_clock::now() + opts_.sync_timeout;
     for (auto& inf : informers_) {
-        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+            deadline - std::chrono::steady_clock::now());
         if (!inf->wait_for_sync(std::max(left, std::chrono::milliseconds(0)))) {
             stop();
-            return Error(ErrorCode::Transient, "listing " + kChallengeType.qualified_plural() +
-                                                   ": no answer from the API server within " +
-                                                   std::to_string(opts_.sync_timeout.count() / 1000) +
-                                                   " s (is the Challenge CRD installed?)");
+            return Error(ErrorCode::Transient,
+                         "listing " + kChallengeType.qualified_plural() +
+                             ": no answer from the API server within " +
+                             std::to_string(opts_.sync_timeout.count() / 1000) +
+                             " s (is the Challenge CRD installed?)");
         }
     }
     return {};
@@ -134,8 +142,10 @@ void K8sChallengeSource::unload_locked(const std::string& key) {
         if (a.type == old.type && a.lookup == old.lookup) other = &a;
     bool http = old.type == ChallengeAnswer::Type::Http01;
     if (other) {
-        if (http) target_.set_http01(other->lookup, other->key_authorization);
-        else target_.set_tls_alpn01(other->lookup, other->key_authorization);
+        if (http)
+            target_.set_http01(other->lookup, other->key_authorization);
+        else
+            target_.set_tls_alpn01(other->lookup, other->key_authorization);
     } else if (http) {
         target_.remove_http01(old.lookup);
     } else {
@@ -149,19 +159,24 @@ void K8sChallengeSource::on_upsert(const k8s::ObjectPtr& obj) {
     auto a = parse_challenge(*obj, why);
     std::lock_guard l(mu_);
     if (!a) {
-        if (loaded_.count(key)) spdlog::info("challenge {}: no longer answered: {}", key, why);
-        else spdlog::debug("challenge {}: ignored: {}", key, why);
+        if (loaded_.count(key))
+            spdlog::info("challenge {}: no longer answered: {}", key, why);
+        else
+            spdlog::debug("challenge {}: ignored: {}", key, why);
         unload_locked(key);
         return;
     }
     auto it = loaded_.find(key);
-    bool same = it != loaded_.end() && it->second.type == a->type && it->second.lookup == a->lookup &&
+    bool same = it != loaded_.end() && it->second.type == a->type &&
+                it->second.lookup == a->lookup &&
                 it->second.key_authorization == a->key_authorization;
     if (!same) {
         unload_locked(key);
         bool http = a->type == ChallengeAnswer::Type::Http01;
-        if (http) target_.set_http01(a->lookup, a->key_authorization);
-        else target_.set_tls_alpn01(a->lookup, a->key_authorization);
+        if (http)
+            target_.set_http01(a->lookup, a->key_authorization);
+        else
+            target_.set_tls_alpn01(a->lookup, a->key_authorization);
         // The token and the name are public (the CA fetches them); the key authorization is too,
         // but there is no reason to print it.
         spdlog::info("challenge {}: answering {} for {}", key, http ? "http-01" : "tls-alpn-01",
@@ -201,14 +216,15 @@ void K8sChallengeSource::patch_loop() {
         }
         k8s::PatchOptions po;
         po.subresource = "status";
-        auto r = client_.patch(kChallengeType, k8s::meta::namespace_(*obj), k8s::meta::name(*obj),
-                               k8s::PatchType::Merge, k8s::json{{"status", {{"presented", true}}}}, po);
+        auto r =
+            client_.patch(kChallengeType, k8s::meta::namespace_(*obj), k8s::meta::name(*obj),
+                          k8s::PatchType::Merge, k8s::json{{"status", {{"presented", true}}}}, po);
         if (r.ok() || r.error().code == ErrorCode::NotFound) {
             if (r.ok()) spdlog::info("challenge {}: status.presented set", *key);
             queue_.forget(*key);
         } else {
-            spdlog::warn("challenge {}: setting status.presented failed: {}; retrying in {} ms", *key,
-                         r.error().message, queue_.when(*key).count());
+            spdlog::warn("challenge {}: setting status.presented failed: {}; retrying in {} ms",
+                         *key, r.error().message, queue_.when(*key).count());
             queue_.add_rate_limited(*key);
         }
         queue_.done(*key);

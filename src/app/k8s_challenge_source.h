@@ -23,7 +23,8 @@
 
 namespace edgecert::app {
 
-inline constexpr k8s::ResourceType kChallengeType{"edgecert.io", "v1alpha1", "challenges", "Challenge", true};
+inline constexpr k8s::ResourceType kChallengeType{"edgecert.io", "v1alpha1", "challenges",
+                                                  "Challenge", true};
 
 struct ChallengeSourceOptions {
     std::vector<std::string> namespaces;  // empty: all namespaces
@@ -43,17 +44,19 @@ struct ChallengeAnswer {
 std::optional<ChallengeAnswer> parse_challenge(const k8s::json& obj, std::string& why);
 
 class K8sChallengeSource {
-public:
+  public:
     // target is what the TLS/HTTP listeners consult; it must outlive this object.
-    static Result<std::unique_ptr<K8sChallengeSource>> create(k8s::Client& client, tls::MemoryChallengeSource& target,
-                                                              Clock& clock, ChallengeSourceOptions opts);
+    static Result<std::unique_ptr<K8sChallengeSource>> create(k8s::Client& client,
+                                                              tls::MemoryChallengeSource& target,
+                                                              Clock& clock,
+                                                              ChallengeSourceOptions opts);
     ~K8sChallengeSource();
 
     // Starts the informers and the status patcher; waits (bounded) for the first list.
     Status start();
     void stop();
 
-private:
+  private:
     K8sChallengeSource(k8s::Client& client, tls::MemoryChallengeSource& target, Clock& clock,
                        ChallengeSourceOptions opts);
     void on_upsert(const k8s::ObjectPtr& obj);

@@ -16,8 +16,10 @@ namespace {
 
 using k8s::json;
 
-json tls_secret(const std::string& crt, std::string_view key, std::string type = "kubernetes.io/tls") {
-    json j = {{"metadata", {{"name", "web"}, {"namespace", "shop"}, {"resourceVersion", "7"}}}, {"type", type}};
+json tls_secret(const std::string& crt, std::string_view key,
+                std::string type = "kubernetes.io/tls") {
+    json j = {{"metadata", {{"name", "web"}, {"namespace", "shop"}, {"resourceVersion", "7"}}},
+              {"type", type}};
     if (!crt.empty()) j["data"]["tls.crt"] = enc::base64(crt);
     if (!key.empty()) j["data"]["tls.key"] = enc::base64(key);
     return j;
@@ -54,7 +56,8 @@ TEST(SplitList, TrimsAndDropsEmpty) {
     EXPECT_EQ(split_list("a, b,,c "), (std::vector<std::string>{"a", "b", "c"}));
 }
 
-json challenge(const std::string& type, const std::string& dns, const std::string& token, const std::string& key) {
+json challenge(const std::string& type, const std::string& dns, const std::string& token,
+               const std::string& key) {
     return {{"metadata", {{"name", "c1"}, {"namespace", "shop"}}},
             {"spec", {{"type", type}, {"dnsName", dns}, {"token", token}, {"key", key}}}};
 }
@@ -95,7 +98,8 @@ TEST(CertStoreResults, OkUnchangedAndRejectedReported) {
     tls::SnapshotHolder holder;
     tls::CertStore store({}, clock, holder);
     std::vector<std::pair<std::string, tls::EntryResult>> got;
-    store.set_result_callback([&](const std::string& n, const tls::EntryResult& r) { got.emplace_back(n, r); });
+    store.set_result_callback(
+        [&](const std::string& n, const tls::EntryResult& r) { got.emplace_back(n, r); });
     auto a = tls::testing::make_cert({"a.test", "www.a.test"}, false, 0x1234, now);
     auto b = tls::testing::make_cert({"a.test"}, false, 0x99, now);
     std::vector<tls::CertChange> v;
@@ -115,7 +119,8 @@ TEST(CertStoreResults, OkUnchangedAndRejectedReported) {
     EXPECT_TRUE(got[1].second.ok && got[1].second.unchanged);
 
     v.clear();
-    v.push_back({tls::CertChange::Kind::Upsert, "shop/a", a.cert_pem, b.key_pem});  // key of another cert
+    v.push_back(
+        {tls::CertChange::Kind::Upsert, "shop/a", a.cert_pem, b.key_pem});  // key of another cert
     store.apply(std::move(v), false);
     ASSERT_EQ(got.size(), 3u);
     EXPECT_FALSE(got[2].second.ok);

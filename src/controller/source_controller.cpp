@@ -202,6 +202,10 @@ Result<Requeue> SourceController::reconcile(const std::string& key) {
     for (const auto& ckey : certificates_to_delete(uid, existing, want)) {
         size_t slash = ckey.find('/');
         std::string ns = ckey.substr(0, slash), name = ckey.substr(slash + 1);
+        // Already being deleted (a finalizer, e.g. revoke-on-delete, holds it): asking again
+        // would only repeat the Event.
+        if (auto* certs = ctx_.informers.certificates)
+            if (auto c = certs->store().get(ns, name); c && meta::is_deleting(*c)) continue;
         auto st = ctx_.client.remove(resources::Certificate, ns, name);
         if (!st) {
             // NotFound: a stale cache still listed one we already deleted.
@@ -245,6 +249,9 @@ Result<bool> SourceController::apply_certificate(const json& source, const k8s::
         EC_TRY_ASSIGN(existing, ctx_.client.get(resources::Certificate, want.namespace_, want.name));
     }
 
+    // Being deleted (its source let go of it earlier, a finalizer still holds it): once it is
+    // gone, the Certificate's DELETED event enqueues this source again and it is recreated.
+    if (meta::is_deleting(existing)) return true;
     if (!made_for(existing, kind, ns, name)) {
         conflict = "Certificate " + ckey + " exists and is " + describe_owner(existing) +
                    "; leaving it alone";
@@ -296,7 +303,7 @@ Status SourceController::reconcile_gone(const Key& k) {
     auto* certs = ctx_.informers.certificates;
     if (!certs) return ok_status();
     for (const auto& c : certs->store().list_label(kLabelSourceKind, k.kind)) {
-        if (!made_for(*c, k.kind, k.ns, k.name)) continue;
+        if (!made_for(*c, k.kind, k.ns, k.name) || meta::is_deleting(*c)) continue;
         // A source recreated meanwhile would be in the cache; it is not, so every incarnation's
         // Certificates go. The uid precondition protects a Certificate replaced under our feet.
         k8s::DeleteOptions d;

@@ -24,6 +24,7 @@ const Command kCommands[] = {
     {"revoke", cmd_revoke, "revoke a certificate"},
     {"controller", cmd_controller, "Kubernetes controller: annotated Ingress/Gateway -> Certificates"},
     {"terminator", cmd_terminator, "serve HTTPS from certificates, hot-reloading them"},
+    {"run", cmd_run, "embedded default: issue, renew and serve the certificates of a config file"},
     {"version", cmd_version, "print the version"},
 };
 

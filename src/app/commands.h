@@ -10,6 +10,7 @@ int cmd_issue(int argc, char** argv);
 int cmd_renew(int argc, char** argv);
 int cmd_revoke(int argc, char** argv);
 int cmd_terminator(int argc, char** argv);
+int cmd_run(int argc, char** argv);
 int cmd_controller(int argc, char** argv);
 
 }  // namespace edgecert::app

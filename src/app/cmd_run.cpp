@@ -1,0 +1,430 @@
+// `edgecert run --config FILE`: the embedded default. One process, a local directory as the
+// store: the certificate controller (issuance, renewal with ARI, backoff) and the terminator
+// (serving STORE/certs, hot-swapped by inotify) together, challenges answered in-process.
+//
+//   config (run_config.h) ──► Runner over certificate names ──► issue() ──► DirStore
+//                                   │ present/cleanup                         │ inotify
+//                                   ▼                                         ▼
+//                      MemoryChallengeSource ◄── TerminatorRuntime (TLS, :80, admin /metrics)
+//
+// The controller and the terminator share nothing but the directory and the challenge map, the
+// same seam the Kubernetes deployment has (Secrets and Challenge objects), so `run` exercises the
+// production paths rather than a shortcut.
+#include <fmt/ranges.h>
+#include <spdlog/spdlog.h>
+
+#include <atomic>
+#include <cstdio>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <random>
+
+#include "app/commands.h"
+#include "app/flags.h"
+#include "app/run_config.h"
+#include "app/terminator_runtime.h"
+#include "controller/accounts.h"
+#include "controller/issuance.h"
+#include "controller/renewal.h"
+#include "controller/runner.h"
+#include "edgecert/acme/order.h"
+#include "edgecert/base/clock.h"
+#include "edgecert/base/metrics.h"
+#include "platform/curl_http.h"
+#include "platform/signals.h"
+#include "store/dir_store.h"
+
+namespace edgecert::app {
+namespace {
+
+using controller::CertificateSpec;
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+
+std::string time_text(SystemTime t) {
+    std::time_t tt = std::chrono::system_clock::to_time_t(t);
+    std::tm tm{};
+    gmtime_r(&tt, &tm);
+    char buf[32];
+    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    return buf;
+}
+
+double unix_seconds(SystemTime t) {
+    return double(std::chrono::duration_cast<seconds>(t.time_since_epoch()).count());
+}
+
+// Publishes challenge answers where the in-process terminator serves them: visible to the very
+// next request, so present() needs no propagation wait.
+class InProcessSolver final : public acme::ChallengeSolver {
+  public:
+    InProcessSolver(tls::MemoryChallengeSource& mem, std::vector<std::string> types)
+        : mem_(mem), types_(std::move(types)) {}
+    std::vector<std::string> supported_types() const override { return types_; }
+    Status present(const std::string& domain, const acme::Challenge& ch, const std::string& ka) override {
+        if (ch.type == acme::kHttp01) mem_.set_http01(ch.token, ka);
+        else if (ch.type == acme::kTlsAlpn01) mem_.set_tls_alpn01(domain, ka);
+        else return Error(ErrorCode::InvalidConfig, "challenge type " + ch.type + " is not answered in-process");
+        return {};
+    }
+    void cleanup(const std::string& domain, const acme::Challenge& ch) noexcept override {
+        if (ch.type == acme::kHttp01) mem_.remove_http01(ch.token);
+        else if (ch.type == acme::kTlsAlpn01) mem_.remove_tls_alpn01(domain);
+    }
+
+  private:
+    tls::MemoryChallengeSource& mem_;
+    std::vector<std::string> types_;
+};
+
+// What the controller remembers about one certificate between reconciles. In memory only:
+// a restart starts the backoff over, which for a single machine is the expected behaviour.
+struct CertState {
+    int failures = 0;
+    std::optional<SystemTime> next_retry;
+    std::optional<SystemTime> renewal_time;  // kept inside one ARI window (no dice per pass)
+    std::string ari_serial;                  // the leaf `ari` belongs to
+    std::optional<acme::RenewalInfo> ari;
+    std::optional<SystemTime> ari_next_try;  // after an ARI error
+};
+
+class RunController {
+  public:
+    RunController(std::shared_ptr<const RunConfig> cfg, store::DirStore& store, tls::MemoryChallengeSource& mem,
+                  Clock& clock, metrics::Registry& reg, const std::atomic<bool>& cancel)
+        : cfg_(std::move(cfg)), store_(store), mem_(mem), clock_(clock), reg_(reg), cancel_(cancel),
+          accounts_(store, http_factory, clock, client_options()), rng_(std::random_device{}()) {}
+
+    void set_config(std::shared_ptr<const RunConfig> cfg) {
+        std::lock_guard lk(mu_);
+        cfg_ = std::move(cfg);
+    }
+    std::shared_ptr<const RunConfig> config() const {
+        std::lock_guard lk(mu_);
+        return cfg_;
+    }
+
+    Result<controller::Requeue> reconcile(const std::string& name);
+
+  private:
+    static Result<std::unique_ptr<HttpClient>> http_factory(const controller::AcmeIssuerSpec& spec) {
+        platform::CurlOptions co;
+        co.ca_pem = spec.ca_bundle_pem;  // empty: the system roots
+        EC_TRY_ASSIGN(auto c, platform::CurlHttpClient::create(std::move(co)));
+        return std::unique_ptr<HttpClient>(std::move(c));
+    }
+    acme::ClientOptions client_options() {
+        acme::ClientOptions o;
+        o.cancel = &cancel_;
+        o.on_request = [this](const acme::RequestEvent& ev) {
+            reg_.counter("edgecert_acme_requests_total", "ACME requests by resource and HTTP status (0: transport error).",
+                         {{"resource", std::string(ev.resource)}, {"status", std::to_string(ev.status)}})
+                ->inc();
+        };
+        return o;
+    }
+    metrics::Labels labels(const CertificateSpec& s) const {
+        return {{"name", s.ref.name}, {"issuer_name", s.issuer_name}, {"issuer_kind", "Issuer"}};
+    }
+    void set_ready(const CertificateSpec& s, const char* condition) {
+        for (const char* c : {"True", "False", "Unknown"}) {
+            auto l = labels(s);
+            l.emplace_back("condition", c);
+            reg_.gauge("edgecert_certificate_ready_status", "The Ready condition of each certificate (1: current).", l)
+                ->set(std::string(c) == condition ? 1 : 0);
+        }
+    }
+    void set_times(const CertificateSpec& s, const acme::Certificate& leaf, SystemTime renewal) {
+        reg_.gauge("edgecert_certificate_expiration_timestamp_seconds", "notAfter of the stored certificate.",
+                   labels(s))
+            ->set(unix_seconds(leaf.not_after()));
+        reg_.gauge("edgecert_certificate_renewal_timestamp_seconds", "When the certificate will be renewed.", labels(s))
+            ->set(unix_seconds(renewal));
+    }
+    // ARI (RFC 9773) for the stored leaf, polled again at the CA's next_poll; errors fall back
+    // to the lifetime rule and are retried a few minutes later.
+    void refresh_ari(const CertificateSpec& spec, const RunIssuer& iss, const acme::Certificate& leaf, CertState& st);
+    // `in_service`: a valid certificate is still stored (a failed renewal keeps Ready True).
+    Result<controller::Requeue> failed(const CertificateSpec& spec, CertState& st, const Error& e, bool in_service);
+
+    mutable std::mutex mu_;  // cfg_, states_, rng_
+    std::shared_ptr<const RunConfig> cfg_;
+    store::DirStore& store_;
+    tls::MemoryChallengeSource& mem_;
+    Clock& clock_;
+    metrics::Registry& reg_;
+    const std::atomic<bool>& cancel_;
+    controller::AccountManager accounts_;
+    std::map<std::string, CertState> states_;
+    std::mt19937_64 rng_;
+};
+
+controller::AccountRequest account_request(const RunIssuer& iss) {
+    controller::AccountRequest r;
+    r.issuer_key = "run/" + iss.name;
+    r.spec = &iss.acme;
+    r.account_key_id = iss.name;  // STORE/accounts/<issuer>/account.key
+    r.eab_hmac = iss.eab_hmac;
+    return r;
+}
+
+void RunController::refresh_ari(const CertificateSpec& spec, const RunIssuer& iss, const acme::Certificate& leaf,
+                                CertState& st) {
+    SystemTime now = clock_.now();
+    bool fresh = st.ari && st.ari_serial == leaf.serial_hex() && now < st.ari->next_poll;
+    if (fresh || (st.ari_next_try && now < *st.ari_next_try && st.ari_serial == leaf.serial_hex())) return;
+    auto client = accounts_.client_for(account_request(iss));
+    if (!client || !(*client)->supports_ari()) {
+        st.ari.reset();
+        st.ari_serial = leaf.serial_hex();
+        st.ari_next_try = now + std::chrono::minutes(client ? 360 : 5);
+        return;
+    }
+    auto ri = (*client)->renewal_info(leaf);
+    st.ari_serial = leaf.serial_hex();
+    if (!ri) {
+        spdlog::warn("certificate {}: ARI: {} (using the lifetime rule)", spec.ref.key(), ri.error().message);
+        st.ari.reset();
+        st.ari_next_try = now + std::chrono::minutes(5);
+        return;
+    }
+    st.ari = *ri;
+    st.ari_next_try.reset();
+    spdlog::info("certificate {}: ARI window {} .. {}, next poll {}", spec.ref.key(),
+                 time_text(ri->suggested_window.start), time_text(ri->suggested_window.end), time_text(ri->next_poll));
+}
+
+Result<controller::Requeue> RunController::failed(const CertificateSpec& spec, CertState& st, const Error& e,
+                                                  bool in_service) {
+    if (cancel_.load()) return controller::Requeue::done();  // shutting down: not a failure
+    if (!in_service) set_ready(spec, "False");
+    if (e.code == ErrorCode::InvalidConfig) {
+        spdlog::error("certificate {}: {} (not retried until the config changes)", spec.ref.key(), e.message);
+        return e;  // the Runner does not requeue InvalidConfig
+    }
+    SystemTime now = clock_.now();
+    st.failures++;
+    seconds wait;
+    if (e.code == ErrorCode::RateLimited && e.retry_after) {
+        // The CA said when: waiting for it is exactly right, and retrying sooner only burns
+        // more of the limit.
+        wait = std::max(*e.retry_after, seconds(1));
+        st.next_retry = now + wait;
+        spdlog::warn("certificate {}: rate limited by the CA, retrying at {} ({})", spec.ref.key(),
+                     time_text(*st.next_retry), e.message);
+    } else {
+        if (e.retryable()) {
+            // CA unreachable, 5xx, cancelled poll: a pending order is kept and resumed, so a
+            // short exponential backoff (10 s doubling, at most the cert-manager step) is safe.
+            auto n = std::min(st.failures, 7);
+            wait = std::min(seconds(10) * (1 << (n - 1)), controller::failure_backoff(st.failures, e));
+        } else {
+            // The order failed (validation, CSR, policy): cert-manager's backoff, 1 h doubling.
+            wait = controller::failure_backoff(st.failures, e);
+        }
+        st.next_retry = now + wait;
+        spdlog::warn("certificate {}: issuance failed (attempt {}): {}; retrying at {}", spec.ref.key(), st.failures,
+                     e.message, time_text(*st.next_retry));
+        for (const auto& d : e.details) spdlog::warn("certificate {}:   {}", spec.ref.key(), d);
+    }
+    return controller::Requeue::in(std::chrono::duration_cast<milliseconds>(wait));
+}
+
+Result<controller::Requeue> RunController::reconcile(const std::string& name) {
+    auto cfg = config();
+    const CertificateSpec* specp = cfg->certificate(name);
+    if (!specp) return controller::Requeue::done();  // removed from the config
+    const CertificateSpec& spec = *specp;
+    const RunIssuer* iss = cfg->issuer(spec.issuer_name);
+    if (!iss) return Error(ErrorCode::InvalidConfig, "issuer " + spec.issuer_name + " is not configured");
+
+    CertState st;
+    {
+        std::lock_guard lk(mu_);
+        st = states_[name];
+    }
+    auto save = [&] {
+        std::lock_guard lk(mu_);
+        states_[name] = st;
+    };
+    SystemTime now = clock_.now();
+    if (st.next_retry && now < *st.next_retry)
+        return controller::Requeue::in(std::chrono::duration_cast<milliseconds>(*st.next_retry - now));
+
+    EC_TRY_ASSIGN(auto stored, store_.load_certificate(spec.ref));
+    auto eval = [&] {
+        std::lock_guard lk(mu_);
+        return controller::evaluate(spec, stored, st.ari, st.renewal_time, rng_, clock_.now());
+    };
+    controller::Evaluation ev = eval();
+    if (ev.reason == controller::IssueReason::None && ev.leaf) {
+        refresh_ari(spec, *iss, *ev.leaf, st);
+        ev = eval();
+    }
+    if (ev.reason == controller::IssueReason::None && ev.renewal) {
+        if (st.renewal_time != ev.renewal->renewal_time)
+            spdlog::info("certificate {}: serial {}, valid until {}, renewal at {} ({})", spec.ref.key(),
+                         ev.leaf->serial_hex(), time_text(ev.leaf->not_after()),
+                         time_text(ev.renewal->renewal_time), controller::to_string(ev.renewal->basis));
+        if (ev.renewal->warning) spdlog::warn("certificate {}: {}", spec.ref.key(), *ev.renewal->warning);
+        st.renewal_time = ev.renewal->renewal_time;
+        st.failures = 0;
+        st.next_retry.reset();
+        set_ready(spec, "True");
+        set_times(spec, *ev.leaf, ev.renewal->renewal_time);
+        now = clock_.now();
+        SystemTime next = ev.renewal->renewal_time;
+        if (st.ari && st.ari->next_poll < next) next = st.ari->next_poll;
+        if (st.ari_next_try && *st.ari_next_try < next) next = *st.ari_next_try;
+        save();
+        auto d = std::chrono::duration_cast<milliseconds>(next - now);
+        return controller::Requeue::in(std::max(d, milliseconds(1000)));
+    }
+
+    // Issue (or resume the pending order).
+    spdlog::info("certificate {}: {}", spec.ref.key(), ev.detail);
+    const bool in_service = ev.reason == controller::IssueReason::Renewing;
+    if (!in_service) set_ready(spec, "False");
+    auto client = accounts_.client_for(account_request(*iss));
+    if (!client) {
+        auto r = failed(spec, st, client.error(), in_service);
+        save();
+        return r;
+    }
+    controller::IssueRequest req;
+    req.spec = &spec;
+    req.issuer = &iss->acme;
+    if (stored && ev.leaf) req.current = std::move(stored);
+    InProcessSolver solver(mem_, iss->acme.challenge_types);
+    auto t0 = clock_.steady_now();
+    auto res = controller::issue(**client, solver, store_, req, clock_);
+    if (!res) {
+        auto r = failed(spec, st, res.error(), in_service);
+        save();
+        return r;
+    }
+    const acme::Certificate& leaf = res->obtained.chain.front();
+    spdlog::info("certificate {}: {} serial {} for {} in {:.1f} s{}, valid until {}", spec.ref.key(),
+                 req.current ? "renewed" : "issued", leaf.serial_hex(), fmt::join(spec.dns_names, ","),
+                 std::chrono::duration<double>(clock_.steady_now() - t0).count(),
+                 res->resumed ? " (resumed order)" : "", time_text(leaf.not_after()));
+    st.failures = 0;
+    st.next_retry.reset();
+    st.renewal_time.reset();
+    st.ari.reset();
+    st.ari_next_try.reset();
+    save();
+    // Evaluate the new certificate right away: schedules its renewal and sets the metrics.
+    return controller::Requeue::in(milliseconds(1));
+}
+
+}  // namespace
+
+int cmd_run(int argc, char** argv) {
+    Flags f("run", "--config FILE",
+            "The embedded default: issues and renews the certificates declared in --config (ACME, same\n"
+            "fields as the Issuer/Certificate CRDs), keeps them in a local directory and serves them\n"
+            "with the built-in terminator, which also answers the CA's http-01/tls-alpn-01 challenges.\n"
+            "SIGHUP reloads the config; SIGTERM drains and stops.");
+    f.add("config", "FILE", "YAML config (see README: store, issuers, certificates, terminator)");
+    if (auto st = f.parse(argc, argv); !st) {
+        std::fprintf(stderr, "edgecert run: %s\n", st.error().message.c_str());
+        return 2;
+    }
+    if (f.help_requested()) {
+        std::printf("%s", f.help_text().c_str());
+        return 0;
+    }
+    if (!f.has("config")) {
+        std::fprintf(stderr, "edgecert run: --config FILE is required\n");
+        return 2;
+    }
+    const std::string config_path = f.get("config");
+    auto loaded = load_run_config(config_path);
+    if (!loaded) {
+        std::fprintf(stderr, "edgecert run: %s\n", loaded.error().message.c_str());
+        return loaded.error().code == ErrorCode::InvalidConfig ? 2 : 1;
+    }
+    auto cfg = std::make_shared<const RunConfig>(std::move(*loaded));
+    auto fail = [](const Error& e) {
+        spdlog::error("run: {}", e.message);
+        return e.code == ErrorCode::InvalidConfig ? 2 : 1;
+    };
+
+    // Blocked before any thread starts, so every thread inherits the mask.
+    platform::SignalWaiter signals;
+    RealClock& clock = RealClock::instance();
+    auto& reg = metrics::Registry::global();
+
+    auto store = store::DirStore::create(cfg->store);
+    if (!store) return fail(store.error());
+    spdlog::info("run: store {}, {} issuer(s), {} certificate(s)", cfg->store, cfg->issuers.size(),
+                 cfg->certificates.size());
+
+    tls::MemoryChallengeSource challenges;
+    TerminatorRuntimeOptions to;
+    const RunTerminator& t = cfg->terminator;
+    to.server.listen = t.listen;
+    to.server.http_listen = t.http_listen;
+    to.server.upstream = t.upstream;
+    to.server.workers = t.workers;
+    to.server.proxy_protocol = t.proxy_protocol;
+    to.server.http_mode = t.http_mode;
+    to.server.drain_timeout = t.drain_timeout;
+    to.tls.alpn = t.alpn;
+    to.cert_dir = (*store)->certs_dir();
+    to.default_cert = t.default_certificate;
+    to.strict_sni = t.strict_sni;
+    to.admin = t.admin;
+    auto rt = TerminatorRuntime::create(to, clock, &challenges, reg);
+    if (!rt) return fail(rt.error());
+    if (auto st = (*rt)->start(); !st) return fail(st.error());
+
+    std::atomic<bool> cancel{false};
+    RunController ctl(cfg, **store, challenges, clock, reg, cancel);
+    controller::Runner::Options ro;
+    ro.name = "certificate";
+    ro.workers = static_cast<int>(std::clamp<size_t>(cfg->certificates.size(), 1, 4));
+    // Errors the reconcile returns (store I/O) back off from 1 s to 5 min; issuance failures
+    // schedule their own retry through Requeue.
+    ro.queue.base_delay = milliseconds(1000);
+    ro.queue.max_delay = milliseconds(300'000);
+    controller::Runner runner(ro, clock, reg, [&ctl](const std::string& key) { return ctl.reconcile(key); });
+    for (const auto& c : cfg->certificates) runner.enqueue(c.ref.name);
+    runner.start();
+
+    int rc = 0;
+    while (true) {
+        auto ev = signals.wait(seconds(1));
+        (*rt)->tick();
+        if (ev == platform::SignalWaiter::Event::Reload) {
+            auto next = load_run_config(config_path);
+            if (!next) {
+                spdlog::error("run: SIGHUP: {}; keeping the running config", next.error().message);
+                continue;
+            }
+            if (next->store != cfg->store || next->terminator.listen != t.listen ||
+                next->terminator.http_listen != t.http_listen || next->terminator.upstream != t.upstream ||
+                next->terminator.admin != t.admin)
+                spdlog::warn("run: SIGHUP: store and terminator settings apply at the next start");
+            auto fresh = std::make_shared<const RunConfig>(std::move(*next));
+            ctl.set_config(fresh);
+            spdlog::info("run: SIGHUP: config reloaded, {} certificate(s)", fresh->certificates.size());
+            for (const auto& c : fresh->certificates) runner.enqueue(c.ref.name);
+            (*rt)->reload();
+        } else if (ev == platform::SignalWaiter::Event::Stop) {
+            spdlog::info("run: {}: stopping (draining connections up to {} ms)", signals.last_name(),
+                         t.drain_timeout.count());
+            cancel.store(true);  // in-flight ACME waits return within a second; orders stay resumable
+            runner.stop();
+            if (!(*rt)->drain()) rc = 1;
+            break;
+        }
+    }
+    (*rt)->stop();
+    spdlog::info("run: stopped");
+    return rc;
+}
+
+}  // namespace edgecert::app

@@ -1,0 +1,314 @@
+#include "app/run_config.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdlib>
+#include <set>
+
+#include "controller/renewal.h"
+#include "controller/shim.h"
+#include "edgecert/base/encoding.h"
+#include "platform/files.h"
+
+namespace edgecert::app {
+namespace {
+
+using nlohmann::json;
+
+Error bad(std::string msg) { return Error(ErrorCode::InvalidConfig, std::move(msg)); }
+
+// A plain (untagged, unquoted) YAML scalar as JSON: YAML 1.2 core schema, which is what
+// Kubernetes manifests assume (no yes/no booleans, no octal surprises).
+json plain_scalar(const std::string& s) {
+    if (s.empty() || s == "~" || s == "null" || s == "Null" || s == "NULL") return nullptr;
+    if (s == "true" || s == "True" || s == "TRUE") return true;
+    if (s == "false" || s == "False" || s == "FALSE") return false;
+    const char* b = s.c_str();
+    char* end = nullptr;
+    errno = 0;
+    long long i = std::strtoll(b, &end, 10);
+    if (*end == '\0' && errno == 0 && (std::isdigit(static_cast<unsigned char>(s.back())))) return i;
+    errno = 0;
+    double d = std::strtod(b, &end);
+    bool numeric = *end == '\0' && errno == 0 && s.find_first_of("0123456789") != std::string::npos &&
+                   s.find_first_not_of("0123456789.eE+-") == std::string::npos;
+    if (numeric) return d;
+    return s;
+}
+
+Result<json> node_to_json(const YAML::Node& n, int depth) {
+    if (depth > 64) return bad("the YAML is nested too deeply");
+    switch (n.Type()) {
+        case YAML::NodeType::Undefined:
+        case YAML::NodeType::Null: return json(nullptr);
+        case YAML::NodeType::Scalar:
+            // "!" is the tag yaml-cpp gives a quoted scalar: always a string.
+            if (n.Tag() == "!" || n.Tag() == "tag:yaml.org,2002:str") return json(n.Scalar());
+            return plain_scalar(n.Scalar());
+        case YAML::NodeType::Sequence: {
+            json a = json::array();
+            for (const auto& c : n) {
+                EC_TRY_ASSIGN(json v, node_to_json(c, depth + 1));
+                a.push_back(std::move(v));
+            }
+            return a;
+        }
+        case YAML::NodeType::Map: {
+            json o = json::object();
+            for (const auto& kv : n) {
+                if (!kv.first.IsScalar()) return bad("a YAML map key is not a string");
+                EC_TRY_ASSIGN(json v, node_to_json(kv.second, depth + 1));
+                o[kv.first.Scalar()] = std::move(v);
+            }
+            return o;
+        }
+    }
+    return json(nullptr);
+}
+
+std::string resolve(const std::string& base, const std::string& p) {
+    if (p.empty() || p.front() == '/' || base.empty()) return p;
+    return base + "/" + p;
+}
+
+// Every key of `obj` must be in `allowed`: a typo must not silently drop a setting.
+Status only_keys(const json& obj, std::initializer_list<const char*> allowed, const std::string& where) {
+    for (auto it = obj.begin(); it != obj.end(); ++it) {
+        bool ok = std::any_of(allowed.begin(), allowed.end(), [&](const char* a) { return it.key() == a; });
+        if (!ok) {
+            std::string list;
+            for (const char* a : allowed) list += std::string(list.empty() ? "" : ", ") + a;
+            return bad(where + "unknown field '" + it.key() + "' (known: " + list + ")");
+        }
+    }
+    return {};
+}
+
+std::string entry_name(const char* list, size_t i, const json& e) {
+    std::string n = e.is_object() && e.contains("name") && e["name"].is_string() ? e["name"].get<std::string>() : "";
+    return std::string(list) + "[" + std::to_string(i) + "]" + (n.empty() ? "" : " (" + n + ")") + ": ";
+}
+
+Result<RunIssuer> parse_issuer(const json& e, const std::string& base_dir) {
+    if (!e.is_object()) return bad("must be a map with name and acme");
+    EC_TRY(only_keys(e, {"name", "acme"}, ""));
+    RunIssuer out;
+    out.name = e.value("name", "");
+    if (out.name.empty()) return bad("name is required");
+    if (auto why = controller::invalid_object_name_reason(out.name)) return bad("name '" + out.name + "': " + *why);
+    if (!e.contains("acme") || !e["acme"].is_object()) return bad("acme is required (the only issuer type)");
+    json acme = e["acme"];
+    EC_TRY(only_keys(acme,
+                     {"server", "caBundle", "caBundleFile", "email", "profile", "preferredChain",
+                      "externalAccountBinding", "solvers", "disableAccountKeyGeneration", "skipTLSVerify"},
+                     "acme: "));
+    if (acme.contains("caBundleFile")) {
+        if (!acme["caBundleFile"].is_string()) return bad("acme.caBundleFile must be a path");
+        std::string path = resolve(base_dir, acme["caBundleFile"].get<std::string>());
+        auto pem = platform::read_file(path, 1 << 20);
+        if (!pem) return bad("acme.caBundleFile " + path + ": " + pem.error().message);
+        if (pem->find("-----BEGIN CERTIFICATE-----") == std::string::npos)
+            return bad("acme.caBundleFile " + path + " holds no PEM certificate");
+        if (acme.contains("caBundle")) return bad("acme.caBundle and acme.caBundleFile are mutually exclusive");
+        acme["caBundle"] = *pem;
+        acme.erase("caBundleFile");
+    }
+    std::optional<SecretBytes> hmac;
+    if (acme.contains("externalAccountBinding")) {
+        json& eab = acme["externalAccountBinding"];
+        if (!eab.is_object()) return bad("acme.externalAccountBinding must be a map");
+        EC_TRY(only_keys(eab, {"keyID", "keySecretFile", "keyAlgorithm"}, "acme.externalAccountBinding: "));
+        if (!eab.contains("keySecretFile") || !eab["keySecretFile"].is_string())
+            return bad("acme.externalAccountBinding.keySecretFile is required (a file holding the base64url HMAC key)");
+        std::string path = resolve(base_dir, eab["keySecretFile"].get<std::string>());
+        auto raw = platform::read_secret_file(path, 4096);
+        if (!raw) return bad("acme.externalAccountBinding.keySecretFile " + path + ": " + raw.error().message);
+        std::string enc(raw->reveal());
+        while (!enc.empty() && std::isspace(static_cast<unsigned char>(enc.back()))) enc.pop_back();
+        auto key = enc::base64url_decode(enc);
+        if (!key) key = enc::base64_decode(enc);
+        std::fill(enc.begin(), enc.end(), '\0');
+        if (!key || key->empty())
+            return bad("acme.externalAccountBinding.keySecretFile " + path + " is not base64url");
+        hmac = SecretBytes(std::move(*key));
+        // The CRD shape names a Secret; the parser only needs to know one is referenced.
+        eab["keySecretRef"] = {{"name", "file:" + path}};
+        eab.erase("keySecretFile");
+    }
+    EC_TRY_ASSIGN(out.acme, controller::parse_acme_issuer(json{{"acme", acme}}));
+    out.eab_hmac = std::move(hmac);
+    return out;
+}
+
+Result<controller::CertificateSpec> parse_certificate(const json& e) {
+    if (!e.is_object()) return bad("must be a map with name, dnsNames and issuerRef");
+    EC_TRY(only_keys(e,
+                     {"name", "secretName", "dnsNames", "ipAddresses", "issuerRef", "privateKey", "renewBefore",
+                      "renewBeforePercentage", "secretTemplate"},
+                     ""));
+    std::string name = e.value("name", "");
+    if (name.empty()) return bad("name is required");
+    if (auto why = controller::invalid_object_name_reason(name)) return bad("name '" + name + "': " + *why);
+    json spec = e;
+    spec.erase("name");
+    if (!spec.contains("secretName")) spec["secretName"] = name;
+    if (spec.contains("issuerRef") && spec["issuerRef"].is_object()) {
+        const json& ir = spec["issuerRef"];
+        if (ir.value("kind", "Issuer") != "Issuer")
+            return bad("issuerRef.kind: edgecert run has only issuers from this file (kind Issuer)");
+    }
+    auto parsed = controller::parse_certificate_spec(json{{"metadata", {{"name", name}}}, {"spec", spec}});
+    if (!parsed) return parsed.error();
+    return parsed;
+}
+
+Result<std::chrono::milliseconds> duration_field(const json& t, const char* key, std::chrono::milliseconds def) {
+    if (!t.contains(key)) return def;
+    if (!t[key].is_string()) return bad(std::string(key) + " must be a duration such as \"10s\"");
+    EC_TRY_ASSIGN(auto ns, controller::parse_go_duration(t[key].get<std::string>()));
+    if (ns.count() < 0) return bad(std::string(key) + " must not be negative");
+    return std::chrono::duration_cast<std::chrono::milliseconds>(ns);
+}
+
+Result<RunTerminator> parse_terminator(const json& t) {
+    RunTerminator out;
+    if (t.is_null()) return bad("upstream is required (where decrypted connections go, HOST:PORT)");
+    if (!t.is_object()) return bad("must be a map");
+    EC_TRY(only_keys(t,
+                     {"listen", "httpListen", "upstream", "proxyProtocol", "httpMode", "admin", "workers", "strictSni",
+                      "defaultCertificate", "drainTimeout", "alpn"},
+                     ""));
+    auto str = [&](const char* k, std::string& dst) -> Status {
+        if (!t.contains(k)) return {};
+        if (!t[k].is_string()) return bad(std::string(k) + " must be a string");
+        dst = t[k].get<std::string>();
+        return {};
+    };
+    EC_TRY(str("listen", out.listen));
+    EC_TRY(str("httpListen", out.http_listen));
+    EC_TRY(str("upstream", out.upstream));
+    EC_TRY(str("admin", out.admin));
+    EC_TRY(str("defaultCertificate", out.default_certificate));
+    if (out.http_listen == "off") out.http_listen.clear();
+    if (out.admin == "off") out.admin.clear();
+    if (out.upstream.empty()) return bad("upstream is required (where decrypted connections go, HOST:PORT)");
+    std::string pp = "none", hm = "redirect";
+    EC_TRY(str("proxyProtocol", pp));
+    EC_TRY(str("httpMode", hm));
+    if (pp == "none") out.proxy_protocol = proxy::ProxyProtocol::None;
+    else if (pp == "v1") out.proxy_protocol = proxy::ProxyProtocol::V1;
+    else if (pp == "v2") out.proxy_protocol = proxy::ProxyProtocol::V2;
+    else return bad("proxyProtocol must be none, v1 or v2");
+    if (hm == "redirect") out.http_mode = proxy::HttpMode::Redirect;
+    else if (hm == "passthrough") out.http_mode = proxy::HttpMode::Passthrough;
+    else return bad("httpMode must be redirect or passthrough");
+    if (t.contains("workers")) {
+        if (!t["workers"].is_number_integer() || t["workers"].get<long>() < 1 || t["workers"].get<long>() > 256)
+            return bad("workers must be an integer in 1..256");
+        out.workers = t["workers"].get<int>();
+    }
+    if (t.contains("strictSni")) {
+        if (!t["strictSni"].is_boolean()) return bad("strictSni must be true or false");
+        out.strict_sni = t["strictSni"].get<bool>();
+    }
+    EC_TRY_ASSIGN(out.drain_timeout, duration_field(t, "drainTimeout", out.drain_timeout));
+    if (t.contains("alpn")) {
+        if (!t["alpn"].is_array()) return bad("alpn must be a list such as [h2, http/1.1]");
+        out.alpn.clear();
+        for (const auto& a : t["alpn"]) {
+            if (!a.is_string() || a.get<std::string>().empty()) return bad("alpn entries must be strings");
+            out.alpn.push_back(a.get<std::string>());
+        }
+    }
+    return out;
+}
+
+}  // namespace
+
+const RunIssuer* RunConfig::issuer(const std::string& name) const {
+    for (const auto& i : issuers)
+        if (i.name == name) return &i;
+    return nullptr;
+}
+
+const controller::CertificateSpec* RunConfig::certificate(const std::string& name) const {
+    for (const auto& c : certificates)
+        if (c.ref.name == name) return &c;
+    return nullptr;
+}
+
+Result<json> yaml_to_json(const std::string& text) {
+    try {
+        YAML::Node n = YAML::Load(text);
+        return node_to_json(n, 0);
+    } catch (const YAML::Exception& e) {
+        return bad(std::string("not valid YAML: ") + e.what());
+    }
+}
+
+Result<RunConfig> parse_run_config(const json& doc, const std::string& base_dir) {
+    if (!doc.is_object()) return bad("the config must be a YAML map with store, issuers, certificates, terminator");
+    EC_TRY(only_keys(doc, {"store", "issuers", "certificates", "terminator"}, ""));
+    RunConfig cfg;
+    if (!doc.contains("store") || !doc["store"].is_string() || doc["store"].get<std::string>().empty())
+        return bad("store: required (the directory certificates and account keys are kept in)");
+    cfg.store = resolve(base_dir, doc["store"].get<std::string>());
+
+    auto list = [&](const char* key) -> Result<json> {
+        if (!doc.contains(key) || doc[key].is_null()) return json::array();
+        if (!doc[key].is_array()) return bad(std::string(key) + ": must be a list");
+        return doc[key];
+    };
+    EC_TRY_ASSIGN(json issuers, list("issuers"));
+    EC_TRY_ASSIGN(json certs, list("certificates"));
+    std::set<std::string> seen;
+    for (size_t i = 0; i < issuers.size(); ++i) {
+        std::string where = entry_name("issuers", i, issuers[i]);
+        auto r = parse_issuer(issuers[i], base_dir);
+        if (!r) return bad(where + r.error().message);
+        if (!seen.insert(r->name).second) return bad(where + "duplicate issuer name '" + r->name + "'");
+        cfg.issuers.push_back(std::move(*r));
+    }
+    seen.clear();
+    std::set<std::string> folders;
+    for (size_t i = 0; i < certs.size(); ++i) {
+        std::string where = entry_name("certificates", i, certs[i]);
+        auto r = parse_certificate(certs[i]);
+        if (!r) return bad(where + r.error().message);
+        if (!seen.insert(r->ref.name).second) return bad(where + "duplicate certificate name '" + r->ref.name + "'");
+        if (!folders.insert(r->ref.secret_name).second)
+            return bad(where + "secretName '" + r->ref.secret_name + "' is used by another certificate");
+        if (!cfg.issuer(r->issuer_name))
+            return bad(where + "issuerRef.name '" + r->issuer_name + "' is not one of the issuers in this file");
+        cfg.certificates.push_back(std::move(*r));
+    }
+    {
+        auto t = parse_terminator(doc.contains("terminator") ? doc["terminator"] : json());
+        if (!t) return bad("terminator: " + t.error().message);
+        cfg.terminator = std::move(*t);
+    }
+    if (!cfg.terminator.default_certificate.empty()) {
+        const auto* c = cfg.certificate(cfg.terminator.default_certificate);
+        if (!c)
+            return bad("terminator: defaultCertificate '" + cfg.terminator.default_certificate +
+                       "' is not one of the certificates in this file");
+        cfg.terminator.default_certificate = c->ref.secret_name;
+    }
+    return cfg;
+}
+
+Result<RunConfig> load_run_config(const std::string& path) {
+    auto text = platform::read_file(path, 4 << 20);
+    if (!text) return bad("config " + path + ": " + text.error().message);
+    auto doc = yaml_to_json(*text);
+    if (!doc) return bad("config " + path + ": " + doc.error().message);
+    std::string base = ".";
+    if (auto slash = path.rfind('/'); slash != std::string::npos) base = slash == 0 ? "/" : path.substr(0, slash);
+    auto cfg = parse_run_config(*doc, base == "." ? "" : base);
+    if (!cfg) return bad("config " + path + ": " + cfg.error().message);
+    return cfg;
+}
+
+}  // namespace edgecert::app

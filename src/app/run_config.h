@@ -1,0 +1,80 @@
+#pragma once
+// The configuration file of `edgecert run` (the embedded default: one process, a local
+// directory as the store). Issuers and certificates use the SAME field names as the CRDs
+// (deploy/crds/*.yaml), so an entry moves to Kubernetes line by line:
+//
+//   store: /var/lib/edgecert
+//   issuers:
+//     - name: pebble
+//       acme: {server: ..., caBundle|caBundleFile: ..., email: ..., profile: ..., preferredChain: ...,
+//              externalAccountBinding: {keyID: ..., keySecretFile: path}, solvers: [{http01: {}}]}
+//   certificates:
+//     - name: demo
+//       secretName: demo           # default: name; the folder under STORE/certs
+//       dnsNames: [demo.example.test]
+//       issuerRef: {name: pebble}
+//       privateKey: {algorithm: ECDSA, size: 256, rotationPolicy: Always}
+//       renewBefore: 720h          # or renewBeforePercentage
+//   terminator: {listen: "0.0.0.0:443", httpListen: "0.0.0.0:80", upstream: "127.0.0.1:8080",
+//                proxyProtocol: none|v1|v2, httpMode: redirect|passthrough,
+//                admin: "127.0.0.1:9402"|off, workers: N, strictSni: false, defaultCertificate: name}
+//
+// Only two fields differ from the CRDs, because there are no Secrets here: caBundleFile and
+// externalAccountBinding.keySecretFile name files (relative paths: from the config file's folder).
+// Each entry is converted to the CRD shape and validated by the same parsers the Kubernetes
+// controller uses (controller/issuance.h). Any error names its entry:
+// "certificates[1] (demo): spec.dnsNames must list at least one name".
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "controller/issuance.h"
+#include "edgecert/base/result.h"
+#include "edgecert/base/secret.h"
+#include "proxy/server.h"
+
+namespace edgecert::app {
+
+struct RunIssuer {
+    std::string name;
+    controller::AcmeIssuerSpec acme;
+    std::optional<SecretBytes> eab_hmac;  // raw HMAC key, read from keySecretFile
+};
+
+struct RunTerminator {
+    std::string listen = "0.0.0.0:443";
+    std::string http_listen = "0.0.0.0:80";  // "" / off: none (then http-01 cannot be answered)
+    std::string upstream;                    // required
+    // On one machine the upstream is usually the application itself, which rarely speaks PROXY.
+    proxy::ProxyProtocol proxy_protocol = proxy::ProxyProtocol::None;
+    proxy::HttpMode http_mode = proxy::HttpMode::Redirect;
+    std::string admin = "127.0.0.1:9402";  // "" / off: none
+    int workers = 1;
+    bool strict_sni = false;
+    std::string default_certificate;  // a certificate's secretName (the folder the CertStore knows)
+    std::chrono::milliseconds drain_timeout{10'000};
+    std::vector<std::string> alpn = {"h2", "http/1.1"};
+};
+
+struct RunConfig {
+    std::string store;  // a relative path in the file is taken from the config file's folder
+    std::vector<RunIssuer> issuers;
+    std::vector<controller::CertificateSpec> certificates;
+    RunTerminator terminator;
+
+    const RunIssuer* issuer(const std::string& name) const;
+    const controller::CertificateSpec* certificate(const std::string& name) const;
+};
+
+// YAML text → JSON (plain scalars: null, bool, integer, float, else string; quoted: string).
+Result<nlohmann::json> yaml_to_json(const std::string& text);
+
+// `base_dir` resolves relative caBundleFile / keySecretFile / store paths. InvalidConfig errors
+// name the entry.
+Result<RunConfig> parse_run_config(const nlohmann::json& doc, const std::string& base_dir);
+Result<RunConfig> load_run_config(const std::string& path);
+
+}  // namespace edgecert::app

@@ -1,0 +1,141 @@
+#include "app/terminator_runtime.h"
+
+#include <spdlog/spdlog.h>
+
+#include <ctime>
+
+namespace edgecert::app {
+
+Result<std::unique_ptr<TerminatorRuntime>> TerminatorRuntime::create(TerminatorRuntimeOptions opts, Clock& clock,
+                                                                     tls::MemoryChallengeSource* in_process,
+                                                                     metrics::Registry& registry) {
+    if (opts.cert_dir.empty()) return Error(ErrorCode::InvalidConfig, "terminator: no certificate directory");
+    std::unique_ptr<TerminatorRuntime> rt(new TerminatorRuntime(std::move(opts), clock, registry));
+    // A configured folder is consulted first (an operator's manual override), then the answers
+    // the in-process controller published.
+    if (!rt->opts_.challenge_dir.empty()) {
+        rt->dir_challenges_ = std::make_unique<tls::DirChallengeSource>(rt->opts_.challenge_dir);
+        rt->challenges_.add(rt->dir_challenges_.get());
+    }
+    rt->challenges_.add(in_process);
+    rt->tickets_ = std::make_unique<tls::TicketKeys>(clock, rt->opts_.ticket_rotation);
+    EC_TRY_ASSIGN(rt->tls_, tls::TlsContext::create(rt->opts_.tls, &rt->challenges_, *rt->tickets_));
+    rt->store_ = std::make_unique<tls::CertStore>(
+        tls::CertStoreOptions{rt->opts_.default_cert, rt->opts_.strict_sni}, clock, rt->holder_);
+    EC_TRY_ASSIGN(rt->source_, platform::CertDirSource::create(
+                                   {rt->opts_.cert_dir, std::chrono::milliseconds(50), rt->opts_.rescan}));
+    return rt;
+}
+
+TerminatorRuntime::~TerminatorRuntime() { stop(); }
+
+Status TerminatorRuntime::start() {
+    if (started_) return {};
+    started_ = true;
+    auto t0 = std::chrono::steady_clock::now();
+    std::clock_t c0 = std::clock();  // process CPU time: on a busy machine wall time says little
+    EC_TRY(source_->start(*store_));
+    spdlog::info("terminator: {} certificate(s) loaded from {} in {:.1f} ms ({:.1f} ms CPU)", holder_.get()->size(),
+                 opts_.cert_dir,
+                 std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count(),
+                 1000.0 * double(std::clock() - c0) / CLOCKS_PER_SEC);
+    EC_TRY_ASSIGN(server_, proxy::Server::create(opts_.server, *tls_, holder_, &challenges_));
+    EC_TRY(server_->start());
+    spdlog::info("terminator: TLS on port {}{}, upstream {}", server_->tls_port(),
+                 server_->http_port() ? ", HTTP on port " + std::to_string(server_->http_port()) : std::string(),
+                 opts_.server.upstream);
+    register_metrics();
+    if (!opts_.admin.empty()) {
+        EC_TRY_ASSIGN(admin_, platform::AdminServer::create({opts_.admin}, registry_, [this] { return ready(); }));
+        EC_TRY(admin_->start());
+        spdlog::info("terminator: admin on port {}", admin_->port());
+    }
+    return {};
+}
+
+bool TerminatorRuntime::ready() const {
+    if (!store_ || !store_->loaded() || draining_.load()) return false;
+    return !opts_.extra_ready || opts_.extra_ready();
+}
+
+void TerminatorRuntime::tick() {
+    if (tickets_) tickets_->maybe_rotate();
+}
+
+void TerminatorRuntime::reload() {
+    if (source_ && started_) source_->request_full_rescan();
+}
+
+bool TerminatorRuntime::drain() {
+    if (!server_) return true;
+    draining_.store(true);
+    server_->begin_drain();
+    return server_->wait_for(opts_.server.drain_timeout + std::chrono::seconds(2));
+}
+
+void TerminatorRuntime::stop() {
+    if (stopped_) return;
+    stopped_ = true;
+    if (server_) server_->stop();
+    if (source_ && started_) source_->stop();
+    if (admin_) admin_->stop();
+    // Collectors capture this object: gone from the registry before it is.
+    for (int id : collector_ids_) registry_.remove_collector(id);
+    collector_ids_.clear();
+}
+
+void TerminatorRuntime::register_metrics() {
+    using S = metrics::Registry::Sample;
+    auto& reg = registry_;
+    proxy::Server* srv = server_.get();
+    tls::CertStore* store = store_.get();
+    tls::SnapshotHolder* holder = &holder_;
+    auto add = [&](const char* name, const char* help, const char* type, std::function<void(std::vector<S>&)> fn) {
+        collector_ids_.push_back(reg.add_collector(name, help, type, std::move(fn)));
+    };
+    add("edgecert_tls_handshakes_total", "TLS handshakes by result.", "counter", [srv](std::vector<S>& out) {
+        auto s = srv->stats();
+        out.push_back({{{"result", "ok"}}, double(s.hs_ok)});
+        out.push_back({{{"result", "failed"}}, double(s.hs_failed)});
+        out.push_back({{{"result", "timeout"}}, double(s.hs_timeout)});
+    });
+    add("edgecert_tls_connections", "Open client TLS connections.", "gauge",
+        [srv](std::vector<S>& out) { out.push_back({{}, double(srv->stats().tls_conns_open)}); });
+    add("edgecert_tls_connections_total", "Accepted client TLS connections.", "counter",
+        [srv](std::vector<S>& out) { out.push_back({{}, double(srv->stats().tls_conns_total)}); });
+    add("edgecert_http_connections_total", "Accepted plain-HTTP connections.", "counter",
+        [srv](std::vector<S>& out) { out.push_back({{}, double(srv->stats().http_conns_total)}); });
+    add("edgecert_bytes_total", "Application bytes proxied, by direction (in: from clients).", "counter",
+        [srv](std::vector<S>& out) {
+            auto s = srv->stats();
+            out.push_back({{{"direction", "in"}}, double(s.bytes_in)});
+            out.push_back({{{"direction", "out"}}, double(s.bytes_out)});
+        });
+    add("edgecert_connections_rejected_total", "Connections closed at accept because max-connections was reached.",
+        "counter", [srv](std::vector<S>& out) { out.push_back({{}, double(srv->stats().rejected_max)}); });
+    add("edgecert_upstream_errors_total", "Upstream connect/read/write failures.", "counter",
+        [srv](std::vector<S>& out) { out.push_back({{}, double(srv->stats().upstream_errors)}); });
+    add("edgecert_acme_challenges_served_total", "ACME challenge answers served, by type.", "counter",
+        [srv](std::vector<S>& out) {
+            auto s = srv->stats();
+            out.push_back({{{"type", "http-01"}}, double(s.http01_served)});
+            out.push_back({{{"type", "tls-alpn-01"}}, double(s.tls_alpn01_served)});
+        });
+    add("edgecert_certificate_reloads_total", "Certificate (re)loads by result; errors keep the last good certificate.",
+        "counter", [store](std::vector<S>& out) {
+            out.push_back({{{"result", "ok"}}, double(store->reloads_ok())});
+            out.push_back({{{"result", "error"}}, double(store->reloads_error())});
+        });
+    add("edgecert_loaded_certificates", "Certificates in the served snapshot.", "gauge",
+        [holder](std::vector<S>& out) { out.push_back({{}, double(holder->get()->size())}); });
+    add("edgecert_served_certificate_not_after_timestamp_seconds",
+        "notAfter of every certificate in the served snapshot (what is on the wire).", "gauge",
+        [holder](std::vector<S>& out) {
+            auto snap = holder->get();
+            snap->for_each_entry([&](const std::string& name, const tls::CertEntry& e) {
+                out.push_back({{{"name", name}, {"serial", e.serial}}, double(e.not_after)});
+            });
+        });
+}
+
+}  // namespace edgecert::app

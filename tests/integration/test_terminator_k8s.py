@@ -267,6 +267,21 @@ def test_http01_challenge_served_and_marked_presented(env):
     assert not presented(srv, "d1")
 
 
+def test_presented_patch_retried_after_api_errors(env):
+    """The status patch fails twice (500): the terminator answers at once and keeps retrying the
+    patch with backoff until status.presented is set."""
+    t, srv = env["t"], env["srv"]
+    srv.fault("error_500", count=2, method="PATCH",
+              path_prefix="/apis/edgecert.io/v1alpha1/namespaces/default/challenges/r1/status")
+    token, ka = "tokRetry1", "tokRetry1.thumb"
+    kapply(srv, challenge_manifest("r1", "http-01", "site.test", token, ka))
+    assert wait_for(lambda: presented(srv, "r1"), timeout=10), t.logs()
+    patches = [r for r in srv.requests() if r["method"] == "PATCH" and r["path"].endswith("/challenges/r1/status")]
+    assert [r["status"] for r in patches][:3] == [500, 500, 200], patches
+    assert "setting status.presented failed" in t.logs()
+    srv.kubectl("delete", "challenges.edgecert.io", "r1")
+
+
 def test_tls_alpn01_challenge_certificate(env, tmp_path):
     from cryptography import x509
     t, srv = env["t"], env["srv"]

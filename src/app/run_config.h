@@ -56,7 +56,9 @@ struct RunTerminator {
     bool strict_sni = false;
     std::string default_certificate;  // a certificate's secretName (the folder the CertStore knows)
     std::chrono::milliseconds drain_timeout{10'000};
-    std::vector<std::string> alpn = {"h2", "http/1.1"};
+    // Bytes are forwarded as they are: advertise h2 only when the upstream speaks it (alpn:
+    // [h2, http/1.1]); an application behind `run` usually speaks HTTP/1.1 only.
+    std::vector<std::string> alpn = {"http/1.1"};
 };
 
 struct RunConfig {

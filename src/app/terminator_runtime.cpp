@@ -41,9 +41,6 @@ Status TerminatorRuntime::start() {
                  1000.0 * double(std::clock() - c0) / CLOCKS_PER_SEC);
     EC_TRY_ASSIGN(server_, proxy::Server::create(opts_.server, *tls_, holder_, &challenges_));
     EC_TRY(server_->start());
-    spdlog::info("terminator: TLS on port {}{}, upstream {}", server_->tls_port(),
-                 server_->http_port() ? ", HTTP on port " + std::to_string(server_->http_port()) : std::string(),
-                 opts_.server.upstream);
     register_metrics();
     if (!opts_.admin.empty()) {
         EC_TRY_ASSIGN(admin_, platform::AdminServer::create({opts_.admin}, registry_, [this] { return ready(); }));

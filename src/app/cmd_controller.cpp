@@ -120,7 +120,7 @@ int cmd_controller(int argc, char** argv) {
         .add("default-issuer", "NAME", "the issuer kubernetes.io/tls-acme: \"true\" selects")
         .add("default-issuer-kind", "Issuer|ClusterIssuer", "kind of --default-issuer",
              "ClusterIssuer")
-        .add("workers", "N", "concurrent reconciles per controller", "2")
+        .add("workers", "N", "concurrent reconciles of the Ingress/Gateway shim", "2")
         .add("certificate-workers", "N",
              "concurrent issuances (each blocks on the CA and on challenge validation)", "8")
         .add("challenge-timeout", "DURATION",

@@ -521,8 +521,11 @@ Result<Requeue> CertificateController::reconcile(const std::string& key) {
     if (stopping_) return Requeue::done();  // shutting down: the pending order is resumed by the next leader
 
     // Re-read the status: the store patched status.order meanwhile.
-    if (auto fresh = ctx_.client.get(resources::Certificate, spec->ref.namespace_, spec->ref.name))
-        status = fresh->value("status", json::object());
+    json base = cert;  // what patch_status diffs against: the object as the API has it now
+    if (auto fresh = ctx_.client.get(resources::Certificate, spec->ref.namespace_, spec->ref.name)) {
+        base = std::move(*fresh);
+        status = base.value("status", json::object());
+    }
     const SystemTime done_at = ctx_.clock.now();
     if (!res) {
         const Error& e = res.error();
@@ -533,7 +536,7 @@ Result<Requeue> CertificateController::reconcile(const std::string& key) {
         const std::string msg = e.message + "; next attempt at " + fmt_time(done_at + wait);
         set_condition(status, "Issuing", "False", rl ? "RateLimited" : "Failed", msg, done_at, gen);
         if (!serving) set_condition(status, "Ready", "False", rl ? "RateLimited" : "Failed", e.message, done_at, gen);
-        patch_status(cert, status);
+        patch_status(base, status);
         event(cert, "Warning", rl ? "RateLimited" : "Failed", msg);
         spdlog::warn("certificate {}: {}", key, msg);
         {
@@ -561,7 +564,7 @@ Result<Requeue> CertificateController::reconcile(const std::string& key) {
     remove_condition(status, "Issuing");
     remove_condition(status, "RenewalOverdue");
     set_condition(status, "Ready", "True", "Ready", "Certificate is up to date and has not expired", done_at, gen);
-    patch_status(cert, status);
+    patch_status(base, status);
     const bool renewed = ev.reason == IssueReason::Renewing || ev.reason == IssueReason::Expired;
     const std::string msg = std::string(renewed ? "Renewed" : "Issued") + " certificate serial " + leaf.serial_hex() +
                             " for " + std::to_string(spec->dns_names.size()) + " name(s), notAfter " +

@@ -318,11 +318,13 @@ def test_watch_cut_or_expired_then_change_picked_up(env, how):
     if how == "gone_event":  # the re-watch answers 200 + ERROR 410 Expired
         srv.fault("gone_next_watch", path_prefix="/api/v1/secrets")
     srv.fault("drop_watches")
+    if how == "compacted":
+        # Forget the history at once (the re-watch comes after a backoff of 0.8 s or more): the
+        # terminator's resourceVersion is now too old, its re-watch gets 410 and it must relist.
+        srv.fault("compact")
     # Changed while the terminator is not watching.
     serial, crt, key, folder = pem_pair(d, "site", ["site.test"])
     kapply(srv, secret_manifest("site", crt, key))
-    if how == "compacted":  # the history that held the change is gone: the re-watch gets 410
-        srv.fault("compact")
     assert wait_for(lambda: served_serial(t, "site.test") == serial, timeout=10, interval=0.05), t.logs()
     env["site"] = (serial, folder)
     if how != "drop":  # 410 → the informer relisted (a cut stream alone resumes the watch)

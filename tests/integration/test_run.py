@@ -4,6 +4,7 @@ Real validation: Pebble connects to the in-process terminator's ports (httpPort/
 terminator's) for http-01 and tls-alpn-01. The in-repo ACME server is used only for what Pebble
 lacks: fault injection (a held finalize, rateLimited + Retry-After) and ARI.
 """
+import datetime
 import json
 import os
 import re
@@ -321,5 +322,49 @@ def test_rate_limited_logs_one_clear_line_and_issues_after_the_fault_clears(tmp_
             assert log.count("rate limited by the CA") <= 3
             assert r.stop() == 0
             assert os.path.exists(crt)
+        finally:
+            r.stop()
+
+
+def test_ari_window_drives_renewal_with_replaces_and_sighup_reloads_the_config(tmp_path, backend):
+    # 24 s certificates whose ARI window is [75%, 87.5%] of the lifetime: the lifetime rule alone
+    # would renew at 50% (12 s), so a renewal after 18 s shows the window was followed.
+    with AcmeServer(tmp_path / "ca", validation="auto", validity=24, ari_window_fraction=0.75) as ca:
+        issuers = [{"name": "ca", "acme": {"server": ca.dir_url, "caBundleFile": ca.ca_bundle}}]
+        certs = [{"name": "ari", "dnsNames": ["ari.example.test"], "issuerRef": {"name": "ca"}}]
+        r = EdgecertRun(tmp_path / "run", issuers, certs, backend.port).start()
+        try:
+            r.wait_cert("ari")
+            m = r.wait_log(r"certificate ari: serial \S+, valid until (\S+), renewal at (\S+) \(ARI\)")
+            not_after, renew_at = (datetime.datetime.strptime(v, "%Y-%m-%dT%H:%M:%SZ") for v in m.groups())
+            # Inside the window [notAfter - 6 s, notAfter - 3 s] (seconds truncated), not at half
+            # life (notAfter - 12 s).
+            assert 2 <= (not_after - renew_at).total_seconds() <= 7, m.group(0)
+            first = ca.certs()[0]
+            r.wait_log(r"certificate ari: renewed serial", timeout=40)
+            orders = ca.orders()
+            assert len(orders) == 2, orders
+            second = [o for o in orders if o.get("replaces")]
+            assert second and second[0]["replaces"] == first["cert_id"], orders  # RFC 9773 §5
+            assert re.search(r"certificate ari: Renewing certificate as renewal was scheduled at \S+ \(ARI\)", r.log())
+
+            # SIGHUP: a new certificate appears in the file; a broken file is refused and the
+            # running config kept.
+            with open(r.config) as f:
+                doc = json.load(f)
+            doc["certificates"].append({"name": "added", "dnsNames": ["added.example.test"],
+                                        "issuerRef": {"name": "ca"}})
+            with open(r.config, "w") as f:
+                json.dump(doc, f)
+            r.proc.send_signal(signal.SIGHUP)
+            r.wait_cert("added", timeout=20)
+            r.wait_log(r"run: SIGHUP: config reloaded, 2 certificate\(s\)")
+            with open(r.config, "w") as f:
+                f.write("store: store\ncertificates: [{name: x}]\n")
+            r.proc.send_signal(signal.SIGHUP)
+            r.wait_log(r"run: SIGHUP: .*certificates\[0\] \(x\).*keeping the running config")
+            assert r.proc.poll() is None
+            assert r.admin("/readyz")[0] == 200
+            assert r.stop() == 0
         finally:
             r.stop()

@@ -386,6 +386,17 @@ Result<Requeue> CertificateController::reconcile(const std::string& key) {
         return missing ? Result<Requeue>(Requeue::done()) : Result<Requeue>(resolved.error());
     }
 
+    auto types = challenge_types_for(resolved->acme, spec->labels, spec->dns_names);
+    if (!types) {
+        Error e = types.error();
+        e.context(spec->issuer_kind + " " + spec->issuer_name);
+        set_condition(status, "Ready", "False", "BadConfig", e.message, now, gen);
+        patch_status(cert, status);
+        event(cert, "Warning", "BadConfig", e.message);
+        set_metrics(key, st);
+        return e;
+    }
+
     // What is stored: the cache first; a fresh read before acting on "must issue" (the cache may
     // not have seen our own latest write yet).
     std::optional<store::StoredCertificate> stored;
@@ -512,8 +523,7 @@ Result<Requeue> CertificateController::reconcile(const std::string& key) {
                                  .certificate_uid = meta::uid(cert),
                                  .issuer_name = spec->issuer_name,
                                  .issuer_kind = spec->issuer_kind};
-            ChallengePublisher publisher(ctx_, owner, resolved->acme.challenge_types, opts_.challenge_present_timeout,
-                                         &stopping_);
+            ChallengePublisher publisher(ctx_, owner, *types, opts_.challenge_present_timeout, &stopping_);
             IssueRequest req{.spec = &*spec, .issuer = &resolved->acme, .current = stored};
             res = issue(*client, publisher, store_, req, ctx_.clock);
         }

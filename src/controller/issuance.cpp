@@ -74,6 +74,7 @@ Result<CertificateSpec> parse_certificate_spec(const json& obj) {
         const json& md = obj.contains("metadata") ? obj["metadata"] : json::object();
         s.ref.name = md.value("name", "");
         s.ref.namespace_ = md.value("namespace", "");
+        s.labels = string_map(md.value("labels", json::object()));
         if (s.ref.name.empty()) return bad("metadata.name is required");
         const json& spec = obj.contains("spec") ? obj["spec"] : json::object();
         if (!spec.is_object()) return bad("spec must be an object");
@@ -175,9 +176,23 @@ Result<AcmeIssuerSpec> parse_acme_issuer(const json& issuer_spec) {
         if (a.contains("solvers") && a["solvers"].is_array()) {
             for (const auto& sv : a["solvers"]) {
                 if (!sv.is_object()) continue;
-                if (sv.contains("http01")) s.challenge_types.push_back("http-01");
-                if (sv.contains("tlsAlpn01")) s.challenge_types.push_back("tls-alpn-01");
-                if (sv.contains("dns01")) dns01 = true;
+                SolverSpec so;
+                if (sv.contains("selector") && sv["selector"].is_object()) {
+                    const json& sel = sv["selector"];
+                    so.match_labels = string_map(sel.value("matchLabels", json::object()));
+                    for (const char* f : {"dnsNames", "dnsZones"}) {
+                        if (!sel.contains(f)) continue;
+                        if (!sel[f].is_array()) return bad(std::string("spec.acme.solvers[].selector.") + f + " must be a list");
+                        for (const auto& n : sel[f])
+                            if (n.is_string()) (f[3] == 'N' ? so.dns_names : so.dns_zones).push_back(lower(n.get<std::string>()));
+                    }
+                }
+                int kinds = 0;
+                if (sv.contains("http01")) { s.challenge_types.push_back("http-01"); so.type = "http-01"; ++kinds; }
+                if (sv.contains("tlsAlpn01")) { s.challenge_types.push_back("tls-alpn-01"); so.type = "tls-alpn-01"; ++kinds; }
+                if (sv.contains("dns01")) { dns01 = true; so.type = "dns-01"; ++kinds; }
+                if (kinds != 1) return bad("spec.acme.solvers: each solver must have exactly one of http01, tlsAlpn01, dns01");
+                s.solvers.push_back(std::move(so));
             }
         }
         std::vector<std::string> uniq;
@@ -192,6 +207,53 @@ Result<AcmeIssuerSpec> parse_acme_issuer(const json& issuer_spec) {
     } catch (const json::exception& e) {
         return bad(std::string("malformed issuer: ") + e.what());
     }
+}
+
+Result<std::vector<std::string>> challenge_types_for(const AcmeIssuerSpec& issuer,
+                                                     const std::map<std::string, std::string>& cert_labels,
+                                                     const std::vector<std::string>& dns_names) {
+    if (issuer.solvers.empty()) return issuer.challenge_types;
+    auto in_zone = [](const std::string& name, const std::string& zone) {
+        std::string n = name.rfind("*.", 0) == 0 ? name.substr(2) : name;
+        return n == zone || (n.size() > zone.size() && n.compare(n.size() - zone.size(), zone.size(), zone) == 0 &&
+                             n[n.size() - zone.size() - 1] == '.');
+    };
+    int best = -1;
+    const SolverSpec* chosen = nullptr;
+    for (const auto& so : issuer.solvers) {
+        bool labels_ok = std::all_of(so.match_labels.begin(), so.match_labels.end(), [&](const auto& kv) {
+            auto it = cert_labels.find(kv.first);
+            return it != cert_labels.end() && it->second == kv.second;
+        });
+        if (!labels_ok) continue;
+        int score = static_cast<int>(so.match_labels.size());  // 0 = no selector
+        if (!so.dns_names.empty()) {
+            bool all = std::all_of(dns_names.begin(), dns_names.end(), [&](const std::string& n) {
+                return std::find(so.dns_names.begin(), so.dns_names.end(), n) != so.dns_names.end();
+            });
+            if (!all) continue;
+            score += 100000;
+        } else if (!so.dns_zones.empty()) {
+            size_t shortest = std::string::npos;
+            bool all = true;
+            for (const auto& n : dns_names) {
+                size_t len = 0;
+                for (const auto& z : so.dns_zones)
+                    if (in_zone(n, z)) len = std::max(len, z.size() + 1);
+                if (len == 0) { all = false; break; }
+                shortest = std::min(shortest, len);
+            }
+            if (!all) continue;
+            score += 1000 + static_cast<int>(shortest);
+        }
+        if (score > best) {
+            best = score;
+            chosen = &so;
+        }
+    }
+    if (!chosen) return bad("no solver of the issuer selects this certificate's names and labels");
+    if (chosen->type == "dns-01") return bad("the selected solver is dns01, which edgecert does not solve yet");
+    return std::vector<std::string>{chosen->type};
 }
 
 std::string_view to_string(IssueReason r) {

@@ -39,6 +39,14 @@ struct CertificateSpec {
     bool rotate_key = true;  // privateKey.rotationPolicy: Always (default) | Never
     RenewalSpec renewal;
     std::map<std::string, std::string> secret_labels, secret_annotations;  // secretTemplate
+    std::map<std::string, std::string> labels;  // metadata.labels (solver selectors match them)
+};
+
+// One entry of spec.acme.solvers with its selector (cert-manager's ACMEChallengeSolver).
+struct SolverSpec {
+    std::string type;  // "http-01" | "tls-alpn-01" | "dns-01"
+    std::map<std::string, std::string> match_labels;
+    std::vector<std::string> dns_names, dns_zones;
 };
 
 // spec of an Issuer/ClusterIssuer with `acme` (deploy/crds/issuers.edgecert.io.yaml). Secrets the
@@ -57,7 +65,16 @@ struct AcmeIssuerSpec {
     std::string profile;
     // Challenge types the solvers offer, in preference order: "http-01", "tls-alpn-01".
     std::vector<std::string> challenge_types;
+    std::vector<SolverSpec> solvers;  // as listed; empty list = both terminator-answered types
 };
+
+// The challenge types to offer for a certificate: the solver whose selector matches every one of
+// its names most specifically (cert-manager's order: dnsNames > longest dnsZones > more
+// matchLabels > no selector; the first listed wins a tie). InvalidConfig when none matches or the
+// match is a solver edgecert cannot run (dns-01 for now).
+Result<std::vector<std::string>> challenge_types_for(const AcmeIssuerSpec& issuer,
+                                                     const std::map<std::string, std::string>& cert_labels,
+                                                     const std::vector<std::string>& dns_names);
 
 // `obj` is the whole object (metadata used for ref) or, with ns/name given, a bare spec holder
 // {"spec": ...}. Namespace "" is fine (edgecert run).

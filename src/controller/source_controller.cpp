@@ -157,7 +157,8 @@ Result<Requeue> SourceController::reconcile(const std::string& key) {
 
     ShimResult want = desired_certificates(source, grants, ctx_.shim);
     std::vector<std::pair<std::string, std::string>> warnings;
-    for (const auto& n : want.notes) spdlog::info("shim: {}: {}", key, n);
+    // Debug only: every reconcile (also those our own writes trigger) would repeat them.
+    for (const auto& n : want.notes) spdlog::debug("shim: {}: {}", key, n);
 
     if (want.bad_config) {
         warnings.push_back({"BadConfig", *want.bad_config});

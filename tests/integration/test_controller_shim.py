@@ -364,6 +364,10 @@ def test_leader_election_failover(tmp_path):
         holder = wait_for(lambda: lease(srv, "edgecert-system").get("holderIdentity"), 10,
                           "a leader")
         assert holder.startswith("ctl-a_")
+        out = srv.kubectl("get", "lease", "-n", "edgecert-system", "-o",
+                          "jsonpath={range .items[*]}{.metadata.name}={.spec.holderIdentity}"
+                          "{\"\\n\"}{end}").stdout_text
+        assert out.split() == ["edgecert-controller=" + holder], out
         b = Controller(srv, tmp_path, "ctl-b", args)
         procs.append(b)
         # The standby keeps a warm cache (ready) but does not reconcile.

@@ -441,6 +441,12 @@ def test_without_gateway_api_runs_ingress_only(tmp_path):
         wait_for(lambda: "w-tls" in certs(srv, "default"), 10, "Ingress still reconciled")
         assert lease(srv) == {}, "no Lease without --leader-elect"
         assert c.stop() == 0, c.logs()
+        # Deleted while no controller ran: the restarted one finds the orphan through the
+        # Certificate's source annotations and deletes it.
+        srv.kubectl("delete", "ingress", "web")
+        c = Controller(srv, tmp_path, "ctl-nogw2", ["--leader-elect=false"])
+        wait_for(lambda: certs(srv, "default") == {}, 10, "the orphaned Certificate deleted")
+        assert c.stop() == 0, c.logs()
     finally:
         if c and c.proc.poll() is None:
             c.proc.kill()

@@ -206,10 +206,10 @@ Result<controller::Requeue> RunController::failed(const CertificateSpec& spec, C
     SystemTime now = clock_.now();
     st.failures++;
     seconds wait;
-    if (e.code == ErrorCode::RateLimited && e.retry_after) {
+    if (e.code == ErrorCode::RateLimited) {
         // The CA said when: waiting for it is exactly right, and retrying sooner only burns
-        // more of the limit.
-        wait = std::max(*e.retry_after, seconds(1));
+        // more of the limit. Without a Retry-After, cert-manager's backoff (1 h doubling).
+        wait = e.retry_after ? std::max(*e.retry_after, seconds(1)) : controller::failure_backoff(st.failures, e);
         st.next_retry = now + wait;
         spdlog::warn("certificate {}: rate limited by the CA, retrying at {} ({})", spec.ref.key(),
                      time_text(*st.next_retry), e.message);
@@ -219,6 +219,7 @@ Result<controller::Requeue> RunController::failed(const CertificateSpec& spec, C
             // short exponential backoff (10 s doubling, at most the cert-manager step) is safe.
             auto n = std::min(st.failures, 7);
             wait = std::min(seconds(10) * (1 << (n - 1)), controller::failure_backoff(st.failures, e));
+            if (e.retry_after && *e.retry_after > wait) wait = *e.retry_after;  // 503 + Retry-After
         } else {
             // The order failed (validation, CSR, policy): cert-manager's backoff, 1 h doubling.
             wait = controller::failure_backoff(st.failures, e);

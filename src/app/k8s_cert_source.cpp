@@ -67,7 +67,9 @@ SecretCertSource::Converted SecretCertSource::convert(const k8s::json& obj) {
         return out;
     }
     if (sec->type != kTlsType) {
-        out.skip_reason = "type is '" + sec->type + "', not " + kTlsType;
+        // An unset type is Opaque (the API server's default; some servers and clients omit it).
+        out.skip_reason = "type is '" + (sec->type.empty() ? std::string("Opaque") : sec->type) +
+                          "', not " + kTlsType;
         return out;
     }
     auto crt = sec->data.find("tls.crt");

@@ -7,6 +7,7 @@ import base64
 import hashlib
 import json
 import os
+import re
 import subprocess
 import time
 import urllib.request
@@ -105,6 +106,13 @@ def events_for(srv, name, reason):
     return json.loads(out)["items"]
 
 
+def event_serial(message):
+    """The serial in a Loaded Event's message as an int (the terminator prints even-length hex,
+    Python's format(n, "x") drops a leading zero: compare numbers, not strings)."""
+    m = re.search(r"serving certificate serial ([0-9a-f]+) for ", message)
+    return int(m.group(1), 16) if m else None
+
+
 def served_serial(t, sni):
     try:
         return tls_probe(t.tls_port, sni)[0]
@@ -148,12 +156,13 @@ def test_serves_labelled_secret_with_loaded_event(env):
     ev = evs[0]
     assert ev["type"] == "Normal" and ev["source"]["component"] == "edgecert-terminator"
     assert ev["involvedObject"]["kind"] == "Secret" and ev["involvedObject"]["uid"]
-    assert f"serving certificate serial {serial} for 1 name" in ev["message"], ev["message"]
+    assert event_serial(ev["message"]) == int(serial, 16), ev["message"]
+    assert " for 1 name, notAfter " in ev["message"], ev["message"]
     assert "notAfter" in ev["message"]
     # kubectl's Secret describer prints no Events; `kubectl events --for` finds them by the
     # involvedObject fields the recorder filled in.
     out = srv.kubectl("events", "--for", "secret/site").stdout_text
-    assert "Loaded" in out and serial in out, out
+    assert "Loaded" in out and event_serial(out) == int(serial, 16), out
     assert f'name="default/site",serial="' in t.metrics_text()
 
 
@@ -167,7 +176,8 @@ def test_replaced_secret_served_within_one_second(env):
     assert took < 1.0, f"new serial served after {took:.2f} s"
     env["site"] = (serial, folder)
     # One Loaded Event per resourceVersion: this version got its own, with the new serial.
-    assert wait_for(lambda: any(serial in e["message"] for e in events_for(srv, "site", "Loaded")), timeout=5)
+    assert wait_for(lambda: any(event_serial(e["message"]) == int(serial, 16)
+                                for e in events_for(srv, "site", "Loaded")), timeout=5)
 
 
 def test_mismatched_key_rejected_last_good_kept(env):
@@ -223,6 +233,12 @@ def test_unlabelled_secret_ignored_until_labelled(env):
     srv.kubectl("label", "secret", "plain", "edgecert.io/managed=true")
     assert wait_for(lambda: served_serial(t, "plain.test") == serial, timeout=3), t.logs()
     srv.kubectl("delete", "secret", "plain")
+    # Labelled but not a TLS Secret: skipped, with a log line that says why.
+    srv.kubectl("create", "secret", "generic", "opaque", "--from-literal=tls.crt=x", "--from-literal=tls.key=y")
+    srv.kubectl("label", "secret", "opaque", "edgecert.io/managed=true")
+    assert wait_for(lambda: "secret default/opaque: skipped: type is 'Opaque', not kubernetes.io/tls" in t.logs(),
+                    timeout=3), t.logs()
+    srv.kubectl("delete", "secret", "opaque")
 
 
 def test_deleted_secret_no_longer_served(env):

@@ -75,6 +75,11 @@ CertificateController::CertificateController(ControllerContext& ctx, AccountMana
     ro.name = "certificate";
     ro.workers = std::max(1, opts_.workers);
     runner_ = std::make_unique<Runner>(ro, ctx.clock, ctx.metrics, [this](const std::string& k) { return reconcile(k); });
+    Runner::Options io;
+    io.name = "issuer";
+    io.workers = 1;
+    issuer_runner_ = std::make_unique<Runner>(io, ctx.clock, ctx.metrics,
+                                              [this](const std::string& k) { return reconcile_issuer(k); });
 
     using S = metrics::Registry::Sample;
     auto labels = [](const std::string& key, const CertState& s) {
@@ -119,11 +124,15 @@ CertificateController::CertificateController(ControllerContext& ctx, AccountMana
 
 CertificateController::~CertificateController() { stop(); }
 
-void CertificateController::start() { runner_->start(); }
+void CertificateController::start() {
+    issuer_runner_->start();
+    runner_->start();
+}
 
 void CertificateController::stop() {
     stopping_ = true;
     runner_->stop();
+    issuer_runner_->stop();
 }
 
 void CertificateController::register_handlers() {
@@ -164,6 +173,7 @@ void CertificateController::register_handlers() {
                 runner_->enqueue(meta::key(*c));
             }
             accounts_.forget(kind == "Issuer" ? "Issuer/" + ns + "/" + name : "ClusterIssuer/" + name);
+            issuer_runner_->enqueue(kind == "Issuer" ? "Issuer/" + ns + "/" + name : "ClusterIssuer/" + name);
         };
         k8s::EventHandlers h;
         h.on_add = [fire](const k8s::ObjectPtr& o) { fire(*o); };
@@ -230,29 +240,88 @@ std::chrono::seconds CertificateController::backoff(int attempts, const std::opt
     return d;
 }
 
-Result<CertificateController::Resolved> CertificateController::resolve_issuer(const CertificateSpec& spec) {
+Result<CertificateController::Resolved> CertificateController::resolve_issuer_object(const std::string& kind,
+                                                                                  const json& obj) {
     Resolved r;
-    k8s::ObjectPtr obj;
-    if (spec.issuer_kind == "ClusterIssuer") {
-        if (ctx_.informers.clusterissuers) obj = ctx_.informers.clusterissuers->store().get(spec.issuer_name);
-        r.issuer_key = "ClusterIssuer/" + spec.issuer_name;
+    r.issuer = obj;
+    if (kind == "ClusterIssuer") {
+        r.issuer_key = "ClusterIssuer/" + meta::name(obj);
         r.secret_namespace = ctx_.cluster_resource_namespace;
     } else {
-        if (ctx_.informers.issuers) obj = ctx_.informers.issuers->store().get(spec.ref.namespace_, spec.issuer_name);
-        r.issuer_key = "Issuer/" + spec.ref.namespace_ + "/" + spec.issuer_name;
-        r.secret_namespace = spec.ref.namespace_;
+        r.issuer_key = "Issuer/" + meta::namespace_(obj) + "/" + meta::name(obj);
+        r.secret_namespace = meta::namespace_(obj);
     }
-    if (!obj)
-        return Error(ErrorCode::NotFound, spec.issuer_kind + " " + spec.issuer_name + " not found");
-    r.issuer = *obj;
-    auto a = parse_acme_issuer(obj->value("spec", json::object()));
+    auto a = parse_acme_issuer(obj.value("spec", json::object()));
     if (!a) {
         Error e = a.error();
-        e.context(spec.issuer_kind + " " + spec.issuer_name);
+        e.context(kind + " " + meta::name(obj));
         return e;
     }
     r.acme = std::move(*a);
     return r;
+}
+
+Result<CertificateController::Resolved> CertificateController::resolve_issuer(const CertificateSpec& spec) {
+    k8s::ObjectPtr obj;
+    if (spec.issuer_kind == "ClusterIssuer") {
+        if (ctx_.informers.clusterissuers) obj = ctx_.informers.clusterissuers->store().get(spec.issuer_name);
+    } else {
+        if (ctx_.informers.issuers) obj = ctx_.informers.issuers->store().get(spec.ref.namespace_, spec.issuer_name);
+    }
+    if (!obj) return Error(ErrorCode::NotFound, spec.issuer_kind + " " + spec.issuer_name + " not found");
+    return resolve_issuer_object(spec.issuer_kind, *obj);
+}
+
+// Issuer status (cert-manager's reasons): registering the account when the Issuer appears makes
+// `kubectl get issuers` show READY before any Certificate needs it, and surfaces a bad server,
+// caBundle or EAB at once.
+Result<Requeue> CertificateController::reconcile_issuer(const std::string& key) {
+    auto slash = key.find('/');
+    const std::string kind = key.substr(0, slash);
+    const std::string rest = key.substr(slash + 1);
+    k8s::Informer* inf = kind == "Issuer" ? ctx_.informers.issuers : ctx_.informers.clusterissuers;
+    if (!inf) return Requeue::done();
+    auto obj = inf->store().get(rest);
+    if (!obj) {
+        accounts_.forget(key);
+        return Requeue::done();
+    }
+    const k8s::ResourceType& rt = kind == "Issuer" ? resources::Issuer : resources::ClusterIssuer;
+    const SystemTime now = ctx_.clock.now();
+    const int64_t gen = obj->value("metadata", json::object()).value("generation", int64_t(0));
+    json status = obj->value("status", json::object());
+    auto write = [&]() {
+        json current = obj->value("status", json::object());
+        if (status == current) return;
+        json patch = status;
+        for (auto it = current.begin(); it != current.end(); ++it)
+            if (!status.contains(it.key())) patch[it.key()] = nullptr;
+        k8s::PatchOptions po{.field_manager = ctx_.field_manager, .subresource = "status"};
+        auto r = ctx_.client.patch(rt, meta::namespace_(*obj), meta::name(*obj), k8s::PatchType::Merge,
+                                   json{{"status", patch}}, po);
+        if (!r && r.error().code != ErrorCode::NotFound)
+            spdlog::warn("{} {}: status update failed: {}", kind, rest, r.error().message);
+    };
+    auto r = resolve_issuer_object(kind, *obj);
+    if (!r) {
+        set_condition(status, "Ready", "False", "BadConfig", r.error().message, now, gen);
+        write();
+        ctx_.events.record(*obj, rt, "Warning", "BadConfig", r.error().message);
+        return r.error();
+    }
+    auto c = client_for(*r);
+    if (!c) {
+        set_condition(status, "Ready", "False", "ErrRegisterACMEAccount",
+                      "Failed to register ACME account: " + c.error().message, now, gen);
+        write();
+        ctx_.events.record(*obj, rt, "Warning", "ErrRegisterACMEAccount", c.error().message);
+        return c.error();  // InvalidConfig waits for a change; a CA outage is retried with backoff
+    }
+    set_condition(status, "Ready", "True", "ACMEAccountRegistered",
+                  "The ACME account was registered with the ACME server", now, gen);
+    status["acme"] = {{"uri", (*c)->account_url()}, {"lastRegisteredEmail", r->acme.email}};
+    write();
+    return Requeue::done();
 }
 
 Result<std::shared_ptr<acme::Client>> CertificateController::client_for(const Resolved& r) {

@@ -72,6 +72,8 @@ class CertificateController {
     };
 
     Result<Resolved> resolve_issuer(const CertificateSpec& spec);
+    Result<Resolved> resolve_issuer_object(const std::string& kind, const json& obj);
+    Result<Requeue> reconcile_issuer(const std::string& key);
     Result<std::shared_ptr<acme::Client>> client_for(const Resolved& r);
     std::optional<acme::RenewalInfo> ari_for(const std::string& key, acme::Client& client,
                                               const acme::Certificate& leaf);
@@ -86,6 +88,7 @@ class CertificateController {
     store::SecretStore store_;
     AccountManager accounts_;
     std::unique_ptr<Runner> runner_;
+    std::unique_ptr<Runner> issuer_runner_;  // Issuer/ClusterIssuer status (account registration)
     std::atomic<bool> stopping_{false};
     std::mutex mu_;
     std::mt19937_64 rng_{std::random_device{}()};

@@ -114,6 +114,15 @@ def test_ingress_to_served_certificate(env):
     assert "CreateCertificate" in desc
     assert "Issuing" in srv.kubectl("describe", "certificate", "web-tls").stdout_text
 
+    # The Issuers registered their ACME account and say so (kubectl get issuers: READY True).
+    iss = wait_until(lambda: (lambda i: i if (condition(i, "Ready") or {}).get("status") == "True" else None)(
+        get_json(srv, "issuer", "pebble")), 15, what="Issuer Ready")
+    assert iss["status"]["acme"]["uri"].startswith("https://127.0.0.1:")
+    assert condition(iss, "Ready")["reason"] == "ACMEAccountRegistered"
+    assert "True" in srv.kubectl("get", "issuers").stdout_text
+    acct = get_json(srv, "secret", "pebble-account")
+    assert "tls.key" in acct["data"]
+
     m = env["ctl"].metrics()
     assert 'edgecert_certificate_expiration_timestamp_seconds{issuer_kind="Issuer",issuer_name="pebble",name="web-tls",namespace="default"}' in m
     assert 'edgecert_certificate_ready_status{condition="True",issuer_kind="Issuer",issuer_name="pebble",name="web-tls",namespace="default"} 1' in m

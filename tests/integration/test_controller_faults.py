@@ -170,3 +170,29 @@ def test_ari_window_drives_renewal_with_replaces(env):
                    10, what="renewed certificate served")
     finally:
         ctl.stop()
+
+
+def test_revoke_on_delete(env):
+    srv, acme = env["srv"], env["acme"]
+    ctl = Controller(srv, env["dir"], "--leader-elect=false", name="revoke").wait_ready()
+    try:
+        c = certificate("gone-tls", ["gone.faults.test"], "acme")
+        c["metadata"]["annotations"] = {"edgecert.io/revoke-on-delete": "true"}
+        apply(srv, c)
+        leaf = wait_until(lambda: secret_cert(srv, "gone-tls"), 30, interval=0.2, what="issued")
+        # The finalizer holds the delete until the certificate is revoked.
+        wait_until(lambda: "edgecert.io/revoke-on-delete" in (
+            get_json(srv, "certificate", "gone-tls")["metadata"].get("finalizers") or []), 10, what="finalizer")
+        srv.kubectl("delete", "certificate", "gone-tls", "--wait=false")
+        wait_until(lambda: get_json(srv, "certificate", "gone-tls") is None, 30, what="Certificate deleted")
+        serial = hex(leaf.serial_number)
+        rec = [x for x in acme.certs() if x["serial"] == serial]
+        assert rec and rec[0]["revoked"] is True, rec
+        assert rec[0]["revocation_reason"] == 5  # cessationOfOperation
+        # A Certificate without the annotation is deleted without revocation.
+        apply(srv, certificate("keep-tls", ["keep.faults.test"], "acme"))
+        kept = wait_until(lambda: secret_cert(srv, "keep-tls"), 30, interval=0.2, what="issued")
+        srv.kubectl("delete", "certificate", "keep-tls")
+        assert not [x for x in acme.certs() if x["serial"] == hex(kept.serial_number)][0]["revoked"]
+    finally:
+        ctl.stop()

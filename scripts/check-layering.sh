@@ -15,6 +15,7 @@ check k8s 'edgecert/acme/|acme/|app/|platform/|controller/|tls/|proxy/|store/' "
 check include/edgecert/k8s 'edgecert/acme/|acme/|app/|platform/|controller/|tls/|proxy/|store/' "k8s/ depends on base only"
 check src/tls 'edgecert/acme/|edgecert/k8s/|acme/|k8s/|controller/|app/' "src/tls knows nothing of ACME or Kubernetes"
 check src/proxy 'edgecert/acme/|edgecert/k8s/|acme/|k8s/|controller/|app/' "src/proxy knows nothing of ACME or Kubernetes"
+check src/dns 'edgecert/acme/|edgecert/k8s/|acme/|k8s/|controller/|app/|platform/|tls/|proxy/|store/' "src/dns depends on base only (ldns for the wire format)"
 check include/edgecert/base 'edgecert/acme/|edgecert/k8s/|curl/|cpprest/' "base is header-only and independent"
 # cpprestsdk and libcurl stay behind src/platform
 for d in acme k8s src/tls src/proxy src/store src/controller src/app include; do

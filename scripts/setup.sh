@@ -12,6 +12,7 @@ PKGS=(
   # test and benchmark components (real ones, not mocks: see DESIGN.md)
   openssl curl iproute2 procps python3-pytest python3-cryptography python3-yaml python3-kubernetes
   pebble lego
+  libldns-dev bind9  # dns-01: ldns (RFC 2136 + TSIG wire format), named for test_dns01.py
   nghttp2-client testssl.sh  # h2load, TLS scanner: terminator integration tests and bench/tls
   chromium  # headless browser through the terminator (test_terminator_chromium.py)
   prometheus  # promtool check metrics (admin server exposition)

@@ -3,6 +3,7 @@
 
 #include "app/acme_cli.h"
 #include "app/commands.h"
+#include "app/dns_cli.h"
 
 namespace edgecert::app {
 namespace {
@@ -13,9 +14,9 @@ Result<std::vector<std::string>> challenge_types(const std::string& spec) {
     while (start <= spec.size()) {
         size_t c = spec.find(',', start);
         std::string t = spec.substr(start, c == std::string::npos ? std::string::npos : c - start);
-        if (t == "http-01" || t == "tls-alpn-01") out.push_back(t);
+        if (t == "http-01" || t == "tls-alpn-01" || t == "dns-01") out.push_back(t);
         else if (!t.empty())
-            return Error(ErrorCode::InvalidConfig, "--challenge '" + t + "': use http-01 or tls-alpn-01");
+            return Error(ErrorCode::InvalidConfig, "--challenge '" + t + "': use http-01, tls-alpn-01 or dns-01");
         if (c == std::string::npos) break;
         start = c + 1;
     }
@@ -33,6 +34,7 @@ int cmd_issue(int argc, char** argv) {
             "An order interrupted by a crash or a CA outage is resumed on the next run.");
     add_account_flags(f);
     add_order_flags(f);
+    add_dns_flags(f);
     if (auto st = f.parse(argc, argv); !st) return std::fprintf(stderr, "edgecert issue: %s\n", st.error().message.c_str()), 2;
     if (f.help_requested()) return std::printf("%s", f.help_text().c_str()), 0;
 
@@ -52,9 +54,26 @@ int cmd_issue(int argc, char** argv) {
     if (!types) return std::fprintf(stderr, "edgecert issue: %s\n", types.error().message.c_str()), 2;
 
     RealClock& clock = RealClock::instance();
-    StandaloneSolver solver(*types, f.get("http-port"), f.get("tls-port"), clock);
+    // dns-01 goes to the DNS solver (RFC 2136 or webhook); http-01 / tls-alpn-01 to the built-in
+    // responders. Wildcard names can only use dns-01.
+    std::vector<std::string> standalone_types;
+    for (const auto& t : *types)
+        if (t != "dns-01") standalone_types.push_back(t);
+    StandaloneSolver standalone(standalone_types, f.get("http-port"), f.get("tls-port"), clock);
     // Bind the responders before talking to the CA: a busy port fails fast, before any order.
-    if (auto st = solver.prepare(); !st) return report_failure("issue", st.error());
+    if (auto st = standalone.prepare(); !st) return report_failure("issue", st.error());
+    std::optional<DnsCliSolver> dns;
+    controller::CompositeSolver solver;
+    for (const auto& t : *types) {
+        if (t == "dns-01") {
+            auto d = dns_solver_from_flags(f, clock);
+            if (!d) return std::fprintf(stderr, "edgecert issue: %s\n", d.error().message.c_str()), 2;
+            dns = std::move(*d);
+            solver.add(*dns->solver);
+        } else if (t == standalone_types.front()) {
+            solver.add(standalone);
+        }
+    }
     auto session = open_session(f, clock);
     if (!session) return report_failure("issue", session.error());
     int failed = 0;

@@ -86,7 +86,9 @@ class Pebble:
     tls_port (where Pebble validates), mgmt_port, workdir."""
 
     def __init__(self, workdir, http_port=None, tls_port=None, validity=3600, eab=False,
-                 env=None, nonce_reject=0):
+                 env=None, nonce_reject=0, dns_server=None):
+        # dns_server "127.0.0.1:PORT": resolve through that server (a test BIND for dns-01)
+        # instead of starting pebble-challtestsrv.
         self.workdir = workdir
         os.makedirs(workdir, exist_ok=True)
         self.http_port = http_port or free_port()
@@ -117,16 +119,18 @@ class Pebble:
         e.pop("PEBBLE_VA_ALWAYS_VALID", None)
         if env:
             e.update(env)
-        self.challtest = subprocess.Popen(
+        self.challtest = None if dns_server else subprocess.Popen(
             ["pebble-challtestsrv", "-management", f"127.0.0.1:{self.challtest_mgmt_port}",
              "-dns01", f"127.0.0.1:{self.dns_port}", "-http01", "", "-https01", "",
              "-tlsalpn01", "", "-defaultIPv4", "127.0.0.1", "-defaultIPv6", ""],
             stdout=open(os.path.join(workdir, "challtestsrv.log"), "w"), stderr=subprocess.STDOUT)
         self.proc = None
         try:
-            wait_tcp(self.challtest_mgmt_port, self.challtest, what="pebble-challtestsrv")
+            if self.challtest:
+                wait_tcp(self.challtest_mgmt_port, self.challtest, what="pebble-challtestsrv")
             self.proc = subprocess.Popen(
-                ["pebble", "-config", self.config_path, "-dnsserver", f"127.0.0.1:{self.dns_port}"],
+                ["pebble", "-config", self.config_path, "-dnsserver",
+                 dns_server or f"127.0.0.1:{self.dns_port}"],
                 stdout=open(self.log_path, "w"), stderr=subprocess.STDOUT, env=e, cwd=workdir)
             wait_tcp(self.port, self.proc, what="pebble")
             wait_tcp(self.mgmt_port, self.proc, what="pebble management")

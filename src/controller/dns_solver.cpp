@@ -1,0 +1,130 @@
+// DnsSolver and CompositeSolver (dns_solver.h).
+#include "controller/dns_solver.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+
+#include "edgecert/acme/crypto.h"
+
+namespace edgecert::controller {
+
+dns::Dns01Record DnsSolver::record_for(const std::string& domain, const acme::Challenge& ch,
+                                       const std::string& key_authorization) {
+    dns::Dns01Record rec;
+    std::string base = domain.rfind("*.", 0) == 0 ? domain.substr(2) : domain;
+    rec.dns_name = base;
+    rec.fqdn = dns::fqdn("_acme-challenge." + base);  // RFC 8555 §8.4
+    rec.value = acme::dns01_txt_value(key_authorization);
+    rec.uid = ch.url;
+    return rec;
+}
+
+Status DnsSolver::present(const std::string& domain, const acme::Challenge& ch,
+                          const std::string& key_authorization) {
+    if (ch.type != acme::kDns01)
+        return Error(ErrorCode::InvalidConfig, "the dns-01 solver cannot answer " + ch.type);
+    auto rec = record_for(domain, ch, key_authorization);
+    {
+        // Remember it first: cleanup() must remove the value even if present() fails halfway
+        // (an update that reached the server but whose answer was lost).
+        std::lock_guard l(mu_);
+        presented_[ch.url] = rec;
+    }
+    return provider_->present(rec);
+}
+
+void DnsSolver::cleanup(const std::string& domain, const acme::Challenge& ch) noexcept {
+    dns::Dns01Record rec;
+    {
+        std::lock_guard l(mu_);
+        auto it = presented_.find(ch.url);
+        if (it == presented_.end()) return;
+        rec = std::move(it->second);
+        presented_.erase(it);
+    }
+    try {
+        auto st = provider_->cleanup(rec);
+        if (!st)
+            spdlog::warn("dns-01: could not remove the TXT value at {} for {}: {}", rec.fqdn, domain,
+                         st.error().message);
+    } catch (const std::exception& e) {  // cleanup is noexcept: nothing may escape
+        spdlog::warn("dns-01: cleanup of {} failed: {}", rec.fqdn, e.what());
+    }
+}
+
+std::vector<std::string> CompositeSolver::supported_types() const {
+    std::vector<std::string> out;
+    for (auto* p : parts_)
+        for (auto& t : p->supported_types())
+            if (std::find(out.begin(), out.end(), t) == out.end()) out.push_back(t);
+    return out;
+}
+
+acme::ChallengeSolver* CompositeSolver::for_type(const std::string& type) const {
+    for (auto* p : parts_) {
+        auto ts = p->supported_types();
+        if (std::find(ts.begin(), ts.end(), type) != ts.end()) return p;
+    }
+    return nullptr;
+}
+
+Status CompositeSolver::present(const std::string& domain, const acme::Challenge& ch,
+                                const std::string& key_authorization) {
+    auto* p = for_type(ch.type);
+    if (!p) return Error(ErrorCode::InvalidConfig, "no solver is configured for " + ch.type);
+    return p->present(domain, ch, key_authorization);
+}
+
+void CompositeSolver::cleanup(const std::string& domain, const acme::Challenge& ch) noexcept {
+    if (auto* p = for_type(ch.type)) p->cleanup(domain, ch);
+}
+
+Result<std::unique_ptr<DnsSolver>> make_dns_solver(const Dns01Config& cfg, dns::DnsTransport& transport,
+                                                   HttpClient* http, Clock& clock) {
+    std::optional<dns::Endpoint> ns;
+    if (!cfg.nameserver.empty()) {
+        EC_TRY_ASSIGN(ns, dns::parse_endpoint(cfg.nameserver));
+    }
+    std::unique_ptr<dns::PropagationChecker> checker;
+    if (cfg.check_propagation && (ns || !cfg.check_servers.empty())) {
+        dns::PropagationOptions po;
+        if (ns) po.nameserver = *ns;
+        for (const auto& s : cfg.check_servers) {
+            EC_TRY_ASSIGN(auto ep, dns::parse_endpoint(s));
+            po.servers.push_back(ep);
+        }
+        po.timeout = cfg.propagation_timeout;
+        po.poll_interval = cfg.poll_interval;
+        EC_TRY_ASSIGN(checker, dns::PropagationChecker::create(po, transport, clock));
+    }
+    std::unique_ptr<dns::Rfc2136Client> client;
+    if (ns) {
+        dns::Rfc2136Options ro;
+        ro.server = *ns;
+        ro.zone = cfg.zone;
+        if (!cfg.tsig_key_name.empty()) {
+            if (cfg.tsig_secret.empty())
+                return Error(ErrorCode::InvalidConfig,
+                             "dns-01: TSIG key " + cfg.tsig_key_name + " has no secret");
+            EC_TRY_ASSIGN(ro.tsig, dns::TsigKey::create(cfg.tsig_key_name, cfg.tsig_algorithm, cfg.tsig_secret));
+        } else if (!cfg.tsig_secret.empty()) {
+            return Error(ErrorCode::InvalidConfig, "dns-01: a TSIG secret needs a TSIG key name");
+        }
+        EC_TRY_ASSIGN(client, dns::Rfc2136Client::create(std::move(ro), transport));
+    }
+    std::unique_ptr<dns::Dns01Provider> provider;
+    if (!cfg.webhook_url.empty()) {
+        if (!http) return Error(ErrorCode::InvalidConfig, "dns-01 webhook: no HTTP client");
+        dns::WebhookOptions wo{.url = cfg.webhook_url, .timeout = cfg.webhook_timeout, .zone = cfg.zone};
+        EC_TRY_ASSIGN(auto w, dns::WebhookProvider::create(std::move(wo), *http, std::move(client), std::move(checker)));
+        provider = std::move(w);
+    } else {
+        if (!client)
+            return Error(ErrorCode::InvalidConfig, "dns-01 needs a nameserver (RFC 2136) or a webhook URL");
+        provider = std::make_unique<dns::Rfc2136Provider>(std::move(client), std::move(checker));
+    }
+    return std::make_unique<DnsSolver>(std::move(provider));
+}
+
+}  // namespace edgecert::controller

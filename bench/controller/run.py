@@ -94,22 +94,32 @@ def main():
                 pass
         t_created = time.time() - t0
         print(f"created {a.ingresses} Ingresses in {t_created:.1f} s", flush=True)
-        pending = {f"site{i}.bench.test" for i in range(a.ingresses)}
+        # "Served" = in the terminator's live snapshot (its edgecert_loaded_certificates gauge), polled
+        # cheaply; every host is then checked once with a real handshake (outside the timing, so the
+        # checks do not add to the terminator's CPU figure).
+        def loaded():
+            for line in term.metrics().splitlines():
+                if line.startswith("edgecert_loaded_certificates "):
+                    return int(float(line.split()[-1]))
+            return 0
         last_report = time.time()
-        while pending and time.time() - t0 < a.timeout:
-            done = set()
-            for host in list(pending)[:200]:
-                subj = served_serial(tls_port, host)
-                if subj is not None and host in subj.rfc4514_string():
-                    done.add(host)
-            pending -= done
+        n = 0
+        while time.time() - t0 < a.timeout:
+            n = loaded()
+            if n >= a.ingresses:
+                break
             if time.time() - last_report > 10:
-                print(f"  {a.ingresses - len(pending)}/{a.ingresses} served after {time.time() - t0:.0f} s", flush=True)
+                print(f"  {n}/{a.ingresses} served after {time.time() - t0:.0f} s", flush=True)
                 last_report = time.time()
-            if pending and not done:
-                time.sleep(0.5)
+            time.sleep(0.2)
         wall = time.time() - t0
         ctl_cpu, term_cpu = cpu_seconds(ctl.proc.pid) - ctl_cpu0, cpu_seconds(term.proc.pid) - term_cpu0
+        pending = set()
+        for i in range(a.ingresses):
+            host = f"site{i}.bench.test"
+            subj = served_serial(tls_port, host)
+            if subj is None or host not in subj.rfc4514_string():
+                pending.add(host)
         served = a.ingresses - len(pending)
         m = ctl.metrics()
         acme_reqs = sum(float(l.split()[-1]) for l in m.splitlines() if l.startswith("edgecert_acme_requests_total{"))
@@ -122,7 +132,7 @@ def main():
         print(f"| controller peak RSS (VmHWM) | {vm_hwm_mib(ctl.proc.pid):.1f} MiB |")
         print(f"| terminator CPU / peak RSS | {term_cpu:.2f} s / {vm_hwm_mib(term.proc.pid):.1f} MiB |")
         print(f"| ACME requests per certificate | {acme_reqs / max(served, 1):.1f} |")
-        print(f"| API server requests (fakekube, all clients) | {len(srv.requests())} (last {len(srv.requests())} logged) |")
+        print(f"| load average at the end (2 cores; Pebble, fakekube and edgecert share them) | {os.getloadavg()[0]:.2f} |")
         return 0 if not pending else 1
     finally:
         for p in (ctl, term):

@@ -628,6 +628,17 @@ Result<Requeue> CertificateController::reconcile(const std::string& key) {
         std::lock_guard lk(mu_);
         last_error_.erase(key);
     }
+    // Challenges left behind by an attempt that died mid-way (a resumed order that was already
+    // valid never presents again, so nothing else would delete them).
+    if (ctx_.informers.challenges) {
+        for (const auto& ch : ctx_.informers.challenges->store().list_label("edgecert.io/certificate-name", spec->ref.name)) {
+            if (meta::namespace_(*ch) != spec->ref.namespace_) continue;
+            auto st = ctx_.client.remove(resources::Challenge, spec->ref.namespace_, meta::name(*ch));
+            if (!st && st.error().code != ErrorCode::NotFound)
+                spdlog::warn("certificate {}: could not delete stale Challenge {}: {}", key, meta::name(*ch),
+                             st.error().message);
+        }
+    }
     const acme::Certificate& leaf = res->obtained.chain.front();
     store::StoredCertificate now_stored{.cert_pem = res->obtained.chain_pem, .key_pem = {}};
     status.erase("failedIssuanceAttempts");

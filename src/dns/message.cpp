@@ -280,27 +280,29 @@ std::vector<std::string> txt_values(const Response& r, std::string_view name) {
 
 Status verify_response_tsig(std::string_view wire, const Response& parsed, const TsigKey& key,
                             std::string_view request_mac) {
-    auto fail = [&](std::string_view why) {
-        return bad(fmt::format("TSIG verification failed ({}) for key {}", why, key.name()));
+    std::string name = key.name().substr(0, key.name().size() - 1);
+    auto fail = [&](std::string_view kind, std::string_view detail) {
+        return bad(fmt::format("TSIG verification failed ({}) for key {}: {}", kind, name, detail));
     };
     if (!parsed.tsig) {
-        // §5.2: a server that does not know the key answers NOTAUTH, unsigned; a server that
-        // ignores TSIG altogether answers REFUSED or NOERROR without one.
-        if (parsed.rcode == kNotAuth) return fail("BADSIG/BADKEY: the server rejected the key");
-        return fail("the response is not signed");
+        // §5.2: a server that cannot verify the request may answer NOTAUTH unsigned; a server
+        // that ignores TSIG altogether answers without one.
+        if (parsed.rcode == kNotAuth)
+            return fail("BADSIG/BADKEY", "the server rejected the request's signature (NOTAUTH); "
+                                         "check the key name, secret and algorithm");
+        return fail("unsigned", "the server's answer carries no TSIG");
     }
-    if (parsed.tsig->error != 0) {
-        // §5.2.1-§5.2.3: BADKEY (unknown key or algorithm), BADSIG (wrong secret), BADTIME (clock).
-        std::string e = tsig_error_name(parsed.tsig->error);
-        if (parsed.tsig->error == kTsigBadSig || parsed.tsig->error == kTsigBadKey)
-            e = "BADSIG/BADKEY: " + e;
-        else if (parsed.tsig->error == kTsigBadTime)
-            e += ": this machine's clock and the server's differ by more than the 300 s fudge";
-        return fail(e);
-    }
+    if (parsed.tsig->error == kTsigBadSig || parsed.tsig->error == kTsigBadKey)
+        // §5.2.1 BADKEY: unknown key or algorithm; §5.2.2 BADSIG: the MAC does not verify.
+        return fail("BADSIG/BADKEY", fmt::format("the server answered {}; check the key name, "
+                                                 "secret and algorithm",
+                                                 tsig_error_name(parsed.tsig->error)));
+    if (parsed.tsig->error == kTsigBadTime)  // §5.2.3
+        return fail("BADTIME", "this machine's clock and the server's differ by more than 300 s");
+    if (parsed.tsig->error != 0) return fail(tsig_error_name(parsed.tsig->error), "the server refused the signature");
     ldns_pkt* raw = nullptr;
     if (ldns_wire2pkt(&raw, reinterpret_cast<const uint8_t*>(wire.data()), wire.size()) != LDNS_STATUS_OK || !raw)
-        return fail("malformed response");
+        return fail("malformed", "the answer does not parse");
     PktPtr p(raw);
     // §5.3: the response MAC covers the request MAC (length-prefixed), then the response.
     std::string mac_field(2, '\0');
@@ -310,8 +312,31 @@ Status verify_response_tsig(std::string_view wire, const Response& parsed, const
     RdfPtr orig(ldns_rdf_new_frm_data(LDNS_RDF_TYPE_INT16_DATA, mac_field.size(), mac_field.data()));
     if (!ldns_pkt_tsig_verify(p.get(), reinterpret_cast<const uint8_t*>(wire.data()), wire.size(),
                               key.name().c_str(), key.secret_base64().reveal().data(), orig.get()))
-        return fail("BADSIG: the response's MAC does not match this key");
+        return fail("BADSIG", "the answer's MAC does not verify with this key");
     return ok_status();
+}
+
+Status verify_request_tsig(std::string_view wire, const TsigKey& key) {
+    ldns_pkt* raw = nullptr;
+    if (ldns_wire2pkt(&raw, reinterpret_cast<const uint8_t*>(wire.data()), wire.size()) != LDNS_STATUS_OK || !raw)
+        return bad("malformed request");
+    PktPtr p(raw);
+    if (!ldns_pkt_tsig(p.get())) return bad("the request is not signed");
+    if (!ldns_pkt_tsig_verify(p.get(), reinterpret_cast<const uint8_t*>(wire.data()), wire.size(),
+                              key.name().c_str(), key.secret_base64().reveal().data(), nullptr))
+        return bad(fmt::format("TSIG verification failed (BADSIG) for key {}", key.name()));
+    return ok_status();
+}
+
+std::string tsig_mac_of(std::string_view wire) {
+    ldns_pkt* raw = nullptr;
+    if (ldns_wire2pkt(&raw, reinterpret_cast<const uint8_t*>(wire.data()), wire.size()) != LDNS_STATUS_OK || !raw)
+        return "";
+    PktPtr p(raw);
+    const ldns_rr* t = ldns_pkt_tsig(p.get());
+    const ldns_rdf* m = t && ldns_rr_rd_count(t) > 3 ? ldns_rr_rdf(t, 3) : nullptr;
+    if (!m || ldns_rdf_size(m) < 2) return "";
+    return std::string(reinterpret_cast<const char*>(ldns_rdf_data(m)) + 2, ldns_rdf_size(m) - 2);
 }
 
 Status update_status(const Response& r, std::string_view server, std::string_view what) {

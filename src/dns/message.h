@@ -106,6 +106,11 @@ std::vector<std::string> txt_values(const Response& r, std::string_view name);
 Status verify_response_tsig(std::string_view wire, const Response& parsed, const TsigKey& key,
                             std::string_view request_mac);
 
+// Server side of RFC 8945 §5.2: verifies a signed request (tests' fake servers use it).
+Status verify_request_tsig(std::string_view wire, const TsigKey& key);
+// The MAC of a TSIG-signed message (binary); empty when it is not signed.
+std::string tsig_mac_of(std::string_view wire);
+
 // The outcome of an UPDATE (RFC 2136 §2.2 / §3.8): ok for NOERROR; InvalidConfig for
 // REFUSED/NOTAUTH/NOTZONE (the server or zone is wrong, or the key may not update it); Transient
 // for SERVFAIL; Permanent otherwise. `what` names the change in the message.

@@ -297,7 +297,14 @@ Result<controller::Requeue> RunController::reconcile(const std::string& name) {
     req.spec = &spec;
     req.issuer = &iss->acme;
     if (stored && ev.leaf) req.current = std::move(stored);
-    InProcessSolver solver(mem_, iss->acme.challenge_types);
+    // The issuer's solver whose selector fits this certificate (cert-manager's precedence).
+    auto types = controller::challenge_types_for(iss->acme, spec.labels, spec.dns_names);
+    if (!types) {
+        auto r = failed(spec, st, types.error(), in_service);
+        save();
+        return r;
+    }
+    InProcessSolver solver(mem_, *types);
     auto t0 = clock_.steady_now();
     auto res = controller::issue(**client, solver, store_, req, clock_);
     if (!res) {

@@ -145,21 +145,30 @@ Result<RunIssuer> parse_issuer(const json& e, const std::string& base_dir) {
 Result<controller::CertificateSpec> parse_certificate(const json& e) {
     if (!e.is_object()) return bad("must be a map with name, dnsNames and issuerRef");
     EC_TRY(only_keys(e,
-                     {"name", "secretName", "dnsNames", "ipAddresses", "issuerRef", "privateKey", "renewBefore",
-                      "renewBeforePercentage", "secretTemplate"},
+                     {"name", "labels", "secretName", "dnsNames", "ipAddresses", "issuerRef", "privateKey",
+                      "renewBefore", "renewBeforePercentage", "secretTemplate"},
                      ""));
     std::string name = e.value("name", "");
     if (name.empty()) return bad("name is required");
     if (auto why = controller::invalid_object_name_reason(name)) return bad("name '" + name + "': " + *why);
     json spec = e;
     spec.erase("name");
+    // `labels` is the Certificate's metadata.labels: what solver selectors (matchLabels) match.
+    json md = {{"name", name}};
+    if (spec.contains("labels")) {
+        if (!spec["labels"].is_object()) return bad("labels must be a map of strings");
+        for (auto it = spec["labels"].begin(); it != spec["labels"].end(); ++it)
+            if (!it.value().is_string()) return bad("labels." + it.key() + " must be a string");
+        md["labels"] = spec["labels"];
+        spec.erase("labels");
+    }
     if (!spec.contains("secretName")) spec["secretName"] = name;
     if (spec.contains("issuerRef") && spec["issuerRef"].is_object()) {
         const json& ir = spec["issuerRef"];
         if (ir.value("kind", "Issuer") != "Issuer")
             return bad("issuerRef.kind: edgecert run has only issuers from this file (kind Issuer)");
     }
-    auto parsed = controller::parse_certificate_spec(json{{"metadata", {{"name", name}}}, {"spec", spec}});
+    auto parsed = controller::parse_certificate_spec(json{{"metadata", md}, {"spec", spec}});
     if (!parsed) return parsed.error();
     return parsed;
 }
@@ -280,8 +289,11 @@ Result<RunConfig> parse_run_config(const json& doc, const std::string& base_dir)
         if (!seen.insert(r->ref.name).second) return bad(where + "duplicate certificate name '" + r->ref.name + "'");
         if (!folders.insert(r->ref.secret_name).second)
             return bad(where + "secretName '" + r->ref.secret_name + "' is used by another certificate");
-        if (!cfg.issuer(r->issuer_name))
-            return bad(where + "issuerRef.name '" + r->issuer_name + "' is not one of the issuers in this file");
+        const RunIssuer* iss = cfg.issuer(r->issuer_name);
+        if (!iss) return bad(where + "issuerRef.name '" + r->issuer_name + "' is not one of the issuers in this file");
+        // Solver selectors are checked now, so a certificate no solver can answer fails at load.
+        if (auto t = controller::challenge_types_for(iss->acme, r->labels, r->dns_names); !t)
+            return bad(where + "issuer '" + iss->name + "': " + t.error().message);
         cfg.certificates.push_back(std::move(*r));
     }
     {

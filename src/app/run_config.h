@@ -10,6 +10,7 @@
 //              externalAccountBinding: {keyID: ..., keySecretFile: path}, solvers: [{http01: {}}]}
 //   certificates:
 //     - name: demo
+//       labels: {tier: web}        # the Certificate's metadata.labels (solver matchLabels)
 //       secretName: demo           # default: name; the folder under STORE/certs
 //       dnsNames: [demo.example.test]
 //       issuerRef: {name: pebble}

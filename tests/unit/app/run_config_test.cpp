@@ -202,6 +202,55 @@ TEST(RunConfig, YamlScalarsFollowTheCoreSchema) {
     EXPECT_EQ((*j)["j"], "1.2.3");
 }
 
+TEST(RunConfig, LabelsFeedSolverSelectors) {
+    const std::string yaml = R"(
+store: s
+issuers:
+  - name: ca
+    acme:
+      server: https://127.0.0.1:1/dir
+      solvers:
+        - tlsAlpn01: {}
+          selector: {matchLabels: {edge: alpn}}
+        - http01: {}
+          selector: {dnsZones: [web.example.test]}
+certificates:
+  - name: a
+    labels: {edge: alpn}
+    dnsNames: [a.example.test]
+    issuerRef: {name: ca}
+  - name: b
+    dnsNames: [b.web.example.test]
+    issuerRef: {name: ca}
+terminator: {upstream: "127.0.0.1:80"}
+)";
+    auto c = parse(yaml);
+    ASSERT_TRUE(c) << c.error().message;
+    const auto* a = c->certificate("a");
+    EXPECT_EQ(a->labels.at("edge"), "alpn");
+    auto ta = controller::challenge_types_for(c->issuers[0].acme, a->labels, a->dns_names);
+    ASSERT_TRUE(ta);
+    EXPECT_EQ(*ta, (std::vector<std::string>{"tls-alpn-01"}));
+    const auto* b = c->certificate("b");
+    auto tb = controller::challenge_types_for(c->issuers[0].acme, b->labels, b->dns_names);
+    ASSERT_TRUE(tb);
+    EXPECT_EQ(*tb, (std::vector<std::string>{"http-01"}));
+
+    // A certificate no solver selects is refused at load, naming the entry.
+    std::string bad = yaml;
+    bad.replace(bad.find("b.web.example.test"), 18, "c.other.test");
+    auto r = parse(bad);
+    ASSERT_FALSE(r);
+    EXPECT_NE(r.error().message.find("certificates[1] (b): issuer 'ca': no solver"), std::string::npos)
+        << r.error().message;
+    bad = yaml;
+    bad.replace(bad.find("labels: {edge: alpn}"), 20, "labels: {edge: [x]}");
+    r = parse(bad);
+    ASSERT_FALSE(r);
+    EXPECT_NE(r.error().message.find("certificates[0] (a): labels.edge must be a string"), std::string::npos)
+        << r.error().message;
+}
+
 class RunConfigFiles : public ::testing::Test {
   protected:
     void SetUp() override {

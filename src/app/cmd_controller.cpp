@@ -16,6 +16,7 @@
 #include <thread>
 
 #include "app/commands.h"
+#include "app/flag_file.h"
 #include "app/flags.h"
 #include "controller/context.h"
 #include "controller/resources.h"
@@ -127,9 +128,16 @@ int cmd_controller(int argc, char** argv) {
              "how long to wait for a terminator to present a Challenge before giving up", "60s")
         .add("failure-backoff-base", "DURATION",
              "first wait after a failed issuance; doubles per failure (cap 32x)", "1h");
+    f.add("config", "FILE", "YAML file of these settings (camelCase or flag names); flags override it");
     if (auto st = f.parse(argc, argv); !st) {
         std::fprintf(stderr, "edgecert controller: %s\n", st.error().message.c_str());
         return 2;
+    }
+    if (f.has("config")) {
+        if (auto st = apply_flag_file(f, f.get("config")); !st) {
+            std::fprintf(stderr, "edgecert controller: %s\n", st.error().message.c_str());
+            return 2;
+        }
     }
     if (f.help_requested()) {
         std::printf("%s", f.help_text().c_str());

@@ -11,7 +11,9 @@
 #include <thread>
 
 #include "app/commands.h"
+#include "app/flag_file.h"
 #include "app/flags.h"
+#include "app/terminator_runtime.h"
 #include "app/k8s_cert_source.h"
 #include "app/k8s_challenge_source.h"
 #include "edgecert/base/clock.h"
@@ -46,58 +48,6 @@ Result<std::chrono::milliseconds> parse_duration(const std::string& flag, const 
     else return Error(ErrorCode::InvalidConfig, "--" + flag + ": unknown unit '" + unit + "'");
     if (n < 0) return Error(ErrorCode::InvalidConfig, "--" + flag + " must not be negative");
     return std::chrono::milliseconds(static_cast<long long>(ms));
-}
-
-void register_metrics(metrics::Registry& reg, std::vector<int>& ids, proxy::Server& srv, tls::CertStore& store,
-                      tls::SnapshotHolder& holder) {
-    using S = metrics::Registry::Sample;
-    ids.push_back(reg.add_collector("edgecert_tls_handshakes_total", "TLS handshakes by result.", "counter",
-                                    [&srv](std::vector<S>& out) {
-                                        auto s = srv.stats();
-                                        out.push_back({{{"result", "ok"}}, double(s.hs_ok)});
-                                        out.push_back({{{"result", "failed"}}, double(s.hs_failed)});
-                                        out.push_back({{{"result", "timeout"}}, double(s.hs_timeout)});
-                                    }));
-    ids.push_back(reg.add_collector("edgecert_tls_connections", "Open client TLS connections.", "gauge",
-                                    [&srv](std::vector<S>& out) { out.push_back({{}, double(srv.stats().tls_conns_open)}); }));
-    ids.push_back(reg.add_collector("edgecert_tls_connections_total", "Accepted client TLS connections.", "counter",
-                                    [&srv](std::vector<S>& out) { out.push_back({{}, double(srv.stats().tls_conns_total)}); }));
-    ids.push_back(reg.add_collector("edgecert_http_connections_total", "Accepted plain-HTTP connections.", "counter",
-                                    [&srv](std::vector<S>& out) { out.push_back({{}, double(srv.stats().http_conns_total)}); }));
-    ids.push_back(reg.add_collector("edgecert_bytes_total", "Application bytes proxied, by direction (in: from clients).",
-                                    "counter", [&srv](std::vector<S>& out) {
-                                        auto s = srv.stats();
-                                        out.push_back({{{"direction", "in"}}, double(s.bytes_in)});
-                                        out.push_back({{{"direction", "out"}}, double(s.bytes_out)});
-                                    }));
-    ids.push_back(reg.add_collector("edgecert_connections_rejected_total",
-                                    "Connections closed at accept because --max-connections was reached.", "counter",
-                                    [&srv](std::vector<S>& out) { out.push_back({{}, double(srv.stats().rejected_max)}); }));
-    ids.push_back(reg.add_collector("edgecert_upstream_errors_total", "Upstream connect/read/write failures.", "counter",
-                                    [&srv](std::vector<S>& out) { out.push_back({{}, double(srv.stats().upstream_errors)}); }));
-    ids.push_back(reg.add_collector("edgecert_acme_challenges_served_total", "ACME challenge answers served, by type.",
-                                    "counter", [&srv](std::vector<S>& out) {
-                                        auto s = srv.stats();
-                                        out.push_back({{{"type", "http-01"}}, double(s.http01_served)});
-                                        out.push_back({{{"type", "tls-alpn-01"}}, double(s.tls_alpn01_served)});
-                                    }));
-    ids.push_back(reg.add_collector("edgecert_certificate_reloads_total",
-                                    "Certificate (re)loads by result; errors keep the last good certificate.",
-                                    "counter", [&store](std::vector<S>& out) {
-                                        out.push_back({{{"result", "ok"}}, double(store.reloads_ok())});
-                                        out.push_back({{{"result", "error"}}, double(store.reloads_error())});
-                                    }));
-    ids.push_back(reg.add_collector("edgecert_loaded_certificates", "Certificates in the served snapshot.", "gauge",
-                                    [&holder](std::vector<S>& out) { out.push_back({{}, double(holder.get()->size())}); }));
-    ids.push_back(reg.add_collector(
-        "edgecert_served_certificate_not_after_timestamp_seconds",
-        "notAfter of every certificate in the served snapshot (what is on the wire).", "gauge",
-        [&holder](std::vector<S>& out) {
-            auto snap = holder.get();
-            snap->for_each_entry([&](const std::string& name, const tls::CertEntry& e) {
-                out.push_back({{{"name", name}, {"serial", e.serial}}, double(e.not_after)});
-            });
-        }));
 }
 
 }  // namespace
@@ -139,9 +89,16 @@ int cmd_terminator(int argc, char** argv) {
         .add("rescan-interval", "DURATION", "periodic full compare of --cert-dir (inotify fallback)", "10s")
         .add("ticket-key-rotation", "DURATION", "session-ticket key lifetime (2 previous keys still decrypt)", "12h")
         .add("alpn", "LIST", "ALPN protocols in server preference order", "h2,http/1.1");
+    f.add("config", "FILE", "YAML file of these settings (camelCase or flag names); flags override it");
     if (auto st = f.parse(argc, argv); !st) {
         std::fprintf(stderr, "edgecert terminator: %s\n", st.error().message.c_str());
         return 2;
+    }
+    if (f.has("config")) {
+        if (auto st = apply_flag_file(f, f.get("config")); !st) {
+            std::fprintf(stderr, "edgecert terminator: %s\n", st.error().message.c_str());
+            return 2;
+        }
     }
     if (f.help_requested()) {
         std::printf("%s", f.help_text().c_str());
@@ -211,16 +168,16 @@ int cmd_terminator(int argc, char** argv) {
     platform::SignalWaiter signals;
 
     RealClock& clock = RealClock::instance();
-    tls::MemoryChallengeSource api_challenges;  // filled in-process by `edgecert run`
-    std::unique_ptr<tls::DirChallengeSource> dir_challenges;
+    TerminatorRuntimeOptions ro;
+    ro.server = so;
+    ro.tls = to;
+    ro.default_cert = f.get("default-cert");
+    ro.strict_sni = f.get_bool("strict-sni");
+    ro.admin = f.get("admin") == "off" ? "" : f.get("admin");
+    ro.rescan = rescan;
+    ro.ticket_rotation = std::chrono::duration_cast<std::chrono::seconds>(rotation);
+    if (challenge_source == "dir") ro.challenge_dir = f.get("challenge-dir");
     tls::MemoryChallengeSource k8s_challenges;  // filled from Challenge objects
-    tls::ChainChallengeSource challenges;
-    if (f.has("challenge-dir") && challenge_source != "none") {
-        dir_challenges = std::make_unique<tls::DirChallengeSource>(f.get("challenge-dir"));
-        challenges.add(dir_challenges.get());
-    }
-    if (challenge_source == "kubernetes") challenges.add(&k8s_challenges);
-    challenges.add(&api_challenges);
 
     // Kubernetes access, shared by the Secret and Challenge informers and the Event recorder.
     std::unique_ptr<platform::CurlHttpClient> kube_http;
@@ -253,82 +210,48 @@ int cmd_terminator(int argc, char** argv) {
         if (!cs) return fail(cs.error());
         challenge_watch = std::move(*cs);
         if (auto st = challenge_watch->start(); !st) return fail(st.error());
+        ro.extra_challenges.push_back(&k8s_challenges);
     }
-
-    tls::TicketKeys tickets(clock, std::chrono::duration_cast<std::chrono::seconds>(rotation));
-    auto tctx = tls::TlsContext::create(to, &challenges, tickets);
-    if (!tctx) return fail(tctx.error());
-
-    tls::SnapshotHolder holder;
-    tls::CertStore store({f.get("default-cert"), f.get_bool("strict-sni")}, clock, holder);
-    Result<std::unique_ptr<tls::CertSource>> source = Error(ErrorCode::Permanent, "no certificate source");
-    std::string source_desc = f.get("cert-dir");
     if (cert_source == "dir") {
-        auto dir = platform::CertDirSource::create({f.get("cert-dir"), std::chrono::milliseconds(50), rescan});
-        if (!dir) return fail(dir.error());
-        source = std::unique_ptr<tls::CertSource>(std::move(*dir));
+        ro.cert_dir = f.get("cert-dir");
     } else {
         SecretSourceOptions ko;
         ko.selector = f.get("secret-selector");
         ko.namespaces = split_list(f.get("namespaces"));
         ko.sync_timeout = sync_timeout;
-        auto ks = SecretCertSource::create(*kube, recorder.get(), ko);
-        if (!ks) return fail(ks.error());
-        SecretCertSource* raw = ks->get();
-        store.set_result_callback([raw](const std::string& name, const tls::EntryResult& r) { raw->on_result(name, r); });
-        source = std::unique_ptr<tls::CertSource>(std::move(*ks));
-        source_desc = "Secrets (" + (ko.selector.empty() || ko.selector == "all" ? std::string("type=kubernetes.io/tls")
-                                                                                  : ko.selector) + ")";
+        ro.source_desc = "Secrets (" + (ko.selector.empty() || ko.selector == "all" ? std::string("type=kubernetes.io/tls")
+                                                                                    : ko.selector) + ")";
+        k8s::EventRecorder* rec = recorder.get();
+        k8s::Client* kc = kube.get();
+        ro.make_source = [kc, rec, ko](tls::CertStore& store) -> Result<std::unique_ptr<tls::CertSource>> {
+            EC_TRY_ASSIGN(auto ks, SecretCertSource::create(*kc, rec, ko));
+            SecretCertSource* raw = ks.get();
+            store.set_result_callback(
+                [raw](const std::string& name, const tls::EntryResult& r) { raw->on_result(name, r); });
+            return std::unique_ptr<tls::CertSource>(std::move(ks));
+        };
     }
-    auto t0 = std::chrono::steady_clock::now();
-    std::clock_t c0 = std::clock();  // process CPU time: on a busy machine wall time says little
-    if (auto st = (*source)->start(store); !st) return fail(st.error());
-    spdlog::info("terminator: {} certificate(s) loaded from {} in {:.1f} ms ({:.1f} ms CPU)", holder.get()->size(),
-                 source_desc,
-                 std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count(),
-                 1000.0 * double(std::clock() - c0) / CLOCKS_PER_SEC);
-    if (f.has("default-cert") && !holder.get()->find_entry(f.get("default-cert")))
-        spdlog::warn("terminator: --default-cert {} is not loaded (yet)", f.get("default-cert"));
 
-    auto server = proxy::Server::create(so, **tctx, holder, &challenges);
-    if (!server) return fail(server.error());
-    if (auto st = (*server)->start(); !st) return fail(st.error());
-
-    auto& reg = metrics::Registry::global();
-    std::vector<int> collector_ids;
-    register_metrics(reg, collector_ids, **server, store, holder);
-    std::atomic<bool> draining{false};
-    std::unique_ptr<platform::AdminServer> admin;
-    if (f.get("admin") != "off") {
-        auto a = platform::AdminServer::create({f.get("admin")}, reg,
-                                               [&] { return store.loaded() && !draining.load(); });
-        if (!a) return fail(a.error());
-        admin = std::move(*a);
-        if (auto st = admin->start(); !st) return fail(st.error());
-        spdlog::info("terminator: admin on port {}", admin->port());
-    }
+    auto rt = TerminatorRuntime::create(std::move(ro), clock, nullptr, metrics::Registry::global());
+    if (!rt) return fail(rt.error());
+    if (auto st = (*rt)->start(); !st) return fail(st.error());
 
     int rc = 0;
     while (true) {
         auto ev = signals.wait(std::chrono::seconds(1));
-        tickets.maybe_rotate();
+        (*rt)->tick();
         if (ev == platform::SignalWaiter::Event::Reload) {
             spdlog::info("terminator: SIGHUP: reloading every certificate");
-            (*source)->request_full_rescan();
+            (*rt)->reload();
         } else if (ev == platform::SignalWaiter::Event::Stop) {
             spdlog::info("terminator: {}: draining (up to {} ms)", signals.last_name(), so.drain_timeout.count());
-            draining.store(true);
-            (*server)->begin_drain();
-            if (!(*server)->wait_for(so.drain_timeout + std::chrono::seconds(2))) rc = 1;
+            if (!(*rt)->drain()) rc = 1;
             break;
         }
     }
-    (*server)->stop();
-    (*source)->stop();
+    (*rt)->stop();
     if (challenge_watch) challenge_watch->stop();
     if (recorder) recorder->shutdown();  // drains queued Events (bounded)
-    if (admin) admin->stop();
-    for (int id : collector_ids) reg.remove_collector(id);
     spdlog::info("terminator: stopped");
     return rc;
 }

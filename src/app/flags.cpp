@@ -67,6 +67,13 @@ Status Flags::parse(int argc, char** argv) {
 
 bool Flags::has(const std::string& name) const { return values_.count(name) > 0; }
 
+Status Flags::set_from_file(const std::string& name, const std::string& value) {
+    if (!find(name)) return Error(ErrorCode::InvalidConfig, "unknown setting '" + name + "'");
+    auto& v = values_[name];
+    v.insert(v.begin(), value);
+    return {};
+}
+
 std::string Flags::get(const std::string& name) const {
     auto it = values_.find(name);
     if (it != values_.end() && !it->second.empty()) return it->second.back();

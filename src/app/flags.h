@@ -31,6 +31,11 @@ public:
     bool get_bool(const std::string& name) const;
     Result<long> get_int(const std::string& name, long min, long max) const;
     const std::vector<std::string>& positional() const { return positional_; }
+    // Values from a config file: taken as if given before every command-line flag, so the
+    // command line wins. Call after parse(). InvalidConfig names an unknown key.
+    Status set_from_file(const std::string& name, const std::string& value);
+    bool knows(const std::string& name) const { return find(name) != nullptr; }
+    bool is_bool(const std::string& name) const { const Spec* s = find(name); return s && s->is_bool; }
 
 private:
     struct Spec {

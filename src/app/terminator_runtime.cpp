@@ -9,7 +9,8 @@ namespace edgecert::app {
 Result<std::unique_ptr<TerminatorRuntime>> TerminatorRuntime::create(TerminatorRuntimeOptions opts, Clock& clock,
                                                                      tls::MemoryChallengeSource* in_process,
                                                                      metrics::Registry& registry) {
-    if (opts.cert_dir.empty()) return Error(ErrorCode::InvalidConfig, "terminator: no certificate directory");
+    if (opts.cert_dir.empty() && !opts.make_source)
+        return Error(ErrorCode::InvalidConfig, "terminator: no certificate directory");
     std::unique_ptr<TerminatorRuntime> rt(new TerminatorRuntime(std::move(opts), clock, registry));
     // A configured folder is consulted first (an operator's manual override), then the answers
     // the in-process controller published.
@@ -17,13 +18,20 @@ Result<std::unique_ptr<TerminatorRuntime>> TerminatorRuntime::create(TerminatorR
         rt->dir_challenges_ = std::make_unique<tls::DirChallengeSource>(rt->opts_.challenge_dir);
         rt->challenges_.add(rt->dir_challenges_.get());
     }
+    for (const tls::ChallengeSource* c : rt->opts_.extra_challenges) rt->challenges_.add(c);
     rt->challenges_.add(in_process);
     rt->tickets_ = std::make_unique<tls::TicketKeys>(clock, rt->opts_.ticket_rotation);
     EC_TRY_ASSIGN(rt->tls_, tls::TlsContext::create(rt->opts_.tls, &rt->challenges_, *rt->tickets_));
     rt->store_ = std::make_unique<tls::CertStore>(
         tls::CertStoreOptions{rt->opts_.default_cert, rt->opts_.strict_sni}, clock, rt->holder_);
-    EC_TRY_ASSIGN(rt->source_, platform::CertDirSource::create(
-                                   {rt->opts_.cert_dir, std::chrono::milliseconds(50), rt->opts_.rescan}));
+    if (rt->opts_.make_source) {
+        EC_TRY_ASSIGN(rt->source_, rt->opts_.make_source(*rt->store_));
+    } else {
+        EC_TRY_ASSIGN(auto dir, platform::CertDirSource::create(
+                                    {rt->opts_.cert_dir, std::chrono::milliseconds(50), rt->opts_.rescan}));
+        rt->source_ = std::move(dir);
+        if (rt->opts_.source_desc.empty()) rt->opts_.source_desc = rt->opts_.cert_dir;
+    }
     return rt;
 }
 
@@ -36,9 +44,11 @@ Status TerminatorRuntime::start() {
     std::clock_t c0 = std::clock();  // process CPU time: on a busy machine wall time says little
     EC_TRY(source_->start(*store_));
     spdlog::info("terminator: {} certificate(s) loaded from {} in {:.1f} ms ({:.1f} ms CPU)", holder_.get()->size(),
-                 opts_.cert_dir,
+                 opts_.source_desc,
                  std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count(),
                  1000.0 * double(std::clock() - c0) / CLOCKS_PER_SEC);
+    if (!opts_.default_cert.empty() && !holder_.get()->find_entry(opts_.default_cert))
+        spdlog::warn("terminator: the default certificate {} is not loaded (yet)", opts_.default_cert);
     EC_TRY_ASSIGN(server_, proxy::Server::create(opts_.server, *tls_, holder_, &challenges_));
     EC_TRY(server_->start());
     register_metrics();

@@ -1,6 +1,6 @@
 #pragma once
-// The TLS edge as one reusable piece (the composition `edgecert terminator` does inline, taken
-// apart so `edgecert run` can embed it): a directory CertSource (inotify) → tls::CertStore
+// The TLS edge as one reusable piece, shared by `edgecert terminator` and `edgecert run`: a
+// CertSource (a directory with inotify, or Kubernetes Secrets) → tls::CertStore
 // (validate, build snapshot, swap) → proxy::Server workers, the challenge chain, session-ticket
 // key rotation, and the admin server with the terminator's metrics collectors.
 //
@@ -44,6 +44,13 @@ struct TerminatorRuntimeOptions {
     std::chrono::seconds ticket_rotation{12 * 3600};
     // Extra readiness condition, ANDed with "first certificate set loaded and not draining".
     std::function<bool()> extra_ready;
+    // Another certificate source than cert_dir (Kubernetes Secrets): built with the CertStore so
+    // it can attach the per-entry result callback. `source_desc` names it in the load log line.
+    std::function<Result<std::unique_ptr<tls::CertSource>>(tls::CertStore&)> make_source;
+    std::string source_desc;
+    // More challenge sources (Kubernetes Challenges), consulted after challenge_dir and before
+    // the in-process one. Must outlive the runtime.
+    std::vector<const tls::ChallengeSource*> extra_challenges;
 };
 
 class TerminatorRuntime {
@@ -86,7 +93,7 @@ class TerminatorRuntime {
     std::unique_ptr<tls::TlsContext> tls_;
     tls::SnapshotHolder holder_;
     std::unique_ptr<tls::CertStore> store_;
-    std::unique_ptr<platform::CertDirSource> source_;
+    std::unique_ptr<tls::CertSource> source_;
     std::unique_ptr<proxy::Server> server_;
     std::unique_ptr<platform::AdminServer> admin_;
     std::vector<int> collector_ids_;

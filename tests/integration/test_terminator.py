@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from terminator_fixture import (Terminator, Upstream, free_port, make_cert, tls_probe, wait_for)
+from terminator_fixture import (BIN, Terminator, Upstream, free_port, make_cert, tls_probe, wait_for)
 
 
 @pytest.fixture(scope="module")
@@ -125,6 +125,26 @@ def test_strict_sni(env, tmp_path):
     finally:
         assert t.stop() == 0
         up.close()
+
+
+def test_config_file_settings_and_command_line_override(env, tmp_path):
+    """--config: the same settings as the flags, in YAML; the command line wins; typos fail."""
+    cfg = tmp_path / "terminator.yaml"
+    cfg.write_text("strictSni: true\nalpn: [http/1.1]\nhandshake-timeout: 2s\nworkers: 7\n")
+    up = Upstream("v2")
+    t = Terminator(env["certs"], up.port, "--config", str(cfg), workdir=str(tmp_path))
+    try:
+        assert tls_probe(t.tls_port, "a.test", alpn=["h2", "http/1.1"])[2] == "http/1.1"
+        with pytest.raises((ssl.SSLError, ConnectionError)):
+            tls_probe(t.tls_port, "unknown.test")  # strictSni from the file
+    finally:
+        assert t.stop() == 0
+        up.close()
+    cfg.write_text("strictSNI: true\n")
+    p = subprocess.run([BIN, "terminator", "--config", str(cfg), "--cert-dir", env["certs"], "--upstream", "127.0.0.1:1"],
+                       capture_output=True, text=True, timeout=20)
+    assert p.returncode == 2
+    assert "unknown setting 'strictSNI'" in p.stderr + p.stdout
 
 
 def test_hot_reload_replace_files(env):

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 
+#include "controller/renewal.h"
 #include "edgecert/acme/crypto.h"
 
 namespace edgecert::controller {
@@ -125,6 +126,87 @@ Result<std::unique_ptr<DnsSolver>> make_dns_solver(const Dns01Config& cfg, dns::
         provider = std::make_unique<dns::Rfc2136Provider>(std::move(client), std::move(checker));
     }
     return std::make_unique<DnsSolver>(std::move(provider));
+}
+
+namespace {
+
+Error bad_dns(std::string m) { return Error(ErrorCode::InvalidConfig, "spec.acme.solvers[].dns01" + m); }
+
+Result<std::chrono::milliseconds> duration_field(const nlohmann::json& j, const char* name,
+                                                 std::chrono::milliseconds def) {
+    if (!j.contains(name)) return def;
+    if (!j[name].is_string()) return bad_dns(std::string(".") + name + " must be a duration string (e.g. 2m)");
+    auto d = parse_go_duration(j[name].get<std::string>());
+    if (!d || d->count() <= 0)
+        return bad_dns(std::string(".") + name + " '" + j[name].get<std::string>() + "' is not a positive duration");
+    return std::chrono::duration_cast<std::chrono::milliseconds>(*d);
+}
+
+std::string str(const nlohmann::json& j, const char* name) {
+    return j.is_object() && j.contains(name) && j[name].is_string() ? j[name].get<std::string>() : "";
+}
+
+}  // namespace
+
+Result<Dns01Config> parse_dns01_solver(const nlohmann::json& d) {
+    Dns01Config c;
+    if (!d.is_object()) return bad_dns(" must be an object");
+    if (str(d, "cnameStrategy") == "Follow") return bad_dns(".cnameStrategy Follow is not supported yet");
+    const bool has_rfc = d.contains("rfc2136"), has_hook = d.contains("webhook");
+    if (has_rfc == has_hook) return bad_dns(": set exactly one of rfc2136 and webhook");
+    if (has_rfc) {
+        const auto& r = d["rfc2136"];
+        if (!r.is_object()) return bad_dns(".rfc2136 must be an object");
+        c.nameserver = str(r, "nameserver");
+        if (c.nameserver.empty()) return bad_dns(".rfc2136.nameserver is required (HOST or HOST:PORT)");
+        c.zone = str(r, "zone");
+        c.tsig_key_name = str(r, "tsigKeyName");
+        if (auto a = str(r, "tsigAlgorithm"); !a.empty()) c.tsig_algorithm = a;
+        if (r.contains("tsigSecretSecretRef") && r["tsigSecretSecretRef"].is_object()) {
+            c.tsig_secret_name = str(r["tsigSecretSecretRef"], "name");
+            c.tsig_secret_key = str(r["tsigSecretSecretRef"], "key");
+        }
+        c.tsig_secret_file = str(r, "tsigSecretFile");  // edgecert run's file only
+        if (!c.tsig_key_name.empty() && c.tsig_secret_name.empty() && c.tsig_secret_file.empty())
+            return bad_dns(".rfc2136.tsigKeyName needs tsigSecretSecretRef.name");
+        if (c.tsig_key_name.empty() && (!c.tsig_secret_name.empty() || !c.tsig_secret_file.empty()))
+            return bad_dns(".rfc2136: a TSIG secret needs tsigKeyName");
+        // Validate the algorithm now (a dummy secret), so a typo is a BadConfig at once.
+        if (!c.tsig_key_name.empty()) {
+            auto k = dns::TsigKey::create(c.tsig_key_name, c.tsig_algorithm, SecretBytes(std::string("AAAA")));
+            if (!k) return bad_dns(".rfc2136: " + k.error().message);
+        }
+    } else {
+        const auto& w = d["webhook"];
+        if (!w.is_object()) return bad_dns(".webhook must be an object");
+        c.webhook_url = str(w, "url");
+        if (c.webhook_url.rfind("http://", 0) != 0 && c.webhook_url.rfind("https://", 0) != 0)
+            return bad_dns(".webhook.url must be an http(s):// URL (cert-manager's groupName/solverName "
+                           "webhooks are not supported: put an adapter behind a URL)");
+        c.nameserver = str(w, "nameserver");
+        c.zone = str(w, "zone");
+        EC_TRY_ASSIGN(c.webhook_timeout, duration_field(w, "timeout", c.webhook_timeout));
+    }
+    if (d.contains("skipPropagationCheck")) {
+        if (!d["skipPropagationCheck"].is_boolean()) return bad_dns(".skipPropagationCheck must be true or false");
+        c.check_propagation = !d["skipPropagationCheck"].get<bool>();
+    }
+    EC_TRY_ASSIGN(c.propagation_timeout, duration_field(d, "propagationTimeout", c.propagation_timeout));
+    EC_TRY_ASSIGN(c.poll_interval, duration_field(d, "pollInterval", c.poll_interval));
+    if (d.contains("checkServers")) {
+        if (!d["checkServers"].is_array()) return bad_dns(".checkServers must be a list of HOST:PORT");
+        for (const auto& s : d["checkServers"]) {
+            if (!s.is_string()) return bad_dns(".checkServers must be a list of HOST:PORT");
+            if (auto ep = dns::parse_endpoint(s.get<std::string>()); !ep) return bad_dns(".checkServers: " + ep.error().message);
+            c.check_servers.push_back(s.get<std::string>());
+        }
+    }
+    if (!c.nameserver.empty())
+        if (auto ep = dns::parse_endpoint(c.nameserver); !ep) return bad_dns(": " + ep.error().message);
+    if (c.check_propagation && c.nameserver.empty() && c.check_servers.empty())
+        return bad_dns(".webhook: the propagation check needs webhook.nameserver or checkServers "
+                       "(or skipPropagationCheck: true)");
+    return c;
 }
 
 }  // namespace edgecert::controller

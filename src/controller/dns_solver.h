@@ -6,6 +6,8 @@
 // _acme-challenge.<domain> through a dns::Dns01Provider (RFC 2136 or webhook), which waits for
 // every authoritative server before returning. cleanup removes that value only — a wildcard and
 // its base name share the TXT name — and is also called when present failed halfway.
+#include <nlohmann/json.hpp>
+
 #include <map>
 #include <memory>
 #include <mutex>
@@ -73,6 +75,12 @@ struct Dns01Config {
     std::chrono::milliseconds poll_interval{std::chrono::seconds(2)};
     std::vector<std::string> check_servers;  // HOST:PORT list overriding the NS discovery
 };
+
+// Parses a solver's dns01 block (deploy/crds/issuers.edgecert.io.yaml; docs/dns01.md): rfc2136
+// {nameserver, zone, tsigKeyName, tsigAlgorithm, tsigSecretSecretRef{name,key} | tsigSecretFile}
+// or webhook {url, nameserver, zone, timeout}; propagationTimeout, pollInterval, checkServers,
+// skipPropagationCheck. The secret itself is resolved by the caller. InvalidConfig on errors.
+Result<Dns01Config> parse_dns01_solver(const nlohmann::json& dns01);
 
 // Builds the solver. `transport`, `http` (webhook only; may be null otherwise) and `clock` must
 // outlive it. InvalidConfig for a bad nameserver, key, algorithm or URL.

@@ -57,14 +57,7 @@ Result<acme::KeyType> key_type_of(const json& pk) {
     return bad("spec.privateKey.algorithm '" + alg + "' is not one of RSA, ECDSA, Ed25519");
 }
 
-std::string time_text(SystemTime t) {
-    std::time_t tt = std::chrono::system_clock::to_time_t(t);
-    std::tm tm{};
-    gmtime_r(&tt, &tm);
-    char buf[32];
-    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    return buf;
-}
+std::string time_text(SystemTime t) { return rfc3339(t); }
 
 }  // namespace
 
@@ -139,7 +132,7 @@ Result<AcmeIssuerSpec> parse_acme_issuer(const json& issuer_spec) {
         const json& a = issuer_spec["acme"];
         AcmeIssuerSpec s;
         s.server = a.value("server", "");
-        if (s.server.rfind("https://", 0) != 0 && s.server.rfind("http://", 0) != 0)
+        if (s.server.rfind("https://", 0) != 0)  // RFC 8555 §6.1: HTTPS only
             return bad("spec.acme.server must be an https:// directory URL");
         if (a.contains("caBundle") && a["caBundle"].is_string()) {
             std::string v = a["caBundle"].get<std::string>();
@@ -190,7 +183,12 @@ Result<AcmeIssuerSpec> parse_acme_issuer(const json& issuer_spec) {
                 int kinds = 0;
                 if (sv.contains("http01")) { s.challenge_types.push_back("http-01"); so.type = "http-01"; ++kinds; }
                 if (sv.contains("tlsAlpn01")) { s.challenge_types.push_back("tls-alpn-01"); so.type = "tls-alpn-01"; ++kinds; }
-                if (sv.contains("dns01")) { dns01 = true; so.type = "dns-01"; ++kinds; }
+                if (sv.contains("dns01")) {
+                    dns01 = true;
+                    so.type = "dns-01";
+                    ++kinds;
+                    EC_TRY_ASSIGN(so.dns01, parse_dns01_solver(sv["dns01"]));
+                }
                 if (kinds != 1) return bad("spec.acme.solvers: each solver must have exactly one of http01, tlsAlpn01, dns01");
                 s.solvers.push_back(std::move(so));
             }
@@ -200,8 +198,9 @@ Result<AcmeIssuerSpec> parse_acme_issuer(const json& issuer_spec) {
             if (std::find(uniq.begin(), uniq.end(), t) == uniq.end()) uniq.push_back(t);
         s.challenge_types = std::move(uniq);
         if (s.challenge_types.empty()) {
-            if (dns01) return bad("spec.acme.solvers: only dns01 is configured, which edgecert does not solve yet");
-            s.challenge_types = {"http-01", "tls-alpn-01"};  // both are answered by the terminators
+            // Only dns01 solvers: certificates get dns-01 through select_solver().
+            if (dns01) s.challenge_types = {"dns-01"};
+            else s.challenge_types = {"http-01", "tls-alpn-01"};  // both are answered by the terminators
         }
         return s;
     } catch (const json::exception& e) {
@@ -212,7 +211,18 @@ Result<AcmeIssuerSpec> parse_acme_issuer(const json& issuer_spec) {
 Result<std::vector<std::string>> challenge_types_for(const AcmeIssuerSpec& issuer,
                                                      const std::map<std::string, std::string>& cert_labels,
                                                      const std::vector<std::string>& dns_names) {
-    if (issuer.solvers.empty()) return issuer.challenge_types;
+    EC_TRY_ASSIGN(const SolverSpec* chosen, select_solver(issuer, cert_labels, dns_names));
+    if (!chosen) return issuer.challenge_types;
+    return std::vector<std::string>{chosen->type};
+}
+
+Result<const SolverSpec*> select_solver(const AcmeIssuerSpec& issuer,
+                                        const std::map<std::string, std::string>& cert_labels,
+                                        const std::vector<std::string>& dns_names) {
+    if (issuer.solvers.empty()) return static_cast<const SolverSpec*>(nullptr);
+    // RFC 8555 §7.1.3: a wildcard can only be validated with dns-01, so only dns01 solvers fit.
+    const bool wildcard = std::any_of(dns_names.begin(), dns_names.end(),
+                                      [](const std::string& n) { return n.rfind("*.", 0) == 0; });
     auto in_zone = [](const std::string& name, const std::string& zone) {
         std::string n = name.rfind("*.", 0) == 0 ? name.substr(2) : name;
         return n == zone || (n.size() > zone.size() && n.compare(n.size() - zone.size(), zone.size(), zone) == 0 &&
@@ -226,6 +236,7 @@ Result<std::vector<std::string>> challenge_types_for(const AcmeIssuerSpec& issue
             return it != cert_labels.end() && it->second == kv.second;
         });
         if (!labels_ok) continue;
+        if (wildcard && so.type != "dns-01") continue;
         int score = static_cast<int>(so.match_labels.size());  // 0 = no selector
         if (!so.dns_names.empty()) {
             bool all = std::all_of(dns_names.begin(), dns_names.end(), [&](const std::string& n) {
@@ -251,9 +262,11 @@ Result<std::vector<std::string>> challenge_types_for(const AcmeIssuerSpec& issue
             chosen = &so;
         }
     }
-    if (!chosen) return bad("no solver of the issuer selects this certificate's names and labels");
-    if (chosen->type == "dns-01") return bad("the selected solver is dns01, which edgecert does not solve yet");
-    return std::vector<std::string>{chosen->type};
+    if (!chosen)
+        return bad(wildcard ? "no dns01 solver of the issuer selects this certificate's names and labels "
+                              "(a wildcard name needs dns-01)"
+                            : "no solver of the issuer selects this certificate's names and labels");
+    return chosen;
 }
 
 std::string_view to_string(IssueReason r) {

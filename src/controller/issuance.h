@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "controller/dns_solver.h"
 #include "controller/renewal.h"
 #include "edgecert/acme/client.h"
 #include "edgecert/acme/crypto.h"
@@ -47,6 +48,7 @@ struct SolverSpec {
     std::string type;  // "http-01" | "tls-alpn-01" | "dns-01"
     std::map<std::string, std::string> match_labels;
     std::vector<std::string> dns_names, dns_zones;
+    Dns01Config dns01;  // type "dns-01": the rfc2136 / webhook settings (dns_solver.h)
 };
 
 // spec of an Issuer/ClusterIssuer with `acme` (deploy/crds/issuers.edgecert.io.yaml). Secrets the
@@ -70,11 +72,16 @@ struct AcmeIssuerSpec {
 
 // The challenge types to offer for a certificate: the solver whose selector matches every one of
 // its names most specifically (cert-manager's order: dnsNames > longest dnsZones > more
-// matchLabels > no selector; the first listed wins a tie). InvalidConfig when none matches or the
-// match is a solver edgecert cannot run (dns-01 for now).
+// matchLabels > no selector; the first listed wins a tie). A certificate with a wildcard name
+// only considers dns01 solvers (RFC 8555 §7.1.3). InvalidConfig when none matches.
 Result<std::vector<std::string>> challenge_types_for(const AcmeIssuerSpec& issuer,
                                                      const std::map<std::string, std::string>& cert_labels,
                                                      const std::vector<std::string>& dns_names);
+// The same choice, returning the solver itself (its dns01 settings); nullptr when the issuer
+// lists no solvers (both terminator-answered types then).
+Result<const SolverSpec*> select_solver(const AcmeIssuerSpec& issuer,
+                                        const std::map<std::string, std::string>& cert_labels,
+                                        const std::vector<std::string>& dns_names);
 
 // `obj` is the whole object (metadata used for ref) or, with ns/name given, a bare spec holder
 // {"spec": ...}. Namespace "" is fine (edgecert run).

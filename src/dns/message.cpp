@@ -2,6 +2,9 @@
 #include "dns/message.h"
 
 #include <fmt/format.h>
+// <stdbool.h> first: without __bool_true_false_are_defined, ldns/common.h #defines true/false
+// as 1/0 even in C++ (json(true) would become a number).
+#include <stdbool.h>
 #include <ldns/ldns.h>
 
 #include <algorithm>

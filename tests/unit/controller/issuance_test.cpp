@@ -131,7 +131,8 @@ TEST(SolverSelection, MostSpecificSelectorWins) {
                     {{{"http01", json::object()}},
                      {{"selector", {{"matchLabels", {{"edgecert.io/challenge", "tls-alpn-01"}}}}},
                       {"tlsAlpn01", json::object()}},
-                     {{"selector", {{"dnsZones", {"internal.example.com"}}}}, {"dns01", json::object()}},
+                     {{"selector", {{"dnsZones", {"internal.example.com"}}}},
+                      {"dns01", {{"rfc2136", {{"nameserver", "10.0.0.53"}}}}}},
                      {{"selector", {{"dnsNames", {"alpn.example.com"}}}}, {"tlsAlpn01", json::object()}}}}}}};
     auto a = parse_acme_issuer(spec);
     ASSERT_TRUE(a.ok()) << a.error().message;
@@ -140,10 +141,14 @@ TEST(SolverSelection, MostSpecificSelectorWins) {
     EXPECT_EQ(*challenge_types_for(*a, {{"edgecert.io/challenge", "tls-alpn-01"}}, {"www.example.com"}),
               V{"tls-alpn-01"});
     EXPECT_EQ(*challenge_types_for(*a, {}, {"alpn.example.com"}), V{"tls-alpn-01"});
-    // A zone match is more specific than no selector: dns01, which is not solvable yet.
-    auto z = challenge_types_for(*a, {}, {"db.internal.example.com"});
-    ASSERT_FALSE(z.ok());
-    EXPECT_NE(z.error().message.find("dns01"), std::string::npos);
+    // A zone match is more specific than no selector: dns01, with its settings.
+    EXPECT_EQ(*challenge_types_for(*a, {}, {"db.internal.example.com"}), V{"dns-01"});
+    EXPECT_EQ((*select_solver(*a, {}, {"db.internal.example.com"}))->dns01.nameserver, "10.0.0.53");
+    // A wildcard only considers dns01 solvers: here the zone one, or none at all.
+    EXPECT_EQ(*challenge_types_for(*a, {}, {"*.internal.example.com"}), V{"dns-01"});
+    auto w = challenge_types_for(*a, {}, {"*.example.com"});
+    ASSERT_FALSE(w.ok());
+    EXPECT_NE(w.error().message.find("a wildcard name needs dns-01"), std::string::npos);
     // Every name must match: the dnsNames solver does not cover www.
     EXPECT_EQ(*challenge_types_for(*a, {}, {"alpn.example.com", "www.example.com"}), V{"http-01"});
     json only = {{"acme",

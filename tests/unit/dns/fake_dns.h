@@ -3,6 +3,9 @@
 // propagation checker and the dns-01 solver. Messages really go through wire format (ldns on both
 // sides): updates are TSIG-verified and applied per RFC 2136 §3.4.2, responses are signed with the
 // request MAC (RFC 8945 §5.3), queries are answered from the zone like an authoritative server.
+// <stdbool.h> first: without __bool_true_false_are_defined, ldns/common.h #defines true/false
+// as 1/0 even in C++ (json(true) would become a number).
+#include <stdbool.h>
 #include <ldns/ldns.h>
 
 #include <functional>

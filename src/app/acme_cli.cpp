@@ -63,14 +63,7 @@ std::vector<std::string> sorted(std::vector<std::string> v) {
     return v;
 }
 
-std::string time_str(SystemTime t) {
-    std::time_t tt = std::chrono::system_clock::to_time_t(t);
-    std::tm tm{};
-    gmtime_r(&tt, &tm);
-    char buf[32];
-    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    return buf;
-}
+std::string time_str(SystemTime t) { return rfc3339(t); }
 
 }  // namespace
 

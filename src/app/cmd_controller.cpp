@@ -117,7 +117,7 @@ int cmd_controller(int argc, char** argv) {
              "the leader gives up when it could not renew for this long", "10s")
         .add("leader-election-retry-period", "DURATION", "between acquire/renew attempts", "2s")
         .add("cluster-resource-namespace", "NS",
-             "where Secrets of ClusterIssuers live (default: as --leader-election-namespace)")
+             "where Secrets of ClusterIssuers live (default: $POD_NAMESPACE or the in-cluster namespace, else 'default')")
         .add("default-issuer", "NAME", "the issuer kubernetes.io/tls-acme: \"true\" selects")
         .add("default-issuer-kind", "Issuer|ClusterIssuer", "kind of --default-issuer",
              "ClusterIssuer")

@@ -42,14 +42,7 @@ using controller::CertificateSpec;
 using std::chrono::milliseconds;
 using std::chrono::seconds;
 
-std::string time_text(SystemTime t) {
-    std::time_t tt = std::chrono::system_clock::to_time_t(t);
-    std::tm tm{};
-    gmtime_r(&tt, &tm);
-    char buf[32];
-    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    return buf;
-}
+std::string time_text(SystemTime t) { return rfc3339(t); }
 
 double unix_seconds(SystemTime t) {
     return double(std::chrono::duration_cast<seconds>(t.time_since_epoch()).count());

@@ -59,7 +59,7 @@ std::string fmt_time(SystemTime t) { return k8s::format_time(t); }
 
 CertificateController::CertificateController(ControllerContext& ctx, AccountManager::HttpFactory http,
                                              CertificateControllerOptions opts)
-    : ctx_(ctx), opts_(opts), store_(ctx.client, ctx.field_manager),
+    : ctx_(ctx), opts_(opts), http_factory_(http), store_(ctx.client, ctx.field_manager),
       accounts_(store_, std::move(http), ctx.clock, [this] {
           acme::ClientOptions o;
           o.cancel = &stopping_;
@@ -388,7 +388,13 @@ Result<Requeue> CertificateController::handle_deletion(const json& cert, const s
         }
         if (leaf && leaf->not_after() > ctx_.clock.now()) {
             auto r = resolve_issuer(*spec);
-            if (!r) return r.error();
+            if (!r && r.error().code == ErrorCode::NotFound) {
+                // Nobody can revoke it any more; holding the delete forever would help no one.
+                event(cert, "Warning", "Failed", "not revoked: " + r.error().message);
+                r = Error(ErrorCode::Permanent, "skip");
+            }
+            if (!r && r.error().message != "skip") return r.error();
+            if (r) {
             EC_TRY_ASSIGN(auto client, client_for(*r));
             auto st = client->revoke(*leaf, acme::RevocationReason::CessationOfOperation);
             if (!st && st.error().type.find("alreadyRevoked") == std::string::npos) {
@@ -396,6 +402,7 @@ Result<Requeue> CertificateController::handle_deletion(const json& cert, const s
                 return st.error();
             }
             event(cert, "Normal", "Revoked", "Revoked certificate serial " + leaf->serial_hex() + " on delete");
+            }
         }
     }
     fins.erase(std::remove(fins.begin(), fins.end(), kRevokeFinalizer), fins.end());
@@ -504,10 +511,23 @@ Result<Requeue> CertificateController::reconcile(const std::string& key) {
     };
     Evaluation ev = evaluate_now(stored);
     if (ev.reason != IssueReason::None) {
+        const bool in_cache = stored.has_value();
         auto fresh = store_.load_certificate(spec->ref);
         if (!fresh) return fresh.error();
         stored = std::move(*fresh);
         ev = evaluate_now(stored);
+        if (ev.reason == IssueReason::None && !in_cache) {
+            // A good certificate in a Secret we do not manage yet (migration from cert-manager).
+            store::CertificateMeta m{.issuer_name = spec->issuer_name, .issuer_kind = spec->issuer_kind,
+                                     .dns_names = spec->dns_names, .extra_labels = spec->secret_labels,
+                                     .extra_annotations = spec->secret_annotations};
+            if (auto st = store_.adopt(spec->ref, m); !st) {
+                set_condition(status, "Ready", "False", "BadConfig", st.error().message, now, gen);
+                patch_status(cert, status);
+                event(cert, "Warning", "BadConfig", st.error().message);
+                return st.error();
+            }
+        }
     }
 
     auto describe_ready = [&](const Evaluation& e) {
@@ -594,7 +614,30 @@ Result<Requeue> CertificateController::reconcile(const std::string& key) {
                                  .issuer_kind = spec->issuer_kind};
             ChallengePublisher publisher(ctx_, owner, *types, opts_.challenge_present_timeout, &stopping_);
             IssueRequest req{.spec = &*spec, .issuer = &resolved->acme, .current = stored};
-            res = issue(*client, publisher, store_, req, ctx_.clock);
+            if (*types == std::vector<std::string>{"dns-01"}) {
+                // The selected solver is dns01: the controller itself updates DNS (RFC 2136 or a
+                // webhook); the TSIG secret comes from tsigSecretSecretRef in the issuer's namespace.
+                auto read = [&](const Dns01Config& c) -> Result<SecretBytes> {
+                    const std::string where = resolved->secret_namespace + "/" + c.tsig_secret_name;
+                    auto s = ctx_.client.get(k8s::resources::Secret, resolved->secret_namespace, c.tsig_secret_name);
+                    if (!s) {
+                        Error e = s.error().with_context("TSIG Secret " + where);
+                        if (e.code == ErrorCode::NotFound) e.code = ErrorCode::InvalidConfig;
+                        return e;
+                    }
+                    const std::string k = c.tsig_secret_key.empty() ? "secret" : c.tsig_secret_key;
+                    auto v = secret_data(*s, k.c_str());
+                    if (!v) return Error(ErrorCode::InvalidConfig, "TSIG Secret " + where + " has no key '" + k + "'");
+                    return SecretBytes(std::move(*v));
+                };
+                auto so = select_solver(resolved->acme, spec->labels, spec->dns_names);
+                auto dns = so ? make_owned_dns_solver((*so)->dns01, read,
+                                                      [&] { return http_factory_(AcmeIssuerSpec{}); }, ctx_.clock)
+                              : Result<OwnedDnsSolver>(so.error());
+                res = dns ? issue(*client, *dns->solver, store_, req, ctx_.clock) : Result<IssueResult>(dns.error());
+            } else {
+                res = issue(*client, publisher, store_, req, ctx_.clock);
+            }
         }
     }
     if (stopping_) return Requeue::done();  // shutting down: the pending order is resumed by the next leader

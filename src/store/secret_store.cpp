@@ -98,19 +98,51 @@ Result<std::optional<StoredCertificate>> SecretStore::load_certificate(const Cer
     return std::optional<StoredCertificate>(std::move(sc));
 }
 
+namespace {
+void set_meta(json& s, const CertificateRef& ref, const CertificateMeta& m) {
+    for (const auto& [k, v] : m.extra_labels) meta::set_label(s, k, v);
+    for (const auto& [k, v] : m.extra_annotations) meta::set_annotation(s, k, v);
+    meta::set_label(s, "edgecert.io/managed", "true");
+    meta::set_annotation(s, "edgecert.io/certificate-name", ref.name);
+    meta::set_annotation(s, "edgecert.io/issuer-name", m.issuer_name);
+    meta::set_annotation(s, "edgecert.io/issuer-kind", m.issuer_kind);
+    meta::set_annotation(s, "edgecert.io/issuer-group", "edgecert.io");
+    meta::set_annotation(s, "edgecert.io/alt-names", join(m.dns_names));
+}
+
+// A Secret's type is immutable: writing a certificate into an Opaque one would leave it unserved
+// (terminators load kubernetes.io/tls only). Say so instead.
+Status check_type(const json& s, const CertificateRef& ref) {
+    const std::string type = s.value("type", "");
+    if (type.empty() || type == "kubernetes.io/tls") return {};
+    return Error(ErrorCode::InvalidConfig, "Secret " + ref.namespace_ + "/" + ref.secret_name + " exists with type " +
+                                               type + ", not kubernetes.io/tls (a Secret's type cannot change: " +
+                                               "delete it or choose another secretName)");
+}
+}  // namespace
+
+Status SecretStore::adopt(const CertificateRef& ref, const CertificateMeta& m) {
+    auto cur = client_.get(k8s::resources::Secret, ref.namespace_, ref.secret_name);
+    if (!cur) return cur.error();
+    EC_TRY(check_type(*cur, ref));
+    json want = *cur;
+    set_meta(want, ref, m);
+    if (want == *cur) return {};
+    json patch = {{"metadata", {{"labels", want["metadata"]["labels"]}, {"annotations", want["metadata"]["annotations"]}}}};
+    auto r = client_.patch(k8s::resources::Secret, ref.namespace_, ref.secret_name, k8s::PatchType::Merge, patch,
+                           k8s::PatchOptions{.field_manager = field_manager_});
+    if (!r) return r.error();
+    spdlog::info("certificate {}: adopted the valid certificate already in Secret {}/{}", ref.key(), ref.namespace_,
+                 ref.secret_name);
+    return {};
+}
+
 Status SecretStore::save_certificate(const CertificateRef& ref, const StoredCertificate& cert,
                                      const CertificateMeta& m) {
+    if (auto cur = client_.get(k8s::resources::Secret, ref.namespace_, ref.secret_name)) EC_TRY(check_type(*cur, ref));
     auto st = upsert(ref.namespace_, ref.secret_name, [&](json& s) {
-        const std::string type = s.value("type", "");
-        if (type.empty()) s["type"] = "kubernetes.io/tls";
-        for (const auto& [k, v] : m.extra_labels) meta::set_label(s, k, v);
-        for (const auto& [k, v] : m.extra_annotations) meta::set_annotation(s, k, v);
-        meta::set_label(s, "edgecert.io/managed", "true");
-        meta::set_annotation(s, "edgecert.io/certificate-name", ref.name);
-        meta::set_annotation(s, "edgecert.io/issuer-name", m.issuer_name);
-        meta::set_annotation(s, "edgecert.io/issuer-kind", m.issuer_kind);
-        meta::set_annotation(s, "edgecert.io/issuer-group", "edgecert.io");
-        meta::set_annotation(s, "edgecert.io/alt-names", join(m.dns_names));
+        if (s.value("type", "").empty()) s["type"] = "kubernetes.io/tls";
+        set_meta(s, ref, m);
         if (!s.contains("data") || !s["data"].is_object()) s["data"] = json::object();
         s["data"]["tls.crt"] = base64(cert.cert_pem);
         s["data"]["tls.key"] = base64(cert.key_pem.reveal());

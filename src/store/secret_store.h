@@ -31,6 +31,10 @@ class SecretStore final : public CertificateStore, public AccountKeyStore {
     Status save_pending(const CertificateRef& ref, const PendingOrder& order) override;
     Status clear_pending(const CertificateRef& ref) override;
 
+    // A valid certificate found in an existing Secret (cert-manager made it, or a person): add our
+    // label and annotations so the terminators load it, instead of ordering a new one.
+    Status adopt(const CertificateRef& ref, const CertificateMeta& meta);
+
     Result<std::optional<SecretBytes>> load_account_key(const std::string& id) override;
     Status save_account_key(const std::string& id, const SecretBytes& pem) override;
 

@@ -196,3 +196,35 @@ def test_revoke_on_delete(env):
         assert not [x for x in acme.certs() if x["serial"] == hex(kept.serial_number)][0]["revoked"]
     finally:
         ctl.stop()
+
+
+def test_existing_valid_secret_is_adopted_not_reordered(env, tmp_path):
+    """Migration: a valid certificate already in the Secret (cert-manager made it) is kept and
+    labelled for the terminators; no order is placed. An Opaque Secret of that name is refused
+    with a clear BadConfig (a Secret's type cannot change)."""
+    from terminator_fixture import make_cert
+    srv, acme = env["srv"], env["acme"]
+    serial = make_cert(str(tmp_path / "adopt"), ["adopt.faults.test"], days=30)
+    srv.kubectl("create", "secret", "tls", "adopt-tls", "--cert", str(tmp_path / "adopt" / "tls.crt"),
+                "--key", str(tmp_path / "adopt" / "tls.key"))
+    srv.kubectl("create", "secret", "generic", "opaque-tls", "--from-file=tls.crt=" + str(tmp_path / "adopt" / "tls.crt"),
+                "--from-file=tls.key=" + str(tmp_path / "adopt" / "tls.key"))
+    ctl = Controller(srv, env["dir"], "--leader-elect=false", name="adopt").wait_ready()
+    try:
+        apply(srv, certificate("adopt-tls", ["adopt.faults.test"], "acme"))
+        wait_until(lambda: (get_json(srv, "secret", "adopt-tls")["metadata"].get("labels") or {}).get(
+            "edgecert.io/managed") == "true", 20, what="Secret labelled")
+        c = wait_until(lambda: (lambda c: c if (condition(c, "Ready") or {}).get("status") == "True" else None)(
+            get_json(srv, "certificate", "adopt-tls")), 20, what="Ready")
+        assert c["status"]["notAfter"]
+        wait_until(lambda: tls_probe(env["term"].tls_port, "adopt.faults.test")[0] == serial, 10,
+                   what="the adopted certificate served")
+        assert orders_for(acme, "adopt.faults.test") == []
+
+        apply(srv, certificate("opaque-tls", ["adopt.faults.test"], "acme"))
+        c = wait_until(lambda: (lambda c: c if (condition(c, "Ready") or {}).get("reason") == "BadConfig" else None)(
+            get_json(srv, "certificate", "opaque-tls")), 20, what="BadConfig for the Opaque Secret")
+        assert "type Opaque" in condition(c, "Ready")["message"]
+        assert get_json(srv, "secret", "opaque-tls")["type"] == "Opaque"
+    finally:
+        ctl.stop()

@@ -3,12 +3,24 @@
 // FakeClock can run a whole order flow, with its polling and Retry-After, in no real time.
 #include <atomic>
 #include <chrono>
+#include <ctime>
+#include <string>
 #include <mutex>
 #include <thread>
 
 namespace edgecert {
 
 using SystemTime = std::chrono::system_clock::time_point;
+
+// RFC 3339 UTC with whole seconds ("2026-11-28T21:00:00Z"): what logs, status and metadata show.
+inline std::string rfc3339(SystemTime t) {
+    std::time_t tt = std::chrono::system_clock::to_time_t(t);
+    std::tm tm{};
+    gmtime_r(&tt, &tm);
+    char buf[32];
+    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    return buf;
+}
 using SteadyTime = std::chrono::steady_clock::time_point;
 
 class Clock {

@@ -73,7 +73,8 @@ class Store(StoreBase):
                 data[k] = base64.b64encode(str(v).encode()).decode()
             if data or "data" in obj:
                 obj["data"] = data
-            obj.setdefault("type", "Opaque")
+            if not obj.get("type"):  # SetDefaults_Secret: an empty type (kubectl sends "") is Opaque
+                obj["type"] = "Opaque"
             if old is not None and old.get("type") != obj["type"]:
                 raise errors.invalid(rt, name, [("type", "FieldValueInvalid",
                                                  'Invalid value: "%s": field is immutable'

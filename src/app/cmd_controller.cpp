@@ -39,26 +39,6 @@ namespace {
 namespace res = k8s::resources;
 using std::chrono::milliseconds;
 
-// "250ms", "10s", "5m", "1h"; a bare number is seconds.
-Result<milliseconds> parse_duration(const std::string& flag, const std::string& v) {
-    size_t pos = 0;
-    double n = 0;
-    try {
-        n = std::stod(v, &pos);
-    } catch (const std::exception&) {
-        return Error(ErrorCode::InvalidConfig, "--" + flag + ": '" + v + "' is not a duration");
-    }
-    std::string unit = v.substr(pos);
-    double ms;
-    if (unit == "ms") ms = n;
-    else if (unit == "s" || unit.empty()) ms = n * 1000;
-    else if (unit == "m") ms = n * 60'000;
-    else if (unit == "h") ms = n * 3'600'000;
-    else return Error(ErrorCode::InvalidConfig, "--" + flag + ": unknown unit '" + unit + "'");
-    if (n <= 0) return Error(ErrorCode::InvalidConfig, "--" + flag + " must be positive");
-    return milliseconds(static_cast<long long>(ms));
-}
-
 std::string env(const char* name) {
     const char* v = std::getenv(name);
     return v ? v : "";
@@ -154,7 +134,7 @@ int cmd_controller(int argc, char** argv) {
     for (auto [name, dst] : {std::pair{"leader-election-lease-duration", &lease_duration},
                              {"leader-election-renew-deadline", &renew_deadline},
                              {"leader-election-retry-period", &retry_period}}) {
-        auto d = parse_duration(name, f.get(name));
+        auto d = f.get_duration(name, false);
         if (!d) return fail(d.error());
         *dst = *d;
     }
@@ -264,10 +244,10 @@ int cmd_controller(int argc, char** argv) {
         auto w = f.get_int("certificate-workers", 1, 256);
         if (!w) return fail(w.error());
         cco.workers = static_cast<int>(*w);
-        auto ct = parse_duration("challenge-timeout", f.get("challenge-timeout"));
+        auto ct = f.get_duration("challenge-timeout", false);
         if (!ct) return fail(ct.error());
         cco.challenge_present_timeout = *ct;
-        auto fb = parse_duration("failure-backoff-base", f.get("failure-backoff-base"));
+        auto fb = f.get_duration("failure-backoff-base", false);
         if (!fb) return fail(fb.error());
         cco.failure_backoff_base = std::max(std::chrono::seconds(1), std::chrono::duration_cast<std::chrono::seconds>(*fb));
     }

@@ -28,29 +28,6 @@
 #include "tls/tls_context.h"
 
 namespace edgecert::app {
-namespace {
-
-// "250ms", "10s", "5m", "12h"; a bare number is seconds.
-Result<std::chrono::milliseconds> parse_duration(const std::string& flag, const std::string& v) {
-    size_t pos = 0;
-    double n = 0;
-    try {
-        n = std::stod(v, &pos);
-    } catch (const std::exception&) {
-        return Error(ErrorCode::InvalidConfig, "--" + flag + ": '" + v + "' is not a duration");
-    }
-    std::string unit = v.substr(pos);
-    double ms;
-    if (unit == "ms") ms = n;
-    else if (unit == "s" || unit.empty()) ms = n * 1000;
-    else if (unit == "m") ms = n * 60'000;
-    else if (unit == "h") ms = n * 3'600'000;
-    else return Error(ErrorCode::InvalidConfig, "--" + flag + ": unknown unit '" + unit + "'");
-    if (n < 0) return Error(ErrorCode::InvalidConfig, "--" + flag + " must not be negative");
-    return std::chrono::milliseconds(static_cast<long long>(ms));
-}
-
-}  // namespace
 
 int cmd_terminator(int argc, char** argv) {
     Flags f("terminator", "[flags]",
@@ -148,7 +125,7 @@ int cmd_terminator(int argc, char** argv) {
     for (auto [name, dst] : {std::pair{"handshake-timeout", &so.handshake_timeout}, {"idle-timeout", &so.idle_timeout},
                              {"drain-timeout", &so.drain_timeout}, {"rescan-interval", &rescan},
                              {"ticket-key-rotation", &rotation}, {"sync-timeout", &sync_timeout}}) {
-        auto d = parse_duration(name, f.get(name));
+        auto d = f.get_duration(name);
         if (!d) return fail(d.error());
         *dst = *d;
     }

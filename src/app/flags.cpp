@@ -103,6 +103,27 @@ Result<long> Flags::get_int(const std::string& name, long min, long max) const {
     }
 }
 
+Result<std::chrono::milliseconds> Flags::get_duration(const std::string& name, bool allow_zero) const {
+    const std::string v = get(name);
+    size_t pos = 0;
+    double n = 0;
+    try {
+        n = std::stod(v, &pos);
+    } catch (const std::exception&) {
+        return Error(ErrorCode::InvalidConfig, "--" + name + ": '" + v + "' is not a duration");
+    }
+    const std::string unit = v.substr(pos);
+    double ms;
+    if (unit == "ms") ms = n;
+    else if (unit == "s" || unit.empty()) ms = n * 1000;
+    else if (unit == "m") ms = n * 60'000;
+    else if (unit == "h") ms = n * 3'600'000;
+    else return Error(ErrorCode::InvalidConfig, "--" + name + ": unknown unit '" + unit + "'");
+    if (n < 0 || (!allow_zero && n == 0))
+        return Error(ErrorCode::InvalidConfig, "--" + name + (allow_zero ? " must not be negative" : " must be positive"));
+    return std::chrono::milliseconds(static_cast<long long>(ms));
+}
+
 std::string Flags::help_text() const {
     std::ostringstream o;
     o << "Usage: edgecert " << command_ << " " << usage_ << "\n\n" << description_ << "\n\nFlags:\n";

@@ -1,6 +1,7 @@
 #pragma once
 // A small declarative flag parser shared by every subcommand: `--name value`, `--name=value`,
 // boolean `--name`, repeated flags, and a generated --help. Unknown flags are an error.
+#include <chrono>
 #include <functional>
 #include <map>
 #include <optional>
@@ -30,6 +31,9 @@ public:
     std::vector<std::string> get_all(const std::string& name) const;
     bool get_bool(const std::string& name) const;
     Result<long> get_int(const std::string& name, long min, long max) const;
+    // "250ms", "10s", "5m", "12h"; a bare number is seconds. Negative is refused, and zero too
+    // unless allow_zero.
+    Result<std::chrono::milliseconds> get_duration(const std::string& name, bool allow_zero = true) const;
     const std::vector<std::string>& positional() const { return positional_; }
     // Values from a config file: taken as if given before every command-line flag, so the
     // command line wins. Call after parse(). InvalidConfig names an unknown key.

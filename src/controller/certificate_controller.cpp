@@ -631,9 +631,10 @@ Result<Requeue> CertificateController::reconcile(const std::string& key) {
                     return SecretBytes(std::move(*v));
                 };
                 auto so = select_solver(resolved->acme, spec->labels, spec->dns_names);
-                auto dns = so ? make_owned_dns_solver((*so)->dns01, read,
+                auto dns = so && *so ? make_owned_dns_solver((*so)->dns01, read,
                                                       [&] { return http_factory_(AcmeIssuerSpec{}); }, ctx_.clock)
-                              : Result<OwnedDnsSolver>(so.error());
+                              : Result<OwnedDnsSolver>(so ? Error(ErrorCode::InvalidConfig, "no dns01 solver selected")
+                                                          : so.error());
                 res = dns ? issue(*client, *dns->solver, store_, req, ctx_.clock) : Result<IssueResult>(dns.error());
             } else {
                 res = issue(*client, publisher, store_, req, ctx_.clock);

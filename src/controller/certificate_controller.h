@@ -85,6 +85,7 @@ class CertificateController {
 
     ControllerContext& ctx_;
     CertificateControllerOptions opts_;
+    AccountManager::HttpFactory http_factory_;  // also builds dns-01 webhook clients
     store::SecretStore store_;
     AccountManager accounts_;
     std::unique_ptr<Runner> runner_;

@@ -128,6 +128,23 @@ Result<std::unique_ptr<DnsSolver>> make_dns_solver(const Dns01Config& cfg, dns::
     return std::make_unique<DnsSolver>(std::move(provider));
 }
 
+Result<OwnedDnsSolver> make_owned_dns_solver(
+    Dns01Config cfg, const std::function<Result<SecretBytes>(const Dns01Config&)>& read_secret,
+    const std::function<Result<std::unique_ptr<HttpClient>>()>& http, Clock& clock) {
+    OwnedDnsSolver out;
+    if (!cfg.tsig_key_name.empty() && cfg.tsig_secret.empty()) {
+        if (!read_secret) return Error(ErrorCode::InvalidConfig, "dns-01: no way to read the TSIG secret");
+        EC_TRY_ASSIGN(cfg.tsig_secret, read_secret(cfg));
+    }
+    if (!cfg.webhook_url.empty()) {
+        if (!http) return Error(ErrorCode::InvalidConfig, "dns-01 webhook: no HTTP client");
+        EC_TRY_ASSIGN(out.http, http());
+    }
+    out.transport = std::make_unique<dns::SocketTransport>();
+    EC_TRY_ASSIGN(out.solver, make_dns_solver(cfg, *out.transport, out.http.get(), clock));
+    return out;
+}
+
 namespace {
 
 Error bad_dns(std::string m) { return Error(ErrorCode::InvalidConfig, "spec.acme.solvers[].dns01" + m); }

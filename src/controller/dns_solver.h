@@ -8,6 +8,7 @@
 // its base name share the TXT name — and is also called when present failed halfway.
 #include <nlohmann/json.hpp>
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -75,6 +76,18 @@ struct Dns01Config {
     std::chrono::milliseconds poll_interval{std::chrono::seconds(2)};
     std::vector<std::string> check_servers;  // HOST:PORT list overriding the NS discovery
 };
+
+// A solver with what it runs on, for the controller and `edgecert run`.
+struct OwnedDnsSolver {
+    std::unique_ptr<dns::DnsTransport> transport;
+    std::unique_ptr<HttpClient> http;  // webhook only
+    std::unique_ptr<DnsSolver> solver;
+};
+// `read_secret` supplies the TSIG secret when cfg names a key (from the Secret
+// tsig_secret_name/tsig_secret_key, or tsig_secret_file); `http` builds the webhook's client.
+Result<OwnedDnsSolver> make_owned_dns_solver(
+    Dns01Config cfg, const std::function<Result<SecretBytes>(const Dns01Config&)>& read_secret,
+    const std::function<Result<std::unique_ptr<HttpClient>>()>& http, Clock& clock);
 
 // Parses a solver's dns01 block (deploy/crds/issuers.edgecert.io.yaml; docs/dns01.md): rfc2136
 // {nameserver, zone, tsigKeyName, tsigAlgorithm, tsigSecretSecretRef{name,key} | tsigSecretFile}

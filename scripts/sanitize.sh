@@ -20,7 +20,7 @@ run() {  # run KIND BUILD_DIR CTEST_ARGS...
 }
 case $what in
   address) run address "$ROOT/build-asan" -L unit ;;
-  thread) run thread "$ROOT/build-tsan" -L 'unit_(tls|proxy|platform|k8s)' ;;
+  thread) run thread "$ROOT/build-tsan" -L 'unit_(tls|proxy|platform|k8s|controller|store)' ;;
   all) run address "$ROOT/build-asan" -L unit
        run thread "$ROOT/build-tsan" -L unit ;;
   *) echo "usage: $0 [address|thread|all]" >&2; exit 2 ;;

@@ -228,3 +228,26 @@ def test_existing_valid_secret_is_adopted_not_reordered(env, tmp_path):
         assert get_json(srv, "secret", "opaque-tls")["type"] == "Opaque"
     finally:
         ctl.stop()
+
+
+def test_watches_dropped_and_410_during_issuance(env):
+    """Every watch cut and the Certificate/Challenge watches answered 410 while an order runs:
+    the controller relists, still sees the terminator's presented=true, and finishes."""
+    srv, acme = env["srv"], env["acme"]
+    ctl = Controller(srv, env["dir"], "--leader-elect=false", name="relist").wait_ready()
+    try:
+        srv.fault("gone_next_watch", path_prefix="/apis/edgecert.io/v1alpha1/certificates")
+        srv.fault("gone_next_watch", path_prefix="/apis/edgecert.io/v1alpha1/challenges")
+        srv.fault("drop_watches")
+        apply(srv, certificate("relist-tls", ["relist.faults.test"], "acme"))
+        srv.fault("drop_watches")
+        leaf = wait_until(lambda: secret_cert(srv, "relist-tls"), 40, interval=0.2, what="issued across relists")
+        assert len(orders_for(acme, "relist.faults.test")) == 1
+        wait_until(lambda: tls_probe(env["term"].tls_port, "relist.faults.test")[0] == format(leaf.serial_number, "x"),
+                   10, what="served")
+        reqs = srv.requests()
+        assert any(r["path"] == "/apis/edgecert.io/v1alpha1/certificates" and "watch" not in (r.get("query") or "")
+                   for r in reqs), "no relist of certificates"
+    finally:
+        srv.clear_faults()
+        ctl.stop()

@@ -32,6 +32,7 @@
 #include "edgecert/base/clock.h"
 #include "edgecert/base/metrics.h"
 #include "platform/curl_http.h"
+#include "platform/files.h"
 #include "platform/signals.h"
 #include "store/dir_store.h"
 
@@ -297,7 +298,27 @@ Result<controller::Requeue> RunController::reconcile(const std::string& name) {
         save();
         return r;
     }
-    InProcessSolver solver(mem_, *types);
+    InProcessSolver in_process(mem_, *types);
+    std::optional<controller::OwnedDnsSolver> dns;
+    if (*types == std::vector<std::string>{"dns-01"}) {
+        // A dns01 solver: RFC 2136 (TSIG secret from rfc2136.tsigSecretFile) or a webhook.
+        auto so = controller::select_solver(iss->acme, spec.labels, spec.dns_names);
+        auto read = [](const controller::Dns01Config& c) -> Result<SecretBytes> {
+            if (c.tsig_secret_file.empty())
+                return Error(ErrorCode::InvalidConfig, "edgecert run reads the TSIG secret from dns01.rfc2136.tsigSecretFile");
+            return platform::read_secret_file(c.tsig_secret_file, 16384);
+        };
+        auto d = so && *so ? controller::make_owned_dns_solver(
+                                 (*so)->dns01, read, [] { return http_factory(controller::AcmeIssuerSpec{}); }, clock_)
+                           : Result<controller::OwnedDnsSolver>(Error(ErrorCode::InvalidConfig, "no dns01 solver selected"));
+        if (!d) {
+            auto r = failed(spec, st, d.error(), in_service);
+            save();
+            return r;
+        }
+        dns = std::move(*d);
+    }
+    acme::ChallengeSolver& solver = dns ? static_cast<acme::ChallengeSolver&>(*dns->solver) : in_process;
     auto t0 = clock_.steady_now();
     auto res = controller::issue(**client, solver, store_, req, clock_);
     if (!res) {

@@ -137,6 +137,17 @@ Result<RunIssuer> parse_issuer(const json& e, const std::string& base_dir) {
         eab["keySecretRef"] = {{"name", "file:" + path}};
         eab.erase("keySecretFile");
     }
+    // dns01.rfc2136.tsigSecretFile (this file's stand-in for tsigSecretSecretRef) is relative to
+    // the config file like every other path; it is read when a certificate is issued.
+    if (acme.contains("solvers") && acme["solvers"].is_array()) {
+        for (auto& sv : acme["solvers"]) {
+            if (!sv.is_object() || !sv.contains("dns01") || !sv["dns01"].is_object()) continue;
+            json& d = sv["dns01"];
+            if (d.contains("rfc2136") && d["rfc2136"].is_object() && d["rfc2136"].contains("tsigSecretFile") &&
+                d["rfc2136"]["tsigSecretFile"].is_string())
+                d["rfc2136"]["tsigSecretFile"] = resolve(base_dir, d["rfc2136"]["tsigSecretFile"].get<std::string>());
+        }
+    }
     EC_TRY_ASSIGN(out.acme, controller::parse_acme_issuer(json{{"acme", acme}}));
     out.eab_hmac = std::move(hmac);
     return out;

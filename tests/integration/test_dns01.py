@@ -201,3 +201,41 @@ def test_webhook_solver_writes_through_an_external_adapter(bind, pebble, tmp_pat
         assert bind.txt(NAME) == []
     finally:
         hook.stop()
+
+
+def test_edgecert_run_issues_a_wildcard_through_an_rfc2136_solver(bind, pebble, tmp_path):
+    from test_run import Backend, EdgecertRun, wait_for  # the `edgecert run` harness
+
+    backend = Backend(str(tmp_path / "www"))
+    r = None
+    try:
+        issuers = [{"name": "dns", "acme": {
+            "server": pebble.dir_url, "caBundleFile": pebble.ca_file, "email": "ops@example.test",
+            "solvers": [{"http01": {}},
+                        {"selector": {"dnsZones": ["example.test"]},
+                         "dns01": {"rfc2136": {"nameserver": bind.server, "tsigKeyName": bind.key_name,
+                                               "tsigAlgorithm": "HMACSHA256",
+                                               "tsigSecretFile": bind.secret_file},
+                                   "pollInterval": "200ms", "propagationTimeout": "20s"}}]}}]
+        certs = [{"name": "wild", "dnsNames": ["*.example.test", "example.test"], "issuerRef": {"name": "dns"}}]
+        r = EdgecertRun(tmp_path / "run", issuers, certs, backend.port)
+        r.start()
+        crt = r.wait_cert("wild", timeout=40)
+        v = verify_chain(crt, pebble.root_pem(), str(tmp_path))
+        assert v.returncode == 0, v.stdout + v.stderr
+        assert "DNS:*.example.test" in san(crt)
+        wait_for(lambda: bind.txt(NAME) == [], 10, "the TXT records removed", r.proc, r.log)
+        # The terminator serves it for any name under the wildcard.
+        root = str(tmp_path / "root.pem")
+        with open(root, "w") as f:
+            f.write(pebble.root_pem())
+        wait_for(lambda: "snapshot published" in r.log(), 10, "certificate served", r.proc, r.log)
+        c = subprocess.run(["curl", "-sS", "--max-time", "5", "--cacert", root, "--resolve",
+                            f"anything.example.test:{r.tls_port}:127.0.0.1",
+                            f"https://anything.example.test:{r.tls_port}/"], capture_output=True, text=True)
+        assert c.returncode == 0 and "hello from the backend" in c.stdout, c.stderr
+        assert open(bind.secret_file).read().strip() not in r.log()
+    finally:
+        if r:
+            r.stop()
+        backend.stop()

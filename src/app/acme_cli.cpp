@@ -81,7 +81,7 @@ void add_account_flags(Flags& f) {
 void add_order_flags(Flags& f) {
     f.add("domains", "LIST", "comma-separated DNS names of one certificate; the first names its folder; repeat for more certificates")
         .add("key-type", "TYPE", "certificate key: ec256, ec384, rsa2048, rsa3072, rsa4096, ed25519", "ec256")
-        .add("challenge", "TYPE", "http-01 or tls-alpn-01 (or both, comma-separated)", "http-01")
+        .add("challenge", "TYPE", "http-01, tls-alpn-01 or dns-01 (comma-separated for several; wildcards need dns-01)", "http-01")
         .add("http-port", "[ADDR:]PORT", "where the built-in http-01 responder listens", "80")
         .add("tls-port", "[ADDR:]PORT", "where the built-in tls-alpn-01 responder listens", "443")
         .add("profile", "NAME", "ACME profile to request (the CA's default otherwise)")

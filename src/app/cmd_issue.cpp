@@ -29,7 +29,8 @@ Result<std::vector<std::string>> challenge_types(const std::string& spec) {
 int cmd_issue(int argc, char** argv) {
     Flags f("issue", "--server URL --domains a.example[,b.example] [flags]",
             "Obtains a certificate from an ACME CA (RFC 8555), answering the CA's http-01 or\n"
-            "tls-alpn-01 challenge with a built-in responder, and writes OUT/<first-domain>/tls.crt\n"
+            "tls-alpn-01 challenge with a built-in responder, or dns-01 through an RFC 2136 DNS\n"
+            "server or a webhook (docs/dns01.md), and writes OUT/<first-domain>/tls.crt\n"
             "(leaf + chain) and tls.key (0600). The account is kept under OUT/accounts/ and reused.\n"
             "An order interrupted by a crash or a CA outage is resumed on the next run.");
     add_account_flags(f);

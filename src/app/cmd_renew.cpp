@@ -8,6 +8,7 @@
 
 #include "app/acme_cli.h"
 #include "app/commands.h"
+#include "app/dns_cli.h"
 #include "edgecert/acme/ari.h"
 #include "edgecert/acme/types.h"
 #include "platform/files.h"
@@ -35,7 +36,7 @@ struct RenewOptions {
 };
 
 // Renews one certificate if it is due. Returns true when it was renewed, false when not due.
-Result<bool> renew_one(AcmeSession& s, StandaloneSolver& solver, const std::vector<std::string>& domains,
+Result<bool> renew_one(AcmeSession& s, acme::ChallengeSolver& solver, const std::vector<std::string>& domains,
                        const RenewOptions& o, Clock& clock) {
     const std::string dir = cert_dir(s.out_dir, domains.front());
     auto pem = platform::read_file(dir + "/tls.crt");
@@ -137,6 +138,7 @@ int cmd_renew(int argc, char** argv) {
             "A new private key is made each time unless --reuse-key. Exits 0 when nothing failed.");
     add_account_flags(f);
     add_order_flags(f);
+    add_dns_flags(f);
     f.add_bool("all", "every certificate under OUT from this CA (instead of --domains)")
         .add_bool("force", "renew now, whatever ARI or the lifetime rule say")
         .add_bool("reuse-key", "keep the current private key")
@@ -174,7 +176,16 @@ int cmd_renew(int argc, char** argv) {
     std::vector<std::string> types;
     for (const char* t : {"http-01", "tls-alpn-01"})
         if (f.get("challenge").find(t) != std::string::npos) types.push_back(t);
-    if (types.empty()) return std::fprintf(stderr, "edgecert renew: --challenge: use http-01 or tls-alpn-01\n"), 2;
+    const bool dns01 = f.get("challenge").find("dns-01") != std::string::npos;
+    if (types.empty() && !dns01)
+        return std::fprintf(stderr, "edgecert renew: --challenge: use http-01, tls-alpn-01 or dns-01\n"), 2;
+    // dns-01 (wildcards need it) through the same --dns-* / --tsig-* flags as `edgecert issue`.
+    std::optional<DnsCliSolver> dns;
+    if (dns01) {
+        auto d = dns_solver_from_flags(f, RealClock::instance());
+        if (!d) return std::fprintf(stderr, "edgecert renew: %s\n", d.error().message.c_str()), 2;
+        dns = std::move(*d);
+    }
 
     RealClock& clock = RealClock::instance();
     if (certs.empty()) {
@@ -184,7 +195,10 @@ int cmd_renew(int argc, char** argv) {
     auto session = open_session(f, clock);
     if (!session) return report_failure("renew", session.error());
     // The responders bind only when a certificate is due (present() prepares them).
-    StandaloneSolver solver(types, f.get("http-port"), f.get("tls-port"), clock);
+    StandaloneSolver standalone(types, f.get("http-port"), f.get("tls-port"), clock);
+    controller::CompositeSolver solver;
+    if (!types.empty()) solver.add(standalone);
+    if (dns) solver.add(*dns->solver);
     int failed = 0;
     for (const auto& domains : certs) {
         auto r = renew_one(*session, solver, domains, o, clock);

@@ -70,6 +70,14 @@ def test_wildcard_and_apex_issued_with_rfc2136(bind, pebble, tmp_path):
     # The TSIG secret is never printed.
     secret = open(bind.secret_file).read().strip()
     assert secret not in r.stdout + r.stderr
+    # `edgecert renew` takes the same dns-01 flags: a forced renewal of the wildcard certificate.
+    serial = openssl("x509", "-in", str(crt), "-noout", "-serial").stdout
+    r = run("renew", "--server", pebble.dir_url, "--ca-bundle", pebble.ca_file, "--out", str(out),
+            "--email", "ops@example.test", "--domains", "*.example.test,example.test", "--force",
+            "--challenge", "dns-01", "--dns-poll-interval", "200ms", *rfc2136_flags(bind), timeout=90)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert openssl("x509", "-in", str(crt), "-noout", "-serial").stdout != serial
+    assert bind.txt(NAME) == []
 
 
 def test_wrong_tsig_secret_fails_before_validation_and_leaves_nothing(bind, pebble, tmp_path):

@@ -8,11 +8,11 @@ BUILD=${1:-$ROOT/build}; shift || true
 PKGS=(
   # toolchain and libraries
   cmake ninja-build g++ pkg-config libssl-dev libcurl4-openssl-dev libcpprest-dev
-  nlohmann-json3-dev libspdlog-dev libfmt-dev libgtest-dev libgmock-dev libyaml-cpp-dev
+  nlohmann-json3-dev libspdlog-dev libfmt-dev libgtest-dev libgmock-dev libyaml-cpp-dev libldns-dev
   # test and benchmark components (real ones, not mocks: see DESIGN.md)
   openssl curl iproute2 procps python3-pytest python3-cryptography python3-yaml python3-kubernetes
   pebble lego
-  libldns-dev bind9  # dns-01: ldns (RFC 2136 + TSIG wire format), named for test_dns01.py
+  bind9  # dns-01: named for test_dns01.py; libldns-dev above is the RFC 2136 + TSIG wire format
   nghttp2-client testssl.sh  # h2load, TLS scanner: terminator integration tests and bench/tls
   chromium  # headless browser through the terminator (test_terminator_chromium.py)
   prometheus  # promtool check metrics (admin server exposition)

@@ -17,22 +17,27 @@ void add_dns_flags(Flags& f) {
         .add("tsig-algorithm", "ALG", "dns-01: hmac-sha256 or hmac-sha512", "hmac-sha256")
         .add("tsig-secret-file", "FILE",
              "dns-01: file with the base64 TSIG secret, or a BIND key file from tsig-keygen")
-        .add("dns-webhook", "URL",
-             "dns-01: POST present/cleanup requests to this URL instead of RFC 2136 (docs/dns01.md)")
+        .add(
+            "dns-webhook", "URL",
+            "dns-01: POST present/cleanup requests to this URL instead of RFC 2136 (docs/dns01.md)")
         .add("dns-propagation-timeout", "DURATION",
              "dns-01: how long to wait for every authoritative server to answer the record", "2m")
         .add("dns-poll-interval", "DURATION", "dns-01: pause between propagation checks", "2s")
         .add("dns-check-server", "HOST:PORT",
-             "dns-01: ask this server in the propagation check instead of the zone's NS (repeatable)")
-        .add_bool("dns-skip-propagation-check", "dns-01: do not wait for the authoritative servers");
+             "dns-01: ask this server in the propagation check instead of the zone's NS "
+             "(repeatable)")
+        .add_bool("dns-skip-propagation-check",
+                  "dns-01: do not wait for the authoritative servers");
 }
 
-Result<std::chrono::milliseconds> parse_dns_duration(const std::string& flag, const std::string& v) {
+Result<std::chrono::milliseconds> parse_dns_duration(const std::string& flag,
+                                                     const std::string& v) {
     std::string s = v;
     if (!s.empty() && std::all_of(s.begin(), s.end(), ::isdigit)) s += "s";
     auto d = controller::parse_go_duration(s);
     if (!d || d->count() <= 0)
-        return Error(ErrorCode::InvalidConfig, "--" + flag + " '" + v + "' is not a positive duration (e.g. 90s, 2m)");
+        return Error(ErrorCode::InvalidConfig,
+                     "--" + flag + " '" + v + "' is not a positive duration (e.g. 90s, 2m)");
     return std::chrono::duration_cast<std::chrono::milliseconds>(*d);
 }
 
@@ -44,17 +49,21 @@ Result<DnsCliSolver> dns_solver_from_flags(const Flags& f, Clock& clock) {
     cfg.tsig_key_name = f.get("tsig-key-name");
     cfg.tsig_algorithm = f.get("tsig-algorithm");
     if (cfg.nameserver.empty() && cfg.webhook_url.empty())
-        return Error(ErrorCode::InvalidConfig,
-                     "--challenge dns-01 needs --dns-server HOST:PORT (RFC 2136) or --dns-webhook URL");
+        return Error(
+            ErrorCode::InvalidConfig,
+            "--challenge dns-01 needs --dns-server HOST:PORT (RFC 2136) or --dns-webhook URL");
     if (f.has("tsig-secret-file")) {
         if (cfg.tsig_key_name.empty())
             return Error(ErrorCode::InvalidConfig, "--tsig-secret-file needs --tsig-key-name");
-        EC_TRY_ASSIGN(cfg.tsig_secret, platform::read_secret_file(f.get("tsig-secret-file"), 16384));
+        EC_TRY_ASSIGN(cfg.tsig_secret,
+                      platform::read_secret_file(f.get("tsig-secret-file"), 16384));
     } else if (!cfg.tsig_key_name.empty()) {
         return Error(ErrorCode::InvalidConfig, "--tsig-key-name needs --tsig-secret-file");
     }
-    EC_TRY_ASSIGN(cfg.propagation_timeout, parse_dns_duration("dns-propagation-timeout", f.get("dns-propagation-timeout")));
-    EC_TRY_ASSIGN(cfg.poll_interval, parse_dns_duration("dns-poll-interval", f.get("dns-poll-interval")));
+    EC_TRY_ASSIGN(cfg.propagation_timeout,
+                  parse_dns_duration("dns-propagation-timeout", f.get("dns-propagation-timeout")));
+    EC_TRY_ASSIGN(cfg.poll_interval,
+                  parse_dns_duration("dns-poll-interval", f.get("dns-poll-interval")));
     cfg.check_servers = f.get_all("dns-check-server");
     cfg.check_propagation = !f.get_bool("dns-skip-propagation-check");
     if (cfg.check_propagation && cfg.nameserver.empty() && cfg.check_servers.empty())
@@ -67,7 +76,8 @@ Result<DnsCliSolver> dns_solver_from_flags(const Flags& f, Clock& clock) {
     if (!cfg.webhook_url.empty()) {
         EC_TRY_ASSIGN(out.http, platform::CurlHttpClient::create(platform::CurlOptions{}));
     }
-    EC_TRY_ASSIGN(out.solver, controller::make_dns_solver(cfg, *out.transport, out.http.get(), clock));
+    EC_TRY_ASSIGN(out.solver,
+                  controller::make_dns_solver(cfg, *out.transport, out.http.get(), clock));
     return out;
 }
 

@@ -47,8 +47,8 @@ void DnsSolver::cleanup(const std::string& domain, const acme::Challenge& ch) no
     try {
         auto st = provider_->cleanup(rec);
         if (!st)
-            spdlog::warn("dns-01: could not remove the TXT value at {} for {}: {}", rec.fqdn, domain,
-                         st.error().message);
+            spdlog::warn("dns-01: could not remove the TXT value at {} for {}: {}", rec.fqdn,
+                         domain, st.error().message);
     } catch (const std::exception& e) {  // cleanup is noexcept: nothing may escape
         spdlog::warn("dns-01: cleanup of {} failed: {}", rec.fqdn, e.what());
     }
@@ -81,8 +81,9 @@ void CompositeSolver::cleanup(const std::string& domain, const acme::Challenge& 
     if (auto* p = for_type(ch.type)) p->cleanup(domain, ch);
 }
 
-Result<std::unique_ptr<DnsSolver>> make_dns_solver(const Dns01Config& cfg, dns::DnsTransport& transport,
-                                                   HttpClient* http, Clock& clock) {
+Result<std::unique_ptr<DnsSolver>> make_dns_solver(const Dns01Config& cfg,
+                                                   dns::DnsTransport& transport, HttpClient* http,
+                                                   Clock& clock) {
     std::optional<dns::Endpoint> ns;
     if (!cfg.nameserver.empty()) {
         EC_TRY_ASSIGN(ns, dns::parse_endpoint(cfg.nameserver));
@@ -108,7 +109,8 @@ Result<std::unique_ptr<DnsSolver>> make_dns_solver(const Dns01Config& cfg, dns::
             if (cfg.tsig_secret.empty())
                 return Error(ErrorCode::InvalidConfig,
                              "dns-01: TSIG key " + cfg.tsig_key_name + " has no secret");
-            EC_TRY_ASSIGN(ro.tsig, dns::TsigKey::create(cfg.tsig_key_name, cfg.tsig_algorithm, cfg.tsig_secret));
+            EC_TRY_ASSIGN(ro.tsig, dns::TsigKey::create(cfg.tsig_key_name, cfg.tsig_algorithm,
+                                                        cfg.tsig_secret));
         } else if (!cfg.tsig_secret.empty()) {
             return Error(ErrorCode::InvalidConfig, "dns-01: a TSIG secret needs a TSIG key name");
         }
@@ -117,12 +119,15 @@ Result<std::unique_ptr<DnsSolver>> make_dns_solver(const Dns01Config& cfg, dns::
     std::unique_ptr<dns::Dns01Provider> provider;
     if (!cfg.webhook_url.empty()) {
         if (!http) return Error(ErrorCode::InvalidConfig, "dns-01 webhook: no HTTP client");
-        dns::WebhookOptions wo{.url = cfg.webhook_url, .timeout = cfg.webhook_timeout, .zone = cfg.zone};
-        EC_TRY_ASSIGN(auto w, dns::WebhookProvider::create(std::move(wo), *http, std::move(client), std::move(checker)));
+        dns::WebhookOptions wo{
+            .url = cfg.webhook_url, .timeout = cfg.webhook_timeout, .zone = cfg.zone};
+        EC_TRY_ASSIGN(auto w, dns::WebhookProvider::create(std::move(wo), *http, std::move(client),
+                                                           std::move(checker)));
         provider = std::move(w);
     } else {
         if (!client)
-            return Error(ErrorCode::InvalidConfig, "dns-01 needs a nameserver (RFC 2136) or a webhook URL");
+            return Error(ErrorCode::InvalidConfig,
+                         "dns-01 needs a nameserver (RFC 2136) or a webhook URL");
         provider = std::make_unique<dns::Rfc2136Provider>(std::move(client), std::move(checker));
     }
     return std::make_unique<DnsSolver>(std::move(provider));
@@ -133,7 +138,8 @@ Result<OwnedDnsSolver> make_owned_dns_solver(
     const std::function<Result<std::unique_ptr<HttpClient>>()>& http, Clock& clock) {
     OwnedDnsSolver out;
     if (!cfg.tsig_key_name.empty() && cfg.tsig_secret.empty()) {
-        if (!read_secret) return Error(ErrorCode::InvalidConfig, "dns-01: no way to read the TSIG secret");
+        if (!read_secret)
+            return Error(ErrorCode::InvalidConfig, "dns-01: no way to read the TSIG secret");
         EC_TRY_ASSIGN(cfg.tsig_secret, read_secret(cfg));
     }
     if (!cfg.webhook_url.empty()) {
@@ -147,20 +153,25 @@ Result<OwnedDnsSolver> make_owned_dns_solver(
 
 namespace {
 
-Error bad_dns(std::string m) { return Error(ErrorCode::InvalidConfig, "spec.acme.solvers[].dns01" + m); }
+Error bad_dns(std::string m) {
+    return Error(ErrorCode::InvalidConfig, "spec.acme.solvers[].dns01" + m);
+}
 
 Result<std::chrono::milliseconds> duration_field(const nlohmann::json& j, const char* name,
                                                  std::chrono::milliseconds def) {
     if (!j.contains(name)) return def;
-    if (!j[name].is_string()) return bad_dns(std::string(".") + name + " must be a duration string (e.g. 2m)");
+    if (!j[name].is_string())
+        return bad_dns(std::string(".") + name + " must be a duration string (e.g. 2m)");
     auto d = parse_go_duration(j[name].get<std::string>());
     if (!d || d->count() <= 0)
-        return bad_dns(std::string(".") + name + " '" + j[name].get<std::string>() + "' is not a positive duration");
+        return bad_dns(std::string(".") + name + " '" + j[name].get<std::string>() +
+                       "' is not a positive duration");
     return std::chrono::duration_cast<std::chrono::milliseconds>(*d);
 }
 
 std::string str(const nlohmann::json& j, const char* name) {
-    return j.is_object() && j.contains(name) && j[name].is_string() ? j[name].get<std::string>() : "";
+    return j.is_object() && j.contains(name) && j[name].is_string() ? j[name].get<std::string>()
+                                                                    : "";
 }
 
 }  // namespace
@@ -168,14 +179,16 @@ std::string str(const nlohmann::json& j, const char* name) {
 Result<Dns01Config> parse_dns01_solver(const nlohmann::json& d) {
     Dns01Config c;
     if (!d.is_object()) return bad_dns(" must be an object");
-    if (str(d, "cnameStrategy") == "Follow") return bad_dns(".cnameStrategy Follow is not supported yet");
+    if (str(d, "cnameStrategy") == "Follow")
+        return bad_dns(".cnameStrategy Follow is not supported yet");
     const bool has_rfc = d.contains("rfc2136"), has_hook = d.contains("webhook");
     if (has_rfc == has_hook) return bad_dns(": set exactly one of rfc2136 and webhook");
     if (has_rfc) {
         const auto& r = d["rfc2136"];
         if (!r.is_object()) return bad_dns(".rfc2136 must be an object");
         c.nameserver = str(r, "nameserver");
-        if (c.nameserver.empty()) return bad_dns(".rfc2136.nameserver is required (HOST or HOST:PORT)");
+        if (c.nameserver.empty())
+            return bad_dns(".rfc2136.nameserver is required (HOST or HOST:PORT)");
         c.zone = str(r, "zone");
         c.tsig_key_name = str(r, "tsigKeyName");
         if (auto a = str(r, "tsigAlgorithm"); !a.empty()) c.tsig_algorithm = a;
@@ -190,7 +203,8 @@ Result<Dns01Config> parse_dns01_solver(const nlohmann::json& d) {
             return bad_dns(".rfc2136: a TSIG secret needs tsigKeyName");
         // Validate the algorithm now (a dummy secret), so a typo is a BadConfig at once.
         if (!c.tsig_key_name.empty()) {
-            auto k = dns::TsigKey::create(c.tsig_key_name, c.tsig_algorithm, SecretBytes(std::string("AAAA")));
+            auto k = dns::TsigKey::create(c.tsig_key_name, c.tsig_algorithm,
+                                          SecretBytes(std::string("AAAA")));
             if (!k) return bad_dns(".rfc2136: " + k.error().message);
         }
     } else {
@@ -198,31 +212,38 @@ Result<Dns01Config> parse_dns01_solver(const nlohmann::json& d) {
         if (!w.is_object()) return bad_dns(".webhook must be an object");
         c.webhook_url = str(w, "url");
         if (c.webhook_url.rfind("http://", 0) != 0 && c.webhook_url.rfind("https://", 0) != 0)
-            return bad_dns(".webhook.url must be an http(s):// URL (cert-manager's groupName/solverName "
-                           "webhooks are not supported: put an adapter behind a URL)");
+            return bad_dns(
+                ".webhook.url must be an http(s):// URL (cert-manager's groupName/solverName "
+                "webhooks are not supported: put an adapter behind a URL)");
         c.nameserver = str(w, "nameserver");
         c.zone = str(w, "zone");
         EC_TRY_ASSIGN(c.webhook_timeout, duration_field(w, "timeout", c.webhook_timeout));
     }
     if (d.contains("skipPropagationCheck")) {
-        if (!d["skipPropagationCheck"].is_boolean()) return bad_dns(".skipPropagationCheck must be true or false");
+        if (!d["skipPropagationCheck"].is_boolean())
+            return bad_dns(".skipPropagationCheck must be true or false");
         c.check_propagation = !d["skipPropagationCheck"].get<bool>();
     }
-    EC_TRY_ASSIGN(c.propagation_timeout, duration_field(d, "propagationTimeout", c.propagation_timeout));
+    EC_TRY_ASSIGN(c.propagation_timeout,
+                  duration_field(d, "propagationTimeout", c.propagation_timeout));
     EC_TRY_ASSIGN(c.poll_interval, duration_field(d, "pollInterval", c.poll_interval));
     if (d.contains("checkServers")) {
-        if (!d["checkServers"].is_array()) return bad_dns(".checkServers must be a list of HOST:PORT");
+        if (!d["checkServers"].is_array())
+            return bad_dns(".checkServers must be a list of HOST:PORT");
         for (const auto& s : d["checkServers"]) {
             if (!s.is_string()) return bad_dns(".checkServers must be a list of HOST:PORT");
-            if (auto ep = dns::parse_endpoint(s.get<std::string>()); !ep) return bad_dns(".checkServers: " + ep.error().message);
+            if (auto ep = dns::parse_endpoint(s.get<std::string>()); !ep)
+                return bad_dns(".checkServers: " + ep.error().message);
             c.check_servers.push_back(s.get<std::string>());
         }
     }
     if (!c.nameserver.empty())
-        if (auto ep = dns::parse_endpoint(c.nameserver); !ep) return bad_dns(": " + ep.error().message);
+        if (auto ep = dns::parse_endpoint(c.nameserver); !ep)
+            return bad_dns(": " + ep.error().message);
     if (c.check_propagation && c.nameserver.empty() && c.check_servers.empty())
-        return bad_dns(".webhook: the propagation check needs webhook.nameserver or checkServers "
-                       "(or skipPropagationCheck: true)");
+        return bad_dns(
+            ".webhook: the propagation check needs webhook.nameserver or checkServers "
+            "(or skipPropagationCheck: true)");
     return c;
 }
 

@@ -26,7 +26,8 @@ namespace edgecert::controller {
 
 class DnsSolver final : public acme::ChallengeSolver {
   public:
-    explicit DnsSolver(std::unique_ptr<dns::Dns01Provider> provider) : provider_(std::move(provider)) {}
+    explicit DnsSolver(std::unique_ptr<dns::Dns01Provider> provider)
+        : provider_(std::move(provider)) {}
     std::vector<std::string> supported_types() const override { return {"dns-01"}; }
     Status present(const std::string& domain, const acme::Challenge& ch,
                    const std::string& key_authorization) override;
@@ -97,7 +98,8 @@ Result<Dns01Config> parse_dns01_solver(const nlohmann::json& dns01);
 
 // Builds the solver. `transport`, `http` (webhook only; may be null otherwise) and `clock` must
 // outlive it. InvalidConfig for a bad nameserver, key, algorithm or URL.
-Result<std::unique_ptr<DnsSolver>> make_dns_solver(const Dns01Config& cfg, dns::DnsTransport& transport,
-                                                   HttpClient* http, Clock& clock);
+Result<std::unique_ptr<DnsSolver>> make_dns_solver(const Dns01Config& cfg,
+                                                   dns::DnsTransport& transport, HttpClient* http,
+                                                   Clock& clock);
 
 }  // namespace edgecert::controller

@@ -2,16 +2,13 @@
 #include "dns/message.h"
 
 #include <fmt/format.h>
-// <stdbool.h> first: without __bool_true_false_are_defined, ldns/common.h #defines true/false
-// as 1/0 even in C++ (json(true) would become a number).
-#include <stdbool.h>
-#include <ldns/ldns.h>
 
 #include <algorithm>
 #include <cctype>
 #include <cstdlib>
 #include <memory>
 
+#include "dns/ldns_wrap.h"
 #include "edgecert/base/encoding.h"
 
 namespace edgecert::dns {
@@ -33,7 +30,9 @@ using PktPtr = std::unique_ptr<ldns_pkt, PktFree>;
 using RdfPtr = std::unique_ptr<ldns_rdf, RdfFree>;
 using RrListPtr = std::unique_ptr<ldns_rr_list, RrListFree>;
 
-Error bad(std::string m) { return Error(ErrorCode::InvalidConfig, std::move(m)); }
+Error bad(std::string m) {
+    return Error(ErrorCode::InvalidConfig, std::move(m));
+}
 
 std::string lower(std::string_view s) {
     std::string out(s);
@@ -58,7 +57,8 @@ Result<RdfPtr> dname(std::string_view name) {
     std::string n = fqdn(name);
     if (n.size() > 254) return bad(fmt::format("DNS name '{}' is too long", name));
     for (char c : n)
-        if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.' || c == '*'))
+        if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.' ||
+              c == '*'))
             return bad(fmt::format("'{}' is not a DNS name edgecert will update", name));
     RdfPtr r(ldns_dname_new_frm_str(n.c_str()));
     if (!r) return bad(fmt::format("'{}' is not a valid DNS name", name));
@@ -122,10 +122,14 @@ std::vector<Record> records(const ldns_rr_list* list) {
 
 std::string tsig_error_name(int e) {
     switch (e) {
-        case kTsigBadSig: return "BADSIG";
-        case kTsigBadKey: return "BADKEY";
-        case kTsigBadTime: return "BADTIME";
-        case kTsigBadTrunc: return "BADTRUNC";
+        case kTsigBadSig:
+            return "BADSIG";
+        case kTsigBadKey:
+            return "BADKEY";
+        case kTsigBadTime:
+            return "BADTIME";
+        case kTsigBadTrunc:
+            return "BADTRUNC";
     }
     return fmt::format("TSIG error {}", e);
 }
@@ -133,8 +137,9 @@ std::string tsig_error_name(int e) {
 }  // namespace
 
 std::string rcode_name(int rcode) {
-    static const char* names[] = {"NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED",
-                                  "YXDOMAIN", "YXRRSET", "NXRRSET", "NOTAUTH", "NOTZONE"};
+    static const char* names[] = {"NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN",
+                                  "NOTIMP",  "REFUSED", "YXDOMAIN", "YXRRSET",
+                                  "NXRRSET", "NOTAUTH", "NOTZONE"};
     if (rcode >= 0 && rcode <= 10) return names[rcode];
     return fmt::format("RCODE{}", rcode);
 }
@@ -172,22 +177,25 @@ Result<TsigKey> TsigKey::create(std::string_view name, std::string_view algorith
     else if (alg == "hmac-sha512" || alg == "hmac-sha512." || alg == "hmacsha512")
         k.algorithm_ = "hmac-sha512.";
     else
-        return bad(fmt::format("TSIG algorithm '{}' is not supported: use hmac-sha256 or hmac-sha512",
-                               algorithm));
+        return bad(fmt::format(
+            "TSIG algorithm '{}' is not supported: use hmac-sha256 or hmac-sha512", algorithm));
     // Accept a bare base64 secret or a BIND key clause: key "n" { algorithm ..; secret "B64"; };
     std::string_view text = secret_text.reveal();
     std::string b64;
-    if (auto p = text.find("secret"); p != std::string_view::npos && text.find('"', p) != std::string_view::npos) {
+    if (auto p = text.find("secret");
+        p != std::string_view::npos && text.find('"', p) != std::string_view::npos) {
         auto q1 = text.find('"', p);
         auto q2 = text.find('"', q1 + 1);
-        if (q2 == std::string_view::npos) return bad("the TSIG key file has an unterminated secret");
+        if (q2 == std::string_view::npos)
+            return bad("the TSIG key file has an unterminated secret");
         b64.assign(text.substr(q1 + 1, q2 - q1 - 1));
     } else {
         b64 = trim(text);
     }
     auto raw = enc::base64_decode(b64);
     std::fill(b64.begin(), b64.end(), '\0');
-    if (!raw || raw->empty()) return bad(fmt::format("the TSIG secret for key {} is not base64", k.name_));
+    if (!raw || raw->empty())
+        return bad(fmt::format("the TSIG secret for key {} is not base64", k.name_));
     // Re-encode canonically: ldns decodes it again when it computes a MAC.
     k.secret_b64_ = SecretBytes(enc::base64(*raw));
     std::fill(raw->begin(), raw->end(), '\0');
@@ -248,8 +256,11 @@ Result<OutgoingMessage> build_query(std::string_view name, RrType type, uint16_t
 
 Result<Response> parse_response(std::string_view wire) {
     ldns_pkt* raw = nullptr;
-    if (ldns_wire2pkt(&raw, reinterpret_cast<const uint8_t*>(wire.data()), wire.size()) != LDNS_STATUS_OK || !raw)
-        return Error(ErrorCode::Transient, fmt::format("malformed DNS response ({} bytes)", wire.size()));
+    if (ldns_wire2pkt(&raw, reinterpret_cast<const uint8_t*>(wire.data()), wire.size()) !=
+            LDNS_STATUS_OK ||
+        !raw)
+        return Error(ErrorCode::Transient,
+                     fmt::format("malformed DNS response ({} bytes)", wire.size()));
     PktPtr p(raw);
     Response r;
     r.id = ldns_pkt_id(p.get());
@@ -277,7 +288,8 @@ std::vector<std::string> txt_values(const Response& r, std::string_view name) {
     std::vector<std::string> out;
     std::string n = fqdn(name);
     for (const auto& rec : r.answer)
-        if (rec.type == static_cast<uint16_t>(RrType::TXT) && rec.name == n) out.push_back(rec.data);
+        if (rec.type == static_cast<uint16_t>(RrType::TXT) && rec.name == n)
+            out.push_back(rec.data);
     return out;
 }
 
@@ -291,8 +303,9 @@ Status verify_response_tsig(std::string_view wire, const Response& parsed, const
         // §5.2: a server that cannot verify the request may answer NOTAUTH unsigned; a server
         // that ignores TSIG altogether answers without one.
         if (parsed.rcode == kNotAuth)
-            return fail("BADSIG/BADKEY", "the server rejected the request's signature (NOTAUTH); "
-                                         "check the key name, secret and algorithm");
+            return fail("BADSIG/BADKEY",
+                        "the server rejected the request's signature (NOTAUTH); "
+                        "check the key name, secret and algorithm");
         return fail("unsigned", "the server's answer carries no TSIG");
     }
     if (parsed.tsig->error == kTsigBadSig || parsed.tsig->error == kTsigBadKey)
@@ -302,9 +315,12 @@ Status verify_response_tsig(std::string_view wire, const Response& parsed, const
                                                  tsig_error_name(parsed.tsig->error)));
     if (parsed.tsig->error == kTsigBadTime)  // §5.2.3
         return fail("BADTIME", "this machine's clock and the server's differ by more than 300 s");
-    if (parsed.tsig->error != 0) return fail(tsig_error_name(parsed.tsig->error), "the server refused the signature");
+    if (parsed.tsig->error != 0)
+        return fail(tsig_error_name(parsed.tsig->error), "the server refused the signature");
     ldns_pkt* raw = nullptr;
-    if (ldns_wire2pkt(&raw, reinterpret_cast<const uint8_t*>(wire.data()), wire.size()) != LDNS_STATUS_OK || !raw)
+    if (ldns_wire2pkt(&raw, reinterpret_cast<const uint8_t*>(wire.data()), wire.size()) !=
+            LDNS_STATUS_OK ||
+        !raw)
         return fail("malformed", "the answer does not parse");
     PktPtr p(raw);
     // §5.3: the response MAC covers the request MAC (length-prefixed), then the response.
@@ -312,7 +328,8 @@ Status verify_response_tsig(std::string_view wire, const Response& parsed, const
     mac_field[0] = static_cast<char>((request_mac.size() >> 8) & 0xff);
     mac_field[1] = static_cast<char>(request_mac.size() & 0xff);
     mac_field.append(request_mac);
-    RdfPtr orig(ldns_rdf_new_frm_data(LDNS_RDF_TYPE_INT16_DATA, mac_field.size(), mac_field.data()));
+    RdfPtr orig(
+        ldns_rdf_new_frm_data(LDNS_RDF_TYPE_INT16_DATA, mac_field.size(), mac_field.data()));
     if (!ldns_pkt_tsig_verify(p.get(), reinterpret_cast<const uint8_t*>(wire.data()), wire.size(),
                               key.name().c_str(), key.secret_base64().reveal().data(), orig.get()))
         return fail("BADSIG", "the answer's MAC does not verify with this key");
@@ -321,7 +338,9 @@ Status verify_response_tsig(std::string_view wire, const Response& parsed, const
 
 Status verify_request_tsig(std::string_view wire, const TsigKey& key) {
     ldns_pkt* raw = nullptr;
-    if (ldns_wire2pkt(&raw, reinterpret_cast<const uint8_t*>(wire.data()), wire.size()) != LDNS_STATUS_OK || !raw)
+    if (ldns_wire2pkt(&raw, reinterpret_cast<const uint8_t*>(wire.data()), wire.size()) !=
+            LDNS_STATUS_OK ||
+        !raw)
         return bad("malformed request");
     PktPtr p(raw);
     if (!ldns_pkt_tsig(p.get())) return bad("the request is not signed");
@@ -333,7 +352,9 @@ Status verify_request_tsig(std::string_view wire, const TsigKey& key) {
 
 std::string tsig_mac_of(std::string_view wire) {
     ldns_pkt* raw = nullptr;
-    if (ldns_wire2pkt(&raw, reinterpret_cast<const uint8_t*>(wire.data()), wire.size()) != LDNS_STATUS_OK || !raw)
+    if (ldns_wire2pkt(&raw, reinterpret_cast<const uint8_t*>(wire.data()), wire.size()) !=
+            LDNS_STATUS_OK ||
+        !raw)
         return "";
     PktPtr p(raw);
     const ldns_rr* t = ldns_pkt_tsig(p.get());
@@ -347,9 +368,13 @@ Status update_status(const Response& r, std::string_view server, std::string_vie
     std::string msg = fmt::format("DNS UPDATE {} at {}: {}", what, server, rcode_name(r.rcode));
     switch (r.rcode) {
         case kRefused:
-            return bad(msg + " (the server does not allow this update: check allow-update / update-policy and the TSIG key)");
+            return bad(msg +
+                       " (the server does not allow this update: check allow-update / "
+                       "update-policy and the TSIG key)");
         case kNotAuth:
-            return bad(msg + " (the server is not authoritative for the zone, or the key was not accepted)");
+            return bad(
+                msg +
+                " (the server is not authoritative for the zone, or the key was not accepted)");
         case kNotZone:
             return bad(msg + " (the name is not inside the zone: check the zone setting)");
         case kServFail:

@@ -21,8 +21,17 @@ enum class RrType : uint16_t { A = 1, NS = 2, SOA = 6, TXT = 16, AAAA = 28 };
 
 // RFC 1035 §4.1.1 + RFC 2136 §2.2 response codes.
 enum Rcode : int {
-    kNoError = 0, kFormErr = 1, kServFail = 2, kNxDomain = 3, kNotImp = 4, kRefused = 5,
-    kYxDomain = 6, kYxRrset = 7, kNxRrset = 8, kNotAuth = 9, kNotZone = 10,
+    kNoError = 0,
+    kFormErr = 1,
+    kServFail = 2,
+    kNxDomain = 3,
+    kNotImp = 4,
+    kRefused = 5,
+    kYxDomain = 6,
+    kYxRrset = 7,
+    kNxRrset = 8,
+    kNotAuth = 9,
+    kNotZone = 10,
 };
 std::string rcode_name(int rcode);
 

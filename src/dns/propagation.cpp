@@ -38,20 +38,24 @@ Result<std::unique_ptr<PropagationChecker>> PropagationChecker::create(Propagati
     if (opts.timeout.count() <= 0)
         return Error(ErrorCode::InvalidConfig, "the DNS propagation timeout must be positive");
     if (opts.poll_interval.count() <= 0) opts.poll_interval = std::chrono::seconds(2);
-    return std::unique_ptr<PropagationChecker>(new PropagationChecker(std::move(opts), transport, clock));
+    return std::unique_ptr<PropagationChecker>(
+        new PropagationChecker(std::move(opts), transport, clock));
 }
 
 Result<std::vector<Endpoint>> PropagationChecker::authoritative_servers(const std::string& zone) {
     if (!opts_.servers.empty()) return opts_.servers;
     const Endpoint& ns = opts_.nameserver;
     auto r = query_server(transport_, ns, zone, RrType::NS, next_id(), opts_.query_timeout);
-    if (!r) return r.error().with_context("asking " + ns.to_string() + " for the NS records of " + zone);
+    if (!r)
+        return r.error().with_context("asking " + ns.to_string() + " for the NS records of " +
+                                      zone);
     std::vector<std::string> targets;
     for (const auto& rec : r->answer)
-        if (rec.type == static_cast<uint16_t>(RrType::NS) && rec.name == fqdn(zone)) targets.push_back(rec.data);
+        if (rec.type == static_cast<uint16_t>(RrType::NS) && rec.name == fqdn(zone))
+            targets.push_back(rec.data);
     if (targets.empty()) {
-        spdlog::warn("dns: {} lists no NS records for {} ({}); checking {} only", ns.to_string(), zone,
-                     rcode_name(r->rcode), ns.to_string());
+        spdlog::warn("dns: {} lists no NS records for {} ({}); checking {} only", ns.to_string(),
+                     zone, rcode_name(r->rcode), ns.to_string());
         return std::vector<Endpoint>{ns};
     }
     std::sort(targets.begin(), targets.end());
@@ -72,7 +76,8 @@ Result<std::vector<Endpoint>> PropagationChecker::authoritative_servers(const st
                 auto a = query_server(transport_, ns, t, ty, next_id(), opts_.query_timeout);
                 if (!a) continue;
                 for (const auto& rec : a->answer)
-                    if (rec.name == t && rec.type == static_cast<uint16_t>(ty)) addrs.push_back(rec.data);
+                    if (rec.name == t && rec.type == static_cast<uint16_t>(ty))
+                        addrs.push_back(rec.data);
             }
         }
         if (addrs.empty()) addrs = transport_.resolve_host(t.substr(0, t.size() - 1));
@@ -96,7 +101,8 @@ Status PropagationChecker::wait_for_txt(const std::string& name, const std::stri
     std::vector<Endpoint> pending = servers;
     std::vector<std::string> names;
     for (const auto& s : servers) names.push_back(s.to_string());
-    spdlog::info("dns: waiting up to {} for {} TXT at {}", millis_text(opts_.timeout), name, join(names));
+    spdlog::info("dns: waiting up to {} for {} TXT at {}", millis_text(opts_.timeout), name,
+                 join(names));
     for (;;) {
         std::vector<Endpoint> still;
         for (const auto& s : pending) {
@@ -106,7 +112,8 @@ Status PropagationChecker::wait_for_txt(const std::string& name, const std::stri
                 last = r.error().message;
             } else {
                 auto vals = txt_values(*r, name);
-                if (r->rcode == kNoError && std::find(vals.begin(), vals.end(), value) != vals.end()) {
+                if (r->rcode == kNoError &&
+                    std::find(vals.begin(), vals.end(), value) != vals.end()) {
                     if (!r->aa)
                         spdlog::warn("dns: {} answers {} without the AA bit: is it authoritative?",
                                      s.to_string(), name);
@@ -119,7 +126,8 @@ Status PropagationChecker::wait_for_txt(const std::string& name, const std::stri
         }
         pending = std::move(still);
         if (pending.empty()) {
-            auto took = std::chrono::duration_cast<std::chrono::milliseconds>(clock_.steady_now() - start);
+            auto took =
+                std::chrono::duration_cast<std::chrono::milliseconds>(clock_.steady_now() - start);
             spdlog::info("dns: {} TXT is served by all {} authoritative server(s) after {}", name,
                          servers.size(), millis_text(took));
             return ok_status();
@@ -127,10 +135,12 @@ Status PropagationChecker::wait_for_txt(const std::string& name, const std::stri
         auto now = clock_.steady_now();
         if (now >= deadline) {
             std::vector<std::string> why;
-            for (const auto& s : pending) why.push_back(s.to_string() + " (" + waiting[s.to_string()] + ")");
-            return Error(ErrorCode::Transient,
-                         fmt::format("DNS propagation of {} TXT timed out after {}: not yet served by {}",
-                                     name, millis_text(opts_.timeout), join(why)));
+            for (const auto& s : pending)
+                why.push_back(s.to_string() + " (" + waiting[s.to_string()] + ")");
+            return Error(
+                ErrorCode::Transient,
+                fmt::format("DNS propagation of {} TXT timed out after {}: not yet served by {}",
+                            name, millis_text(opts_.timeout), join(why)));
         }
         auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now);
         clock_.sleep_for(std::min(opts_.poll_interval, left));

@@ -23,8 +23,8 @@
 namespace edgecert::dns {
 
 struct PropagationOptions {
-    Endpoint nameserver;                          // where NS records and addresses are asked
-    std::vector<Endpoint> servers;                // explicit list to ask instead of the NS set
+    Endpoint nameserver;            // where NS records and addresses are asked
+    std::vector<Endpoint> servers;  // explicit list to ask instead of the NS set
     std::chrono::milliseconds timeout{std::chrono::minutes(2)};  // the whole wait
     std::chrono::milliseconds poll_interval{std::chrono::seconds(2)};
     std::chrono::milliseconds query_timeout{std::chrono::seconds(3)};  // one query
@@ -34,7 +34,8 @@ class PropagationChecker {
   public:
     // `transport` and `clock` must outlive the checker.
     static Result<std::unique_ptr<PropagationChecker>> create(PropagationOptions opts,
-                                                              DnsTransport& transport, Clock& clock);
+                                                              DnsTransport& transport,
+                                                              Clock& clock);
 
     // The servers that will be asked for names in `zone` (absolute).
     Result<std::vector<Endpoint>> authoritative_servers(const std::string& zone);

@@ -26,11 +26,12 @@ Status Rfc2136Provider::cleanup(const Dns01Record& rec) {
     return ok_status();
 }
 
-Result<std::unique_ptr<WebhookProvider>> WebhookProvider::create(WebhookOptions opts, HttpClient& http,
-                                                                 std::unique_ptr<Rfc2136Client> zone_finder,
-                                                                 std::unique_ptr<PropagationChecker> checker) {
+Result<std::unique_ptr<WebhookProvider>> WebhookProvider::create(
+    WebhookOptions opts, HttpClient& http, std::unique_ptr<Rfc2136Client> zone_finder,
+    std::unique_ptr<PropagationChecker> checker) {
     if (opts.url.rfind("http://", 0) != 0 && opts.url.rfind("https://", 0) != 0)
-        return Error(ErrorCode::InvalidConfig, fmt::format("dns-01 webhook URL '{}' is not http(s)://", opts.url));
+        return Error(ErrorCode::InvalidConfig,
+                     fmt::format("dns-01 webhook URL '{}' is not http(s)://", opts.url));
     if (checker && !zone_finder && opts.zone.empty())
         return Error(ErrorCode::InvalidConfig,
                      "the webhook's propagation check needs a nameserver or a zone");
@@ -39,10 +40,13 @@ Result<std::unique_ptr<WebhookProvider>> WebhookProvider::create(WebhookOptions 
         new WebhookProvider(std::move(opts), http, std::move(zone_finder), std::move(checker)));
 }
 
-std::string WebhookProvider::body(std::string_view action, const Dns01Record& rec, const std::string& zone) {
-    nlohmann::json j = {{"action", action},   {"fqdn", rec.fqdn},
+std::string WebhookProvider::body(std::string_view action, const Dns01Record& rec,
+                                  const std::string& zone) {
+    nlohmann::json j = {{"action", action},
+                        {"fqdn", rec.fqdn},
                         {"zone", zone.empty() ? nlohmann::json() : nlohmann::json(zone)},
-                        {"value", rec.value}, {"dnsName", rec.dns_name},
+                        {"value", rec.value},
+                        {"dnsName", rec.dns_name},
                         {"uid", rec.uid}};
     return j.dump();
 }
@@ -53,7 +57,8 @@ Result<std::string> WebhookProvider::zone_of(const Dns01Record& rec) {
     return std::string();
 }
 
-Status WebhookProvider::call(std::string_view action, const Dns01Record& rec, const std::string& zone) {
+Status WebhookProvider::call(std::string_view action, const Dns01Record& rec,
+                             const std::string& zone) {
     HttpRequest req;
     req.method = "POST";
     req.url = opts_.url;

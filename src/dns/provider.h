@@ -35,7 +35,8 @@ class Dns01Provider {
 class Rfc2136Provider final : public Dns01Provider {
   public:
     // `checker` may be null (no propagation wait).
-    Rfc2136Provider(std::unique_ptr<Rfc2136Client> client, std::unique_ptr<PropagationChecker> checker)
+    Rfc2136Provider(std::unique_ptr<Rfc2136Client> client,
+                    std::unique_ptr<PropagationChecker> checker)
         : client_(std::move(client)), checker_(std::move(checker)) {}
     Status present(const Dns01Record& rec) override;
     Status cleanup(const Dns01Record& rec) override;
@@ -55,14 +56,15 @@ class WebhookProvider final : public Dns01Provider {
   public:
     // `http` must outlive the provider. `zone_finder` (for "zone" and the propagation check) and
     // `checker` may be null.
-    static Result<std::unique_ptr<WebhookProvider>> create(WebhookOptions opts, HttpClient& http,
-                                                           std::unique_ptr<Rfc2136Client> zone_finder,
-                                                           std::unique_ptr<PropagationChecker> checker);
+    static Result<std::unique_ptr<WebhookProvider>> create(
+        WebhookOptions opts, HttpClient& http, std::unique_ptr<Rfc2136Client> zone_finder,
+        std::unique_ptr<PropagationChecker> checker);
     Status present(const Dns01Record& rec) override;
     Status cleanup(const Dns01Record& rec) override;
 
     // The request body (docs/dns01.md).
-    static std::string body(std::string_view action, const Dns01Record& rec, const std::string& zone);
+    static std::string body(std::string_view action, const Dns01Record& rec,
+                            const std::string& zone);
 
   private:
     WebhookProvider(WebhookOptions o, HttpClient& h, std::unique_ptr<Rfc2136Client> zf,

@@ -17,17 +17,18 @@
 namespace edgecert::dns {
 
 struct Rfc2136Options {
-    Endpoint server;               // the primary (or any server that accepts updates)
-    std::optional<TsigKey> tsig;   // unsigned updates when absent (only for trusted networks)
-    std::string zone;              // empty: found by SOA walk at `server`
-    uint32_t ttl = 60;             // of the TXT record
+    Endpoint server;              // the primary (or any server that accepts updates)
+    std::optional<TsigKey> tsig;  // unsigned updates when absent (only for trusted networks)
+    std::string zone;             // empty: found by SOA walk at `server`
+    uint32_t ttl = 60;            // of the TXT record
     std::chrono::milliseconds query_timeout{5'000};  // per exchange
 };
 
 class Rfc2136Client {
   public:
     // `transport` must outlive the client.
-    static Result<std::unique_ptr<Rfc2136Client>> create(Rfc2136Options opts, DnsTransport& transport);
+    static Result<std::unique_ptr<Rfc2136Client>> create(Rfc2136Options opts,
+                                                         DnsTransport& transport);
 
     // The zone `name` belongs to: the configured zone (when `name` is inside it), or the owner of
     // the SOA record the server returns walking up from `name` (RFC 2308 §3: a negative answer

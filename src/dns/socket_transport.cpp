@@ -26,7 +26,9 @@ struct Fd {
     }
 };
 
-Error transient(std::string m) { return Error(ErrorCode::Transient, std::move(m)); }
+Error transient(std::string m) {
+    return Error(ErrorCode::Transient, std::move(m));
+}
 
 int remaining_ms(Clock::time_point deadline) {
     auto d = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
@@ -41,7 +43,8 @@ Result<sockaddr_storage> address_of(const Endpoint& ep, socklen_t& len) {
     std::string port = std::to_string(ep.port);
     int rc = ::getaddrinfo(ep.host.c_str(), port.c_str(), &hints, &res);
     if (rc != 0 || !res)
-        return transient(fmt::format("nameserver {} does not resolve: {}", ep.to_string(), gai_strerror(rc)));
+        return transient(
+            fmt::format("nameserver {} does not resolve: {}", ep.to_string(), gai_strerror(rc)));
     sockaddr_storage ss{};
     std::memcpy(&ss, res->ai_addr, res->ai_addrlen);
     len = res->ai_addrlen;
@@ -50,7 +53,9 @@ Result<sockaddr_storage> address_of(const Endpoint& ep, socklen_t& len) {
 }
 
 uint16_t id_of(std::string_view m) {
-    return m.size() < 2 ? 0 : static_cast<uint16_t>((static_cast<uint8_t>(m[0]) << 8) | static_cast<uint8_t>(m[1]));
+    return m.size() < 2 ? 0
+                        : static_cast<uint16_t>((static_cast<uint8_t>(m[0]) << 8) |
+                                                static_cast<uint8_t>(m[1]));
 }
 
 Result<std::string> udp_exchange(const Endpoint& ep, const sockaddr_storage& sa, socklen_t len,
@@ -68,7 +73,8 @@ Result<std::string> udp_exchange(const Endpoint& ep, const sockaddr_storage& sa,
         int r = ::poll(&p, 1, remaining_ms(deadline));
         if (r == 0) return transient(fmt::format("{}: no answer (timeout)", ep.to_string()));
         if (r < 0 && errno == EINTR) continue;
-        if (r < 0) return transient(fmt::format("{}: poll: {}", ep.to_string(), std::strerror(errno)));
+        if (r < 0)
+            return transient(fmt::format("{}: poll: {}", ep.to_string(), std::strerror(errno)));
         ssize_t n = ::recv(s.fd, buf, sizeof buf, 0);
         if (n < 0) return transient(fmt::format("{}: {}", ep.to_string(), std::strerror(errno)));
         std::string_view got(buf, static_cast<size_t>(n));
@@ -86,24 +92,28 @@ Status write_all(int fd, const std::string& data, Clock::time_point deadline, co
         if (r < 0 && errno == EINTR) continue;
         ssize_t n = ::send(fd, data.data() + off, data.size() - off, MSG_NOSIGNAL);
         if (n < 0 && (errno == EAGAIN || errno == EINTR)) continue;
-        if (n <= 0) return transient(fmt::format("{}: TCP: {}", ep.to_string(), std::strerror(errno)));
+        if (n <= 0)
+            return transient(fmt::format("{}: TCP: {}", ep.to_string(), std::strerror(errno)));
         off += static_cast<size_t>(n);
     }
     return ok_status();
 }
 
-Result<std::string> read_exact(int fd, size_t want, Clock::time_point deadline, const Endpoint& ep) {
+Result<std::string> read_exact(int fd, size_t want, Clock::time_point deadline,
+                               const Endpoint& ep) {
     std::string out;
     out.resize(want);
     size_t off = 0;
     while (off < want) {
         pollfd p{fd, POLLIN, 0};
         int r = ::poll(&p, 1, remaining_ms(deadline));
-        if (r == 0) return transient(fmt::format("{}: no answer over TCP (timeout)", ep.to_string()));
+        if (r == 0)
+            return transient(fmt::format("{}: no answer over TCP (timeout)", ep.to_string()));
         if (r < 0 && errno == EINTR) continue;
         ssize_t n = ::recv(fd, out.data() + off, want - off, 0);
         if (n < 0 && (errno == EAGAIN || errno == EINTR)) continue;
-        if (n <= 0) return transient(fmt::format("{}: TCP connection closed early", ep.to_string()));
+        if (n <= 0)
+            return transient(fmt::format("{}: TCP connection closed early", ep.to_string()));
         off += static_cast<size_t>(n);
     }
     return out;
@@ -121,7 +131,8 @@ Result<std::string> tcp_exchange(const Endpoint& ep, const sockaddr_storage& sa,
     int err = 0;
     socklen_t el = sizeof err;
     ::getsockopt(s.fd, SOL_SOCKET, SO_ERROR, &err, &el);
-    if (err != 0) return transient(fmt::format("{}: TCP connect: {}", ep.to_string(), std::strerror(err)));
+    if (err != 0)
+        return transient(fmt::format("{}: TCP connect: {}", ep.to_string(), std::strerror(err)));
     std::string framed(2, '\0');
     framed[0] = static_cast<char>((msg.size() >> 8) & 0xff);
     framed[1] = static_cast<char>(msg.size() & 0xff);
@@ -195,9 +206,10 @@ std::vector<std::string> SocketTransport::resolve_host(const std::string& name) 
     if (::getaddrinfo(name.c_str(), nullptr, &hints, &res) != 0 || !res) return out;
     for (addrinfo* a = res; a; a = a->ai_next) {
         char buf[INET6_ADDRSTRLEN] = {};
-        const void* src = a->ai_family == AF_INET
-                              ? static_cast<const void*>(&reinterpret_cast<sockaddr_in*>(a->ai_addr)->sin_addr)
-                              : static_cast<const void*>(&reinterpret_cast<sockaddr_in6*>(a->ai_addr)->sin6_addr);
+        const void* src =
+            a->ai_family == AF_INET
+                ? static_cast<const void*>(&reinterpret_cast<sockaddr_in*>(a->ai_addr)->sin_addr)
+                : static_cast<const void*>(&reinterpret_cast<sockaddr_in6*>(a->ai_addr)->sin6_addr);
         if (::inet_ntop(a->ai_family, src, buf, sizeof buf)) {
             std::string s(buf);
             if (std::find(out.begin(), out.end(), s) == out.end()) out.push_back(s);

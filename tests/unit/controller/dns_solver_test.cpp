@@ -14,15 +14,16 @@ using json = nlohmann::json;
 using namespace std::chrono_literals;
 
 TEST(Dns01Spec, ParsesRfc2136AndWebhook) {
-    auto c = parse_dns01_solver(json{{"rfc2136",
-                                      {{"nameserver", "10.0.0.53:5353"},
-                                       {"tsigKeyName", "acme-key"},
-                                       {"tsigAlgorithm", "HMACSHA512"},
-                                       {"tsigSecretSecretRef", {{"name", "tsig"}, {"key", "secret"}}},
-                                       {"zone", "example.com"}}},
-                                     {"propagationTimeout", "90s"},
-                                     {"pollInterval", "500ms"},
-                                     {"checkServers", {"10.0.0.1:53"}}});
+    auto c =
+        parse_dns01_solver(json{{"rfc2136",
+                                 {{"nameserver", "10.0.0.53:5353"},
+                                  {"tsigKeyName", "acme-key"},
+                                  {"tsigAlgorithm", "HMACSHA512"},
+                                  {"tsigSecretSecretRef", {{"name", "tsig"}, {"key", "secret"}}},
+                                  {"zone", "example.com"}}},
+                                {"propagationTimeout", "90s"},
+                                {"pollInterval", "500ms"},
+                                {"checkServers", {"10.0.0.1:53"}}});
     ASSERT_TRUE(c.ok()) << c.error().message;
     EXPECT_EQ(c->nameserver, "10.0.0.53:5353");
     EXPECT_EQ(c->tsig_key_name, "acme-key");
@@ -35,7 +36,8 @@ TEST(Dns01Spec, ParsesRfc2136AndWebhook) {
     EXPECT_EQ(c->check_servers, std::vector<std::string>{"10.0.0.1:53"});
     EXPECT_TRUE(c->check_propagation);
 
-    auto w = parse_dns01_solver(json{{"webhook", {{"url", "https://dns-adapter.svc/present"}, {"nameserver", "10.0.0.53"}}}});
+    auto w = parse_dns01_solver(json{
+        {"webhook", {{"url", "https://dns-adapter.svc/present"}, {"nameserver", "10.0.0.53"}}}});
     ASSERT_TRUE(w.ok()) << w.error().message;
     EXPECT_EQ(w->webhook_url, "https://dns-adapter.svc/present");
     json skip_spec = {{"webhook", {{"url", "http://a/b"}}}, {"skipPropagationCheck", true}};
@@ -51,18 +53,27 @@ TEST(Dns01Spec, RefusesWhatCannotWork) {
         return r.ok() ? std::string() : r.error().message;
     };
     EXPECT_NE(err(json::object()).find("exactly one of rfc2136 and webhook"), std::string::npos);
-    EXPECT_NE(err(json{{"rfc2136", json::object()}}).find("nameserver is required"), std::string::npos);
-    EXPECT_NE(err(json{{"rfc2136", {{"nameserver", "ns"}, {"tsigKeyName", "k"}}}}).find("tsigSecretSecretRef"),
+    EXPECT_NE(err(json{{"rfc2136", json::object()}}).find("nameserver is required"),
               std::string::npos);
-    EXPECT_NE(err(json{{"rfc2136", {{"nameserver", "ns"}, {"tsigKeyName", "k"}, {"tsigAlgorithm", "HMACMD5"},
-                                    {"tsigSecretSecretRef", {{"name", "s"}}}}}})
+    EXPECT_NE(err(json{{"rfc2136", {{"nameserver", "ns"}, {"tsigKeyName", "k"}}}})
+                  .find("tsigSecretSecretRef"),
+              std::string::npos);
+    EXPECT_NE(err(json{{"rfc2136",
+                        {{"nameserver", "ns"},
+                         {"tsigKeyName", "k"},
+                         {"tsigAlgorithm", "HMACMD5"},
+                         {"tsigSecretSecretRef", {{"name", "s"}}}}}})
                   .find("hmac-sha256 or hmac-sha512"),
               std::string::npos);
-    EXPECT_NE(err(json{{"rfc2136", {{"nameserver", "ns:99999"}}}}).find("nameserver"), std::string::npos);
-    EXPECT_NE(err(json{{"webhook", {{"groupName", "acme.example.com"}, {"solverName", "x"}}}}).find("url"),
+    EXPECT_NE(err(json{{"rfc2136", {{"nameserver", "ns:99999"}}}}).find("nameserver"),
               std::string::npos);
-    EXPECT_NE(err(json{{"webhook", {{"url", "http://a/b"}}}}).find("propagation check needs"), std::string::npos);
-    EXPECT_NE(err(json{{"rfc2136", {{"nameserver", "ns"}}}, {"propagationTimeout", "soon"}}).find("propagationTimeout"),
+    EXPECT_NE(err(json{{"webhook", {{"groupName", "acme.example.com"}, {"solverName", "x"}}}})
+                  .find("url"),
+              std::string::npos);
+    EXPECT_NE(err(json{{"webhook", {{"url", "http://a/b"}}}}).find("propagation check needs"),
+              std::string::npos);
+    EXPECT_NE(err(json{{"rfc2136", {{"nameserver", "ns"}}}, {"propagationTimeout", "soon"}})
+                  .find("propagationTimeout"),
               std::string::npos);
 }
 
@@ -128,7 +139,9 @@ struct TypeSolver : acme::ChallengeSolver {
         presented.push_back(d);
         return {};
     }
-    void cleanup(const std::string& d, const acme::Challenge&) noexcept override { cleaned.push_back(d); }
+    void cleanup(const std::string& d, const acme::Challenge&) noexcept override {
+        cleaned.push_back(d);
+    }
 };
 
 TEST(CompositeSolver, RoutesByChallengeType) {
@@ -143,7 +156,8 @@ TEST(CompositeSolver, RoutesByChallengeType) {
     EXPECT_EQ(dns.presented, std::vector<std::string>{"a.example"});
     EXPECT_EQ(http.presented, std::vector<std::string>{"b.example"});
     EXPECT_EQ(dns.cleaned, std::vector<std::string>{"a.example"});
-    EXPECT_EQ(c.present("x", acme::Challenge{.type = "tls-alpn-01"}, "ka").error().code, ErrorCode::InvalidConfig);
+    EXPECT_EQ(c.present("x", acme::Challenge{.type = "tls-alpn-01"}, "ka").error().code,
+              ErrorCode::InvalidConfig);
 }
 
 }  // namespace

@@ -3,11 +3,6 @@
 // propagation checker and the dns-01 solver. Messages really go through wire format (ldns on both
 // sides): updates are TSIG-verified and applied per RFC 2136 §3.4.2, responses are signed with the
 // request MAC (RFC 8945 §5.3), queries are answered from the zone like an authoritative server.
-// <stdbool.h> first: without __bool_true_false_are_defined, ldns/common.h #defines true/false
-// as 1/0 even in C++ (json(true) would become a number).
-#include <stdbool.h>
-#include <ldns/ldns.h>
-
 #include <functional>
 #include <map>
 #include <optional>
@@ -15,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "dns/ldns_wrap.h"
 #include "dns/message.h"
 #include "dns/transport.h"
 
@@ -26,13 +22,14 @@ class FakeDnsServer {
     std::vector<std::string> ns = {"ns1.example.test."};
     std::map<std::string, std::string> addresses = {{"ns1.example.test.", "127.0.0.1"}};  // glue
     std::map<std::string, std::set<std::string>> txt;  // name → values
-    std::optional<TsigKey> key;  // updates must be signed with it when set
+    std::optional<TsigKey> key;                        // updates must be signed with it when set
     bool accept_updates = true;
     int updates = 0, queries = 0;
 
     std::string handle(std::string_view wire) {
         ldns_pkt* q = nullptr;
-        if (ldns_wire2pkt(&q, reinterpret_cast<const uint8_t*>(wire.data()), wire.size()) != LDNS_STATUS_OK)
+        if (ldns_wire2pkt(&q, reinterpret_cast<const uint8_t*>(wire.data()), wire.size()) !=
+            LDNS_STATUS_OK)
             return "";
         ldns_pkt* r = ldns_pkt_new();
         ldns_pkt_set_id(r, ldns_pkt_id(q));
@@ -61,9 +58,10 @@ class FakeDnsServer {
                 const ldns_rr* rr = ldns_rr_list_rr(up, i);
                 std::string owner = text(ldns_rr_owner(rr));
                 const ldns_rdf* f = ldns_rr_rdf(rr, 0);
-                std::string value(reinterpret_cast<const char*>(ldns_rdf_data(f)) + 1, ldns_rdf_size(f) - 1);
+                std::string value(reinterpret_cast<const char*>(ldns_rdf_data(f)) + 1,
+                                  ldns_rdf_size(f) - 1);
                 if (ldns_rr_get_class(rr) == LDNS_RR_CLASS_IN) txt[owner].insert(value);  // §2.5.1
-                if (ldns_rr_get_class(rr) == LDNS_RR_CLASS_NONE) {                       // §2.5.4
+                if (ldns_rr_get_class(rr) == LDNS_RR_CLASS_NONE) {                        // §2.5.4
                     txt[owner].erase(value);
                     if (txt[owner].empty()) txt.erase(owner);
                 }
@@ -83,11 +81,13 @@ class FakeDnsServer {
         } else if (qtype == LDNS_RR_TYPE_NS && qname == zone) {
             for (const auto& n : ns) {
                 push(r, LDNS_SECTION_ANSWER, zone + " 60 IN NS " + n);
-                if (addresses.count(n)) push(r, LDNS_SECTION_ADDITIONAL, n + " 60 IN A " + addresses[n]);
+                if (addresses.count(n))
+                    push(r, LDNS_SECTION_ADDITIONAL, n + " 60 IN A " + addresses[n]);
             }
             found = true;
         } else if (qtype == LDNS_RR_TYPE_TXT && txt.count(qname)) {
-            for (const auto& v : txt[qname]) push(r, LDNS_SECTION_ANSWER, qname + " 60 IN TXT \"" + v + "\"");
+            for (const auto& v : txt[qname])
+                push(r, LDNS_SECTION_ANSWER, qname + " 60 IN TXT \"" + v + "\"");
             found = true;
         } else if (qtype == LDNS_RR_TYPE_A && addresses.count(qname)) {
             push(r, LDNS_SECTION_ANSWER, qname + " 60 IN A " + addresses[qname]);
@@ -105,7 +105,9 @@ class FakeDnsServer {
     }
 
   private:
-    std::string soa() const { return zone + " 60 IN SOA ns1." + zone + " hostmaster." + zone + " 1 60 60 600 1"; }
+    std::string soa() const {
+        return zone + " 60 IN SOA ns1." + zone + " hostmaster." + zone + " 1 60 60 600 1";
+    }
     static std::string text(const ldns_rdf* rdf) {
         char* s = ldns_rdf2str(rdf);
         std::string out(s ? s : "");
@@ -142,7 +144,7 @@ class FakeTransport final : public DnsTransport {
   public:
     std::map<std::string, FakeDnsServer*> servers;
     std::map<std::string, std::vector<std::string>> hosts;  // resolve_host answers
-    std::vector<std::string> log;                            // "host:port" of every exchange
+    std::vector<std::string> log;                           // "host:port" of every exchange
     // Called before each exchange (e.g. to let a lagging server catch up).
     std::function<void(const Endpoint&, std::string_view)> before;
 

@@ -27,7 +27,8 @@ struct Fixture : ::testing::Test {
         primary.key = testing::test_key();
         transport.servers["127.0.0.1:5300"] = &primary;
     }
-    std::unique_ptr<Rfc2136Client> client(std::optional<TsigKey> key = testing::test_key(), std::string zone = "") {
+    std::unique_ptr<Rfc2136Client> client(std::optional<TsigKey> key = testing::test_key(),
+                                          std::string zone = "") {
         Rfc2136Options o;
         o.server = Endpoint{"127.0.0.1", 5300};
         o.tsig = std::move(key);
@@ -82,8 +83,9 @@ TEST_F(Rfc2136, WrongSecretIsAClearConfigErrorAndChangesNothing) {
     auto st = c->add_txt(kName, "v");
     ASSERT_FALSE(st.ok());
     EXPECT_EQ(st.error().code, ErrorCode::InvalidConfig);
-    EXPECT_NE(st.error().message.find("TSIG verification failed (BADSIG/BADKEY) for key edgecert-test"),
-              std::string::npos)
+    EXPECT_NE(
+        st.error().message.find("TSIG verification failed (BADSIG/BADKEY) for key edgecert-test"),
+        std::string::npos)
         << st.error().message;
     EXPECT_TRUE(primary.txt.empty());
 }
@@ -109,14 +111,16 @@ TEST_F(Rfc2136, UnreachableServerIsTransient) {
 }
 
 TEST_F(Propagation, FindsTheNsSetGlueResolverAndFallback) {
-    primary.ns = {"ns1.example.test.", "ns2.example.test.", "ns3.elsewhere.test.", "ns4.nowhere.test."};
+    primary.ns = {"ns1.example.test.", "ns2.example.test.", "ns3.elsewhere.test.",
+                  "ns4.nowhere.test."};
     primary.addresses = {{"ns1.example.test.", "127.0.0.1"}, {"ns2.example.test.", "127.0.0.2"}};
     transport.hosts["ns3.elsewhere.test"] = {"127.0.0.3"};
     auto servers = checker()->authoritative_servers("example.test.");
     ASSERT_TRUE(servers.ok()) << servers.error().message;
     // Every NS address is asked on the configured nameserver's port; ns4 has no address, so the
     // configured server (already in the list) stands in for it.
-    EXPECT_EQ(*servers, (std::vector<Endpoint>{{"127.0.0.1", 5300}, {"127.0.0.2", 5300}, {"127.0.0.3", 5300}}));
+    EXPECT_EQ(*servers, (std::vector<Endpoint>{
+                            {"127.0.0.1", 5300}, {"127.0.0.2", 5300}, {"127.0.0.3", 5300}}));
     EXPECT_EQ(checker({{"10.9.9.9", 53}})->authoritative_servers("example.test.").value(),
               (std::vector<Endpoint>{{"10.9.9.9", 53}}));
 }
@@ -131,7 +135,8 @@ TEST_F(Propagation, WaitsForEverySlowServerAskedDirectly) {
     int asked = 0;
     transport.before = [&](const Endpoint& ep, std::string_view msg) {
         auto q = parse_response(msg);  // a query parses like any message
-        if (ep.host == "127.0.0.2" && q.ok() && q->question == kName && ++asked == 3) secondary.txt[kName] = {"v"};
+        if (ep.host == "127.0.0.2" && q.ok() && q->question == kName && ++asked == 3)
+            secondary.txt[kName] = {"v"};
     };
     auto st = checker()->wait_for_txt(kName, "example.test.", "v");
     ASSERT_TRUE(st.ok()) << st.error().message;
@@ -150,8 +155,9 @@ TEST_F(Propagation, TimeoutIsEnforcedAndNamesTheLaggingServer) {
     auto st = c->wait_for_txt(kName, "example.test.", "v");
     ASSERT_FALSE(st.ok());
     EXPECT_EQ(st.error().code, ErrorCode::Transient);
-    EXPECT_NE(st.error().message.find("timed out after 5s: not yet served by 127.0.0.2:5300 (NXDOMAIN"),
-              std::string::npos)
+    EXPECT_NE(
+        st.error().message.find("timed out after 5s: not yet served by 127.0.0.2:5300 (NXDOMAIN"),
+        std::string::npos)
         << st.error().message;
     EXPECT_EQ(st.error().message.find("127.0.0.1:5300"), std::string::npos);
     EXPECT_EQ(clock.total_slept(), 5s);
@@ -161,7 +167,8 @@ TEST_F(Propagation, AnotherValueIsNotEnough) {
     primary.txt[kName] = {"someone-elses"};
     auto st = checker({}, 2s)->wait_for_txt(kName, "example.test.", "mine");
     ASSERT_FALSE(st.ok());
-    EXPECT_NE(st.error().message.find("NOERROR, 1 other TXT value(s)"), std::string::npos) << st.error().message;
+    EXPECT_NE(st.error().message.find("NOERROR, 1 other TXT value(s)"), std::string::npos)
+        << st.error().message;
 }
 
 TEST_F(Propagation, ProviderPresentsWaitsAndCleansUp) {
@@ -186,7 +193,8 @@ struct RecordingHttp : HttpClient {
         r.body = status >= 300 ? "no such zone\n" : "";
         return r;
     }
-    Result<HttpResponse> stream(const HttpRequest&, const std::function<bool(std::string_view)>&) override {
+    Result<HttpResponse> stream(const HttpRequest&,
+                                const std::function<bool(std::string_view)>&) override {
         return Error(ErrorCode::Permanent, "not used");
     }
 };
@@ -196,24 +204,33 @@ TEST_F(Propagation, WebhookPostsTheDocumentedJsonAndWaits) {
     // The "adapter" writes the record to the DNS server when it is called.
     http.on_send = [&](const HttpRequest& req) {
         auto j = nlohmann::json::parse(req.body);
-        if (j["action"] == "present") primary.txt[j["fqdn"].get<std::string>()].insert(j["value"].get<std::string>());
+        if (j["action"] == "present")
+            primary.txt[j["fqdn"].get<std::string>()].insert(j["value"].get<std::string>());
         if (j["action"] == "cleanup") primary.txt.erase(j["fqdn"].get<std::string>());
     };
-    auto w = WebhookProvider::create({.url = "http://127.0.0.1:9/hook"}, http, client(std::nullopt), checker()).value();
-    Dns01Record rec{.fqdn = kName, .dns_name = "example.test", .value = "v1", .uid = "https://ca/chal/1"};
+    auto w = WebhookProvider::create({.url = "http://127.0.0.1:9/hook"}, http, client(std::nullopt),
+                                     checker())
+                 .value();
+    Dns01Record rec{
+        .fqdn = kName, .dns_name = "example.test", .value = "v1", .uid = "https://ca/chal/1"};
     ASSERT_TRUE(w->present(rec).ok());
     ASSERT_EQ(http.requests.size(), 1u);
     EXPECT_EQ(http.requests[0].method, "POST");
     auto j = nlohmann::json::parse(http.requests[0].body);
-    EXPECT_EQ(j, nlohmann::json({{"action", "present"}, {"fqdn", kName}, {"zone", "example.test."},
-                                 {"value", "v1"}, {"dnsName", "example.test"}, {"uid", "https://ca/chal/1"}}));
+    EXPECT_EQ(j, nlohmann::json({{"action", "present"},
+                                 {"fqdn", kName},
+                                 {"zone", "example.test."},
+                                 {"value", "v1"},
+                                 {"dnsName", "example.test"},
+                                 {"uid", "https://ca/chal/1"}}));
     ASSERT_TRUE(w->cleanup(rec).ok());
     EXPECT_EQ(nlohmann::json::parse(http.requests[1].body)["action"], "cleanup");
     http.status = 404;
     auto st = w->present(rec);
     ASSERT_FALSE(st.ok());
     EXPECT_EQ(st.error().code, ErrorCode::InvalidConfig);
-    EXPECT_NE(st.error().message.find("HTTP 404: no such zone"), std::string::npos) << st.error().message;
+    EXPECT_NE(st.error().message.find("HTTP 404: no such zone"), std::string::npos)
+        << st.error().message;
     http.status = 503;
     EXPECT_EQ(w->present(rec).error().code, ErrorCode::Transient);
     EXPECT_FALSE(WebhookProvider::create({.url = "ftp://x"}, http, nullptr, nullptr).ok());

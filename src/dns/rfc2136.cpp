@@ -49,12 +49,9 @@ Result<std::string> Rfc2136Client::find_zone(std::string_view name) {
     std::string last;
     for (std::string cand = n; !cand.empty() && cand != "."; cand = parent_name(cand)) {
         auto r = query(opts_.server, cand, RrType::SOA);
-        if (!r) {
-            last = r.error().message;
-            if (r.error().code == ErrorCode::Transient && last.find("timeout") != std::string::npos)
-                return r.error().with_context("finding the zone of " + n);
-            continue;
-        }
+        // No answer at all (down, unreachable, garbage): walking further up cannot help, and
+        // "no zone" would send the operator looking in the wrong place.
+        if (!r) return r.error().with_context("finding the zone of " + n);
         for (const auto& rec : r->answer)
             if (rec.type == static_cast<uint16_t>(RrType::SOA) && rec.name == cand) return cand;
         if (r->rcode == kNoError || r->rcode == kNxDomain)

@@ -137,7 +137,7 @@ def test_slow_nameserver_is_waited_for_up_to_the_limit(bind, pebble, tmp_path):
         assert r.returncode == 1, r.stdout + r.stderr
         assert (f"DNS propagation of {slow}. TXT "
                 f"timed out after 1s: not yet served by {secondary.server}") in r.stderr, r.stderr
-        assert took < 8, took
+        assert took < 15, took
         assert "Pulled a task" not in pebble.log()  # the CA was not told to look
         assert bind.txt(slow) == []
         # 2. With room to wait, both servers are asked until both answer, then the CA validates.

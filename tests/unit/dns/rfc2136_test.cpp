@@ -108,6 +108,11 @@ TEST_F(Rfc2136, UnreachableServerIsTransient) {
     auto st = client(testing::test_key(), "example.test")->add_txt(kName, "v");
     ASSERT_FALSE(st.ok());
     EXPECT_EQ(st.error().code, ErrorCode::Transient);
+    // The SOA walk stops at the first unanswered query instead of blaming the zone.
+    auto z = client()->find_zone(kName);
+    ASSERT_FALSE(z.ok());
+    EXPECT_EQ(z.error().code, ErrorCode::Transient);
+    EXPECT_EQ(transport.log.size(), 2u);
 }
 
 TEST_F(Propagation, FindsTheNsSetGlueResolverAndFallback) {

@@ -16,7 +16,7 @@ run() {  # run KIND BUILD_DIR CTEST_ARGS...
   cmake --build "$dir" -j "$(nproc)" --target $targets
   (cd "$dir" && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
      LSAN_OPTIONS=suppressions=$ROOT/tests/lsan.supp \
-     TSAN_OPTIONS=halt_on_error=1 ctest --output-on-failure -j 2 "$@")
+     TSAN_OPTIONS="halt_on_error=1 suppressions=$ROOT/tests/tsan.supp" ctest --output-on-failure -j 2 "$@")
 }
 case $what in
   address) run address "$ROOT/build-asan" -L unit ;;

@@ -14,7 +14,8 @@ void add_dns_flags(Flags& f) {
           "asked there too (port 53 when omitted)")
         .add("dns-zone", "ZONE", "dns-01: the zone to update (found by an SOA walk otherwise)")
         .add("tsig-key-name", "NAME", "dns-01: TSIG key name (RFC 8945) for the updates")
-        .add("tsig-algorithm", "ALG", "dns-01: hmac-sha256 or hmac-sha512", "hmac-sha256")
+        .add("tsig-algorithm", "ALG",
+             "dns-01: hmac-sha256 or hmac-sha512 (default: the key file's, else hmac-sha256)")
         .add("tsig-secret-file", "FILE",
              "dns-01: file with the base64 TSIG secret, or a BIND key file from tsig-keygen")
         .add(

@@ -172,6 +172,14 @@ Result<TsigKey> TsigKey::create(std::string_view name, std::string_view algorith
     EC_TRY(dname(name));
     k.name_ = fqdn(name);
     std::string alg = lower(trim(algorithm));
+    if (alg.empty()) {
+        // No algorithm given: the one a BIND key clause names (algorithm hmac-sha512;), if any.
+        std::string_view t = secret_text.reveal();
+        if (auto p = t.find("algorithm"); p != std::string_view::npos) {
+            auto e = t.find(';', p);
+            if (e != std::string_view::npos) alg = lower(trim(t.substr(p + 9, e - p - 9)));
+        }
+    }
     if (alg.empty() || alg == "hmac-sha256" || alg == "hmac-sha256." || alg == "hmacsha256")
         k.algorithm_ = "hmac-sha256.";
     else if (alg == "hmac-sha512" || alg == "hmac-sha512." || alg == "hmacsha512")

@@ -42,7 +42,8 @@ enum TsigError : int { kTsigBadSig = 16, kTsigBadKey = 17, kTsigBadTime = 18, kT
 // tsig-keygen prints. The secret is kept as SecretBytes: it has no formatter and is never logged.
 class TsigKey {
   public:
-    // algorithm: "hmac-sha256" or "hmac-sha512" (cert-manager's HMACSHA256 / HMACSHA512 too).
+    // algorithm: "hmac-sha256" or "hmac-sha512" (cert-manager's HMACSHA256 / HMACSHA512 too);
+    // empty: the key clause's `algorithm ...;` when secret_text is one, else hmac-sha256.
     // secret_text: the base64 secret, or a whole BIND key file / named.conf key clause (the
     // `secret "...";` is taken from it). InvalidConfig when the name, algorithm or secret is bad.
     static Result<TsigKey> create(std::string_view name, std::string_view algorithm,

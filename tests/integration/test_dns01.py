@@ -247,3 +247,21 @@ def test_edgecert_run_issues_a_wildcard_through_an_rfc2136_solver(bind, pebble, 
         if r:
             r.stop()
         backend.stop()
+
+
+def test_hmac_sha512_key_file_without_algorithm_flag(tmp_path):
+    """A BIND with an hmac-sha512 key: the algorithm is taken from the tsig-keygen file."""
+    b = Bind(str(tmp_path / "bind512"), key_name="edgecert-512", algorithm="hmac-sha512")
+    p = Pebble(str(tmp_path / "pebble512"), dns_server=b.server)
+    try:
+        out = tmp_path / "out"
+        r = issue(p, out, "sha512.example.test", "--dns-server", b.server, "--tsig-key-name", b.key_name,
+                  "--tsig-secret-file", b.key_file)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert 'signer "edgecert-512" approved' in b.log()
+        assert b.txt("_acme-challenge.sha512.example.test") == []
+        v = verify_chain(str(out / "sha512.example.test" / "tls.crt"), p.root_pem(), str(tmp_path))
+        assert v.returncode == 0, v.stdout + v.stderr
+    finally:
+        p.stop()
+        b.stop()

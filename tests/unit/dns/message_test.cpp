@@ -191,6 +191,12 @@ TEST(DnsMessage, TsigKeyFromSecretOrBindKeyFile) {
     EXPECT_EQ(file->algorithm(), "hmac-sha256.");
     EXPECT_EQ(file->secret_base64().reveal(), kRecordedSecret);
 
+    // No algorithm given: the key clause's own.
+    auto sha512 = TsigKey::create(
+        "k", "", SecretBytes(std::string("key \"k\" {\n\talgorithm hmac-sha512;\n\tsecret \"") + kRecordedSecret + "\";\n};\n"));
+    ASSERT_TRUE(sha512.ok()) << sha512.error().message;
+    EXPECT_EQ(sha512->algorithm(), "hmac-sha512.");
+
     auto md5 = TsigKey::create("k", "hmac-md5", SecretBytes(std::string(kRecordedSecret)));
     ASSERT_FALSE(md5.ok());
     EXPECT_NE(md5.error().message.find("hmac-sha256 or hmac-sha512"), std::string::npos);

@@ -193,7 +193,9 @@ TEST(DnsMessage, TsigKeyFromSecretOrBindKeyFile) {
 
     // No algorithm given: the key clause's own.
     auto sha512 = TsigKey::create(
-        "k", "", SecretBytes(std::string("key \"k\" {\n\talgorithm hmac-sha512;\n\tsecret \"") + kRecordedSecret + "\";\n};\n"));
+        "k", "",
+        SecretBytes(std::string("key \"k\" {\n\talgorithm hmac-sha512;\n\tsecret \"") +
+                    kRecordedSecret + "\";\n};\n"));
     ASSERT_TRUE(sha512.ok()) << sha512.error().message;
     EXPECT_EQ(sha512->algorithm(), "hmac-sha512.");
 

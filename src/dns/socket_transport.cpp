@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 #include <netdb.h>
 #include <poll.h>
+#include <spdlog/spdlog.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -193,6 +194,8 @@ Result<std::string> SocketTransport::exchange(const Endpoint& server, std::strin
         EC_TRY_ASSIGN(auto answer, udp_exchange(server, sa, len, message, deadline));
         // Header byte 2, bit 0x02: TC — the answer did not fit; RFC 1035 §4.2.1 says retry on TCP.
         if (!(static_cast<uint8_t>(answer[2]) & 0x02)) return answer;
+        spdlog::debug("dns: {} truncated its answer over UDP; asking again over TCP",
+                      server.to_string());
     }
     return tcp_exchange(server, sa, len, message, deadline);
 }

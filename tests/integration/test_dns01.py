@@ -32,10 +32,10 @@ def pebble(tmp_path, bind):
     p.stop()
 
 
-def issue(p, out, domains, *extra):
+def issue(p, out, domains, *extra, env=None):
     return run("issue", "--server", p.dir_url, "--ca-bundle", p.ca_file, "--out", str(out),
                "--domains", domains, "--email", "ops@example.test", "--challenge", "dns-01",
-               "--dns-poll-interval", "200ms", *extra, timeout=90)
+               "--dns-poll-interval", "200ms", *extra, timeout=90, env=env)
 
 
 def rfc2136_flags(bind, secret_file=None):
@@ -265,3 +265,21 @@ def test_hmac_sha512_key_file_without_algorithm_flag(tmp_path):
     finally:
         p.stop()
         b.stop()
+
+
+def test_other_values_survive_and_a_truncated_answer_is_read_over_tcp(bind, pebble, tmp_path):
+    """Values of someone else's at the same name: edgecert adds and removes only its own. Once the
+    RRset no longer fits 512 bytes of UDP, the propagation check reads it over TCP."""
+    foreign = sorted(f"other-{i:02d}-" + "x" * 40 for i in range(15))
+    assert bind.nsupdate([f'update add {NAME}. 60 TXT "{v}"' for v in foreign[:3]]).returncode == 0
+    r = issue(pebble, tmp_path / "out", "example.test", *rfc2136_flags(bind))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert bind.txt(NAME) == foreign[:3]
+    # 15 foreign values: the answer is truncated over UDP and edgecert asks again over TCP and
+    # finds its value. (Pebble's own DNS client does not retry over TCP, so its validation fails
+    # here: that part is Pebble's limit, not what this checks.) Cleanup still removes only ours.
+    assert bind.nsupdate([f'update add {NAME}. 60 TXT "{v}"' for v in foreign[3:]]).returncode == 0
+    r = issue(pebble, tmp_path / "out2", "example.test", *rfc2136_flags(bind), env={"EDGECERT_LOG_LEVEL": "debug"})
+    assert "truncated its answer over UDP; asking again over TCP" in r.stderr, r.stderr
+    assert "TXT is served by all 1 authoritative server(s)" in r.stderr, r.stderr
+    assert bind.txt(NAME) == foreign

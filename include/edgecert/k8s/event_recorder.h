@@ -93,6 +93,7 @@ class EventRecorder {
     std::unordered_map<std::string, Seen> seen_;
     std::unordered_map<std::string, Bucket> buckets_;
     std::list<std::string> lru_;
+    std::unordered_map<std::string, std::list<std::string>::iterator> lru_index_;
     uint64_t seq_ = 0;
     std::thread thread_;
 };

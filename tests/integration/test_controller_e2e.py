@@ -208,7 +208,7 @@ def test_renewal_under_load_moves_not_after_forward(env):
     keys = {l.public_key().public_numbers().x for l in leaves}
     assert len(keys) == 3
     # The status follows the Secret (written right after it).
-    wait_until(lambda: get_json(srv, "certificate", "renew-tls")["status"].get("revision", 0) >= 3, 10,
+    wait_until(lambda: get_json(srv, "certificate", "renew-tls")["status"].get("revision", 0) >= 3, 40,
                what="status.revision 3")
     events = srv.kubectl("describe", "certificate", "renew-tls").stdout_text
     assert "Renewed" in events

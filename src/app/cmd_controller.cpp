@@ -16,6 +16,7 @@
 #include <thread>
 
 #include "app/commands.h"
+#include "app/clients.h"
 #include "app/flag_file.h"
 #include "app/flags.h"
 #include "controller/context.h"
@@ -109,20 +110,7 @@ int cmd_controller(int argc, char** argv) {
         .add("failure-backoff-base", "DURATION",
              "first wait after a failed issuance; doubles per failure (cap 32x)", "1h");
     f.add("config", "FILE", "YAML file of these settings (camelCase or flag names); flags override it");
-    if (auto st = f.parse(argc, argv); !st) {
-        std::fprintf(stderr, "edgecert controller: %s\n", st.error().message.c_str());
-        return 2;
-    }
-    if (f.has("config")) {
-        if (auto st = apply_flag_file(f, f.get("config")); !st) {
-            std::fprintf(stderr, "edgecert controller: %s\n", st.error().message.c_str());
-            return 2;
-        }
-    }
-    if (f.help_requested()) {
-        std::printf("%s", f.help_text().c_str());
-        return 0;
-    }
+    if (auto rc = parse_command_line(f, argc, argv, "controller")) return *rc;
     auto fail = [](const Error& e) {
         spdlog::error("controller: {}", e.message);
         return e.code == ErrorCode::InvalidConfig ? 2 : 1;
@@ -169,12 +157,7 @@ int cmd_controller(int argc, char** argv) {
     const std::string cluster_ns =
         f.has("cluster-resource-namespace") ? f.get("cluster-resource-namespace") : pod_ns;
 
-    platform::CurlOptions co;
-    co.ca_pem = cfg->ca_pem;
-    co.client_cert_pem = cfg->client_certificate_pem;
-    co.client_key_pem = cfg->client_key_pem;
-    co.insecure_skip_verify = cfg->insecure_skip_tls_verify;
-    auto http = platform::CurlHttpClient::create(std::move(co));
+    auto http = kube_http_client(*cfg);
     if (!http) return fail(http.error());
     RealClock& clock = RealClock::instance();
     k8s::Client client(**http, *cfg, clock);
@@ -251,14 +234,7 @@ int cmd_controller(int argc, char** argv) {
         if (!fb) return fail(fb.error());
         cco.failure_backoff_base = std::max(std::chrono::seconds(1), std::chrono::duration_cast<std::chrono::seconds>(*fb));
     }
-    // One libcurl client per issuer endpoint, trusting the issuer's caBundle when it has one.
-    auto acme_http = [](const controller::AcmeIssuerSpec& s) -> Result<std::unique_ptr<HttpClient>> {
-        platform::CurlOptions o;
-        o.ca_pem = s.ca_bundle_pem;
-        EC_TRY_ASSIGN(auto c, platform::CurlHttpClient::create(std::move(o)));
-        return std::unique_ptr<HttpClient>(std::move(c));
-    };
-    controller::CertificateController cert_controller(ctx, acme_http, cco);
+    controller::CertificateController cert_controller(ctx, acme_http_client, cco);
     cert_controller.register_handlers();
 
     auto start_controllers = [&] {

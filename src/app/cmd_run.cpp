@@ -20,6 +20,7 @@
 #include <mutex>
 #include <random>
 
+#include "app/clients.h"
 #include "app/commands.h"
 #include "app/flags.h"
 #include "app/run_config.h"
@@ -103,10 +104,7 @@ class RunController {
 
   private:
     static Result<std::unique_ptr<HttpClient>> http_factory(const controller::AcmeIssuerSpec& spec) {
-        platform::CurlOptions co;
-        co.ca_pem = spec.ca_bundle_pem;  // empty: the system roots
-        EC_TRY_ASSIGN(auto c, platform::CurlHttpClient::create(std::move(co)));
-        return std::unique_ptr<HttpClient>(std::move(c));
+        return acme_http_client(spec);
     }
     acme::ClientOptions client_options() {
         acme::ClientOptions o;

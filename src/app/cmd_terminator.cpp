@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "app/commands.h"
+#include "app/clients.h"
 #include "app/flag_file.h"
 #include "app/flags.h"
 #include "app/terminator_runtime.h"
@@ -67,20 +68,7 @@ int cmd_terminator(int argc, char** argv) {
         .add("ticket-key-rotation", "DURATION", "session-ticket key lifetime (2 previous keys still decrypt)", "12h")
         .add("alpn", "LIST", "ALPN protocols in server preference order", "h2,http/1.1");
     f.add("config", "FILE", "YAML file of these settings (camelCase or flag names); flags override it");
-    if (auto st = f.parse(argc, argv); !st) {
-        std::fprintf(stderr, "edgecert terminator: %s\n", st.error().message.c_str());
-        return 2;
-    }
-    if (f.has("config")) {
-        if (auto st = apply_flag_file(f, f.get("config")); !st) {
-            std::fprintf(stderr, "edgecert terminator: %s\n", st.error().message.c_str());
-            return 2;
-        }
-    }
-    if (f.help_requested()) {
-        std::printf("%s", f.help_text().c_str());
-        return 0;
-    }
+    if (auto rc = parse_command_line(f, argc, argv, "terminator")) return *rc;
     auto fail = [](const Error& e) {
         spdlog::error("terminator: {}", e.message);
         return e.code == ErrorCode::InvalidConfig ? 2 : 1;
@@ -164,12 +152,7 @@ int cmd_terminator(int argc, char** argv) {
     if (use_k8s) {
         auto cfg = f.has("kubeconfig") ? k8s::load_kubeconfig(f.get("kubeconfig")) : k8s::in_cluster_config();
         if (!cfg) return fail(Error(ErrorCode::InvalidConfig, cfg.error().message));
-        platform::CurlOptions co;
-        co.ca_pem = cfg->ca_pem;
-        co.client_cert_pem = cfg->client_certificate_pem;
-        co.client_key_pem = cfg->client_key_pem;
-        co.insecure_skip_verify = cfg->insecure_skip_tls_verify;
-        auto http = platform::CurlHttpClient::create(std::move(co));
+        auto http = kube_http_client(*cfg);
         if (!http) return fail(http.error());
         kube_http = std::move(*http);
         kube = std::make_unique<k8s::Client>(*kube_http, *cfg);

@@ -2,6 +2,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include <cstdio>
+
 #include "app/run_config.h"
 #include "platform/files.h"
 
@@ -67,6 +69,20 @@ Status apply_flag_file(Flags& f, const std::string& path) {
         EC_TRY(f.set_from_file(name, value));
     }
     return {};
+}
+
+std::optional<int> parse_command_line(Flags& f, int argc, char** argv, const char* command) {
+    Status st = f.parse(argc, argv);
+    if (st && f.knows("config") && f.has("config") && !f.help_requested()) st = apply_flag_file(f, f.get("config"));
+    if (!st) {
+        std::fprintf(stderr, "edgecert %s: %s\n", command, st.error().message.c_str());
+        return 2;
+    }
+    if (f.help_requested()) {
+        std::printf("%s", f.help_text().c_str());
+        return 0;
+    }
+    return std::nullopt;
 }
 
 }  // namespace edgecert::app

@@ -207,8 +207,14 @@ void CertificateController::event(const json& cert, std::string_view type, std::
 void CertificateController::patch_status(const json& cert, json status) {
     json current = cert.value("status", json::object());
     if (status == current) return;  // stable writes: nothing to say
-    // Merge patch: fields we dropped must be sent as null to be removed.
-    json patch = status;
+    // Merge patch of what changed only: fields we dropped are sent as null, fields we did not
+    // touch are not sent at all — the cached object may be a write behind, and re-sending its
+    // stale fields (say, a failedIssuanceAttempts the last success removed) would undo that write.
+    json patch = json::object();
+    for (auto it = status.begin(); it != status.end(); ++it) {
+        auto c = current.find(it.key());
+        if (c == current.end() || *c != it.value()) patch[it.key()] = it.value();
+    }
     for (auto it = current.begin(); it != current.end(); ++it)
         if (!status.contains(it.key())) patch[it.key()] = nullptr;
     k8s::PatchOptions po{.field_manager = ctx_.field_manager, .subresource = "status"};
@@ -550,6 +556,9 @@ Result<Requeue> CertificateController::reconcile(const std::string& key) {
 
     if (ev.reason == IssueReason::None) {
         describe_ready(ev);
+        // Up to date: nothing is failing and no order is in flight.
+        status.erase("failedIssuanceAttempts");
+        status.erase("lastFailureTime");
         set_condition(status, "Ready", "True", "Ready", "Certificate is up to date and has not expired", now, gen);
         remove_condition(status, "Issuing");
         remove_condition(status, "RenewalOverdue");

@@ -45,10 +45,8 @@ Result<std::unique_ptr<SecretCertSource>> SecretCertSource::create(k8s::Client& 
         // The cache holds every selected Secret; managedFields is bookkeeping we never read.
         inf->set_transform(k8s::meta::strip_managed_fields);
         SecretCertSource* self = s.get();
-        inf->add_handlers(
-            {[self](const k8s::ObjectPtr& o) { self->on_upsert(o); },
-             [self](const k8s::ObjectPtr&, const k8s::ObjectPtr& o) { self->on_upsert(o); },
-             [self](const k8s::ObjectPtr& o, bool) { self->on_delete(o); }});
+        inf->add_handlers(k8s::upsert_delete_handlers([self](const k8s::ObjectPtr& o) { self->on_upsert(o); },
+                                                      [self](const k8s::ObjectPtr& o) { self->on_delete(o); }));
         s->informers_.push_back(std::move(inf));
     }
     return s;

@@ -92,10 +92,8 @@ Result<std::unique_ptr<K8sChallengeSource>> K8sChallengeSource::create(
         inf->set_error_handler(
             [](const Error& e) { spdlog::warn("challenges: list/watch: {}", e.message); });
         K8sChallengeSource* self = s.get();
-        inf->add_handlers(
-            {[self](const k8s::ObjectPtr& o) { self->on_upsert(o); },
-             [self](const k8s::ObjectPtr&, const k8s::ObjectPtr& o) { self->on_upsert(o); },
-             [self](const k8s::ObjectPtr& o, bool) { self->on_delete(o); }});
+        inf->add_handlers(k8s::upsert_delete_handlers([self](const k8s::ObjectPtr& o) { self->on_upsert(o); },
+                                                      [self](const k8s::ObjectPtr& o) { self->on_delete(o); }));
         s->informers_.push_back(std::move(inf));
     }
     return s;

@@ -55,6 +55,28 @@ void remove_condition(json& status, const std::string& type) {
 
 std::string fmt_time(SystemTime t) { return k8s::format_time(t); }
 
+// Writes `status` over the object's status as a merge patch on the status subresource, only when
+// it differs, and only with what changed: fields we dropped are sent as null, fields we did not
+// touch are not sent — the cached object may be a write behind, and re-sending its stale fields
+// (say, a failedIssuanceAttempts the last success removed) would undo that write. One writer for
+// Certificates and Issuers alike.
+void write_status(ControllerContext& ctx, const k8s::ResourceType& rt, const json& obj, const json& status) {
+    json current = obj.value("status", json::object());
+    if (status == current) return;  // stable writes: nothing to say
+    json patch = json::object();
+    for (auto it = status.begin(); it != status.end(); ++it) {
+        auto c = current.find(it.key());
+        if (c == current.end() || *c != it.value()) patch[it.key()] = it.value();
+    }
+    for (auto it = current.begin(); it != current.end(); ++it)
+        if (!status.contains(it.key())) patch[it.key()] = nullptr;
+    k8s::PatchOptions po{.field_manager = ctx.field_manager, .subresource = "status"};
+    auto r = ctx.client.patch(rt, meta::namespace_(obj), meta::name(obj), k8s::PatchType::Merge,
+                              json{{"status", patch}}, po);
+    if (!r && r.error().code != ErrorCode::NotFound)
+        spdlog::warn("{} {}: status update failed: {}", rt.kind, meta::key(obj), r.error().message);
+}
+
 }  // namespace
 
 CertificateController::CertificateController(ControllerContext& ctx, AccountManager::HttpFactory http,
@@ -157,11 +179,8 @@ void CertificateController::register_handlers() {
             auto n = meta::annotation(s, "edgecert.io/certificate-name");
             if (n && !n->empty()) runner_->enqueue(meta::key(meta::namespace_(s), *n));
         };
-        k8s::EventHandlers sh;
-        sh.on_add = [by_secret](const k8s::ObjectPtr& o) { by_secret(*o); };
-        sh.on_update = [by_secret](const k8s::ObjectPtr&, const k8s::ObjectPtr& o) { by_secret(*o); };
-        sh.on_delete = [by_secret](const k8s::ObjectPtr& o, bool) { by_secret(*o); };
-        inf.secrets->add_handlers(sh);
+        auto fire = [by_secret](const k8s::ObjectPtr& o) { by_secret(*o); };
+        inf.secrets->add_handlers(k8s::upsert_delete_handlers(fire, fire));
     }
     auto issuer_handler = [this](const std::string& kind) {
         auto fire = [this, kind](const json& iss) {
@@ -205,23 +224,7 @@ void CertificateController::event(const json& cert, std::string_view type, std::
 }
 
 void CertificateController::patch_status(const json& cert, json status) {
-    json current = cert.value("status", json::object());
-    if (status == current) return;  // stable writes: nothing to say
-    // Merge patch of what changed only: fields we dropped are sent as null, fields we did not
-    // touch are not sent at all — the cached object may be a write behind, and re-sending its
-    // stale fields (say, a failedIssuanceAttempts the last success removed) would undo that write.
-    json patch = json::object();
-    for (auto it = status.begin(); it != status.end(); ++it) {
-        auto c = current.find(it.key());
-        if (c == current.end() || *c != it.value()) patch[it.key()] = it.value();
-    }
-    for (auto it = current.begin(); it != current.end(); ++it)
-        if (!status.contains(it.key())) patch[it.key()] = nullptr;
-    k8s::PatchOptions po{.field_manager = ctx_.field_manager, .subresource = "status"};
-    auto r = ctx_.client.patch(resources::Certificate, meta::namespace_(cert), meta::name(cert), k8s::PatchType::Merge,
-                               json{{"status", patch}}, po);
-    if (!r && r.error().code != ErrorCode::NotFound)
-        spdlog::warn("certificate {}: status update failed: {}", meta::key(cert), r.error().message);
+    write_status(ctx_, resources::Certificate, cert, status);
 }
 
 void CertificateController::set_metrics(const std::string& key, const CertState& st) {
@@ -296,18 +299,7 @@ Result<Requeue> CertificateController::reconcile_issuer(const std::string& key) 
     const SystemTime now = ctx_.clock.now();
     const int64_t gen = obj->value("metadata", json::object()).value("generation", int64_t(0));
     json status = obj->value("status", json::object());
-    auto write = [&]() {
-        json current = obj->value("status", json::object());
-        if (status == current) return;
-        json patch = status;
-        for (auto it = current.begin(); it != current.end(); ++it)
-            if (!status.contains(it.key())) patch[it.key()] = nullptr;
-        k8s::PatchOptions po{.field_manager = ctx_.field_manager, .subresource = "status"};
-        auto r = ctx_.client.patch(rt, meta::namespace_(*obj), meta::name(*obj), k8s::PatchType::Merge,
-                                   json{{"status", patch}}, po);
-        if (!r && r.error().code != ErrorCode::NotFound)
-            spdlog::warn("{} {}: status update failed: {}", kind, rest, r.error().message);
-    };
+    auto write = [&]() { write_status(ctx_, rt, *obj, status); };
     auto r = resolve_issuer_object(kind, *obj);
     if (!r) {
         set_condition(status, "Ready", "False", "BadConfig", r.error().message, now, gen);

@@ -64,7 +64,8 @@ std::string SecretStore::pending_secret_name(const CertificateRef& ref) {
 }
 
 Status SecretStore::upsert(const std::string& ns, const std::string& name,
-                           const std::function<void(json&)>& fill) {
+                           const std::function<void(json&)>& fill,
+                           const std::function<Status(const json&)>& check) {
     k8s::WriteOptions wo{.field_manager = field_manager_};
     return k8s::retry_on_conflict([&]() -> Status {
         auto cur = client_.get(k8s::resources::Secret, ns, name);
@@ -77,6 +78,7 @@ Status SecretStore::upsert(const std::string& ns, const std::string& name,
             if (!r) return r.error();
             return Status{};
         }
+        if (check) EC_TRY(check(*cur));
         json s = std::move(*cur);
         fill(s);
         auto r = client_.update(k8s::resources::Secret, s, wo);
@@ -139,7 +141,6 @@ Status SecretStore::adopt(const CertificateRef& ref, const CertificateMeta& m) {
 
 Status SecretStore::save_certificate(const CertificateRef& ref, const StoredCertificate& cert,
                                      const CertificateMeta& m) {
-    if (auto cur = client_.get(k8s::resources::Secret, ref.namespace_, ref.secret_name)) EC_TRY(check_type(*cur, ref));
     auto st = upsert(ref.namespace_, ref.secret_name, [&](json& s) {
         if (s.value("type", "").empty()) s["type"] = "kubernetes.io/tls";
         set_meta(s, ref, m);
@@ -147,7 +148,7 @@ Status SecretStore::save_certificate(const CertificateRef& ref, const StoredCert
         s["data"]["tls.crt"] = base64(cert.cert_pem);
         s["data"]["tls.key"] = base64(cert.key_pem.reveal());
         s.erase("stringData");
-    });
+    }, [&](const json& cur) { return check_type(cur, ref); });
     if (!st) {
         Error e = st.error();
         e.context("writing Secret " + ref.namespace_ + "/" + ref.secret_name);

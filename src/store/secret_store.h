@@ -40,8 +40,10 @@ class SecretStore final : public CertificateStore, public AccountKeyStore {
 
   private:
     // Create the Secret, or PUT it over the current one (read-modify-write, retried on 409).
+    // `check` (optional) vets an existing Secret before it is overwritten, on the same read.
     Status upsert(const std::string& ns, const std::string& name,
-                  const std::function<void(k8s::json& secret)>& fill);
+                  const std::function<void(k8s::json& secret)>& fill,
+                  const std::function<Status(const k8s::json& existing)>& check = {});
     void patch_order_status(const CertificateRef& ref, const k8s::json& order);
 
     k8s::Client& client_;

@@ -59,6 +59,14 @@ struct EventHandlers {
     std::function<void(const ObjectPtr& last, bool final_state_unknown)> on_delete;
 };
 
+// Handlers for a level-triggered consumer that treats an add and an update alike (only the new
+// state matters): upsert(obj) for both, del(last) for a delete.
+inline EventHandlers upsert_delete_handlers(std::function<void(const ObjectPtr&)> upsert,
+                                            std::function<void(const ObjectPtr&)> del) {
+    return {upsert, [upsert](const ObjectPtr&, const ObjectPtr& o) { upsert(o); },
+            [del](const ObjectPtr& o, bool) { del(o); }};
+}
+
 class Informer final : private ReflectorSink {
   public:
     Informer(Client& client, ReflectorOptions opts);

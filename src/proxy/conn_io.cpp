@@ -79,7 +79,7 @@ std::string Worker::tls_proxy_prefix(Conn* c) {
 }
 
 void Worker::await_data(Conn* c) {
-    if (!(c->rd_wants_wr ? c->c_wr : c->c_rd)) return;
+    if (!(c->rd_wants_wr ? c->c_wr : c->tls_readable())) return;
     std::string prefix = tls_proxy_prefix(c);
     if (prefix.size() >= srv_.opts_.buffer_size || !ensure(c->c2u)) return close_conn(c);
     Buf& a = c->c2u;
@@ -255,7 +255,7 @@ void Worker::pump(Conn* c) {
         bool progress = false;
         // ---- client → upstream ----
         Buf& a = c->c2u;
-        bool can_read_client = c->rd_wants_wr ? c->c_wr : c->c_rd;
+        bool can_read_client = c->rd_wants_wr ? c->c_wr : c->tls_readable();
         if (!c->c_eof && can_read_client && (!a.p || a.off + a.len < cap)) {
             if (!ensure(a)) return close_conn(c);
             if (a.len == 0) a.off = 0;
@@ -344,9 +344,12 @@ void Worker::pump(Conn* c) {
             }
             if (b.len == 0) release(b);
         }
-        bool can_write_client = c->wr_wants_rd ? c->c_rd : c->c_wr;
+        bool can_write_client = c->wr_wants_rd ? c->tls_readable() : c->c_wr;
         if (b.len > 0 && can_write_client) {
             if (c->ssl) {
+                // The upstream has finished: these are the last bytes, and close_notify plus
+                // the FIN follow at once. Hold the partial segment for them (conn_bio.cpp).
+                c->more = c->u_eof;
                 int n = SSL_write(c->ssl, b.p + b.off, static_cast<int>(b.len));
                 if (n > 0) {
                     st_.bytes_out.fetch_add(static_cast<uint64_t>(n), std::memory_order_relaxed);
@@ -385,8 +388,12 @@ void Worker::pump(Conn* c) {
         }
         if (c->u_eof && b.len == 0 && !c->c_shut) {
             if (c->state == Conn::State::Responding) return close_conn(c);
-            if (c->ssl) SSL_shutdown(c->ssl);  // close_notify, then our FIN
-            ::shutdown(c->cfd, SHUT_WR);
+            if (c->ssl) {
+                c->more = true;
+                SSL_shutdown(c->ssl);  // close_notify, then our FIN
+                c->more = false;
+            }
+            ::shutdown(c->cfd, SHUT_WR);  // sends what MSG_MORE held, with the FIN
             c->c_shut = true;
             progress = true;
         }

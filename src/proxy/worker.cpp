@@ -218,7 +218,7 @@ void Worker::on_accept(int lfd, bool tls) {
         c->is_tls = tls;
         if (tls) {
             c->ssl = SSL_new(ctx_.get());
-            if (!c->ssl || SSL_set_fd(c->ssl, fd) != 1) {
+            if (!c->ssl || !attach_conn_bio(c)) {
                 ossl::clear_errors();
                 close_conn(c);
                 continue;
@@ -269,7 +269,7 @@ void Worker::on_event(Conn* c, bool upstream, uint32_t ev) {
 void Worker::drive(Conn* c) {
     switch (c->state) {
         case Conn::State::Handshake:
-            if (c->hs_wants_write ? c->c_wr : c->c_rd) do_handshake(c);
+            if (c->hs_wants_write ? c->c_wr : c->tls_readable()) do_handshake(c);
             break;
         case Conn::State::AwaitData:
             await_data(c);
@@ -297,7 +297,7 @@ void Worker::close_conn(Conn* c) {
     c->closed = true;
     list_remove(c);
     if (c->ssl) {
-        SSL_free(c->ssl);  // also frees the socket BIO, not the fd (BIO_NOCLOSE)
+        SSL_free(c->ssl);  // also frees the BIO (it does not own the fd)
         c->ssl = nullptr;
         st_.tls_conns_open.fetch_sub(1, std::memory_order_relaxed);
     } else {

@@ -110,9 +110,17 @@ struct Conn {
     bool c_hup = false, u_hup = false;
     bool hs_wants_write = false, rd_wants_wr = false, wr_wants_rd = false;
     bool c_eof = false, u_eof = false, c_shut = false, u_shut = false;
+    bool more = false;  // client writes: more follows at once (MSG_MORE), see conn_bio.cpp
+    // Whether reading the client can make progress: new bytes on the socket, or records
+    // OpenSSL already read (read-ahead) but has not handed out yet. The BIO clears c_rd after
+    // a short read, so c_rd alone would strand those records.
+    bool tls_readable() const { return c_rd || (ssl && SSL_has_pending(ssl) == 1); }
     Buf c2u, u2c;  // client → upstream, upstream → client
     sockaddr_storage peer{};
     tls::TlsConnInfo info;
 };
+
+// Gives c->ssl the BIO that reads and writes c->cfd under c's readiness flags (conn_bio.cpp).
+bool attach_conn_bio(Conn* c);
 
 }  // namespace edgecert::proxy

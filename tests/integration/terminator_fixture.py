@@ -199,7 +199,9 @@ class Upstream:
                         sent += len(part)
                     return
                 body = json.dumps({"proxy": info, "request": line}).encode()
-                close = b"connection: close" in head.lower()
+                # HTTP/1.0 closes unless it asks for keep-alive (RFC 9112 §9.3).
+                close = b"connection: close" in head.lower() or (
+                    line.endswith("HTTP/1.0") and b"connection: keep-alive" not in head.lower())
                 c.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n%s\r\n" %
                           (len(body), b"Connection: close\r\n" if close else b"") + body)
                 if close:

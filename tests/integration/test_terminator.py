@@ -475,6 +475,50 @@ def test_upstream_connected_only_when_the_client_sends(env):
     s.close()
 
 
+def test_request_in_the_same_segment_as_the_finished_message(env):
+    """A client that sends its Finished and the request in one write: the terminator reads both
+    at once (read-ahead), and must serve the request OpenSSL already holds even though the
+    socket has nothing more (regression: the connection used to wait for an edge that never
+    came)."""
+    t = env["t"]
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    for _ in range(3):
+        incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        obj = ctx.wrap_bio(incoming, outgoing, server_hostname="a.test")
+        sock = socket.create_connection(("127.0.0.1", t.tls_port), timeout=5)
+        while True:
+            try:
+                obj.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                if outgoing.pending:
+                    sock.sendall(outgoing.read())
+                data = sock.recv(65536)
+                assert data, "closed during the handshake"
+                incoming.write(data)
+        obj.write(b"GET /same-segment HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n")
+        sock.sendall(outgoing.read())  # Finished + request: one write
+        reply = b""
+        while b"\r\n\r\n" not in reply:
+            try:
+                reply += obj.read(65536)
+                continue
+            except ssl.SSLWantReadError:
+                pass
+            data = sock.recv(65536)  # times out (5 s) if the request is stranded
+            assert data, reply
+            incoming.write(data)
+        assert reply.startswith(b"HTTP/1.1 200"), reply
+        sock.close()
+    # The bench client does exactly this on every connection.
+    p = subprocess.run(["openssl", "s_time", "-connect", f"127.0.0.1:{t.tls_port}", "-new", "-www", "/s_time",
+                        "-time", "1"], capture_output=True, text=True, timeout=30)
+    assert p.returncode == 0 and " connections in " in p.stdout, p.stdout + p.stderr
+
+
 def _rss_kib(pid):
     for line in open(f"/proc/{pid}/status"):
         if line.startswith("VmRSS:"):

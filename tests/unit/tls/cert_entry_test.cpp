@@ -1,4 +1,9 @@
+// EC_KEY is used on purpose below: a SEC1 key without its public point can only be written so.
+#define OPENSSL_SUPPRESS_DEPRECATED
 #include "tls/cert_entry.h"
+
+#include <openssl/ec.h>
+#include <openssl/pem.h>
 
 #include <gtest/gtest.h>
 
@@ -154,6 +159,45 @@ TEST(CertEntryKeyFormats, Pkcs8Sec1AndPkcs1AllParseAndMismatchIsCaught) {
         auto other = testing::make_cert({"k.test"}, rsa, 6, 1'800'000'000);
         EXPECT_FALSE(parse_cert_entry("k", c.cert_pem, SecretBytes(traditional_pem(other.key.get())), clock).ok());
     }
+}
+
+// The load path compares public keys itself for the keys it decodes directly (no provider
+// conversion): every curve it caches, RSA, and every cross pairing must still be judged right.
+TEST(CertEntryKeyFormats, KeyMatchAcrossCurvesAndTypes) {
+    FakeClock clock{SystemTime(std::chrono::seconds(1'800'000'000))};
+    const time_t now = 1'800'000'000;
+    std::vector<testing::TestCert> certs;
+    certs.push_back(testing::make_cert({"m.test"}, false, 1, now));
+    certs.push_back(testing::make_cert({"m.test"}, false, 2, now, -3600, 30 * 86400, nullptr, "P-384"));
+    certs.push_back(testing::make_cert({"m.test"}, false, 3, now, -3600, 30 * 86400, nullptr, "P-521"));
+    certs.push_back(testing::make_cert({"m.test"}, true, 4, now));
+    for (size_t i = 0; i < certs.size(); ++i) {
+        for (size_t j = 0; j < certs.size(); ++j) {
+            auto e = parse_cert_entry("m", certs[i].cert_pem, certs[j].key_pem, clock);
+            if (i == j) {
+                EXPECT_TRUE(e.ok()) << i << ": " << e.error().message;
+            } else {
+                ASSERT_FALSE(e.ok()) << "cert " << i << " accepted key " << j;
+                EXPECT_NE(e.error().message.find("does not match"), std::string::npos) << e.error().message;
+            }
+        }
+    }
+}
+
+TEST(CertEntryKeyFormats, Sec1KeyWithoutPublicPointMatches) {
+    FakeClock clock{SystemTime(std::chrono::seconds(1'800'000'000))};
+    auto c = testing::make_cert({"s.test"}, false, 7, 1'800'000'000);
+    EC_KEY* ec = EVP_PKEY_get1_EC_KEY(c.key.get());
+    ASSERT_NE(ec, nullptr);
+    EC_KEY_set_enc_flags(ec, EC_KEY_get_enc_flags(ec) | EC_PKEY_NO_PUBKEY);
+    ossl::UniquePtr<BIO> b(BIO_new(BIO_s_mem()));
+    ASSERT_EQ(PEM_write_bio_ECPrivateKey(b.get(), ec, nullptr, nullptr, 0, nullptr, nullptr), 1);
+    EC_KEY_free(ec);
+    std::string pem = ossl::bio_to_string(b.get());
+    auto e = parse_cert_entry("s", c.cert_pem, SecretBytes(pem), clock);
+    EXPECT_TRUE(e.ok()) << e.error().message;
+    auto other = testing::make_cert({"s.test"}, false, 8, 1'800'000'000);
+    EXPECT_FALSE(parse_cert_entry("s", other.cert_pem, SecretBytes(pem), clock).ok());
 }
 
 }  // namespace

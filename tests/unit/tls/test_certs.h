@@ -18,8 +18,8 @@ struct TestCert {
     ossl::UniquePtr<EVP_PKEY> key;
 };
 
-inline ossl::UniquePtr<EVP_PKEY> make_key(bool rsa) {
-    return ossl::UniquePtr<EVP_PKEY>(rsa ? EVP_RSA_gen(2048) : EVP_EC_gen("P-256"));
+inline ossl::UniquePtr<EVP_PKEY> make_key(bool rsa, const char* curve = "P-256") {
+    return ossl::UniquePtr<EVP_PKEY>(rsa ? EVP_RSA_gen(2048) : EVP_EC_gen(curve));
 }
 
 inline std::string to_pem(X509* x) {
@@ -36,9 +36,10 @@ inline SecretBytes key_to_pem(EVP_PKEY* k) {
 
 // not_before/not_after: seconds relative to `now` (unix time).
 inline TestCert make_cert(const std::vector<std::string>& sans, bool rsa, long serial, time_t now,
-                          long not_before = -3600, long not_after = 30 * 86400, const TestCert* ca = nullptr) {
+                          long not_before = -3600, long not_after = 30 * 86400, const TestCert* ca = nullptr,
+                          const char* curve = "P-256") {
     TestCert t;
-    t.key = make_key(rsa);
+    t.key = make_key(rsa, curve);
     t.cert.reset(X509_new());
     X509* x = t.cert.get();
     X509_set_version(x, X509_VERSION_3);

@@ -9,7 +9,6 @@ PKGS=(
   # toolchain and libraries
   cmake ninja-build g++ pkg-config libssl-dev libcurl4-openssl-dev libcpprest-dev
   nlohmann-json3-dev libspdlog-dev libfmt-dev libgtest-dev libgmock-dev libyaml-cpp-dev libldns-dev
-  libgoogle-perftools-dev  # tcmalloc_minimal: the edgecert binary's allocator (CMakeLists.txt)
   # test and benchmark components (real ones, not mocks: see DESIGN.md)
   openssl curl iproute2 procps python3-pytest python3-cryptography python3-yaml python3-kubernetes
   pebble lego

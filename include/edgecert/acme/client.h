@@ -137,8 +137,9 @@ class Client {
     Result<Authorization> deactivate_authorization(const std::string& url);  // §7.5.2
 
     // Polls (POST-as-GET) until the authorization leaves "pending". The first fetch is
-    // immediate; between polls it sleeps Retry-After clamped to [1 s, 30 s], or 1, 2, 4, 8, 10,
-    // 10... s when there is none; gives up after poll_deadline (Transient "timed out after ...").
+    // immediate; between polls it sleeps Retry-After clamped to [1 s, 30 s], or 0.25, 0.5, 1, 2,
+    // 4, 8, 10, 10... s when there is none; gives up after poll_deadline (Transient "timed out
+    // after ...").
     // "invalid" → the failing challenge's problem as the Error (Permanent, type = its URN).
     Result<Authorization> wait_authorization(const std::string& url);
     // Same polling while the order is "pending" or "processing"; invalid/expired → order_error().

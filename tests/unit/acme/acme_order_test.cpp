@@ -364,15 +364,15 @@ TEST_F(AcmeObtain, ResumeProcessingOrderWaits) {
     env.use_account();
     env.expect_prelude();
     expect_order_get("processing");
-    expect_order_get("processing");  // no Retry-After: 1 s exponential backoff
+    expect_order_get("processing");  // no Retry-After: 250 ms exponential backoff
     expect_order_get("valid");
     expect_download();
     ObtainRequest req = request();
     req.resume_order_url = kOrderUrl;
     auto r = obtain(*env.client, solver, req);
     ASSERT_TRUE(r.ok()) << r.error().message;
-    // get_order (processing), then wait_order: poll (processing), 1 s backoff, poll (valid).
-    EXPECT_EQ(env.clock.total_slept(), 1s);
+    // get_order (processing), then wait_order: poll (processing), 250 ms backoff, poll (valid).
+    EXPECT_EQ(env.clock.total_slept(), 250ms);
     check_clean();
 }
 

@@ -351,6 +351,7 @@ void Worker::pump(Conn* c) {
                 // the FIN follow at once. Hold the partial segment for them (conn_bio.cpp).
                 c->more = c->u_eof;
                 int n = SSL_write(c->ssl, b.p + b.off, static_cast<int>(b.len));
+                c->more = false;  // only these bytes: nothing else written later may wait
                 if (n > 0) {
                     st_.bytes_out.fetch_add(static_cast<uint64_t>(n), std::memory_order_relaxed);
                     b.off += static_cast<uint32_t>(n);

@@ -88,18 +88,7 @@ std::optional<SystemTime> parse_rfc3339(std::string_view s) {
     return std::chrono::time_point_cast<SystemTime::duration>(t + frac);
 }
 
-std::string format_rfc3339(SystemTime t) {
-    auto secs = std::chrono::floor<std::chrono::seconds>(t);
-    auto days = std::chrono::floor<std::chrono::days>(secs);
-    std::chrono::year_month_day ymd{days};
-    std::chrono::hh_mm_ss hms{secs - days};
-    char buf[32];
-    std::snprintf(buf, sizeof buf, "%04d-%02u-%02uT%02d:%02d:%02dZ", static_cast<int>(ymd.year()),
-                  static_cast<unsigned>(ymd.month()), static_cast<unsigned>(ymd.day()),
-                  static_cast<int>(hms.hours().count()), static_cast<int>(hms.minutes().count()),
-                  static_cast<int>(hms.seconds().count()));
-    return buf;
-}
+std::string format_rfc3339(SystemTime t) { return rfc3339(t); }
 
 namespace wire {
 

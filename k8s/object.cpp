@@ -168,15 +168,7 @@ std::string key(const json& obj) {
 }
 }  // namespace meta
 
-std::string format_time(SystemTime t) {
-    std::time_t tt =
-        std::chrono::system_clock::to_time_t(std::chrono::time_point_cast<std::chrono::seconds>(t));
-    std::tm tm{};
-    gmtime_r(&tt, &tm);
-    char buf[32];
-    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    return buf;
-}
+std::string format_time(SystemTime t) { return rfc3339(t); }
 
 std::string format_micro_time(SystemTime t) {
     auto secs = std::chrono::floor<std::chrono::seconds>(t);

@@ -63,7 +63,6 @@ std::vector<std::string> sorted(std::vector<std::string> v) {
     return v;
 }
 
-std::string time_str(SystemTime t) { return rfc3339(t); }
 
 }  // namespace
 
@@ -286,15 +285,15 @@ Result<acme::ObtainResult> issue_and_store(AcmeSession& s, acme::ChallengeSolver
     json meta = {{"domains", p.domains},
                  {"server", s.server},
                  {"serial", leaf.serial_hex()},
-                 {"not_before", time_str(leaf.not_before())},
-                 {"not_after", time_str(leaf.not_after())},
+                 {"not_before", rfc3339(leaf.not_before())},
+                 {"not_after", rfc3339(leaf.not_after())},
                  {"issuer", leaf.issuer_name()},
                  {"key_type", acme::to_string(key->type())},
                  {"order_url", res->order_url},
                  {"certificate_url", res->certificate_url},
                  {"profile", p.profile},
                  {"preferred_chain", p.preferred_chain},
-                 {"issued_at", time_str(clock.now())}};
+                 {"issued_at", rfc3339(clock.now())}};
     if (auto id = leaf.ari_cert_id()) meta["ari_cert_id"] = *id;
     // Key first, then the certificate: a reader that sees the new tls.crt also sees its key.
     // One directory sync covers the three renames; certificate.json can be rebuilt from tls.crt.
@@ -321,7 +320,7 @@ void print_issued(const std::string& dir, const acme::Certificate& leaf, const s
     for (const auto& d : domains) names += (names.empty() ? "" : ", ") + d;
     std::printf("certificate for %s\n", names.c_str());
     std::printf("  serial       %s\n  not after    %s\n  issuer       %s\n", leaf.serial_hex().c_str(),
-                time_str(leaf.not_after()).c_str(), leaf.issuer_name().c_str());
+                rfc3339(leaf.not_after()).c_str(), leaf.issuer_name().c_str());
     std::printf("  certificate  %s/tls.crt (leaf + chain)\n  private key  %s/tls.key (mode 0600)\n", dir.c_str(), dir.c_str());
     std::printf("  inspect      openssl x509 -in %s/tls.crt -noout -text\n", dir.c_str());
 }

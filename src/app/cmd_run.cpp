@@ -44,7 +44,6 @@ using controller::CertificateSpec;
 using std::chrono::milliseconds;
 using std::chrono::seconds;
 
-std::string time_text(SystemTime t) { return rfc3339(t); }
 
 double unix_seconds(SystemTime t) {
     return double(std::chrono::duration_cast<seconds>(t.time_since_epoch()).count());
@@ -184,7 +183,7 @@ void RunController::refresh_ari(const CertificateSpec& spec, const RunIssuer& is
     st.ari = *ri;
     st.ari_next_try.reset();
     spdlog::info("certificate {}: ARI window {} .. {}, next poll {}", spec.ref.key(),
-                 time_text(ri->suggested_window.start), time_text(ri->suggested_window.end), time_text(ri->next_poll));
+                 rfc3339(ri->suggested_window.start), rfc3339(ri->suggested_window.end), rfc3339(ri->next_poll));
 }
 
 Result<controller::Requeue> RunController::failed(const CertificateSpec& spec, CertState& st, const Error& e,
@@ -204,7 +203,7 @@ Result<controller::Requeue> RunController::failed(const CertificateSpec& spec, C
         wait = e.retry_after ? std::max(*e.retry_after, seconds(1)) : controller::failure_backoff(st.failures, e);
         st.next_retry = now + wait;
         spdlog::warn("certificate {}: rate limited by the CA, retrying at {} ({})", spec.ref.key(),
-                     time_text(*st.next_retry), e.message);
+                     rfc3339(*st.next_retry), e.message);
     } else {
         if (e.retryable()) {
             // CA unreachable, 5xx, cancelled poll: a pending order is kept and resumed, so a
@@ -218,7 +217,7 @@ Result<controller::Requeue> RunController::failed(const CertificateSpec& spec, C
         }
         st.next_retry = now + wait;
         spdlog::warn("certificate {}: issuance failed (attempt {}): {}; retrying at {}", spec.ref.key(), st.failures,
-                     e.message, time_text(*st.next_retry));
+                     e.message, rfc3339(*st.next_retry));
         for (const auto& d : e.details) spdlog::warn("certificate {}:   {}", spec.ref.key(), d);
     }
     return controller::Requeue::in(std::chrono::duration_cast<milliseconds>(wait));
@@ -258,8 +257,8 @@ Result<controller::Requeue> RunController::reconcile(const std::string& name) {
     if (ev.reason == controller::IssueReason::None && ev.renewal) {
         if (st.renewal_time != ev.renewal->renewal_time)
             spdlog::info("certificate {}: serial {}, valid until {}, renewal at {} ({})", spec.ref.key(),
-                         ev.leaf->serial_hex(), time_text(ev.leaf->not_after()),
-                         time_text(ev.renewal->renewal_time), controller::to_string(ev.renewal->basis));
+                         ev.leaf->serial_hex(), rfc3339(ev.leaf->not_after()),
+                         rfc3339(ev.renewal->renewal_time), controller::to_string(ev.renewal->basis));
         if (ev.renewal->warning) spdlog::warn("certificate {}: {}", spec.ref.key(), *ev.renewal->warning);
         st.renewal_time = ev.renewal->renewal_time;
         st.failures = 0;
@@ -328,7 +327,7 @@ Result<controller::Requeue> RunController::reconcile(const std::string& name) {
     spdlog::info("certificate {}: {} serial {} for {} in {:.1f} s{}, valid until {}", spec.ref.key(),
                  req.current ? "renewed" : "issued", leaf.serial_hex(), fmt::join(spec.dns_names, ","),
                  std::chrono::duration<double>(clock_.steady_now() - t0).count(),
-                 res->resumed ? " (resumed order)" : "", time_text(leaf.not_after()));
+                 res->resumed ? " (resumed order)" : "", rfc3339(leaf.not_after()));
     st.failures = 0;
     st.next_retry.reset();
     st.renewal_time.reset();

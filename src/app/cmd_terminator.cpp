@@ -18,6 +18,7 @@
 #include "app/k8s_cert_source.h"
 #include "app/k8s_challenge_source.h"
 #include "edgecert/base/clock.h"
+#include "edgecert/base/cpus.h"
 #include "edgecert/base/metrics.h"
 #include "platform/signals.h"
 #include "platform/admin_server.h"
@@ -56,8 +57,8 @@ int cmd_terminator(int argc, char** argv) {
              "folder (or Secret namespace/name) served when SNI matches nothing (default: first by name)")
         .add_bool("strict-sni", "refuse handshakes whose SNI matches no certificate")
         .add("admin", "ADDR:PORT", "admin server (/healthz, /readyz, /metrics); 'off' disables", "0.0.0.0:9402")
-        .add("workers", "N", "worker threads, each with its own event loop and listener",
-             std::to_string(std::max(1u, std::thread::hardware_concurrency())))
+        .add("workers", "N", "worker threads, each with its own event loop and listener (one per CPU this process may use)",
+             std::to_string(usable_cpus()))
         .add("proxy-protocol", "none|v1|v2", "PROXY protocol header sent upstream", "v2")
         .add("http-mode", "redirect|passthrough", "non-challenge requests on the HTTP listener", "redirect")
         .add("handshake-timeout", "DURATION", "TLS handshake / request head / upstream connect deadline", "10s")

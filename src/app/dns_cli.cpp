@@ -31,17 +31,6 @@ void add_dns_flags(Flags& f) {
                   "dns-01: do not wait for the authoritative servers");
 }
 
-Result<std::chrono::milliseconds> parse_dns_duration(const std::string& flag,
-                                                     const std::string& v) {
-    std::string s = v;
-    if (!s.empty() && std::all_of(s.begin(), s.end(), ::isdigit)) s += "s";
-    auto d = controller::parse_go_duration(s);
-    if (!d || d->count() <= 0)
-        return Error(ErrorCode::InvalidConfig,
-                     "--" + flag + " '" + v + "' is not a positive duration (e.g. 90s, 2m)");
-    return std::chrono::duration_cast<std::chrono::milliseconds>(*d);
-}
-
 Result<DnsCliSolver> dns_solver_from_flags(const Flags& f, Clock& clock) {
     controller::Dns01Config cfg;
     cfg.nameserver = f.get("dns-server");
@@ -62,9 +51,9 @@ Result<DnsCliSolver> dns_solver_from_flags(const Flags& f, Clock& clock) {
         return Error(ErrorCode::InvalidConfig, "--tsig-key-name needs --tsig-secret-file");
     }
     EC_TRY_ASSIGN(cfg.propagation_timeout,
-                  parse_dns_duration("dns-propagation-timeout", f.get("dns-propagation-timeout")));
+                  f.get_duration("dns-propagation-timeout", false));
     EC_TRY_ASSIGN(cfg.poll_interval,
-                  parse_dns_duration("dns-poll-interval", f.get("dns-poll-interval")));
+                  f.get_duration("dns-poll-interval", false));
     cfg.check_servers = f.get_all("dns-check-server");
     cfg.check_propagation = !f.get_bool("dns-skip-propagation-check");
     if (cfg.check_propagation && cfg.nameserver.empty() && cfg.check_servers.empty())

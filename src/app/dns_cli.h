@@ -26,7 +26,4 @@ struct DnsCliSolver {
 // --dns-webhook, or a value is wrong. The TSIG secret is read from its file here (never printed).
 Result<DnsCliSolver> dns_solver_from_flags(const Flags& f, Clock& clock);
 
-// "90", "90s", "2m", "1m30s", "500ms" → milliseconds (> 0).
-Result<std::chrono::milliseconds> parse_dns_duration(const std::string& flag, const std::string& v);
-
 }  // namespace edgecert::app

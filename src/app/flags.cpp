@@ -2,6 +2,8 @@
 
 #include <sstream>
 
+#include "controller/renewal.h"
+
 namespace edgecert::app {
 
 Flags::Flags(std::string command, std::string usage, std::string description)
@@ -104,24 +106,16 @@ Result<long> Flags::get_int(const std::string& name, long min, long max) const {
 }
 
 Result<std::chrono::milliseconds> Flags::get_duration(const std::string& name, bool allow_zero) const {
-    const std::string v = get(name);
-    size_t pos = 0;
-    double n = 0;
-    try {
-        n = std::stod(v, &pos);
-    } catch (const std::exception&) {
-        return Error(ErrorCode::InvalidConfig, "--" + name + ": '" + v + "' is not a duration");
-    }
-    const std::string unit = v.substr(pos);
-    double ms;
-    if (unit == "ms") ms = n;
-    else if (unit == "s" || unit.empty()) ms = n * 1000;
-    else if (unit == "m") ms = n * 60'000;
-    else if (unit == "h") ms = n * 3'600'000;
-    else return Error(ErrorCode::InvalidConfig, "--" + name + ": unknown unit '" + unit + "'");
-    if (n < 0 || (!allow_zero && n == 0))
+    // The same grammar as durations in Issuer/Certificate specs (Go's), plus a bare number = seconds.
+    std::string v = get(name);
+    bool bare = !v.empty() && v.find_first_not_of("0123456789.") == std::string::npos;
+    auto d = controller::parse_go_duration(bare ? v + "s" : v);
+    if (!d)
+        return Error(ErrorCode::InvalidConfig,
+                     "--" + name + ": '" + v + "' is not a duration (e.g. 250ms, 10s, 5m, 12h)");
+    if (d->count() < 0 || (!allow_zero && d->count() == 0))
         return Error(ErrorCode::InvalidConfig, "--" + name + (allow_zero ? " must not be negative" : " must be positive"));
-    return std::chrono::milliseconds(static_cast<long long>(ms));
+    return std::chrono::duration_cast<std::chrono::milliseconds>(*d);
 }
 
 std::string Flags::help_text() const {

@@ -57,7 +57,6 @@ Result<acme::KeyType> key_type_of(const json& pk) {
     return bad("spec.privateKey.algorithm '" + alg + "' is not one of RSA, ECDSA, Ed25519");
 }
 
-std::string time_text(SystemTime t) { return rfc3339(t); }
 
 }  // namespace
 
@@ -339,10 +338,10 @@ Evaluation evaluate(const CertificateSpec& spec, const std::optional<store::Stor
     ev.renewal = *d;
     if (now >= ev.leaf->not_after()) {
         ev.reason = IssueReason::Expired;
-        ev.detail = "Issuing certificate as it expired at " + time_text(ev.leaf->not_after());
+        ev.detail = "Issuing certificate as it expired at " + rfc3339(ev.leaf->not_after());
     } else if (now >= d->renewal_time) {
         ev.reason = IssueReason::Renewing;
-        ev.detail = "Renewing certificate as renewal was scheduled at " + time_text(d->renewal_time) +
+        ev.detail = "Renewing certificate as renewal was scheduled at " + rfc3339(d->renewal_time) +
                     " (" + std::string(to_string(d->basis)) + ")";
     }
     return ev;

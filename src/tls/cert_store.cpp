@@ -1,6 +1,6 @@
 #include "tls/cert_store.h"
 
-#include <sched.h>
+#include "edgecert/base/cpus.h"
 
 #include <spdlog/spdlog.h>
 
@@ -11,19 +11,6 @@
 #include <thread>
 
 namespace edgecert::tls {
-
-namespace {
-
-// The CPUs this process may run on (taskset, cpuset cgroups), not the machine's: a second
-// parser thread on the same CPU only adds OpenSSL lock traffic (+10 % CPU pinned to one core).
-unsigned usable_cpus() {
-    cpu_set_t set;
-    CPU_ZERO(&set);
-    if (sched_getaffinity(0, sizeof set, &set) == 0) return static_cast<unsigned>(std::max(1, CPU_COUNT(&set)));
-    return std::max(1u, std::thread::hardware_concurrency());
-}
-
-}  // namespace
 
 CertStore::CertStore(CertStoreOptions opts, const Clock& clock, SnapshotHolder& holder)
     : opts_(std::move(opts)), clock_(clock), holder_(holder), snap_(CertSnapshot::build({}, "", true)) {}
@@ -39,6 +26,7 @@ void CertStore::apply(std::vector<CertChange> changes, bool full) {
             if (changes[i].kind == CertChange::Kind::Upsert)
                 parsed[i].emplace(parse_cert_entry(changes[i].name, changes[i].cert_pem, changes[i].key_pem, clock_));
     };
+    // One parser per usable CPU: a second thread on the same CPU only adds OpenSSL lock traffic.
     size_t threads = changes.size() >= 64 ? std::min(8u, usable_cpus()) : 1;
     std::vector<std::thread> pool;
     for (size_t t = 1; t < threads; ++t) pool.emplace_back(parse_range, t, threads);

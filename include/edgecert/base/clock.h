@@ -13,8 +13,9 @@ namespace edgecert {
 using SystemTime = std::chrono::system_clock::time_point;
 
 // RFC 3339 UTC with whole seconds ("2026-11-28T21:00:00Z"): what logs, status and metadata show.
+// The one formatter: acme::format_rfc3339 and k8s::format_time are this.
 inline std::string rfc3339(SystemTime t) {
-    std::time_t tt = std::chrono::system_clock::to_time_t(t);
+    std::time_t tt = std::chrono::system_clock::to_time_t(std::chrono::floor<std::chrono::seconds>(t));
     std::tm tm{};
     gmtime_r(&tt, &tm);
     char buf[32];

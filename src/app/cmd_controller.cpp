@@ -19,6 +19,8 @@
 #include "app/clients.h"
 #include "app/flag_file.h"
 #include "app/flags.h"
+#include "app/status_page.h"
+#include "app/status_sources.h"
 #include "controller/context.h"
 #include "controller/resources.h"
 #include "controller/source_controller.h"
@@ -85,7 +87,8 @@ int cmd_controller(int argc, char** argv) {
             "in line; with leader election, only the replica holding the Lease reconciles.");
     f.add("kubeconfig", "FILE", "kubeconfig to use (default: in-cluster service account)")
         .add("context", "NAME", "kubeconfig context (default: current-context)")
-        .add("admin", "ADDR:PORT", "admin server (/healthz, /readyz, /metrics); 'off' disables",
+        .add("admin", "ADDR:PORT",
+             "admin server (/healthz, /readyz, /metrics, status page /); 'off' disables",
              "0.0.0.0:9402")
         .add_bool("leader-elect", "run the controllers only while holding the Lease (default "
                                   "true; --leader-elect=false for a single replica)")
@@ -257,6 +260,16 @@ int cmd_controller(int argc, char** argv) {
         auto a = platform::AdminServer::create({f.get("admin")}, registry, synced);
         if (!a) return fail(a.error());
         admin = std::move(*a);
+        // The status page: what the informer caches know (Certificates, their Secrets, Issuers).
+        auto store_of = [](k8s::Informer* i) { return i ? &i->store() : nullptr; };
+        status::add_status_handlers(*admin,
+                                    [&inf, &clock, store_of] {
+                                        return status::report_from_caches(
+                                            store_of(inf.certificates), store_of(inf.secrets),
+                                            store_of(inf.issuers), store_of(inf.clusterissuers),
+                                            clock.now());
+                                    },
+                                    {"edgecert controller"});
         if (auto st = admin->start(); !st) return fail(st.error());
         spdlog::info("controller: admin server on port {}", admin->port());
     }

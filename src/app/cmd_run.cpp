@@ -24,6 +24,8 @@
 #include "app/commands.h"
 #include "app/flags.h"
 #include "app/run_config.h"
+#include "app/status_page.h"
+#include "app/status_sources.h"
 #include "app/terminator_runtime.h"
 #include "controller/accounts.h"
 #include "controller/issuance.h"
@@ -72,9 +74,12 @@ class InProcessSolver final : public acme::ChallengeSolver {
     std::vector<std::string> types_;
 };
 
-// What the controller remembers about one certificate between reconciles. In memory only:
-// a restart starts the backoff over, which for a single machine is the expected behaviour.
+// What the controller remembers about one certificate between reconciles. The backoff lives in
+// memory only (a restart starts it over, which for a single machine is the expected behaviour);
+// what it says about the certificate (`view`) is also written to STORE/certs/<secretName>/
+// status.json whenever it changes, for `edgecert status --store` after the fact.
 struct CertState {
+    status::RunCertStatus view;  // Ready, last failure; failures/renewal/next attempt at publish
     int failures = 0;
     std::optional<SystemTime> next_retry;
     std::optional<SystemTime> renewal_time;  // kept inside one ARI window (no dice per pass)
@@ -100,6 +105,10 @@ class RunController {
     }
 
     Result<controller::Requeue> reconcile(const std::string& name);
+
+    // The status page's data: every configured certificate, what is stored, what this process
+    // knows about it, and what `served` (the built-in terminator, may be null) has on the wire.
+    status::Report report(const TerminatorRuntime* served) const;
 
   private:
     static Result<std::unique_ptr<HttpClient>> http_factory(const controller::AcmeIssuerSpec& spec) {
@@ -138,6 +147,21 @@ class RunController {
     void refresh_ari(const CertificateSpec& spec, const RunIssuer& iss, const acme::Certificate& leaf, CertState& st);
     // `in_service`: a valid certificate is still stored (a failed renewal keeps Ready True).
     Result<controller::Requeue> failed(const CertificateSpec& spec, CertState& st, const Error& e, bool in_service);
+    static void set_view(CertState& st, const char* ready, std::string reason,
+                         std::string message) {
+        st.view.ready = ready;
+        st.view.reason = std::move(reason);
+        st.view.message = std::move(message);
+    }
+    // Up to date: Ready, and a success clears the last failure (as the controller's status does).
+    static void mark_ready(CertState& st) {
+        set_view(st, "True", "Ready", "Certificate is up to date and has not expired");
+        st.view.last_failure_time.reset();
+        st.view.failure_reason.clear();
+        st.view.failure_message.clear();
+    }
+    // Stores `st` as the state of `spec` and rewrites its status.json when what it says changed.
+    void publish(const CertificateSpec& spec, CertState st);
 
     mutable std::mutex mu_;  // cfg_, states_, rng_
     std::shared_ptr<const RunConfig> cfg_;
@@ -150,6 +174,53 @@ class RunController {
     std::map<std::string, CertState> states_;
     std::mt19937_64 rng_;
 };
+
+void RunController::publish(const CertificateSpec& spec, CertState st) {
+    status::RunCertStatus& v = st.view;
+    v.name = spec.ref.name;
+    v.secret_name = spec.ref.secret_name;
+    v.dns_names = spec.dns_names;
+    v.issuer_name = spec.issuer_name;
+    v.failed_attempts = st.failures;
+    v.renewal_time = st.renewal_time;
+    v.next_attempt_time = st.next_retry;
+    bool changed;
+    {
+        std::lock_guard lk(mu_);
+        auto& slot = states_[spec.ref.name];
+        changed = !(slot.view == v);
+        slot = st;
+    }
+    if (!changed) return;
+    // Not secret (0644) and rebuilt at the next change, so no fsync; the rename keeps it whole.
+    if (auto w = store_.save_status(spec.ref, status::to_json(v).dump(2) + "\n"); !w)
+        spdlog::warn("certificate {}: writing status.json: {}", spec.ref.key(), w.error().message);
+}
+
+status::Report RunController::report(const TerminatorRuntime* served) const {
+    auto cfg = config();
+    status::Report r;
+    r.source_kind = "run";
+    r.source = cfg->store;
+    r.generated_at = clock_.now();
+    for (const auto& c : cfg->certificates) {
+        std::optional<status::RunCertStatus> view;
+        {
+            std::lock_guard lk(mu_);
+            if (auto it = states_.find(c.ref.name);
+                it != states_.end() && !it->second.view.name.empty())
+                view = it->second.view;
+        }
+        auto pem = platform::read_file(store_.cert_dir(c.ref) + "/tls.crt");
+        auto row = status::row_from_run(view ? &*view : nullptr, pem ? *pem : "", c.ref.name,
+                                        c.ref.secret_name);
+        if (row.dns_names.empty()) row.dns_names = c.dns_names;
+        if (row.issuer_name.empty()) row.issuer_name = c.issuer_name;
+        r.certificates.push_back(std::move(row));
+    }
+    if (served) status::attach_served(r, "built-in", served->served());
+    return r;
+}
 
 controller::AccountRequest account_request(const RunIssuer& iss) {
     controller::AccountRequest r;
@@ -190,6 +261,13 @@ Result<controller::Requeue> RunController::failed(const CertificateSpec& spec, C
                                                   bool in_service) {
     if (cancel_.load()) return controller::Requeue::done();  // shutting down: not a failure
     if (!in_service) set_ready(spec, "False");
+    const char* reason = e.code == ErrorCode::InvalidConfig ? "BadConfig"
+                         : e.code == ErrorCode::RateLimited ? "RateLimited"
+                                                            : "Failed";
+    st.view.last_failure_time = clock_.now();
+    st.view.failure_reason = reason;
+    st.view.failure_message = e.message;
+    if (!in_service) set_view(st, "False", reason, e.message);
     if (e.code == ErrorCode::InvalidConfig) {
         spdlog::error("certificate {}: {} (not retried until the config changes)", spec.ref.key(), e.message);
         return e;  // the Runner does not requeue InvalidConfig
@@ -228,18 +306,20 @@ Result<controller::Requeue> RunController::reconcile(const std::string& name) {
     const CertificateSpec* specp = cfg->certificate(name);
     if (!specp) return controller::Requeue::done();  // removed from the config
     const CertificateSpec& spec = *specp;
-    const RunIssuer* iss = cfg->issuer(spec.issuer_name);
-    if (!iss) return Error(ErrorCode::InvalidConfig, "issuer " + spec.issuer_name + " is not configured");
-
     CertState st;
     {
         std::lock_guard lk(mu_);
         st = states_[name];
     }
-    auto save = [&] {
-        std::lock_guard lk(mu_);
-        states_[name] = st;
-    };
+    auto save = [&] { publish(spec, st); };
+    const RunIssuer* iss = cfg->issuer(spec.issuer_name);
+    if (!iss) {
+        // A SIGHUP with a config that lost the issuer (load_run_config refuses it at start).
+        Error e(ErrorCode::InvalidConfig, "issuer " + spec.issuer_name + " is not configured");
+        auto r = failed(spec, st, e, false);
+        save();
+        return r;
+    }
     SystemTime now = clock_.now();
     if (st.next_retry && now < *st.next_retry)
         return controller::Requeue::in(std::chrono::duration_cast<milliseconds>(*st.next_retry - now));
@@ -263,6 +343,7 @@ Result<controller::Requeue> RunController::reconcile(const std::string& name) {
         st.renewal_time = ev.renewal->renewal_time;
         st.failures = 0;
         st.next_retry.reset();
+        mark_ready(st);
         set_ready(spec, "True");
         set_times(spec, *ev.leaf, ev.renewal->renewal_time);
         now = clock_.now();
@@ -277,7 +358,11 @@ Result<controller::Requeue> RunController::reconcile(const std::string& name) {
     // Issue (or resume the pending order).
     spdlog::info("certificate {}: {}", spec.ref.key(), ev.detail);
     const bool in_service = ev.reason == controller::IssueReason::Renewing;
-    if (!in_service) set_ready(spec, "False");
+    if (!in_service) {
+        set_ready(spec, "False");
+        set_view(st, "False", std::string(controller::to_string(ev.reason)), ev.detail);
+        save();
+    }
     auto client = accounts_.client_for(account_request(*iss));
     if (!client) {
         auto r = failed(spec, st, client.error(), in_service);
@@ -333,6 +418,7 @@ Result<controller::Requeue> RunController::reconcile(const std::string& name) {
     st.renewal_time.reset();
     st.ari.reset();
     st.ari_next_try.reset();
+    mark_ready(st);
     save();
     // Evaluate the new certificate right away: schedules its renewal and sets the metrics.
     return controller::Requeue::in(milliseconds(1));
@@ -402,6 +488,13 @@ int cmd_run(int argc, char** argv) {
 
     std::atomic<bool> cancel{false};
     RunController ctl(cfg, **store, challenges, clock, reg, cancel);
+    // The status page (GET /, /status, /status.json) on the terminator's admin port; the admin
+    // server is stopped (with the runtime) before ctl goes out of scope.
+    if (platform::AdminServer* admin = (*rt)->admin()) {
+        TerminatorRuntime* runtime = rt->get();
+        status::add_status_handlers(*admin, [&ctl, runtime] { return ctl.report(runtime); },
+                                    {"edgecert run"});
+    }
     controller::Runner::Options ro;
     ro.name = "certificate";
     ro.workers = static_cast<int>(std::clamp<size_t>(cfg->certificates.size(), 1, 4));

@@ -25,6 +25,8 @@ const Command kCommands[] = {
     {"controller", cmd_controller, "Kubernetes controller: annotated Ingress/Gateway -> Certificates"},
     {"terminator", cmd_terminator, "serve HTTPS from certificates, hot-reloading them"},
     {"run", cmd_run, "embedded default: issue, renew and serve the certificates of a config file"},
+    {"status", cmd_status,
+     "every certificate at a glance: expiry, renewal, failures, stored vs served"},
     {"version", cmd_version, "print the version"},
 };
 

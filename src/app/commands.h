@@ -12,5 +12,6 @@ int cmd_revoke(int argc, char** argv);
 int cmd_terminator(int argc, char** argv);
 int cmd_run(int argc, char** argv);
 int cmd_controller(int argc, char** argv);
+int cmd_status(int argc, char** argv);
 
 }  // namespace edgecert::app

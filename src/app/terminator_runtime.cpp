@@ -4,6 +4,8 @@
 
 #include <ctime>
 
+#include "app/status_sources.h"
+
 namespace edgecert::app {
 
 Result<std::unique_ptr<TerminatorRuntime>> TerminatorRuntime::create(TerminatorRuntimeOptions opts, Clock& clock,
@@ -54,10 +56,21 @@ Status TerminatorRuntime::start() {
     register_metrics();
     if (!opts_.admin.empty()) {
         EC_TRY_ASSIGN(admin_, platform::AdminServer::create({opts_.admin}, registry_, [this] { return ready(); }));
+        // What is on the wire, for `edgecert status --terminator` and the status pages
+        // (docs/status.md): names, serials, validity, issuer, fingerprint; never key material.
+        admin_->add_handler("/certificates", [this](const std::string&, const std::string&, int&,
+                                                    std::string& ct, std::string& body) {
+            ct = "application/json";
+            body = status::served_to_json(served()).dump(2) + "\n";
+        });
         EC_TRY(admin_->start());
         spdlog::info("terminator: admin on port {}", admin_->port());
     }
     return {};
+}
+
+std::vector<status::ServedEntry> TerminatorRuntime::served() const {
+    return status::served_entries(*holder_.get());
 }
 
 bool TerminatorRuntime::ready() const {

@@ -2,7 +2,8 @@
 // The TLS edge as one reusable piece, shared by `edgecert terminator` and `edgecert run`: a
 // CertSource (a directory with inotify, or Kubernetes Secrets) → tls::CertStore
 // (validate, build snapshot, swap) → proxy::Server workers, the challenge chain, session-ticket
-// key rotation, and the admin server with the terminator's metrics collectors.
+// key rotation, and the admin server with the terminator's metrics collectors and its
+// /certificates endpoint (what is served, docs/status.md).
 //
 // Challenges come from an optional --challenge-dir style folder and from an externally owned
 // tls::MemoryChallengeSource, which the in-process controller of `edgecert run` fills: an answer
@@ -19,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "app/status_sources.h"
 #include "edgecert/base/clock.h"
 #include "edgecert/base/metrics.h"
 #include "edgecert/base/result.h"
@@ -72,6 +74,8 @@ class TerminatorRuntime {
     void stop();  // idempotent
 
     bool ready() const;
+    // Every certificate of the served snapshot (GET /certificates on the admin port).
+    std::vector<status::ServedEntry> served() const;
     int tls_port() const { return server_ ? server_->tls_port() : 0; }
     int http_port() const { return server_ ? server_->http_port() : 0; }
     int admin_port() const { return admin_ ? admin_->port() : 0; }

@@ -64,6 +64,12 @@ Status DirStore::save_certificate(const CertificateRef& ref, const StoredCertifi
     return platform::sync_dir(dir);
 }
 
+Status DirStore::save_status(const CertificateRef& ref, std::string_view json) {
+    EC_TRY(component("secretName", ref.secret_name));
+    return platform::write_file_atomic(cert_dir(ref) + "/status.json", json, 0644,
+                                       platform::Durability::None);
+}
+
 Result<std::optional<PendingOrder>> DirStore::load_pending(const CertificateRef& ref) {
     EC_TRY(component("secretName", ref.secret_name));
     const std::string p = cert_dir(ref) + "/.pending";

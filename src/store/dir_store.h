@@ -4,6 +4,8 @@
 //   ROOT/certs/<secretName>/tls.crt           leaf + chain (0644)
 //   ROOT/certs/<secretName>/tls.key           PKCS#8 (0600), written before tls.crt
 //   ROOT/certs/<secretName>/certificate.json  metadata (issuer, names): rebuilt on each issue
+//   ROOT/certs/<secretName>/status.json       what `edgecert run` knows (Ready, last failure,
+//                                             next renewal) for `edgecert status --store`
 //   ROOT/certs/<secretName>/.pending/         order.json + tls.key (0600) of an order in flight
 //   ROOT/accounts/<id>/account.key            ACME account key (0600)
 //
@@ -32,6 +34,9 @@ class DirStore final : public CertificateStore, public AccountKeyStore {
     Result<std::optional<PendingOrder>> load_pending(const CertificateRef& ref) override;
     Status save_pending(const CertificateRef& ref, const PendingOrder& order) override;
     Status clear_pending(const CertificateRef& ref) override;
+    // ROOT/certs/<secretName>/status.json (0644, not secret): replaced atomically, no fsync
+    // (rewritten at the next change).
+    Status save_status(const CertificateRef& ref, std::string_view json);
 
     Result<std::optional<SecretBytes>> load_account_key(const std::string& id) override;
     Status save_account_key(const std::string& id, const SecretBytes& pem) override;

@@ -164,7 +164,9 @@ int cmd_status(int argc, char** argv) {
         if (!cfg) return fail(cfg.error().with_context("kubeconfig " + path));
         auto http = kube_http_client(*cfg);
         if (!http) return fail(http.error());
-        k8s::Client client(**http, *cfg, clock);
+        k8s::ClientOptions co{cfg->server, cfg->token_source};
+        co.timeout = *timeout;
+        k8s::Client client(**http, std::move(co), clock);
         status::K8sScope scope;
         scope.all_namespaces = f.has("all-namespaces") && f.get_bool("all-namespaces");
         scope.namespace_ = f.has("namespace") ? f.get("namespace") : cfg->namespace_;

@@ -19,15 +19,10 @@ json str_or_null(const std::string& s) {
     return s.empty() ? json(nullptr) : json(s);
 }
 
-std::string served_one(const Served& s, const CertRow& row) {
-    if (!s.error.empty()) return "unreachable";
-    if (!s.found) return "not-served";
-    return s.serial == row.serial ? "ok" : "mismatch";
-}
-
+// Smaller is worse.
 int severity(Problem p) {
     return static_cast<int>(p);
-}  // smaller is worse
+}
 
 }  // namespace
 
@@ -51,10 +46,22 @@ std::string_view to_string(Problem p) {
     return "Unknown";
 }
 
+bool has_stored(const CertRow& row) {
+    return !row.serial.empty() || row.not_after.has_value();
+}
+
+std::string served_state(const Served& s, const CertRow& row) {
+    if (!s.error.empty()) return "unreachable";
+    if (!s.found) return has_stored(row) ? "not-served" : "none";
+    // No serial but a notAfter: the Secret could not be read, so there is nothing to compare.
+    if (row.serial.empty()) return has_stored(row) ? "unknown" : "mismatch";
+    return s.serial == row.serial ? "ok" : "mismatch";
+}
+
 void evaluate(CertRow& row, SystemTime now) {
     row.problems.clear();
     auto add = [&](Problem p) { row.problems.push_back(p); };
-    const bool stored = !row.serial.empty();
+    const bool stored = has_stored(row);
     const bool expired = stored && row.not_after && *row.not_after <= now;
     if (expired) add(Problem::Expired);
     if (stored && (row.overdue_condition ||
@@ -63,12 +70,10 @@ void evaluate(CertRow& row, SystemTime now) {
     if (!row.served.empty()) {
         bool any_found = false, mismatch = false, unreachable = false;
         for (const auto& s : row.served) {
-            if (!s.error.empty())
-                unreachable = true;
-            else if (s.found) {
-                any_found = true;
-                if (s.serial != row.serial) mismatch = true;
-            }
+            const std::string st = served_state(s, row);
+            unreachable |= st == "unreachable";
+            mismatch |= st == "mismatch";
+            any_found |= s.found;
         }
         if (mismatch) add(Problem::ServedMismatch);
         // One terminator serving it is enough: several may split the certificates between them.
@@ -163,16 +168,11 @@ std::string failure_summary(const CertRow& row, SystemTime now) {
 
 std::string served_state(const CertRow& row) {
     if (row.served.empty()) return {};
-    std::string worst = "ok";
-    bool any_found = false;
-    for (const auto& s : row.served) {
-        std::string st = served_one(s, row);
-        if (st == "unreachable") return st;
-        if (st == "mismatch") worst = st;
-        if (s.found) any_found = true;
-    }
-    if (worst == "ok" && !any_found) return row.serial.empty() ? "none" : "not-served";
-    return worst;
+    std::vector<std::string> states;
+    for (const auto& s : row.served) states.push_back(served_state(s, row));
+    for (const char* st : {"unreachable", "mismatch", "ok", "unknown"})
+        if (std::find(states.begin(), states.end(), st) != states.end()) return st;
+    return has_stored(row) ? "not-served" : "none";
 }
 
 json to_json(const Report& r) {
@@ -181,7 +181,7 @@ json to_json(const Report& r) {
         json served = json::array();
         for (const auto& s : c.served)
             served.push_back({{"terminator", s.terminator},
-                              {"state", served_one(s, c)},
+                              {"state", served_state(s, c)},
                               {"entry", str_or_null(s.entry)},
                               {"serial", str_or_null(s.serial)},
                               {"notAfter", time_or_null(s.not_after)},
@@ -247,7 +247,8 @@ json to_json(const Report& r) {
               {"exitCode", exit_code(r)}}},
             {"certificates", certs},
             {"issuers", issuers},
-            {"terminators", terms}};
+            {"terminators", terms},
+            {"warnings", r.warnings}};
 }
 
 }  // namespace edgecert::app::status

@@ -79,6 +79,7 @@ struct Report {
     std::vector<CertRow> certificates;
     std::vector<IssuerRow> issuers;  // controller and Kubernetes sources only
     std::vector<TerminatorInfo> terminators;
+    std::vector<std::string> warnings;  // what could not be read (e.g. Secrets: RBAC)
 };
 
 // Fills row.problems from the row's data and `now`.
@@ -111,8 +112,13 @@ nlohmann::json to_json(const Report& r);
 
 // The last failure in one line: "Failed x3 (5m ago): message"; "" when none.
 std::string failure_summary(const CertRow& row, SystemTime now);
-// The row's served state in one word: "" (no terminator asked), ok, mismatch, not-served,
-// unreachable, none (nothing stored and nothing served).
+// Something is stored: a serial from tls.crt, or at least a notAfter from the Certificate status
+// (when its Secret cannot be read).
+bool has_stored(const CertRow& row);
+// One terminator's answer for the row: ok, mismatch, not-served, unreachable, none (nothing
+// stored, nothing served), unknown (served, but the stored serial could not be read).
+std::string served_state(const Served& s, const CertRow& row);
+// The row's worst: unreachable, mismatch, ok, unknown, not-served, none; "" without terminators.
 std::string served_state(const CertRow& row);
 
 }  // namespace edgecert::app::status

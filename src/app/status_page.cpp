@@ -1,6 +1,7 @@
 #include "app/status_page.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <ctime>
 #include <vector>
@@ -64,6 +65,7 @@ tr.ok td:first-child{box-shadow:inset 3px 0 0 var(--ok)}
 footer{color:var(--muted);font-size:12px;text-align:center;padding:4px 0 24px}
 footer a{color:var(--now)}
 .empty{color:var(--muted);font-style:italic}
+.card.warning{background:var(--warnbg);border-color:#fedf89;color:#93370d;padding:10px 16px}
 )CSS";
 
 std::string esc(std::string_view s) {
@@ -149,8 +151,9 @@ std::string name_html(const CertRow& c) {
 
 std::string time_cell(const std::optional<SystemTime>& t, SystemTime now) {
     if (!t) return "<span class=\"muted\">&ndash;</span>";
-    return "<div>" + esc(relative_time(*t, now)) + "</div><div class=\"muted small nowrap\" title=\"" +
-           esc(rfc3339(*t)) + "\">" + esc(utc(*t, "%Y-%m-%d %H:%M UTC")) + "</div>";
+    return "<div>" + esc(relative_time(*t, now)) +
+           "</div><div class=\"muted small nowrap\" title=\"" + esc(rfc3339(*t)) + "\">" +
+           esc(utc(*t, "%Y-%m-%d %H:%M UTC")) + "</div>";
 }
 
 void timeline(std::string& out, const Report& r) {
@@ -237,13 +240,10 @@ void cert_table(std::string& out, const Report& r) {
         if (served) {
             out += "<td>";
             for (const auto& s : c.served) {
-                std::string st = !s.error.empty()       ? "unreachable"
-                                 : !s.found             ? (c.serial.empty() ? "none" : "not served")
-                                 : s.serial == c.serial ? "ok"
-                                                        : "mismatch";
-                const char* cls = st == "ok"                           ? "ok"
-                                  : st == "none" || st == "not served" ? "unknown"
-                                                                       : "bad";
+                const std::string st = served_state(s, c);
+                const char* cls = st == "ok"                                ? "ok"
+                                  : st == "mismatch" || st == "unreachable" ? "bad"
+                                                                            : "unknown";
                 out += std::string("<div><span class=\"badge ") + cls + "\" title=\"" +
                        esc(s.terminator) + "\">" + esc(st) + "</span>";
                 if (st == "mismatch")
@@ -338,6 +338,7 @@ std::string render_page(const Report& r, const PageOptions& o) {
     out += std::string("<span class=\"pill ") + (bad ? "bad" : "ok") + "\" id=\"problems\">" +
            (bad ? std::to_string(bad) + " with problems" : "all fine") +
            "</span></div></header><main>";
+    for (const auto& w : r.warnings) out += "<div class=\"card warning\">" + esc(w) + "</div>";
     timeline(out, r);
     cert_table(out, r);
     issuer_table(out, r);

@@ -160,22 +160,38 @@ Result<Report> collect_kubernetes(k8s::Client& client, const K8sScope& scope, Sy
     std::map<std::string, json> secrets;  // namespace/name → Secret
     k8s::ListOptions managed;
     managed.label_selector = "edgecert.io/managed=true";
-    if (auto s = client.list(k8s::resources::Secret, ns, managed))
-        for (auto& o : s->items) secrets[meta::key(o)] = std::move(o);
+    auto listed = client.list(k8s::resources::Secret, ns, managed);
+    if (listed) {
+        for (auto& o : listed->items) secrets[meta::key(o)] = std::move(o);
+    } else {
+        // Often RBAC: many may read Certificates but not Secrets. The status's notAfter still
+        // tells expiry; serials (and so stored vs served) stay unknown.
+        rep.warnings.push_back("cannot list Secrets (" + listed.error().message +
+                               "): stored serials are unknown, notAfter comes from the status");
+    }
+    bool get_failed = false;
     for (const auto& c : certs->items) {
         const std::string sname = c.value("spec", json::object()).value("secretName", "");
         const std::string key = meta::key(meta::namespace_(c), sname);
         auto it = secrets.find(key);
-        if (it == secrets.end() && !sname.empty()) {
+        if (it == secrets.end() && !sname.empty() && listed) {
             // Not (yet) labelled as ours, e.g. adopted from cert-manager: ask for it directly.
-            if (auto s = client.get(k8s::resources::Secret, meta::namespace_(c), sname))
+            auto s = client.get(k8s::resources::Secret, meta::namespace_(c), sname);
+            if (s) {
                 it = secrets.emplace(key, std::move(*s)).first;
+            } else if (s.error().code != ErrorCode::NotFound && !get_failed) {
+                get_failed = true;
+                rep.warnings.push_back("cannot read Secret " + key + ": " + s.error().message);
+            }
         }
         rep.certificates.push_back(
             row_from_certificate(c, it == secrets.end() ? nullptr : &it->second));
     }
     if (auto is = client.list(controller::resources::Issuer, ns))
         for (const auto& o : is->items) rep.issuers.push_back(row_from_issuer(o, "Issuer"));
+    else
+        rep.warnings.push_back("cannot list Issuers: " + is.error().message);
+    // Namespaced RBAC usually forbids listing ClusterIssuers: skipped without a warning.
     if (auto cis = client.list(controller::resources::ClusterIssuer, ""))
         for (const auto& o : cis->items) rep.issuers.push_back(row_from_issuer(o, "ClusterIssuer"));
     return rep;

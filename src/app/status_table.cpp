@@ -60,7 +60,7 @@ std::string served_text(const CertRow& c, bool wide) {
     if (st == "mismatch") {
         size_t bad = 0;
         for (const auto& s : c.served)
-            if (s.error.empty() && s.found && s.serial != c.serial) ++bad;
+            if (served_state(s, c) == "mismatch") ++bad;
         st = "MISMATCH " + std::to_string(bad) + "/" + std::to_string(c.served.size());
     }
     if (!wide) return st;
@@ -220,6 +220,7 @@ std::string render_table(const Report& r, const TableOptions& o) {
         render(out, header, rows, o.colour);
     }
     // Below the table: what could not be asked, Issuers that are not Ready, one summary line.
+    for (const auto& w : r.warnings) out += "warning: " + sanitize(w) + "\n";
     for (const auto& t : r.terminators)
         if (!t.error.empty())
             out += "terminator " + sanitize(t.url) + ": " + sanitize(t.error) + "\n";

@@ -281,6 +281,13 @@ def test_namespace_scope_exit_codes_and_unreachable_terminator(k8s):
     rc, doc = status_json("--kubeconfig", kc)
     assert rc == 6 and {c["namespace"] for c in doc["certificates"]} == {"default"}
     assert all(c["served"] == [] and c["servedState"] is None for c in doc["certificates"])
+    # Secrets that cannot be read (RBAC, or here a failing API server): a warning; expiry still
+    # comes from the status, and what is served cannot be compared, so it is not a mismatch.
+    k8s["srv"].fault("error_500", path_prefix="/api/v1/namespaces/prod/secrets", count=1)
+    rc, doc = status_json("--kubeconfig", kc, "-n", "prod", *terminator_args(k8s))
+    assert rc == 0 and len(doc["warnings"]) == 1 and "cannot list Secrets" in doc["warnings"][0], doc["warnings"]
+    (web,) = doc["certificates"]
+    assert web["serial"] is None and web["notAfter"] and web["servedState"] == "unknown" and web["problems"] == []
     # A terminator that cannot be asked is a problem of its own (exit 4), not a crash.
     dead = f"http://127.0.0.1:{free_port()}"
     p = status("--kubeconfig", kc, "-n", "prod", "--terminator", dead)

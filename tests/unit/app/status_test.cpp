@@ -109,6 +109,22 @@ TEST(StatusModel, ServedAgainstStored) {
     EXPECT_EQ(problems_of(r), std::vector<Problem>{Problem::TerminatorUnreachable});
     EXPECT_EQ(served_state(r), "unreachable");
 
+    // The Secret could not be read (RBAC): the status's notAfter says a certificate is stored,
+    // its serial is unknown, so what is served cannot be called a mismatch.
+    CertRow unread = good("unread");
+    unread.serial.clear();
+    unread.served = {{"http://a:9402", "", true, "default/unread-tls", "77", {}}};
+    EXPECT_TRUE(problems_of(unread).empty());
+    EXPECT_EQ(served_state(unread), "unknown");
+    unread.not_after = kNow - kDay;  // expiry is still known
+    EXPECT_EQ(problems_of(unread).front(), Problem::Expired);
+    // Served while nothing is stored (a deleted Secret): not what is stored.
+    CertRow gone;
+    gone.ready = "False";
+    gone.served = {{"http://a:9402", "", true, "default/gone", "77", {}}};
+    EXPECT_EQ(problems_of(gone),
+              (std::vector<Problem>{Problem::ServedMismatch, Problem::NotReady}));
+
     CertRow none;  // nothing stored and nothing served: nothing to compare
     none.ready = "False";
     none.served = {{"http://a:9402", "", false, "", "", {}}};
@@ -204,6 +220,7 @@ TEST(StatusModel, JsonSchemaFieldByField) {
                                                {{"status", "True"},
                                                 {"reason", "ACMEAccountRegistered"},
                                                 {"message", "registered"}}}}}));
+    EXPECT_EQ(j["warnings"], json::array());
     EXPECT_EQ(j["terminators"], json::array({json{{"url", "http://t:9402"},
                                                   {"reachable", true},
                                                   {"error", nullptr},

@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """fakekube: the in-repo test Kubernetes API server. See README.md in this folder.
 
-usage: run --port N [--tls-cert F --tls-key F [--client-ca F]] [--token-file F] [--history N]
+usage: run --port N [--tls-cert F --tls-key F [--client-ca F]] [--token-file F]
+           [--authorization-mode AlwaysAllow|RBAC] [--history N]
            [--bookmark-interval S] [--watch-timeout S] [--version-minor M]
 Prints "ready port=<N>" on stdout once listening; SIGTERM stops it.
 """
@@ -26,6 +27,9 @@ def main(argv=None):
                                          "request; wrong/missing token -> 401")
     ap.add_argument("--client-ca", help="PEM CA; client certificates it signed authenticate "
                                         "(HTTPS only; alone or beside --token-file)")
+    ap.add_argument("--authorization-mode", default="AlwaysAllow", choices=["AlwaysAllow", "RBAC"],
+                    help="RBAC: Roles/ClusterRoles and their bindings decide (system:masters "
+                         "may do anything); needs --token-file or --client-ca")
     ap.add_argument("--history", type=int, default=1000,
                     help="watch events kept; older resourceVersions answer 410 Expired")
     ap.add_argument("--bookmark-interval", type=float, default=5.0,
@@ -41,6 +45,8 @@ def main(argv=None):
         ap.error("--tls-cert and --tls-key go together")
     if cfg.client_ca and not cfg.tls_cert:
         ap.error("--client-ca needs --tls-cert/--tls-key")
+    if cfg.authorization_mode == "RBAC" and not (cfg.token_file or cfg.client_ca):
+        ap.error("--authorization-mode=RBAC needs --token-file or --client-ca (who is asking?)")
     srv = FakeServer((cfg.host, cfg.port), cfg)
 
     def stop(*_):

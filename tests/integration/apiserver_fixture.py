@@ -114,6 +114,7 @@ class ApiServer:
                 raise ValueError("client_cert needs tls=True")
             self.client_cert, self.client_key = self.dir / "client.crt", self.dir / "client.key"
             cmd += ["--client-ca", str(self.ca)]
+        self._extra_tokens = []
         if token is not None:
             self.token_file = self.dir / "token"
             self.set_token(token)
@@ -130,12 +131,13 @@ class ApiServer:
         self.cache_dir = self.dir / "kube-cache"
         self._write_kubeconfig()
 
-    def _write_kubeconfig(self):
+    def _write_kubeconfig(self, path=None, token=None):
         cluster = {"server": self.url}
         if self.ca:
             cluster["certificate-authority"] = str(self.ca)
-        user = {"token": self.token} if self.token is not None else {}
-        if self.client_cert:
+        token = token if token is not None else self.token
+        user = {"token": token} if token is not None else {}
+        if self.client_cert and path is None:
             user["client-certificate"] = str(self.client_cert)
             user["client-key"] = str(self.client_key)
         cfg = {"apiVersion": "v1", "kind": "Config", "current-context": "fake",
@@ -143,13 +145,28 @@ class ApiServer:
                "users": [{"name": "fake", "user": user}],
                "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "fake",
                                                          "namespace": "default"}}]}
-        self.kubeconfig.write_text(json.dumps(cfg, indent=1))
+        (path or self.kubeconfig).write_text(json.dumps(cfg, indent=1))
 
     def set_token(self, token):
         """Rotate the accepted token (atomic rename; the server re-reads the file)."""
+        self._file_token = token
         tmp = self.token_file.with_suffix(".tmp")
-        tmp.write_text(token + "\n")
+        tmp.write_text("\n".join([token] + self._extra_tokens) + "\n")
         os.replace(tmp, self.token_file)
+
+    def add_user(self, user, token, groups=()):
+        """Another identity (needs token=...): a --token-file line in kube-apiserver's CSV form
+        (token,user,uid,"groups"; a ServiceAccount user system:serviceaccount:NS:NAME gets its
+        groups by default) and a kubeconfig of its own, which is returned. client-go sends
+        bearer tokens over TLS only: start the server with tls=True for kubectl."""
+        line = "%s,%s,uid-%s" % (token, user, user.replace(":", "-"))
+        if groups:
+            line += ',"%s"' % ",".join(groups)
+        self._extra_tokens.append(line)
+        self.set_token(self._file_token)
+        kc = self.dir / ("kubeconfig-%d" % len(self._extra_tokens))
+        self._write_kubeconfig(kc, token)
+        return kc
 
     def stop(self):
         if self.proc.poll() is None:

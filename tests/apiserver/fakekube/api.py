@@ -9,7 +9,7 @@ import time
 
 import yaml
 
-from . import errors, table
+from . import errors, rbac, table
 from .schema import prune, schema_for
 from .selectors import FieldSelector, LabelSelector
 
@@ -130,6 +130,7 @@ def handle(h, method, rt, ns, name, sub, legacy_watch):
                 st.get(rt, ns, name)
             except errors.ApiError:
                 existed = False
+                _authorize_create(h, rt, ns, name)
         raw = h.body
         if ctype in ("application/merge-patch+json", "application/strategic-merge-patch+json",
                      "application/apply-patch+yaml") and schema_for(rt) is not None:
@@ -163,6 +164,15 @@ def handle(h, method, rt, ns, name, sub, legacy_watch):
         return h._send(200, {"kind": rt.kind + "List", "apiVersion": rt.api_version,
                              "metadata": {"resourceVersion": str(st.rv)}, "items": gone})
     raise errors.method_not_allowed(method)
+
+
+def _authorize_create(h, rt, ns, name):
+    """An apply that creates the object needs `create` too (handlers/rest.go withAuthorization)."""
+    info = rbac.RequestInfo("", "create")
+    info.is_resource, info.api_group, info.resource = True, rt.group, rt.plural
+    info.namespace, info.name = ns, name
+    if not rbac.authorize(h.server.store, h.server.cfg.authorization_mode, h.user, info):
+        raise rbac.forbidden(h.user, info)
 
 
 def _send_obj(h, code, rt, obj, allow_table=False):

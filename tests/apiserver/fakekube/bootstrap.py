@@ -1,6 +1,9 @@
-"""Objects every real cluster starts with: the four system namespaces, and the Gateway API
+"""Objects every real cluster starts with: the four system namespaces, the default RBAC policy
+(rbac.bootstrap_policy), and the Gateway API
 CRDs (Gateway API is always installed as CRDs, so it is served like any custom resource:
 strategic merge patch is refused with 415, list items carry kind/apiVersion)."""
+
+from . import rbac
 
 GATEWAY_GROUP = "gateway.networking.k8s.io"
 _SCHEMA = {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}}
@@ -53,6 +56,8 @@ def bootstrap(store):
     ns_rt = store.reg.lookup("", "v1", "namespaces")
     for ns in ("default", "kube-system", "kube-public", "kube-node-lease"):
         store.create(ns_rt, "", {"metadata": {"name": ns}}, "kube-apiserver")
+    for plural, obj in rbac.bootstrap_policy():
+        store.create(store.reg.lookup(rbac.GROUP, "v1", plural), "", obj, "kube-apiserver")
     crd_rt = store.reg.lookup("apiextensions.k8s.io", "v1", "customresourcedefinitions")
     for crd in gateway_crds():
         store.create(crd_rt, "", crd, "kube-apiserver")

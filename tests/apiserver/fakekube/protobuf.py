@@ -1,7 +1,8 @@
 """Decode the Kubernetes protobuf request bodies that kubectl's typed clients send.
 
-`kubectl create secret|configmap|namespace` POST `application/vnd.kubernetes.protobuf` (and do
-not fall back to JSON on 415), so the fake decodes those kinds. Envelope (k8s.io/apimachinery
+`kubectl create secret|configmap|namespace|serviceaccount|role|rolebinding|clusterrole|
+clusterrolebinding` and `kubectl auth can-i|whoami` POST `application/vnd.kubernetes.protobuf`
+(and do not fall back to JSON on 415), so the fake decodes those kinds. Envelope (k8s.io/apimachinery
 runtime/serializer/protobuf): the 4 bytes "k8s\\x00", then runtime.Unknown{typeMeta=1
 {apiVersion=1, kind=2}, raw=2, contentEncoding=3, contentType=4}; `raw` is the object in the
 field numbering of k8s.io/api/core/v1/generated.proto. Fields not listed below are dropped.
@@ -33,6 +34,30 @@ KINDS = {
     "Namespace": {1: META[1],
                   2: ("spec", ("msg", {1: ("finalizers", ("repeated", "string"))}))},
 }
+# k8s.io/api/rbac/v1, authorization/v1, authentication/v1 generated.proto
+RULE = {1: ("verbs", ("repeated", "string")), 2: ("apiGroups", ("repeated", "string")),
+        3: ("resources", ("repeated", "string")), 4: ("resourceNames", ("repeated", "string")),
+        5: ("nonResourceURLs", ("repeated", "string"))}
+SUBJECT = {1: ("kind", "string"), 2: ("apiGroup", "string"), 3: ("name", "string"),
+           4: ("namespace", "string")}
+ROLE_REF = {1: ("apiGroup", "string"), 2: ("kind", "string"), 3: ("name", "string")}
+BINDING = {1: META[1], 2: ("subjects", ("repeated", ("msg", SUBJECT))),
+           3: ("roleRef", ("msg", ROLE_REF))}
+RESOURCE_ATTRS = {1: ("namespace", "string"), 2: ("verb", "string"), 3: ("group", "string"),
+                  4: ("version", "string"), 5: ("resource", "string"),
+                  6: ("subresource", "string"), 7: ("name", "string")}
+KINDS.update({
+    "Role": {1: META[1], 2: ("rules", ("repeated", ("msg", RULE)))},
+    "ClusterRole": {1: META[1], 2: ("rules", ("repeated", ("msg", RULE)))},
+    "RoleBinding": BINDING,
+    "ClusterRoleBinding": BINDING,
+    "ServiceAccount": {1: META[1], 4: ("automountServiceAccountToken", "bool")},
+    "SelfSubjectAccessReview": {1: META[1], 2: ("spec", ("msg", {
+        1: ("resourceAttributes", ("msg", RESOURCE_ATTRS)),
+        2: ("nonResourceAttributes", ("msg", {1: ("path", "string"), 2: ("verb", "string")}))}))},
+    "SelfSubjectRulesReview": {1: META[1], 2: ("spec", ("msg", {1: ("namespace", "string")}))},
+    "SelfSubjectReview": {1: META[1]},
+})
 TIME = {1: ("seconds", "int"), 2: ("nanos", "int")}
 UNKNOWN = {1: ("typeMeta", ("msg", {1: ("apiVersion", "string"), 2: ("kind", "string")})),
            2: ("raw", "raw"), 3: ("contentEncoding", "string"), 4: ("contentType", "string")}

@@ -21,6 +21,9 @@ BACKEND = {"service": {"name": None, "port": {"name": None, "number": None}},
            "resource": {"apiGroup": None, "kind": None, "name": None}}
 SOURCE = {"component": None, "host": None}
 SERIES = {"count": None, "lastObservedTime": None}
+RULE = {k: None for k in ("verbs", "apiGroups", "resources", "resourceNames", "nonResourceURLs")}
+BINDING = {"subjects": [{k: None for k in ("kind", "apiGroup", "name", "namespace")}],
+           "roleRef": {k: None for k in ("apiGroup", "kind", "name")}}
 
 KINDS = {
     "/secrets": {"data": ANY, "stringData": ANY, "type": None, "immutable": None},
@@ -51,6 +54,13 @@ KINDS = {
     "networking.k8s.io/ingressclasses": {"spec": {"controller": None, "parameters": {
         k: None for k in ("apiGroup", "kind", "name", "namespace", "scope")}}},
     "apiextensions.k8s.io/customresourcedefinitions": {"spec": ANY, "status": ANY},
+    "/serviceaccounts": {"secrets": None, "imagePullSecrets": None,
+                         "automountServiceAccountToken": None},
+    "rbac.authorization.k8s.io/roles": {"rules": [RULE]},
+    "rbac.authorization.k8s.io/clusterroles": {"rules": [RULE],
+                                               "aggregationRule": {"clusterRoleSelectors": None}},
+    "rbac.authorization.k8s.io/rolebindings": BINDING,
+    "rbac.authorization.k8s.io/clusterrolebindings": BINDING,
 }
 
 

@@ -9,7 +9,7 @@ from collections import deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
-from . import discovery, errors
+from . import discovery, errors, rbac, reviews
 from .api import handle, parse_bool
 from .bootstrap import bootstrap
 from .types import Registry
@@ -84,15 +84,15 @@ class FakeServer(ThreadingHTTPServer):
                                           do_handshake_on_connect=False)
 
     def tokens(self):
-        """The bearer tokens accepted now: every non-empty line of --token-file, re-read on each
-        request so tests can rotate it."""
+        """{token: User} accepted now, from --token-file (re-read on each request so tests can
+        rotate it); None without the flag."""
         if not self.cfg.token_file:
             return None
         try:
             with open(self.cfg.token_file) as f:
-                return {t.strip() for t in f if t.strip()}
+                return rbac.parse_token_file(f.read())
         except OSError:
-            return set()
+            return {}
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -150,20 +150,50 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
 
     def _authenticate(self):
-        """A valid bearer token (--token-file) or a client certificate signed by --client-ca.
-        Without either flag every request is anonymous and allowed."""
+        """The User of a valid bearer token (--token-file) or of a client certificate signed by
+        --client-ca. Without either flag every request is fakekube-admin (system:masters)."""
         srv = self.server
         tokens = srv.tokens()
         if tokens is None and not srv.cfg.client_ca:
-            return
-        if srv.cfg.client_ca and isinstance(self.connection, ssl.SSLSocket) \
-                and self.connection.getpeercert():
-            return  # the handshake verified it against the CA
+            return rbac.User(rbac.ADMIN, groups=[rbac.MASTERS])
+        if srv.cfg.client_ca and isinstance(self.connection, ssl.SSLSocket):
+            cert = self.connection.getpeercert()
+            if cert:
+                return rbac.cert_user(cert)  # the handshake verified it against the CA
         auth = self.headers.get("Authorization", "")
         scheme, _, tok = auth.partition(" ")
         if tokens and scheme.lower() == "bearer" and tok.strip() in tokens:
-            return
+            return tokens[tok.strip()]
         raise errors.unauthorized()
+
+    def _impersonate(self, user):
+        """Impersonate-User / Impersonate-Group headers (kubectl --as, --as-group): allowed when
+        `user` may `impersonate` that user, service account and each group
+        (k8s.io/apiserver/pkg/endpoints/filters/impersonation.go)."""
+        name = self.headers.get("Impersonate-User")
+        groups = self.headers.get_all("Impersonate-Group") or []
+        if not name:
+            if groups:
+                raise errors.bad_request("requested %s without impersonating a user" % groups)
+            return user
+        checks = []
+        if name.startswith(rbac.SA_PREFIX):
+            ns, _, sa = name[len(rbac.SA_PREFIX):].partition(":")
+            checks.append(("", "serviceaccounts", ns, sa))
+            # without Impersonate-Group, a ServiceAccount gets its usual groups
+            target = rbac.User(name, groups=groups) if groups else rbac.service_account_user(ns, sa)
+        else:
+            checks.append(("", "users", "", name))
+            target = rbac.User(name, groups=groups)
+        checks += [("", "groups", "", g) for g in groups]
+        for group, resource, ns, obj in checks:
+            info = rbac.RequestInfo("", "impersonate")
+            info.is_resource, info.api_group, info.resource = True, group, resource
+            info.namespace, info.name = ns, obj
+            if not rbac.authorize(self.server.store, self.server.cfg.authorization_mode, user,
+                                  info):
+                raise rbac.forbidden(user, info)
+        return target
 
     def _read_chunked(self):
         out = []
@@ -193,14 +223,18 @@ class Handler(BaseHTTPRequestHandler):
         entry = {"method": method, "path": u.path, "query": u.query, "status": 0,
                  "contentType": self.headers.get("Content-Type", ""),
                  "accept": self.headers.get("Accept", ""),
-                 "userAgent": self.headers.get("User-Agent", ""), "ms": None}
+                 "userAgent": self.headers.get("User-Agent", ""), "user": "", "ms": None}
         if not u.path.startswith("/_"):
             with srv.req_lock:  # logged on arrival, so open watches show up at once
                 srv.requests.append(entry)
         try:
             if u.path.startswith("/_"):
                 return self._control(method, u.path)
-            self._authenticate()
+            self.user = self._impersonate(self._authenticate())
+            entry["user"] = self.user.name
+            info = rbac.request_info(method, u.path, self.q)
+            if not rbac.authorize(srv.store, srv.cfg.authorization_mode, self.user, info):
+                raise rbac.forbidden(self.user, info)
             is_watch = parse_bool(self.q.get("watch")) or "/watch/" in u.path
             for f in srv.faults.take(method, u.path, is_watch):
                 k = f["kind"]
@@ -352,4 +386,8 @@ class Handler(BaseHTTPRequestHandler):
         sub = rest[2] if len(rest) > 2 else ""
         if sub and not (sub == "status" and rt.status):
             raise errors.path_not_found()
+        if rt.virtual:
+            if name or ns or legacy_watch:
+                raise errors.path_not_found()
+            return reviews.handle(self, method, rt)
         handle(self, method, rt, ns, name, sub, legacy_watch)

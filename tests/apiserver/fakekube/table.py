@@ -100,6 +100,11 @@ BUILTIN = {
     "Ingress": ([_col("Class"), _col("Hosts"), _col("Address"), _col("Ports")],
                 lambda o: [_g(o, "spec", "ingressClassName") or "<none>", _ingress_hosts(o),
                            _lb(o), "80, 443" if _g(o, "spec", "tls") else "80"]),
+    "ServiceAccount": ([_col("Secrets", "integer")], lambda o: [len(o.get("secrets") or [])]),
+    "RoleBinding": ([_col("Role")], lambda o: ["%s/%s" % (_g(o, "roleRef", "kind"),
+                                                          _g(o, "roleRef", "name"))]),
+    "ClusterRoleBinding": ([_col("Role")], lambda o: ["%s/%s" % (_g(o, "roleRef", "kind"),
+                                                                 _g(o, "roleRef", "name"))]),
     "IngressClass": ([_col("Controller"), _col("Parameters")],
                      lambda o: [_g(o, "spec", "controller"), "<none>"]),
 }
@@ -165,7 +170,7 @@ def columns(rt):
     if rt.kind == "Event":
         return [_col("Last Seen"), _col("Type"), _col("Reason"), _col("Object"),
                 _col("Message")], None
-    if rt.kind == "CustomResourceDefinition":
+    if rt.kind in ("CustomResourceDefinition", "Role", "ClusterRole"):
         return [NAME, _col("Created At", "date")], None
     extra = BUILTIN.get(rt.kind, ([], None))[0]
     return [NAME] + extra + [AGE], None
@@ -183,7 +188,7 @@ def row_cells(rt, obj, crd_cols):
                 or m.get("creationTimestamp"))
         return [age(last), obj.get("type", ""), obj.get("reason", ""), _event_object(obj),
                 obj.get("message", obj.get("note", ""))]
-    if rt.kind == "CustomResourceDefinition":
+    if rt.kind in ("CustomResourceDefinition", "Role", "ClusterRole"):
         return [m.get("name", ""), m.get("creationTimestamp", "")]
     fn = BUILTIN.get(rt.kind, (None, None))[1]
     return [m.get("name", "")] + (fn(obj) if fn else []) + [age(m.get("creationTimestamp"))]

@@ -6,6 +6,7 @@ Events and events.k8s.io/v1 Events are one store (objects are kept in core/v1 fo
 """
 import threading
 
+RBAC = "rbac.authorization.k8s.io"
 VERBS = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
 COMMON_FIELDS = {"metadata.name", "metadata.namespace"}
 EVENT_FIELDS = COMMON_FIELDS | {
@@ -20,7 +21,8 @@ EVENT_FIELDS = COMMON_FIELDS | {
 class ResourceType:
     def __init__(self, group, version, plural, singular, kind, namespaced, short_names=(),
                  status=False, generation=False, custom=False, fields=COMMON_FIELDS,
-                 columns=None, categories=(), crd_name=None, storage_version=None):
+                 columns=None, categories=(), crd_name=None, storage_version=None,
+                 verbs=VERBS, virtual=False):
         self.group, self.version, self.plural = group, version, plural
         self.singular, self.kind, self.namespaced = singular, kind, namespaced
         self.short_names = list(short_names)
@@ -33,6 +35,8 @@ class ResourceType:
         self.crd_name = crd_name
         self.storage = "%s/%s" % (group, plural)
         self.storage_version = storage_version or version
+        self.verbs = list(verbs)
+        self.virtual = virtual          # answered per request, never stored (reviews.py)
 
     @property
     def api_version(self):
@@ -44,7 +48,7 @@ class ResourceType:
 
     def discovery(self):
         out = [{"name": self.plural, "singularName": self.singular,
-                "namespaced": self.namespaced, "kind": self.kind, "verbs": VERBS}]
+                "namespaced": self.namespaced, "kind": self.kind, "verbs": self.verbs}]
         if self.short_names:
             out[0]["shortNames"] = self.short_names
         if self.categories:
@@ -74,6 +78,17 @@ def _builtin():
           generation=True),
         R("apiextensions.k8s.io", "v1", "customresourcedefinitions", "customresourcedefinition",
           "CustomResourceDefinition", False, ["crd", "crds"], status=True, generation=True),
+        R("", "v1", "serviceaccounts", "serviceaccount", "ServiceAccount", True, ["sa"]),
+        R(RBAC, "v1", "roles", "role", "Role", True),
+        R(RBAC, "v1", "rolebindings", "rolebinding", "RoleBinding", True),
+        R(RBAC, "v1", "clusterroles", "clusterrole", "ClusterRole", False),
+        R(RBAC, "v1", "clusterrolebindings", "clusterrolebinding", "ClusterRoleBinding", False),
+        R("authorization.k8s.io", "v1", "selfsubjectaccessreviews", "",
+          "SelfSubjectAccessReview", False, verbs=["create"], virtual=True),
+        R("authorization.k8s.io", "v1", "selfsubjectrulesreviews", "",
+          "SelfSubjectRulesReview", False, verbs=["create"], virtual=True),
+        R("authentication.k8s.io", "v1", "selfsubjectreviews", "", "SelfSubjectReview", False,
+          verbs=["create"], virtual=True),
     ]
 
 

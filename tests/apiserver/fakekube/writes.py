@@ -10,7 +10,7 @@ import uuid
 
 import yaml
 
-from . import errors, events, patch as P
+from . import errors, events, patch as P, rbac
 from .store import (DNS1123_LABEL, DNS1123_SUBDOMAIN, GEN_ALPHABET, StoreBase, key_of, meta,
                     now)
 
@@ -99,6 +99,8 @@ class Store(StoreBase):
             events.validate_new(rt, events.from_core(obj))
         elif rt.storage == CRD_STORAGE:
             self._validate_crd(rt, obj)
+        elif rt.group == rbac.GROUP:
+            rbac.validate(rt, obj, old)
 
     def _validate_crd(self, rt, obj):
         spec = obj.get("spec") or {}
@@ -221,7 +223,13 @@ class Store(StoreBase):
                 m["name"] = cand
             name = m["name"]
             rx = DNS1123_LABEL if rt.storage == "/namespaces" else DNS1123_SUBDOMAIN
-            if not rx.match(name) or len(name) > (63 if rx is DNS1123_LABEL else 253):
+            if rt.group == rbac.GROUP:  # ValidateRBACName: any path segment ("system:x")
+                if name in (".", "..") or "/" in name or "%" in name:
+                    raise errors.invalid(rt, name, [(
+                        "metadata.name", "FieldValueInvalid",
+                        'Invalid value: "%s": may not be \'.\' or \'..\' and may not contain '
+                        "'/' or '%%'" % name)])
+            elif not rx.match(name) or len(name) > (63 if rx is DNS1123_LABEL else 253):
                 raise errors.invalid(rt, name, [(
                     "metadata.name", "FieldValueInvalid",
                     'Invalid value: "%s": a lowercase RFC 1123 %s must consist of lower case '

@@ -79,7 +79,7 @@ void Store::index_remove(const std::string& key, const json& obj) {
     for (auto& [k, v] : meta::labels(obj)) drop(by_label_, k + "=" + v);
 }
 
-std::vector<Delta> Store::replace(std::vector<json> items) {
+std::vector<Delta> Store::replace(std::vector<json> items, std::string_view scope) {
     std::vector<Delta> out;
     std::unique_lock l(mu_);
     std::unordered_set<std::string> seen;
@@ -107,7 +107,7 @@ std::vector<Delta> Store::replace(std::vector<json> items) {
     // Whatever the cache holds that the fresh list lacks was deleted while we were not
     // watching: report it with the last state we saw.
     for (auto it = objects_.begin(); it != objects_.end();) {
-        if (seen.count(it->first)) {
+        if (seen.count(it->first) || (!scope.empty() && meta::namespace_(*it->second) != scope)) {
             ++it;
             continue;
         }
@@ -150,11 +150,47 @@ std::optional<Delta> Store::apply(WatchEvent&& ev) {
 
 // ---- Informer ----
 
-Informer::Informer(Client& client, ReflectorOptions opts)
-    : reflector_(client, *this, std::move(opts)) {}
+class Informer::Part final : public ReflectorSink {
+  public:
+    Part(Informer& owner, Client& client, ReflectorOptions opts)
+        : owner_(owner), scope_(opts.ns), reflector_(client, *this, std::move(opts)) {}
+
+    void replace(std::vector<json> items, const std::string&) override {
+        owner_.replace(*this, std::move(items));
+    }
+    void apply(WatchEvent&& ev) override { owner_.apply(std::move(ev)); }
+    void error(const Error& e) override { owner_.report(e); }
+
+    Informer& owner_;
+    const std::string scope_;
+    Reflector reflector_;
+    std::thread thread_;
+    bool synced_ = false;  // guarded by the owner's sync_mu_
+};
+
+Informer::Informer(Client& client, ReflectorOptions opts) : Informer(client, std::move(opts), {}) {}
+
+Informer::Informer(Client& client, ReflectorOptions opts,
+                   const std::vector<std::string>& namespaces) {
+    if (namespaces.empty()) {
+        parts_.push_back(std::make_unique<Part>(*this, client, std::move(opts)));
+        return;
+    }
+    for (const auto& ns : namespaces) {
+        ReflectorOptions o = opts;
+        o.ns = ns;
+        // Distinct seeds: the namespaces' watches should not all time out at the same moment.
+        if (o.seed) o.seed += 2 * parts_.size();
+        parts_.push_back(std::make_unique<Part>(*this, client, std::move(o)));
+    }
+}
 
 Informer::~Informer() {
     stop();
+}
+
+Reflector& Informer::reflector(size_t i) {
+    return parts_.at(i)->reflector_;
 }
 
 void Informer::add_handlers(EventHandlers h) {
@@ -162,23 +198,31 @@ void Informer::add_handlers(EventHandlers h) {
 }
 
 void Informer::start() {
-    if (thread_.joinable()) return;
-    thread_ = std::thread([this] { reflector_.run(); });
+    for (auto& p : parts_) {
+        if (p->thread_.joinable()) continue;
+        Part* part = p.get();
+        part->thread_ = std::thread([part] { part->reflector_.run(); });
+    }
+}
+
+void Informer::cancel() {
+    for (auto& p : parts_) p->reflector_.stop();
 }
 
 void Informer::stop() {
-    reflector_.stop();
-    if (thread_.joinable()) thread_.join();
+    cancel();
+    for (auto& p : parts_)
+        if (p->thread_.joinable()) p->thread_.join();
 }
 
 bool Informer::has_synced() const {
     std::lock_guard l(sync_mu_);
-    return synced_;
+    return synced_parts_ == parts_.size();
 }
 
 bool Informer::wait_for_sync(std::chrono::milliseconds timeout) const {
     std::unique_lock l(sync_mu_);
-    return sync_cv_.wait_for(l, timeout, [&] { return synced_; });
+    return sync_cv_.wait_for(l, timeout, [&] { return synced_parts_ == parts_.size(); });
 }
 
 void Informer::dispatch(const Delta& d) {
@@ -197,25 +241,33 @@ void Informer::dispatch(const Delta& d) {
     }
 }
 
-void Informer::replace(std::vector<json> items, const std::string&) {
+void Informer::replace(Part& part, std::vector<json> items) {
     if (transform_)
         for (auto& i : items) transform_(i);
-    auto deltas = store_.replace(std::move(items));  // the store lock is released here
-    for (auto& d : deltas) dispatch(d);
+    {
+        std::lock_guard w(write_mu_);
+        auto deltas =
+            store_.replace(std::move(items), part.scope_);  // the store lock is released here
+        for (auto& d : deltas) dispatch(d);
+    }
     {
         std::lock_guard l(sync_mu_);
-        synced_ = true;
+        if (!part.synced_) {
+            part.synced_ = true;
+            ++synced_parts_;
+        }
     }
     sync_cv_.notify_all();
 }
 
 void Informer::apply(WatchEvent&& ev) {
     if (transform_) transform_(ev.object);
+    std::lock_guard w(write_mu_);
     auto d = store_.apply(std::move(ev));
     if (d) dispatch(*d);
 }
 
-void Informer::error(const Error& e) {
+void Informer::report(const Error& e) {
     spdlog::debug("informer: {}", e.message);
     if (on_error_) on_error_(e);
 }

@@ -4,23 +4,35 @@
 // controllers; runs the controllers only while this replica holds the Lease. Losing the Lease
 // exits non-zero (client-go controllers do the same) so the pod restarts clean; SIGTERM stops the
 // controllers and releases the Lease so a standby takes over at once.
+//
+// --namespaces confines every namespaced watch (and so every write) to those namespaces, one
+// list/watch per namespace, so a Role per namespace is all the RBAC it needs. What the RBAC
+// allows is asked first (SelfSubjectAccessReview): a missing permission stops the controller with
+// its name instead of an endless stream of refused requests, and ClusterIssuers the controller
+// may not read are treated as absent.
 #include <unistd.h>
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
+#include <mutex>
+#include <optional>
 #include <random>
 #include <thread>
 
-#include "app/commands.h"
 #include "app/clients.h"
+#include "app/commands.h"
+#include "app/controller_access.h"
 #include "app/flag_file.h"
 #include "app/flags.h"
+#include "app/k8s_cert_source.h"
 #include "app/status_page.h"
 #include "app/status_sources.h"
+#include "controller/certificate_controller.h"
 #include "controller/context.h"
 #include "controller/resources.h"
 #include "controller/source_controller.h"
@@ -30,7 +42,6 @@
 #include "edgecert/k8s/config.h"
 #include "edgecert/k8s/event_recorder.h"
 #include "edgecert/k8s/informer.h"
-#include "controller/certificate_controller.h"
 #include "edgecert/k8s/leader_election.h"
 #include "platform/admin_server.h"
 #include "platform/curl_http.h"
@@ -90,8 +101,9 @@ int cmd_controller(int argc, char** argv) {
         .add("admin", "ADDR:PORT",
              "admin server (/healthz, /readyz, /metrics, status page /); 'off' disables",
              "0.0.0.0:9402")
-        .add_bool("leader-elect", "run the controllers only while holding the Lease (default "
-                                  "true; --leader-elect=false for a single replica)")
+        .add_bool("leader-elect",
+                  "run the controllers only while holding the Lease (default "
+                  "true; --leader-elect=false for a single replica)")
         .add("leader-election-namespace", "NS",
              "namespace of the Lease (default: $POD_NAMESPACE, the in-cluster namespace, or "
              "'default')")
@@ -101,7 +113,11 @@ int cmd_controller(int argc, char** argv) {
              "the leader gives up when it could not renew for this long", "10s")
         .add("leader-election-retry-period", "DURATION", "between acquire/renew attempts", "2s")
         .add("cluster-resource-namespace", "NS",
-             "where Secrets of ClusterIssuers live (default: $POD_NAMESPACE or the in-cluster namespace, else 'default')")
+             "where Secrets of ClusterIssuers live (default: $POD_NAMESPACE or the in-cluster "
+             "namespace, else 'default')")
+        .add("namespaces", "LIST",
+             "watch and write only in these namespaces, comma-separated (default: all); "
+             "ClusterIssuers are still read when RBAC allows")
         .add("default-issuer", "NAME", "the issuer kubernetes.io/tls-acme: \"true\" selects")
         .add("default-issuer-kind", "Issuer|ClusterIssuer", "kind of --default-issuer",
              "ClusterIssuer")
@@ -141,6 +157,14 @@ int cmd_controller(int argc, char** argv) {
             return fail(Error(ErrorCode::InvalidConfig, "--default-issuer: " + *why));
         shim.default_issuer = controller::IssuerRef{f.get("default-issuer"), kind};
     }
+    std::vector<std::string> namespaces;
+    for (auto& ns : split_list(f.get("namespaces"))) {
+        if (auto why = controller::invalid_object_name_reason(ns))
+            return fail(Error(ErrorCode::InvalidConfig, "--namespaces: " + *why));
+        if (std::find(namespaces.begin(), namespaces.end(), ns) == namespaces.end())
+            namespaces.push_back(ns);
+    }
+    shim.namespaces = namespaces;
 
     // ---- API client ------------------------------------------------------------------------
     Result<k8s::Config> cfg = Error(ErrorCode::InvalidConfig, "no configuration");
@@ -187,20 +211,56 @@ int cmd_controller(int argc, char** argv) {
         spdlog::info("controller: the Gateway API is not installed; watching Ingresses only");
     }
 
+    // ---- what RBAC allows ----------------------------------------------------------------------
+    ControllerAccess need;
+    need.watched = {&res::Ingress, &controller::resources::Certificate,
+                    &controller::resources::Issuer, &controller::resources::Challenge,
+                    &res::Secret};
+    if (*have_gw) need.watched.push_back(&res::Gateway);
+    if (*have_grants) need.watched.push_back(&res::ReferenceGrant);
+    need.namespaces = namespaces;
+    if (leader_elect) need.lease = {lease_ns, f.get("leader-election-id")};
+    if (auto st = check_access(client, need); !st) return fail(st.error());
+    // ClusterIssuers are optional: a controller confined to namespaces may not be allowed to read
+    // them. Then they are absent (said once, here), and a Certificate that names one says why.
+    std::string cluster_issuers_unavailable = cluster_issuers_unreadable(client).value_or("");
+    if (!cluster_issuers_unavailable.empty())
+        spdlog::warn("controller: ClusterIssuers are not readable: {}",
+                     cluster_issuers_unavailable);
+    if (!namespaces.empty()) {
+        std::string list;
+        for (const auto& ns : namespaces) list += (list.empty() ? "" : ",") + ns;
+        spdlog::info("controller: watching namespaces {} only", list);
+    }
+
     // ---- informers (every replica: a standby keeps a warm cache) -----------------------------
+    // A refused list or watch is fatal: the RBAC changed under us, or the server cannot answer
+    // reviews and the preflight above was skipped. Retrying would only repeat the refusal.
+    std::mutex forbidden_mu;
+    std::optional<std::string> forbidden;
     std::vector<std::unique_ptr<k8s::Informer>> informers;
     auto make = [&](const k8s::ResourceType& rt, std::string selector = {}) {
         k8s::ReflectorOptions ro;
         ro.type = rt;
         ro.label_selector = std::move(selector);
-        auto inf = std::make_unique<k8s::Informer>(client, ro);
+        auto inf = std::make_unique<k8s::Informer>(
+            client, ro, rt.namespaced ? namespaces : std::vector<std::string>{});
         inf->set_transform(k8s::meta::strip_managed_fields);
         std::string what = rt.qualified_plural();
-        inf->set_error_handler([what](const Error& e) {
+        inf->set_error_handler([what, &forbidden_mu, &forbidden](const Error& e) {
+            if (e.code == ErrorCode::Forbidden) {
+                std::lock_guard lk(forbidden_mu);
+                if (!forbidden) forbidden = "watching " + what + ": " + e.message;
+                return;
+            }
             spdlog::warn("controller: watching {}: {} ({})", what, e.message, to_string(e.code));
         });
         informers.push_back(std::move(inf));
         return informers.back().get();
+    };
+    auto refused = [&]() -> std::optional<std::string> {
+        std::lock_guard lk(forbidden_mu);
+        return forbidden;
     };
     controller::Informers inf;
     inf.ingresses = make(res::Ingress);
@@ -208,7 +268,8 @@ int cmd_controller(int argc, char** argv) {
     if (*have_grants) inf.referencegrants = make(res::ReferenceGrant);
     inf.certificates = make(controller::resources::Certificate);
     inf.issuers = make(controller::resources::Issuer);
-    inf.clusterissuers = make(controller::resources::ClusterIssuer);
+    if (cluster_issuers_unavailable.empty())
+        inf.clusterissuers = make(controller::resources::ClusterIssuer);
     inf.challenges = make(controller::resources::Challenge);
     inf.secrets = make(res::Secret, std::string(controller::kManagedLabel) + "=true");
 
@@ -218,8 +279,8 @@ int cmd_controller(int argc, char** argv) {
     k8s::EventRecorder recorder(client, eo);
     metrics::Registry& registry = metrics::Registry::global();
 
-    controller::ControllerContext ctx{client,   recorder, registry, clock, inf,
-                                      shim,     cluster_ns};
+    controller::ControllerContext ctx{client, recorder, registry, clock, inf, shim, cluster_ns};
+    ctx.cluster_issuers_unavailable = cluster_issuers_unavailable;
     controller::Runner::Options ro;
     ro.workers = static_cast<int>(*workers);
     controller::SourceController shim_controller(ctx, ro);
@@ -279,7 +340,7 @@ int cmd_controller(int argc, char** argv) {
         stop_controllers();
         // Cancel every watch first, then join: a cancelled stream notices within about a second
         // (libcurl's progress callback), so stopping them one by one would add up.
-        for (auto& i : informers) i->reflector().stop();
+        for (auto& i : informers) i->cancel();
         for (auto& i : informers) i->stop();
         recorder.flush(milliseconds(5'000));
         recorder.shutdown();
@@ -290,11 +351,18 @@ int cmd_controller(int argc, char** argv) {
 
     // Wait for the caches before leading: a reconcile against a half-filled cache would delete
     // Certificates whose sources it has not seen yet.
+    auto refused_exit = [&](const std::string& why) {
+        spdlog::error(
+            "controller: the API server refused a request the controller cannot work without: {}",
+            why);
+        return shutdown(2);
+    };
     while (!synced()) {
         if (signals.wait(milliseconds(100)) == platform::SignalWaiter::Event::Stop) {
             spdlog::info("controller: {} before the caches synced", signals.last_name());
             return shutdown(0);
         }
+        if (auto why = refused()) return refused_exit(*why);
     }
     spdlog::info("controller: caches synced ({} informers)", informers.size());
 
@@ -302,6 +370,7 @@ int cmd_controller(int argc, char** argv) {
         start_controllers();
         for (;;) {
             if (signals.wait(milliseconds(1000)) == platform::SignalWaiter::Event::Stop) break;
+            if (auto why = refused()) return refused_exit(*why);
         }
         spdlog::info("controller: {}: stopping", signals.last_name());
         return shutdown(0);
@@ -340,6 +409,13 @@ int cmd_controller(int argc, char** argv) {
     while (!stopping) {
         if (signals.wait(milliseconds(200)) == platform::SignalWaiter::Event::Stop) {
             spdlog::info("controller: {}: stopping and releasing the Lease", signals.last_name());
+            stopping = true;
+        } else if (auto why = refused()) {
+            spdlog::error(
+                "controller: the API server refused a request the controller cannot work without: "
+                "{}",
+                *why);
+            code = 2;
             stopping = true;
         } else if (lost.load() || (elector_done.load() && !stopping)) {
             // Another replica may already be reconciling: stop at once and let the pod restart

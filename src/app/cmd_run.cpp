@@ -125,7 +125,12 @@ class RunController {
         return o;
     }
     metrics::Labels labels(const CertificateSpec& s) const {
-        return {{"name", s.ref.name}, {"issuer_name", s.issuer_name}, {"issuer_kind", "Issuer"}};
+        // secret: the folder, which is also the name the terminator's served-certificate series
+        // carries (the stale-certificate alert joins the two on it).
+        return {{"name", s.ref.name},
+                {"issuer_name", s.issuer_name},
+                {"issuer_kind", "Issuer"},
+                {"secret", s.ref.secret_name}};
     }
     void set_ready(const CertificateSpec& s, const char* condition) {
         for (const char* c : {"True", "False", "Unknown"}) {

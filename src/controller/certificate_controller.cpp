@@ -109,7 +109,8 @@ CertificateController::CertificateController(ControllerContext& ctx, AccountMana
         return metrics::Labels{{"issuer_kind", s.issuer_kind},
                                {"issuer_name", s.issuer_name},
                                {"name", key.substr(slash + 1)},
-                               {"namespace", key.substr(0, slash)}};
+                               {"namespace", key.substr(0, slash)},
+                               {"secret", s.secret}};
     };
     collectors_.emplace_back(ctx.metrics, "edgecert_certificate_expiration_timestamp_seconds",
                              "notAfter of the certificate in each Certificate's Secret (Unix time).", "gauge",
@@ -273,6 +274,10 @@ Result<CertificateController::Resolved> CertificateController::resolve_issuer_ob
 Result<CertificateController::Resolved> CertificateController::resolve_issuer(const CertificateSpec& spec) {
     k8s::ObjectPtr obj;
     if (spec.issuer_kind == "ClusterIssuer") {
+        if (!ctx_.informers.clusterissuers && !ctx_.cluster_issuers_unavailable.empty())
+            return Error(ErrorCode::InvalidConfig,
+                         "ClusterIssuer " + spec.issuer_name +
+                             " cannot be used: " + ctx_.cluster_issuers_unavailable);
         if (ctx_.informers.clusterissuers) obj = ctx_.informers.clusterissuers->store().get(spec.issuer_name);
     } else {
         if (ctx_.informers.issuers) obj = ctx_.informers.issuers->store().get(spec.ref.namespace_, spec.issuer_name);
@@ -448,7 +453,9 @@ Result<Requeue> CertificateController::reconcile(const std::string& key) {
         event(cert, "Warning", "BadConfig", spec.error().message);
         return spec.error();  // InvalidConfig: waits for the next change
     }
-    CertState st{.issuer_name = spec->issuer_name, .issuer_kind = spec->issuer_kind};
+    CertState st{.issuer_name = spec->issuer_name,
+                 .issuer_kind = spec->issuer_kind,
+                 .secret = spec->ref.namespace_ + "/" + spec->ref.secret_name};
 
     auto resolved = resolve_issuer(*spec);
     if (!resolved) {
@@ -706,8 +713,12 @@ Result<Requeue> CertificateController::reconcile(const std::string& key) {
                             fmt_time(leaf.not_after()) + (res->resumed ? " (resumed order)" : "");
     event(cert, "Normal", renewed ? "Renewed" : "Issued", msg);
     spdlog::info("certificate {}: {}", key, msg);
-    CertState ok{.issuer_name = spec->issuer_name, .issuer_kind = spec->issuer_kind,
-                 .not_after = epoch(leaf.not_after()), .renewal = rd ? epoch(rd->renewal_time) : 0, .ready = true};
+    CertState ok{.issuer_name = spec->issuer_name,
+                 .issuer_kind = spec->issuer_kind,
+                 .secret = spec->ref.namespace_ + "/" + spec->ref.secret_name,
+                 .not_after = epoch(leaf.not_after()),
+                 .renewal = rd ? epoch(rd->renewal_time) : 0,
+                 .ready = true};
     set_metrics(key, ok);
     // Look again soon: the next pass reads the stored result and schedules the renewal (with ARI).
     return Requeue::in(milliseconds(1000));

@@ -65,6 +65,7 @@ class CertificateController {
     };
     struct CertState {  // for metrics and ARI, per "ns/name"
         std::string issuer_name, issuer_kind;
+        std::string secret;  // "namespace/secretName": the terminator's served-certificate name
         double not_after = 0, renewal = 0;
         bool ready = false, overdue = false;
         std::optional<acme::RenewalInfo> ari;

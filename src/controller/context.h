@@ -44,6 +44,9 @@ struct ControllerContext {
     ShimOptions shim;
     // Where Secrets referenced by ClusterIssuers (ACME account key, EAB HMAC) live.
     std::string cluster_resource_namespace;
+    // Why ClusterIssuers cannot be read (RBAC), when they cannot: informers.clusterissuers is
+    // null then, and a Certificate naming a ClusterIssuer reports this.
+    std::string cluster_issuers_unavailable;
     std::string field_manager = kFieldManager;
 };
 

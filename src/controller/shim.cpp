@@ -311,6 +311,14 @@ ShimResult desired_for_gateway(const json& gateway, const std::vector<json>& ref
             }
             std::string ns = ref.namespace_.value_or(gw->namespace_);
             if (ns.empty()) ns = gw->namespace_;
+            if (!opts.namespaces.empty() &&
+                std::find(opts.namespaces.begin(), opts.namespaces.end(), ns) ==
+                    opts.namespaces.end()) {
+                skipped.push_back(
+                    {rwhat, "Secret " + ns + "/" + ref.name + " is in namespace " + ns +
+                                ", which this controller does not manage (--namespaces)"});
+                continue;
+            }
             if (ns != gw->namespace_ && !granted(ns, ref.name)) {
                 skipped.push_back({rwhat, "Secret " + ns + "/" + ref.name +
                                               " is in another namespace and no ReferenceGrant "

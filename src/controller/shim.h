@@ -62,6 +62,9 @@ struct IssuerRef {
 struct ShimOptions {
     // The issuer `kubernetes.io/tls-acme: "true"` maps to (controller flag); none → BadConfig.
     std::optional<IssuerRef> default_issuer;
+    // --namespaces: the only namespaces the controller watches and writes (empty: all). A
+    // Gateway's Secret in another namespace is skipped with a reason instead of written there.
+    std::vector<std::string> namespaces;
 };
 
 struct DesiredCertificate {

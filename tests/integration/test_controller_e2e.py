@@ -12,6 +12,7 @@ import time
 import pytest
 
 import apiserver_fixture
+import monitoring_names
 import pebble_fixture
 from controller_fixture import (CRDS, Controller, K8sTerminator, apply, certificate, condition, get_json, issuer,
                                 secret_cert, wait_until)
@@ -124,8 +125,8 @@ def test_ingress_to_served_certificate(env):
     assert "tls.key" in acct["data"]
 
     m = env["ctl"].metrics()
-    assert 'edgecert_certificate_expiration_timestamp_seconds{issuer_kind="Issuer",issuer_name="pebble",name="web-tls",namespace="default"}' in m
-    assert 'edgecert_certificate_ready_status{condition="True",issuer_kind="Issuer",issuer_name="pebble",name="web-tls",namespace="default"} 1' in m
+    assert 'edgecert_certificate_expiration_timestamp_seconds{issuer_kind="Issuer",issuer_name="pebble",name="web-tls",namespace="default",secret="default/web-tls"}' in m
+    assert 'edgecert_certificate_ready_status{condition="True",issuer_kind="Issuer",issuer_name="pebble",name="web-tls",namespace="default",secret="default/web-tls"} 1' in m
     assert 'edgecert_acme_requests_total{resource="newOrder",status="201"}' in m
     tm = env["term"].metrics()
     assert 'edgecert_acme_challenges_served_total{type="http-01"}' in tm
@@ -212,3 +213,25 @@ def test_renewal_under_load_moves_not_after_forward(env):
                what="status.revision 3")
     events = srv.kubectl("describe", "certificate", "renew-tls").stdout_text
     assert "Renewed" in events
+
+
+def test_monitoring_names_are_exposed(env):
+    """deploy/monitoring's alert rules and dashboard use only metrics and labels that this
+    controller and terminator really expose (after the issuances above, so the per-certificate
+    series exist), and the stale-certificate join works on real series: every stored
+    certificate's `secret` label is the `name` its terminator serves it under, with the same
+    notAfter once it is served."""
+    ctl, term = env["ctl"].metrics(), env["term"].metrics()
+    assert monitoring_names.problems([ctl, term]) == []
+
+    def joined():
+        ctl, term = env["ctl"].metrics(), env["term"].metrics()
+        stored = {l["secret"]: v for l, v in monitoring_names.series(
+            ctl, "edgecert_certificate_expiration_timestamp_seconds")}
+        served = {l["name"]: v for l, v in monitoring_names.series(
+            term, "edgecert_served_certificate_not_after_timestamp_seconds")}
+        if "default/web-tls" not in stored or any(served.get(s) != v for s, v in stored.items()):
+            return None
+        return stored
+    stored = wait_until(joined, 20, what="served notAfter == stored notAfter for every Secret")
+    assert {"default/web-tls", "default/gw-a-tls", "default/alpn-tls"} <= set(stored)

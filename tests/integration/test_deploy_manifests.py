@@ -4,12 +4,10 @@
 - the CRDs are installed in the in-repo test API server with `kubectl apply`, every example is
   applied, and `kubectl get` prints the printer columns (status written through the status
   subresource shows up in READY / NOTAFTER / STATE);
-- the base goes through `kubectl apply --server-side`: CRDs, Namespace and Services natively;
-  RBAC through schema-less stand-in CRDs for rbac.authorization.k8s.io, which the test API
-  server does not serve (tests/apiserver/README.md). Deployments, DaemonSets, the
-  PodDisruptionBudget and ServiceAccounts cannot be stood in for (a CRD group needs a dot; core
-  is not a CRD group): like every built-in object they are checked offline, field names and
-  value types, against python3-kubernetes' typed models (the 1.22 API);
+- the base goes through `kubectl apply --server-side`: CRDs, Namespace, Services,
+  ServiceAccounts and RBAC, all served natively by the test API server. It serves no
+  Deployments, DaemonSets or PodDisruptionBudgets: like every built-in object they are checked
+  offline, field names and value types, against python3-kubernetes' typed models (the 1.22 API);
 - the test API server does not enforce CRD schemas (its README says so), so every example is
   validated here against its CRD's openAPIV3Schema with a small validator (types, required,
   enums, unknown fields, oneOf/anyOf of required, patterns, bounds, base64), and wrong objects
@@ -520,6 +518,61 @@ def test_controller_permissions():
                     and b["roleRef"]["name"] == name]
 
 
+def _kustomize(path):
+    r = subprocess.run([KUBECTL, "kustomize", str(path)], capture_output=True, timeout=60)
+    assert r.returncode == 0, r.stderr.decode()
+    return [d for d in yaml.safe_load_all(r.stdout) if d is not None]
+
+
+def _grants(rules):
+    return {(g, r, v, n) for rule in rules for g in rule.get("apiGroups", [])
+            for r in rule.get("resources", []) for v in rule["verbs"]
+            for n in (rule.get("resourceNames") or [None])}
+
+
+@needs_kubectl
+def test_namespaced_controller_rbac():
+    """deploy/rbac/namespaced: a Role and RoleBinding per served namespace (team-a as built),
+    nothing cluster-wide; it grants nothing the cluster-wide ClusterRole does not, and what the
+    controller's informers and writers use (test_controller_namespaces.py runs the controller
+    with only this and checks that no request is refused)."""
+    docs = _kustomize(DEPLOY / "rbac" / "namespaced")
+    assert sorted((d["kind"], d["metadata"]["namespace"], d["metadata"]["name"]) for d in docs) == [
+        ("Role", "team-a", "edgecert-controller"), ("RoleBinding", "team-a", "edgecert-controller")]
+    role = one(docs, "Role", "edgecert-controller")
+    rb = one(docs, "RoleBinding", "edgecert-controller")
+    assert rb["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                             "name": "edgecert-controller"}
+    assert rb["subjects"] == [{"kind": "ServiceAccount", "name": "edgecert-controller",
+                               "namespace": NS}]
+    cluster, _ = _rules_of_account(_role_docs(), NS, "edgecert-controller")
+    assert _grants(role["rules"]) <= _grants(cluster), _grants(role["rules"]) - _grants(cluster)
+    rules = role["rules"]
+    for g, r in (("networking.k8s.io", "ingresses"), ("gateway.networking.k8s.io", "gateways"),
+                 ("gateway.networking.k8s.io", "referencegrants"), ("edgecert.io", "certificates"),
+                 ("edgecert.io", "issuers"), ("edgecert.io", "challenges"), ("", "secrets")):
+        assert _allows(rules, g, r, "list") and _allows(rules, g, r, "watch"), r
+    for g, r, v in (("", "secrets", "create"), ("", "secrets", "update"), ("", "secrets", "delete"),
+                    ("edgecert.io", "certificates", "create"), ("edgecert.io", "certificates", "delete"),
+                    ("edgecert.io", "certificates/status", "patch"), ("edgecert.io", "issuers/status", "patch"),
+                    ("edgecert.io", "challenges", "create"), ("edgecert.io", "challenges", "delete"),
+                    ("", "events", "create"), ("", "events", "patch")):
+        assert _allows(rules, g, r, v), (g, r, v)
+    for g, r in (("networking.k8s.io", "ingresses"), ("edgecert.io", "issuers")):
+        for v in ("create", "update", "patch", "delete"):
+            assert not _allows(rules, g, r, v), (g, r, v)
+    assert not any("clusterissuers" in rule["resources"] for rule in rules)
+    # the optional ClusterIssuer add-on: the only cluster-wide grant, and only ClusterIssuers
+    extra = _kustomize(DEPLOY / "rbac" / "namespaced" / "clusterissuers")
+    cr = one(extra, "ClusterRole", "edgecert-controller-clusterissuers")
+    assert _grants(cr["rules"]) == {("edgecert.io", "clusterissuers", "list", None),
+                                    ("edgecert.io", "clusterissuers", "watch", None),
+                                    ("edgecert.io", "clusterissuers/status", "patch", None)}
+    assert {(d["kind"], d["metadata"].get("namespace")) for d in extra} == {
+        ("ClusterRole", None), ("ClusterRoleBinding", None), ("Role", NS), ("RoleBinding", NS),
+        ("Role", "default"), ("RoleBinding", "default")}
+
+
 def _pod_specs(docs):
     for d in docs:
         if d["kind"] in ("Deployment", "DaemonSet"):
@@ -707,26 +760,9 @@ def test_sidecar_patches_merge_onto_ingress_nginx(tmp_path):
 
 # ---- against the in-repo API server with kubectl --------------------------------------------
 
-def _standin_crd(group, version, kind, plural, scope):
-    return {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
-            "metadata": {"name": "%s.%s" % (plural, group)},
-            "spec": {"group": group, "scope": scope,
-                     "names": {"kind": kind, "plural": plural, "singular": kind.lower(),
-                               "listKind": kind + "List"},
-                     "versions": [{"name": version, "served": True, "storage": True,
-                                   "schema": {"openAPIV3Schema": {
-                                       "type": "object",
-                                       "x-kubernetes-preserve-unknown-fields": True}}}]}}
-
-
-# The API server (like a real one) refuses CRD groups without a dot, so apps/v1 and policy/v1
-# cannot be stood in for; those objects (and ServiceAccounts) are checked offline only.
-STANDINS = [("rbac.authorization.k8s.io", "v1", "ClusterRole", "clusterroles", "Cluster"),
-            ("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding", "clusterrolebindings",
-             "Cluster"),
-            ("rbac.authorization.k8s.io", "v1", "Role", "roles", "Namespaced"),
-            ("rbac.authorization.k8s.io", "v1", "RoleBinding", "rolebindings", "Namespaced")]
-NOT_SERVABLE = {"ServiceAccount", "Deployment", "DaemonSet", "PodDisruptionBudget"}
+# The API server (like a real one) serves no apps/v1 or policy/v1 workloads: those objects are
+# checked offline only (test_built_in_objects_match_the_typed_api).
+NOT_SERVABLE = {"Deployment", "DaemonSet", "PodDisruptionBudget"}
 
 
 @pytest.fixture
@@ -820,15 +856,13 @@ def test_apply_crds_and_examples_then_get_shows_columns(apiserver):
 @needs_kubectl
 def test_server_side_apply_of_the_whole_base(apiserver, tmp_path):
     k = apiserver.kubectl
-    standins = tmp_path / "standins.yaml"
-    standins.write_text(yaml.safe_dump_all([_standin_crd(*s) for s in STANDINS]))
-    k("apply", "-f", str(standins))
-    # Everything the base contains that the server can hold: CRDs, Namespace, Services (served
-    # natively), RBAC (stand-ins). The rest is checked offline by
+    # Everything the base contains that the server can hold: CRDs, Namespace, Services,
+    # ServiceAccounts and RBAC, all served natively. The rest is checked offline by
     # test_built_in_objects_match_the_typed_api and test_workloads_are_locked_down.
     docs = [d for d in built() if d["kind"] not in NOT_SERVABLE]
     assert {d["kind"] for d in docs} == {"Namespace", "CustomResourceDefinition", "ClusterRole",
-                                         "ClusterRoleBinding", "Role", "RoleBinding", "Service"}
+                                         "ClusterRoleBinding", "Role", "RoleBinding", "Service",
+                                         "ServiceAccount"}
     base = tmp_path / "base.yaml"
     base.write_text(yaml.safe_dump_all(docs))
     r = k("apply", "--server-side", "--field-manager=edgecert-install", "-f", str(base))

@@ -204,9 +204,13 @@ def test_pebble_issues_both_challenge_types_serves_and_renews_without_a_failed_r
         status, metrics = r.admin("/metrics")
         assert status == 200
         assert re.search(r'edgecert_certificate_ready_status\{condition="True",issuer_kind="Issuer",'
-                         r'issuer_name="pebble-http",name="web"\} 1', metrics), metrics
-        assert re.search(r'edgecert_certificate_expiration_timestamp_seconds\{[^}]*name="api"\} \d', metrics)
-        assert re.search(r'edgecert_certificate_renewal_timestamp_seconds\{[^}]*name="web"\} \d', metrics)
+                         r'issuer_name="pebble-http",name="web",secret="web"\} 1', metrics), metrics
+        assert re.search(r'edgecert_certificate_expiration_timestamp_seconds\{[^}]*name="api",secret="api-tls"\} \d', metrics)
+        # `secret` is the folder, the name the served-certificate series carries (the
+        # stale-certificate alert of deploy/monitoring joins the two on it)
+        assert re.search(r'edgecert_served_certificate_not_after_timestamp_seconds\{name="api-tls",serial="[0-9a-f]+"\} \d',
+                         metrics)
+        assert re.search(r'edgecert_certificate_renewal_timestamp_seconds\{[^}]*name="web",secret="web"\} \d', metrics)
         assert re.search(r'edgecert_acme_requests_total\{resource="newOrder",status="201"\} [1-9]', metrics)
         # Pebble really validated each type against the in-process terminator.
         assert re.search(r'edgecert_acme_challenges_served_total\{type="tls-alpn-01"\} [1-9]', metrics), metrics
@@ -301,7 +305,7 @@ def test_rate_limited_logs_one_clear_line_and_issues_after_the_fault_clears(tmp_
             m = r.wait_log(r"certificate shop: rate limited by the CA, retrying at (\S+) \(.*too many certificates")
             _, metrics = r.admin("/metrics")
             assert re.search(r'edgecert_acme_requests_total\{resource="newOrder",status="429"\} [1-9]', metrics)
-            assert re.search(r'edgecert_certificate_ready_status\{condition="False",[^}]*name="shop"\} 1', metrics)
+            assert re.search(r'edgecert_certificate_ready_status\{condition="False",[^}]*name="shop"[^}]*\} 1', metrics)
             # Not ready while no certificate is served... but the terminator is (nothing to load).
             assert ca.stats().get("ordersCreated", 0) == 0
             account_key = os.path.join(r.store, "accounts", "ca", "account.key")

@@ -1,7 +1,10 @@
 #pragma once
-// Informer: a Reflector feeding a Store (one writer: the reflector thread; many readers under a
-// shared_mutex), with indexes by namespace and by label key=value, and event handlers that run
-// OUTSIDE the store lock (C++ Core Guidelines CP.22), in the order the changes were applied.
+// Informer: a Reflector feeding a Store (one writer at a time: a reflector thread; many readers
+// under a shared_mutex), with indexes by namespace and by label key=value, and event handlers
+// that run OUTSIDE the store lock (C++ Core Guidelines CP.22), in the order the changes were
+// applied. Confined to a set of namespaces it runs one list/watch per namespace into the one
+// cache, as controller-runtime's multi-namespace cache does: RBAC can grant a namespace's
+// objects without granting the cluster-wide list.
 #include <condition_variable>
 #include <functional>
 #include <map>
@@ -38,8 +41,9 @@ class Store {
     std::vector<std::string> keys() const;
     size_t size() const;
 
-    // Writer side (the reflector thread only).
-    std::vector<Delta> replace(std::vector<json> items);
+    // Writer side (the reflector threads, one at a time). A relist replaces the objects in
+    // `scope` (a namespace; empty: every object) and leaves other namespaces alone.
+    std::vector<Delta> replace(std::vector<json> items, std::string_view scope = {});
     std::optional<Delta> apply(WatchEvent&& ev);
 
   private:
@@ -67,46 +71,55 @@ inline EventHandlers upsert_delete_handlers(std::function<void(const ObjectPtr&)
             [del](const ObjectPtr& o, bool) { del(o); }};
 }
 
-class Informer final : private ReflectorSink {
+class Informer final {
   public:
     Informer(Client& client, ReflectorOptions opts);
-    ~Informer() override;
+    // One list/watch per namespace (opts.ns is ignored); empty `namespaces`: opts.ns as given.
+    Informer(Client& client, ReflectorOptions opts, const std::vector<std::string>& namespaces);
+    ~Informer();
     Informer(const Informer&) = delete;
     Informer& operator=(const Informer&) = delete;
 
     // Register before start().
     void add_handlers(EventHandlers h);
     // Optional, before start(): rewrites each object before it is cached and handed to
-    // handlers (e.g. meta::strip_managed_fields). Runs on the reflector thread.
+    // handlers (e.g. meta::strip_managed_fields). Runs on a reflector thread.
     void set_transform(std::function<void(json&)> f) { transform_ = std::move(f); }
-    // Optional: called with every reported (non-fatal) error.
+    // Optional: called with every reported (non-fatal) error, on a reflector thread.
     void set_error_handler(std::function<void(const Error&)> f) { on_error_ = std::move(f); }
 
-    void start();  // runs the reflector on its own thread
-    void stop();   // cancels the in-flight request and joins
+    void start();   // runs each reflector on its own thread
+    void cancel();  // asks every list/watch to stop, without waiting
+    void stop();    // cancels and joins
 
+    // Every namespace's first full list is in the cache.
     bool has_synced() const;
-    // Real-time wait for the first full list (for callers and integration tests).
+    // Real-time wait for the first full lists (for callers and integration tests).
     bool wait_for_sync(std::chrono::milliseconds timeout) const;
 
     const Store& store() const { return store_; }
-    Reflector& reflector() { return reflector_; }
+    // The list/watch of the i-th namespace (one when not confined to namespaces).
+    Reflector& reflector(size_t i = 0);
+    size_t reflector_count() const { return parts_.size(); }
 
   private:
-    void replace(std::vector<json> items, const std::string& rv) override;
-    void apply(WatchEvent&& ev) override;
-    void error(const Error& e) override;
+    class Part;  // one namespace's Reflector and thread (informer.cpp)
+    void replace(Part& part, std::vector<json> items);
+    void apply(WatchEvent&& ev);
+    void report(const Error& e);
     void dispatch(const Delta& d);
 
     Store store_;
-    Reflector reflector_;
+    std::vector<std::unique_ptr<Part>> parts_;
     std::vector<EventHandlers> handlers_;
     std::function<void(const Error&)> on_error_;
     std::function<void(json&)> transform_;
-    std::thread thread_;
+    // Reflector threads take turns: a store change and its handlers run as one step, so every
+    // handler sees the changes in the order they were applied.
+    std::mutex write_mu_;
     mutable std::mutex sync_mu_;
     mutable std::condition_variable sync_cv_;
-    bool synced_ = false;
+    size_t synced_parts_ = 0;
 };
 
 }  // namespace edgecert::k8s

@@ -487,6 +487,25 @@ TEST(ShimGateway, OwnerReferenceOnlyInOwnNamespace) {
     EXPECT_EQ(local.object["spec"]["issuerRef"]["kind"], "ClusterIssuer");
 }
 
+TEST(ShimGateway, SecretOutsideTheWatchedNamespacesIsSkipped) {
+    // --namespaces=infra: a granted Secret in "certs" would be written where the controller
+    // neither watches nor may write; it is skipped with a reason (a BadConfig Event).
+    ShimOptions opts;
+    opts.namespaces = {"infra"};
+    auto r = desired_for_gateway(
+        gateway(json::array(
+            {listener("a", "a.example", json::array({secret_ref("local")})),
+             listener("b", "b.example", json::array({secret_ref("remote", "certs")}))})),
+        {grant("certs", "infra", "remote")}, opts);
+    ASSERT_EQ(r.certificates.size(), 1u);
+    EXPECT_EQ(r.certificates[0].namespace_, "infra");
+    ASSERT_EQ(r.skipped.size(), 1u);
+    EXPECT_EQ(r.skipped[0].what, "listener b certificateRefs[0]");
+    EXPECT_EQ(r.skipped[0].reason,
+              "Secret certs/remote is in namespace certs, which this controller does not manage "
+              "(--namespaces)");
+}
+
 TEST(ShimGateway, NotAnnotatedOrBad) {
     json ls = json::array({listener("a", "a.example", json::array({secret_ref("s")}))});
     auto r = desired_for_gateway(gateway(ls, {}), {}, {});

@@ -2,7 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
+#include <mutex>
 #include <thread>
 
 #include "unit/k8s/fake_http.h"
@@ -86,6 +88,20 @@ TEST(Store, ReplaceComputesDeltas) {
     EXPECT_EQ(meta::resource_version(*by["gone"].obj), "1") << "last known state";
 }
 
+TEST(Store, ReplaceInOneNamespaceLeavesTheOthers) {
+    // A multi-namespace informer relists one namespace at a time.
+    Store s;
+    (void)s.replace({make("a", "x", "1"), make("b", "y", "2")}, "a");
+    auto d = s.replace({}, "a");
+    ASSERT_EQ(d.size(), 1u);
+    EXPECT_EQ(meta::key(*d[0].obj), "a/x");
+    EXPECT_EQ(d[0].type, Delta::Type::Deleted);
+    EXPECT_EQ(names(s.list()), std::vector<std::string>{"b/y"})
+        << "namespace b is not a's to relist";
+    (void)s.replace({}, "");
+    EXPECT_EQ(s.size(), 0u) << "an unscoped relist owns everything";
+}
+
 class InformerTest : public ::testing::Test {
   protected:
     FakeHttp http;
@@ -157,6 +173,58 @@ TEST_F(InformerTest, ThreadedStartSyncStop) {
     inf.stop();
     EXPECT_EQ(lists.load(), 1);
     EXPECT_EQ(inf.reflector().state(), Reflector::State::Stopped);
+}
+
+TEST_F(InformerTest, NamespacesEachGetTheirOwnListAndWatchIntoOneCache) {
+    std::mutex mu;
+    std::vector<std::string> paths;
+    http.on_send = [&](const HttpRequest& r) -> Result<HttpResponse> {
+        std::lock_guard l(mu);
+        paths.push_back(r.url.substr(std::string("http://api").size()));
+        std::string ns =
+            r.url.find("/namespaces/team-a/") != std::string::npos ? "team-a" : "team-b";
+        return json_response(200, R"({"metadata":{"resourceVersion":"1"},"items":[
+            {"metadata":{"name":"s","namespace":")" +
+                                      ns + R"(","resourceVersion":"1"}}]})");
+    };
+    ReflectorOptions o;
+    o.type = resources::Secret;
+    o.label_selector = "edgecert.io/managed=true";
+    o.ns = "ignored";
+    Informer inf(client, o, {"team-a", "team-b"});
+    ASSERT_EQ(inf.reflector_count(), 2u);
+    std::atomic<int> added{0};
+    inf.add_handlers(EventHandlers{[&](const ObjectPtr&) { ++added; }, nullptr, nullptr});
+    inf.reflector(0).step();
+    EXPECT_FALSE(inf.has_synced()) << "team-b has not listed yet";
+    inf.reflector(1).step();
+    EXPECT_TRUE(inf.has_synced());
+    EXPECT_EQ(names(inf.store().list()), (std::vector<std::string>{"team-a/s", "team-b/s"}));
+    EXPECT_EQ(added.load(), 2);
+    std::sort(paths.begin(), paths.end());
+    ASSERT_EQ(paths.size(), 2u);
+    EXPECT_EQ(paths[0].rfind("/api/v1/namespaces/team-a/secrets?", 0), 0u) << paths[0];
+    EXPECT_EQ(paths[1].rfind("/api/v1/namespaces/team-b/secrets?", 0), 0u) << paths[1];
+    EXPECT_NE(paths[0].find("labelSelector=edgecert.io%2Fmanaged%3Dtrue"), std::string::npos)
+        << paths[0];
+}
+
+TEST_F(InformerTest, ThreadedNamespacesSyncAndStop) {
+    std::atomic<int> lists{0};
+    http.on_send = [&](const HttpRequest&) -> Result<HttpResponse> {
+        ++lists;
+        return json_response(200, R"({"metadata":{"resourceVersion":"1"},"items":[]})");
+    };
+    ReflectorOptions o;
+    o.type = resources::Secret;
+    Informer inf(client, o, {"a", "b", "c"});
+    inf.start();
+    ASSERT_TRUE(inf.wait_for_sync(std::chrono::seconds(10)));
+    EXPECT_EQ(lists.load(), 3);
+    inf.cancel();
+    inf.stop();
+    for (size_t i = 0; i < inf.reflector_count(); ++i)
+        EXPECT_EQ(inf.reflector(i).state(), Reflector::State::Stopped);
 }
 
 }  // namespace

@@ -73,11 +73,11 @@ def wait_until(pred, timeout, interval=0.1, what="condition"):
 
 
 class Controller(Proc):
-    def __init__(self, srv, workdir, *extra, name="controller", kubeconfig=None):
+    def __init__(self, srv, workdir, *extra, name="controller", kubeconfig=None, cluster_ns="default"):
         self.admin_port = free_port()
         args = [BIN, "controller", "--kubeconfig", str(kubeconfig or srv.kubeconfig),
                 "--admin", f"127.0.0.1:{self.admin_port}",
-                "--cluster-resource-namespace", "default", "--failure-backoff-base", "2s", *extra]
+                "--cluster-resource-namespace", cluster_ns, "--failure-backoff-base", "2s", *extra]
         super().__init__(args, os.path.join(workdir, f"{name}-{self.admin_port}.log"),
                          env={"EDGECERT_LOG_LEVEL": "debug"})
 

@@ -18,6 +18,8 @@ separate terminator process (which runs as cluster admin: it is not under test).
 - Without --namespaces the same controller exits 2 at once and names the missing permission;
   and where it cannot ask the server (no self-review permission) the first refused list stops
   it the same way: no retry loop of 403s.
+- With deploy/rbac/namespaced/clusterissuers added, the confined controller issues from a
+  ClusterIssuer (its account key in edgecert-system), still without a refused request.
 """
 import json
 import os
@@ -105,7 +107,8 @@ def env(tmp_path_factory):
         ctl = Controller(srv, str(d), "--leader-elect=true", "--config", str(cfg),
                          kubeconfig=sa_kubeconfig).wait_ready()
         procs.append(ctl)
-        yield dict(srv=srv, ctl=ctl, sa_kubeconfig=sa_kubeconfig, dir=d, docs=docs)
+        yield dict(srv=srv, ctl=ctl, sa_kubeconfig=sa_kubeconfig, dir=d, docs=docs, pebble=pebble,
+                   procs=procs)
     finally:
         for p in procs:
             p.stop()
@@ -233,3 +236,38 @@ def test_a_refused_watch_stops_it_when_it_cannot_ask_first(env):
         for k in ("resourceVersion", "uid", "creationTimestamp", "managedFields"):
             saved["metadata"].pop(k, None)
         apply(srv, saved)
+
+
+def test_clusterissuers_are_used_when_the_add_on_allows_it(env):
+    """Runs last: it replaces the module's controller."""
+    srv, pebble = env["srv"], env["pebble"]
+    r = subprocess.run([apiserver_fixture.kubectl_path(), "kustomize",
+                        os.path.join(DEPLOY, "rbac", "namespaced", "clusterissuers")], capture_output=True, timeout=60)
+    assert r.returncode == 0, r.stderr.decode()
+    srv.kubectl("apply", "-f", "-", input=r.stdout.decode())
+    ci = issuer("pebble-cluster", pebble.dir_url, open(pebble.ca_file).read())
+    ci["kind"] = "ClusterIssuer"
+    del ci["metadata"]["namespace"]
+    apply(srv, ci)
+    env["ctl"].stop()
+    srv.requests(clear=True)
+    ctl = Controller(srv, str(env["dir"]), "--leader-elect=false", "--namespaces=team-a", name="with-ci",
+                     kubeconfig=env["sa_kubeconfig"], cluster_ns="edgecert-system").wait_ready()
+    env["procs"].append(ctl)
+    apply(srv, {"apiVersion": "edgecert.io/v1alpha1", "kind": "Certificate",
+                "metadata": {"name": "ci-tls", "namespace": "team-a"},
+                "spec": {"secretName": "ci-tls", "dnsNames": ["ci.team-a.test"],
+                         "issuerRef": {"name": "pebble-cluster", "kind": "ClusterIssuer"}}})
+    try:
+        wait_until(lambda: secret_cert(srv, "ci-tls", ns="team-a"), 90, interval=0.3, what="Secret team-a/ci-tls")
+    except AssertionError:
+        print(ctl.logs()[-6000:])
+        raise
+    assert "ClusterIssuers are not readable" not in ctl.logs()
+    iss = wait_until(lambda: (lambda i: i if (condition(i, "Ready") or {}).get("status") == "True" else None)(
+        get_json(srv, "clusterissuer", "pebble-cluster")), 20, what="ClusterIssuer Ready")
+    assert iss["status"]["acme"]["uri"]
+    assert get_json(srv, "secret", "pebble-cluster-account", "-n", "edgecert-system") is not None
+    reqs = controller_requests(srv)
+    assert [(r["method"], r["path"]) for r in reqs if r["status"] == 403] == []
+    assert [r for r in reqs if "/namespaces/team-b" in r["path"]] == []

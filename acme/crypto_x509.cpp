@@ -11,7 +11,9 @@
 namespace edgecert::acme {
 namespace {
 
-std::shared_ptr<X509> share(X509* x) { return std::shared_ptr<X509>(x, X509_free); }
+std::shared_ptr<X509> share(X509* x) {
+    return std::shared_ptr<X509>(x, X509_free);
+}
 
 SystemTime asn1_to_time(const ASN1_TIME* t) {
     std::tm tm{};
@@ -19,16 +21,9 @@ SystemTime asn1_to_time(const ASN1_TIME* t) {
         ossl::clear_errors();
         return SystemTime{};
     }
-    // SystemTime counts nanoseconds: only about 1678..2262 fits. Certificates use year 1 and
-    // 9999 (RFC 5280 §4.1.2.5 "no well-defined expiration"), so clamp instead of overflowing.
-    const int64_t secs = timegm(&tm);
-    using std::chrono::duration_cast;
-    using std::chrono::seconds;
-    const int64_t lo = duration_cast<seconds>(SystemTime::min().time_since_epoch()).count() + 1;
-    const int64_t hi = duration_cast<seconds>(SystemTime::max().time_since_epoch()).count() - 1;
-    if (secs <= lo) return SystemTime::min();
-    if (secs >= hi) return SystemTime::max();
-    return SystemTime(duration_cast<SystemTime::duration>(seconds(secs)));
+    // Certificates use year 1 and 9999 (RFC 5280 §4.1.2.5 "no well-defined expiration"):
+    // clamped to what SystemTime holds.
+    return system_time_from_unix(timegm(&tm));
 }
 
 std::string name_cn(const X509_NAME* name) {
@@ -74,7 +69,9 @@ Result<Certificate> Certificate::from_der(std::string_view der) {
     return cert;
 }
 
-Certificate Certificate::adopt(ossl::UniquePtr<X509> x) { return Certificate(share(x.release())); }
+Certificate Certificate::adopt(ossl::UniquePtr<X509> x) {
+    return Certificate(share(x.release()));
+}
 
 std::string Certificate::to_pem() const {
     ossl::UniquePtr<BIO> bio(BIO_new(BIO_s_mem()));
@@ -107,8 +104,12 @@ std::string Certificate::serial_hex() const {
     return out;
 }
 
-SystemTime Certificate::not_before() const { return asn1_to_time(X509_get0_notBefore(x_.get())); }
-SystemTime Certificate::not_after() const { return asn1_to_time(X509_get0_notAfter(x_.get())); }
+SystemTime Certificate::not_before() const {
+    return asn1_to_time(X509_get0_notBefore(x_.get()));
+}
+SystemTime Certificate::not_after() const {
+    return asn1_to_time(X509_get0_notAfter(x_.get()));
+}
 
 std::vector<std::string> Certificate::dns_names() const {
     std::vector<std::string> out;
@@ -125,12 +126,17 @@ std::vector<std::string> Certificate::dns_names() const {
     return out;
 }
 
-std::string Certificate::subject_cn() const { return name_cn(X509_get_subject_name(x_.get())); }
-std::string Certificate::issuer_cn() const { return name_cn(X509_get_issuer_name(x_.get())); }
+std::string Certificate::subject_cn() const {
+    return name_cn(X509_get_subject_name(x_.get()));
+}
+std::string Certificate::issuer_cn() const {
+    return name_cn(X509_get_issuer_name(x_.get()));
+}
 
 std::string Certificate::issuer_name() const {
     ossl::UniquePtr<BIO> bio(BIO_new(BIO_s_mem()));
-    if (!bio || X509_NAME_print_ex(bio.get(), X509_get_issuer_name(x_.get()), 0, XN_FLAG_RFC2253) < 0) {
+    if (!bio ||
+        X509_NAME_print_ex(bio.get(), X509_get_issuer_name(x_.get()), 0, XN_FLAG_RFC2253) < 0) {
         ossl::clear_errors();
         return {};
     }
@@ -193,8 +199,9 @@ Result<std::vector<Certificate>> parse_pem_chain(std::string_view pem) {
             ossl::clear_errors();
             return Error(ErrorCode::InvalidConfig, "no certificate in PEM");
         }
-        return ossl::error("parsing certificate " + std::to_string(out.size() + 1) + " of the chain",
-                           ErrorCode::InvalidConfig);
+        return ossl::error(
+            "parsing certificate " + std::to_string(out.size() + 1) + " of the chain",
+            ErrorCode::InvalidConfig);
     }
 }
 

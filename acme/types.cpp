@@ -83,12 +83,19 @@ std::optional<SystemTime> parse_rfc3339(std::string_view s) {
                                     std::chrono::month(static_cast<unsigned>(mo)),
                                     std::chrono::day(static_cast<unsigned>(d))};
     if (!ymd.ok()) return std::nullopt;
-    auto t = std::chrono::sys_days(ymd) + std::chrono::hours(h) + std::chrono::minutes(mi) +
-             std::chrono::seconds(sec) - offset;
-    return std::chrono::time_point_cast<SystemTime::duration>(t + frac);
+    // Whole seconds first, in 64 bits: years up to 9999 fit there but not in SystemTime's
+    // nanoseconds, which saturate (a CA may well write "9999-12-31T23:59:59Z" for "never").
+    int64_t secs = std::chrono::sys_days(ymd).time_since_epoch().count() * int64_t{86'400} +
+                   h * 3600 + mi * 60 + sec -
+                   std::chrono::duration_cast<std::chrono::seconds>(offset).count();
+    SystemTime t = system_time_from_unix(secs);
+    if (t == kSystemTimeMin || t == kSystemTimeMax) return t;
+    return t + std::chrono::duration_cast<SystemTime::duration>(frac);
 }
 
-std::string format_rfc3339(SystemTime t) { return rfc3339(t); }
+std::string format_rfc3339(SystemTime t) {
+    return rfc3339(t);
+}
 
 namespace wire {
 

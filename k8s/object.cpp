@@ -168,7 +168,9 @@ std::string key(const json& obj) {
 }
 }  // namespace meta
 
-std::string format_time(SystemTime t) { return rfc3339(t); }
+std::string format_time(SystemTime t) {
+    return rfc3339(t);
+}
 
 std::string format_micro_time(SystemTime t) {
     auto secs = std::chrono::floor<std::chrono::seconds>(t);
@@ -208,16 +210,22 @@ Result<SystemTime> parse_time(std::string_view s) {
         ++p;
     } else if (*p == '+' || *p == '-') {
         int sign = *p == '-' ? -1 : 1;
-        int hh = 0, mm = 0;
-        if (std::sscanf(p + 1, "%2d:%2d", &hh, &mm) != 2) return bad();
+        // Exactly hh:mm (RFC 3339 time-numoffset). sscanf("%2d:%2d") also took "+1:2", and the
+        // 6 bytes skipped below then ran past the end of the string (ASan: heap-buffer-overflow).
+        // Each test stops at the terminating NUL, so nothing past it is read.
+        auto digit = [](char c) { return c >= '0' && c <= '9'; };
+        if (!digit(p[1]) || !digit(p[2]) || p[3] != ':' || !digit(p[4]) || !digit(p[5])) return bad();
+        int hh = (p[1] - '0') * 10 + (p[2] - '0'), mm = (p[4] - '0') * 10 + (p[5] - '0');
         offset_s = sign * (hh * 3600L + mm * 60L);
         p += 6;
     } else {
         return bad();
     }
     if (*p != '\0') return bad();
-    auto t = std::chrono::system_clock::from_time_t(timegm(&tm));
-    return t - std::chrono::seconds(offset_s) + std::chrono::microseconds(frac_us);
+    // Saturates outside what SystemTime holds (years 1678..2262) instead of overflowing.
+    SystemTime t = system_time_from_unix(static_cast<int64_t>(timegm(&tm)) - offset_s);
+    if (t == kSystemTimeMin || t == kSystemTimeMax) return t;
+    return t + std::chrono::microseconds(frac_us);
 }
 
 }  // namespace edgecert::k8s

@@ -16,6 +16,7 @@ PKGS=(
   nghttp2-client testssl.sh  # h2load, TLS scanner: terminator integration tests and bench/tls
   chromium  # headless browser through the terminator (test_terminator_chromium.py)
   prometheus  # promtool check metrics (admin server exposition)
+  clang libclang-rt-14-dev  # libFuzzer + ASan/UBSan: the fuzz smoke run of scripts/test.sh (scripts/fuzz.sh)
 )
 missing=()
 for p in "${PKGS[@]}"; do

@@ -1,10 +1,17 @@
 #!/usr/bin/env bash
 # Installs what is needed, builds, and runs every test (unit + integration) with ctest.
 # Usage: scripts/test.sh [ctest args...]   e.g. scripts/test.sh -L unit
+# Without arguments (the whole suite, what CI runs) it also runs the fuzz smoke run first: each
+# libFuzzer target whose libraries are cheap to build with clang replays its committed corpus and
+# fuzzes for EDGECERT_FUZZ_SMOKE_SECONDS (5) seconds (scripts/fuzz.sh smoke, docs/fuzzing.md);
+# ctest's fuzz_corpus_* tests replay every target's corpus in the normal build.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=${EDGECERT_BUILD_DIR:-$ROOT/build}
 "$ROOT/scripts/setup.sh" "$BUILD"
 "$ROOT/scripts/check-layering.sh"
+if [ $# -eq 0 ]; then
+  "$ROOT/scripts/fuzz.sh" smoke "${EDGECERT_FUZZ_SMOKE_SECONDS:-5}"
+fi
 cd "$BUILD"
 ctest --output-on-failure -j 2 --timeout 900 "$@"

@@ -24,6 +24,24 @@ inline std::string rfc3339(SystemTime t) {
 }
 using SteadyTime = std::chrono::steady_clock::time_point;
 
+// The earliest and latest whole seconds SystemTime holds (system_clock counts nanoseconds in 64
+// bits: about 1677-09-21 to 2262-04-11). Whole seconds, so flooring and formatting them is exact.
+inline constexpr int64_t kSystemTimeMinUnix =
+    std::chrono::duration_cast<std::chrono::seconds>(SystemTime::min().time_since_epoch()).count() + 1;
+inline constexpr int64_t kSystemTimeMaxUnix =
+    std::chrono::duration_cast<std::chrono::seconds>(SystemTime::max().time_since_epoch()).count() - 1;
+inline constexpr SystemTime kSystemTimeMin{std::chrono::seconds(kSystemTimeMinUnix)};
+inline constexpr SystemTime kSystemTimeMax{std::chrono::seconds(kSystemTimeMaxUnix)};
+
+// Seconds since the epoch as a SystemTime; anything outside kSystemTimeMin..kSystemTimeMax
+// saturates instead of overflowing (undefined behaviour). Wire formats carry such years:
+// "9999-12-31T23:59:59Z" is a common "never", RFC 5280 §4.1.2.5 uses 99991231235959Z.
+inline SystemTime system_time_from_unix(int64_t secs) {
+    if (secs <= kSystemTimeMinUnix) return kSystemTimeMin;
+    if (secs >= kSystemTimeMaxUnix) return kSystemTimeMax;
+    return SystemTime(std::chrono::seconds(secs));
+}
+
 class Clock {
 public:
     virtual ~Clock() = default;

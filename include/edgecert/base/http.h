@@ -13,6 +13,7 @@
 #include <utility>
 #include <vector>
 
+#include "edgecert/base/clock.h"
 #include "edgecert/base/result.h"
 
 namespace edgecert {
@@ -98,8 +99,9 @@ inline std::optional<std::chrono::seconds> parse_retry_after(
     std::string s(value);
     const char* end = strptime(s.c_str(), "%a, %d %b %Y %H:%M:%S GMT", &tm);
     if (!end || *end != '\0') return std::nullopt;
-    auto t = std::chrono::system_clock::from_time_t(timegm(&tm));
-    auto d = std::chrono::duration_cast<std::chrono::seconds>(t - now);
-    return d.count() < 0 ? std::chrono::seconds(0) : d;
+    // A date past what SystemTime holds saturates (and then counts as a long wait).
+    auto t = system_time_from_unix(timegm(&tm));
+    if (t <= now) return std::chrono::seconds(0);
+    return std::chrono::duration_cast<std::chrono::seconds>(t - now);
 }
 }  // namespace edgecert

@@ -29,6 +29,30 @@ TEST(AcmeWire, Rfc3339) {
         EXPECT_FALSE(parse_rfc3339(bad).has_value()) << bad;
 }
 
+// Found by fuzzing (tests/fuzz/corpus/acme_json/ari-far-future): a year past 2262 overflowed
+// SystemTime's 64-bit nanoseconds (undefined behaviour). "9999-12-31T23:59:59Z" is a common
+// "never"; such times now saturate to the last second SystemTime holds, and format back.
+TEST(AcmeWire, Rfc3339OutsideSystemTimeSaturates) {
+    EXPECT_EQ(parse_rfc3339("9999-12-31T23:59:59Z"), kSystemTimeMax);
+    EXPECT_EQ(parse_rfc3339("9999-12-31T23:59:59.999-12:00"), kSystemTimeMax);
+    EXPECT_EQ(parse_rfc3339("0001-01-01T00:00:00Z"), kSystemTimeMin);
+    EXPECT_EQ(parse_rfc3339(format_rfc3339(kSystemTimeMax)), kSystemTimeMax);
+    EXPECT_EQ(parse_rfc3339("2262-04-11T23:47:15Z"), kSystemTimeMax);
+    EXPECT_EQ(parse_rfc3339("2262-04-11T23:47:14Z"), kSystemTimeMax - std::chrono::seconds(1));
+    auto o = parse_order(R"({"status":"valid","expires":"9999-12-31T23:59:59Z","identifiers":[],
+        "finalize":"https://ca/f"})",
+                         "https://ca/o/1");
+    ASSERT_TRUE(o.ok()) << o.error().message;
+    EXPECT_EQ(o->expires, kSystemTimeMax);
+    // An ARI window entirely past 2262 collapses to one instant: refused like any empty window
+    // (RFC 9773 §4.2), with the default poll interval.
+    auto ari = parse_renewal_info(
+        R"({"suggestedWindow":{"start":"9999-12-30T00:00:00Z","end":"9999-12-31T00:00:00Z"}})",
+        "Fri, 31 Dec 9999 23:59:59 GMT", SystemTime(std::chrono::seconds(1'893'456'000)));
+    ASSERT_FALSE(ari.ok());
+    EXPECT_EQ(ari.error().retry_after, std::chrono::hours(24));  // the far Retry-After, clamped
+}
+
 TEST(AcmeWire, OrderAndAuthorization) {
     auto o = parse_order(R"({"status":"pending","expires":"2026-12-01T00:00:00Z",
         "identifiers":[{"type":"dns","value":"example.com"},{"type":"dns","value":"*.example.com"}],

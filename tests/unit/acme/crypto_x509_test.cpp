@@ -86,8 +86,8 @@ TEST(CryptoCertificate, Rfc9773AppendixACertificate) {
     EXPECT_TRUE(cert->dns_names().empty());
     // Both validity bounds are 0001-01-01T00:00:00Z, before anything SystemTime (nanoseconds
     // since 1970, about 1678..2262) can hold: clamped to its minimum, not overflowed.
-    EXPECT_EQ(cert->not_before(), SystemTime::min());
-    EXPECT_EQ(cert->not_after(), SystemTime::min());
+    EXPECT_EQ(cert->not_before(), kSystemTimeMin);
+    EXPECT_EQ(cert->not_after(), kSystemTimeMin);
 }
 
 TEST(CryptoCertificate, FarFutureNotAfterIsClamped) {
@@ -98,7 +98,7 @@ TEST(CryptoCertificate, FarFutureNotAfterIsClamped) {
     auto cert = make_self_signed(*key, {"forever.example"}, 24h, clock);
     ASSERT_TRUE(cert.ok());
     ASSERT_EQ(ASN1_TIME_set_string(X509_getm_notAfter(cert->get()), "99991231235959Z"), 1);
-    EXPECT_EQ(cert->not_after(), SystemTime::max());
+    EXPECT_EQ(cert->not_after(), kSystemTimeMax);
     ASSERT_EQ(ASN1_TIME_set_string(X509_getm_notAfter(cert->get()), "20500101000000Z"), 1);
     EXPECT_EQ(cert->not_after(), SystemTime(std::chrono::seconds(2524608000)));
     EXPECT_FALSE(make_self_signed(*key, {"forever.example"}, std::chrono::hours(24 * 366 * 101), clock).ok());

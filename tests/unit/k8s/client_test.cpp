@@ -70,6 +70,26 @@ TEST(Time, FormatAndParse) {
     EXPECT_FALSE(parse_time("2026-01-01T00:00:00").ok());
 }
 
+// Years past 2262 overflowed SystemTime (undefined behaviour), as in acme::parse_rfc3339 where the
+// acme_json fuzz target found it; they saturate the same way, and format and parse back.
+TEST(Time, OutsideSystemTimeSaturates) {
+    EXPECT_EQ(parse_time("9999-12-31T23:59:59Z").value(), kSystemTimeMax);
+    EXPECT_EQ(parse_time("9999-12-31T23:59:59.999999Z").value(), kSystemTimeMax);
+    EXPECT_EQ(parse_time("1000-01-01T00:00:00Z").value(), kSystemTimeMin);
+    EXPECT_EQ(parse_time(format_micro_time(kSystemTimeMax)).value(), kSystemTimeMax);
+    EXPECT_EQ(parse_time(format_time(kSystemTimeMin)).value(), kSystemTimeMin);
+}
+
+// Found reviewing the k8s_object fuzz target, confirmed by ASan (tests/fuzz/corpus/k8s_object/
+// heap-overflow-short-utc-offset): a one-digit offset read past the end of the string.
+TEST(Time, UtcOffsetMustBeHhColonMm) {
+    for (const char* bad : {"2026-01-01T00:00:00+1:2", "2026-01-01T00:00:00+01:2", "2026-01-01T00:00:00+1",
+                            "2026-01-01T00:00:00-", "2026-01-01T00:00:00+0100", "2026-01-01T00:00:00+01:00junk"})
+        EXPECT_FALSE(parse_time(bad).ok()) << bad;
+    EXPECT_EQ(parse_time("2026-01-01T01:30:00+01:30").value(), SystemTime(std::chrono::seconds(1767225600)));
+    EXPECT_EQ(parse_time("2025-12-31T22:30:00-01:30").value(), SystemTime(std::chrono::seconds(1767225600)));
+}
+
 struct StatusCase {
     int http;
     std::string reason;

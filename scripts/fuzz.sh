@@ -89,7 +89,9 @@ case $cmd in
       scratch=$(mktemp -d)
       mapfile -t f < <(flags "$t")
       start=$(date +%s%N)
-      if ! "$BIN/fuzz_$t" "${f[@]}" -max_total_time="$secs" "$scratch" "$CORPUS/$t" >"$BUILD/smoke-$t.log" 2>&1; then
+      # A fixed seed: the smoke run of the test command explores the same way on every run, so a
+      # failure there is reproducible (the long runs use random seeds).
+      if ! "$BIN/fuzz_$t" "${f[@]}" -seed=1 -max_total_time="$secs" "$scratch" "$CORPUS/$t" >"$BUILD/smoke-$t.log" 2>&1; then
         tail -40 "$BUILD/smoke-$t.log"
         echo "fuzz smoke: $t FAILED (log: $BUILD/smoke-$t.log, input: $ARTIFACTS/$t-*)"
         rm -rf "$scratch"

@@ -10,12 +10,13 @@
 namespace edgecert::acme {
 namespace {
 
-constexpr size_t kMaxCommonName = 64;  // RFC 5280 ub-common-name
-
-// Ed25519 signs the message itself (no separate digest); everything else signs SHA-256.
-const EVP_MD* signing_md(const PrivateKey& key) {
+// The CSR and the challenge/test certificates sign SHA-256 (or pure Ed25519) whatever the curve:
+// every ACME CA accepts it, and it is what they have always sent.
+const EVP_MD* csr_md(const PrivateKey& key) {
     return key.type() == KeyType::Ed25519 ? nullptr : EVP_sha256();
 }
+
+constexpr size_t kMaxCommonName = 64;  // RFC 5280 ub-common-name
 
 // An IP literal (RFC 8738 identifiers) becomes an iPAddress SAN; anything else a dNSName.
 ossl::UniquePtr<ASN1_OCTET_STRING> parse_ip(const std::string& s) {
@@ -24,7 +25,10 @@ ossl::UniquePtr<ASN1_OCTET_STRING> parse_ip(const std::string& s) {
     return ip;
 }
 
-Result<ossl::UniquePtr<X509_EXTENSION>> san_extension(const std::vector<std::string>& names) {
+}  // namespace
+
+Result<ossl::UniquePtr<X509_EXTENSION>> make_san_extension(const std::vector<std::string>& names,
+                                                           bool critical) {
     if (names.empty()) return Error(ErrorCode::InvalidConfig, "no identifiers for the certificate");
     ossl::UniquePtr<GENERAL_NAMES> gens(GENERAL_NAMES_new());
     if (!gens) return ossl::error("building subjectAltName");
@@ -47,11 +51,33 @@ Result<ossl::UniquePtr<X509_EXTENSION>> san_extension(const std::vector<std::str
         if (sk_GENERAL_NAME_push(gens.get(), gn.get()) <= 0) return ossl::error("building subjectAltName");
         gn.release();  // owned by the stack now
     }
-    // RFC 5280 §4.2.1.6: critical only when the subject is empty; we always set a CN when we can.
-    X509_EXTENSION* ext = X509V3_EXT_i2d(NID_subject_alt_name, 0, gens.get());
+    X509_EXTENSION* ext = X509V3_EXT_i2d(NID_subject_alt_name, critical ? 1 : 0, gens.get());
     if (!ext) return ossl::error("encoding subjectAltName");
     return ossl::UniquePtr<X509_EXTENSION>(ext);
 }
+
+Status set_random_serial(X509* x) {
+    unsigned char serial[16];
+    if (RAND_bytes(serial, sizeof serial) != 1) return ossl::error("generating serial");
+    serial[0] = static_cast<unsigned char>((serial[0] & 0x7f) | 0x01);  // positive, full length
+    ossl::UniquePtr<BIGNUM> bn(BN_bin2bn(serial, sizeof serial, nullptr));
+    if (!bn || !BN_to_ASN1_INTEGER(bn.get(), X509_get_serialNumber(x)))
+        return ossl::error("setting serial");
+    return ok_status();
+}
+
+const EVP_MD* signature_digest(const PrivateKey& key) {
+    switch (key.type()) {
+        case KeyType::Ed25519:
+            return nullptr;
+        case KeyType::EcP384:
+            return EVP_sha384();
+        default:
+            return EVP_sha256();
+    }
+}
+
+namespace {
 
 // Subject: CN = first identifier when it is a DNS name that fits, else empty (RFC 8555 §7.4
 // leaves the CN optional; Let's Encrypt copies it only if it fits).
@@ -146,19 +172,12 @@ Status add_ext(X509* x, X509_EXTENSION* ext) {
 Result<Certificate> build_self_signed(const PrivateKey& key, const std::vector<std::string>& names,
                                       SystemTime not_before, SystemTime not_after,
                                       const std::vector<X509_EXTENSION*>& extra) {
-    EC_TRY_ASSIGN(auto san, san_extension(names));
+    EC_TRY_ASSIGN(auto san, make_san_extension(names));
     EC_TRY_ASSIGN(auto subject, subject_for(names));
     ossl::UniquePtr<X509> x(X509_new());
     if (!x || X509_set_version(x.get(), X509_VERSION_3) != 1) return ossl::error("building certificate");
 
-    // RFC 5280 §4.1.2.2: positive, at most 20 octets; 128 random bits.
-    unsigned char serial[16];
-    if (RAND_bytes(serial, sizeof serial) != 1) return ossl::error("generating serial");
-    serial[0] = static_cast<unsigned char>((serial[0] & 0x7f) | 0x01);
-    ossl::UniquePtr<BIGNUM> bn(BN_bin2bn(serial, sizeof serial, nullptr));
-    if (!bn || !BN_to_ASN1_INTEGER(bn.get(), X509_get_serialNumber(x.get()))) {
-        return ossl::error("setting serial");
-    }
+    EC_TRY(set_random_serial(x.get()));
     if (X509_set_subject_name(x.get(), subject.get()) != 1 || X509_set_issuer_name(x.get(), subject.get()) != 1 ||
         !ASN1_TIME_set(X509_getm_notBefore(x.get()), std::chrono::system_clock::to_time_t(not_before)) ||
         !ASN1_TIME_set(X509_getm_notAfter(x.get()), std::chrono::system_clock::to_time_t(not_after)) ||
@@ -167,14 +186,14 @@ Result<Certificate> build_self_signed(const PrivateKey& key, const std::vector<s
     }
     EC_TRY(add_ext(x.get(), san.get()));
     for (X509_EXTENSION* e : extra) EC_TRY(add_ext(x.get(), e));
-    if (X509_sign(x.get(), key.get(), signing_md(key)) <= 0) return ossl::error("signing certificate");
+    if (X509_sign(x.get(), key.get(), csr_md(key)) <= 0) return ossl::error("signing certificate");
     return Certificate::adopt(std::move(x));
 }
 
 }  // namespace
 
 Result<std::string> make_csr_der(const PrivateKey& key, const std::vector<std::string>& dns_names) {
-    EC_TRY_ASSIGN(auto san, san_extension(dns_names));
+    EC_TRY_ASSIGN(auto san, make_san_extension(dns_names));
     EC_TRY_ASSIGN(auto subject, subject_for(dns_names));
     ossl::UniquePtr<X509_REQ> req(X509_REQ_new());
     if (!req || X509_REQ_set_version(req.get(), X509_REQ_VERSION_1) != 1 ||
@@ -191,7 +210,7 @@ Result<std::string> make_csr_der(const PrivateKey& key, const std::vector<std::s
     int added = X509_REQ_add_extensions(req.get(), exts);
     sk_X509_EXTENSION_free(exts);  // does not free san: it is still owned by its UniquePtr
     if (added != 1) return ossl::error("building CSR extensions");
-    if (X509_REQ_sign(req.get(), key.get(), signing_md(key)) <= 0) return ossl::error("signing CSR");
+    if (X509_REQ_sign(req.get(), key.get(), csr_md(key)) <= 0) return ossl::error("signing CSR");
     unsigned char* der = nullptr;
     int len = i2d_X509_REQ(req.get(), &der);
     if (len <= 0) return ossl::error("encoding CSR");

@@ -16,6 +16,7 @@ check include/edgecert/k8s 'edgecert/acme/|acme/|app/|platform/|controller/|tls/
 check src/tls 'edgecert/acme/|edgecert/k8s/|acme/|k8s/|controller/|app/' "src/tls knows nothing of ACME or Kubernetes"
 check src/proxy 'edgecert/acme/|edgecert/k8s/|acme/|k8s/|controller/|app/' "src/proxy knows nothing of ACME or Kubernetes"
 check src/dns 'edgecert/acme/|edgecert/k8s/|acme/|k8s/|controller/|app/|platform/|tls/|proxy/|store/' "src/dns depends on base only (ldns for the wire format)"
+check src/pki 'edgecert/k8s/|k8s/|app/|platform/|controller/|tls/|proxy/|store/|dns/|edgecert/acme/(client|order|types|ari|problem)' "src/pki depends on base and acme/crypto.h only"
 check include/edgecert/base 'edgecert/acme/|edgecert/k8s/|curl/|cpprest/' "base is header-only and independent"
 # cpprestsdk and libcurl stay behind src/platform
 for d in acme k8s src/tls src/proxy src/store src/controller src/app include; do

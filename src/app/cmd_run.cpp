@@ -31,6 +31,7 @@
 #include "controller/issuance.h"
 #include "controller/renewal.h"
 #include "controller/runner.h"
+#include "controller/signing.h"
 #include "edgecert/acme/order.h"
 #include "edgecert/base/clock.h"
 #include "edgecert/base/metrics.h"
@@ -86,6 +87,8 @@ struct CertState {
     std::string ari_serial;                  // the leaf `ari` belongs to
     std::optional<acme::RenewalInfo> ari;
     std::optional<SystemTime> ari_next_try;  // after an ARI error
+    int ca_waits = 0;                        // looks at an unusable ca issuer key pair
+    std::string ca_problem;                  // the last one said (logged once, not per look)
 };
 
 class RunController {
@@ -105,6 +108,8 @@ class RunController {
     }
 
     Result<controller::Requeue> reconcile(const std::string& name);
+    // Called after a certificate is stored (the runner enqueues what a ca issuer signs with it).
+    std::function<void(const std::string& secret_name)> on_stored;
 
     // The status page's data: every configured certificate, what is stored, what this process
     // knows about it, and what `served` (the built-in terminator, may be null) has on the wire.
@@ -150,6 +155,11 @@ class RunController {
     // ARI (RFC 9773) for the stored leaf, polled again at the CA's next_poll; errors fall back
     // to the lifetime rule and are retried a few minutes later.
     void refresh_ari(const CertificateSpec& spec, const RunIssuer& iss, const acme::Certificate& leaf, CertState& st);
+    // The key pair of a ca issuer: a certificate folder of the store, or files.
+    Result<pki::CaKeyPair> ca_for(const RunIssuer& iss);
+    // ACME: account, solver (in-process, or dns-01), order.
+    Result<controller::IssueResult> issue_acme(const CertificateSpec& spec, const RunIssuer& iss,
+                                               std::optional<store::StoredCertificate> current);
     // `in_service`: a valid certificate is still stored (a failed renewal keeps Ready True).
     Result<controller::Requeue> failed(const CertificateSpec& spec, CertState& st, const Error& e, bool in_service);
     static void set_view(CertState& st, const char* ready, std::string reason,
@@ -306,6 +316,60 @@ Result<controller::Requeue> RunController::failed(const CertificateSpec& spec, C
     return controller::Requeue::in(std::chrono::duration_cast<milliseconds>(wait));
 }
 
+Result<pki::CaKeyPair> RunController::ca_for(const RunIssuer& iss) {
+    if (!iss.ca_cert_file.empty()) return load_ca_files(iss, clock_.now());
+    controller::CaMaterial m{.where = "store folder certs/" + iss.ca_secret_name,
+                             .exists = false,
+                             .tls_crt = {},
+                             .tls_key = {},
+                             .ca_crt = {}};
+    EC_TRY_ASSIGN(
+        auto sc, store_.load_certificate(store::CertificateRef{.secret_name = iss.ca_secret_name}));
+    if (sc) {
+        m.exists = true;
+        if (!sc->cert_pem.empty()) m.tls_crt = sc->cert_pem;
+        if (!sc->key_pem.empty()) m.tls_key = sc->key_pem;
+        m.ca_crt = sc->ca_pem;
+    }
+    return controller::load_ca(m, clock_.now());
+}
+
+Result<controller::IssueResult> RunController::issue_acme(
+    const CertificateSpec& spec, const RunIssuer& iss,
+    std::optional<store::StoredCertificate> current) {
+    EC_TRY_ASSIGN(auto client, accounts_.client_for(account_request(iss)));
+    controller::IssueRequest req;
+    req.spec = &spec;
+    req.issuer = &iss.acme;
+    req.current = std::move(current);
+    // The issuer's solver whose selector fits this certificate (cert-manager's precedence).
+    EC_TRY_ASSIGN(auto types,
+                  controller::challenge_types_for(iss.acme, spec.labels, spec.dns_names));
+    InProcessSolver in_process(mem_, types);
+    std::optional<controller::OwnedDnsSolver> dns;
+    if (types == std::vector<std::string>{"dns-01"}) {
+        // A dns01 solver: RFC 2136 (TSIG secret from rfc2136.tsigSecretFile) or a webhook.
+        auto so = controller::select_solver(iss.acme, spec.labels, spec.dns_names);
+        auto read = [](const controller::Dns01Config& c) -> Result<SecretBytes> {
+            if (c.tsig_secret_file.empty())
+                return Error(
+                    ErrorCode::InvalidConfig,
+                    "edgecert run reads the TSIG secret from dns01.rfc2136.tsigSecretFile");
+            return platform::read_secret_file(c.tsig_secret_file, 16384);
+        };
+        auto d = so && *so ? controller::make_owned_dns_solver(
+                                 (*so)->dns01, read,
+                                 [] { return http_factory(controller::AcmeIssuerSpec{}); }, clock_)
+                           : Result<controller::OwnedDnsSolver>(
+                                 Error(ErrorCode::InvalidConfig, "no dns01 solver selected"));
+        if (!d) return d.error();
+        dns = std::move(*d);
+    }
+    acme::ChallengeSolver& solver =
+        dns ? static_cast<acme::ChallengeSolver&>(*dns->solver) : in_process;
+    return controller::issue(*client, solver, store_, req, clock_);
+}
+
 Result<controller::Requeue> RunController::reconcile(const std::string& name) {
     auto cfg = config();
     const CertificateSpec* specp = cfg->certificate(name);
@@ -330,12 +394,21 @@ Result<controller::Requeue> RunController::reconcile(const std::string& name) {
         return controller::Requeue::in(std::chrono::duration_cast<milliseconds>(*st.next_retry - now));
 
     EC_TRY_ASSIGN(auto stored, store_.load_certificate(spec.ref));
+    const bool acme_issuer = iss->type == controller::IssuerType::Acme;
+    std::optional<Result<pki::CaKeyPair>> ca;
+    if (iss->type == controller::IssuerType::Ca) ca = ca_for(*iss);
+    const controller::Signer signer{.type = iss->type, .ca = ca && *ca ? &**ca : nullptr};
     auto eval = [&] {
-        std::lock_guard lk(mu_);
-        return controller::evaluate(spec, stored, st.ari, st.renewal_time, rng_, clock_.now());
+        controller::Evaluation e;
+        {
+            std::lock_guard lk(mu_);
+            e = controller::evaluate(spec, stored, st.ari, st.renewal_time, rng_, clock_.now());
+        }
+        if (stored && !acme_issuer) controller::check_signed(e, spec, *stored, signer);
+        return e;
     };
     controller::Evaluation ev = eval();
-    if (ev.reason == controller::IssueReason::None && ev.leaf) {
+    if (ev.reason == controller::IssueReason::None && ev.leaf && acme_issuer) {
         refresh_ari(spec, *iss, *ev.leaf, st);
         ev = eval();
     }
@@ -362,62 +435,52 @@ Result<controller::Requeue> RunController::reconcile(const std::string& name) {
 
     // Issue (or resume the pending order).
     spdlog::info("certificate {}: {}", spec.ref.key(), ev.detail);
-    const bool in_service = ev.reason == controller::IssueReason::Renewing;
+    const bool in_service = ev.leaf && ev.leaf->not_after() > clock_.now() &&
+                            (ev.reason == controller::IssueReason::Renewing ||
+                             ev.reason == controller::IssueReason::RequestChanged ||
+                             ev.reason == controller::IssueReason::IncorrectIssuer);
     if (!in_service) {
         set_ready(spec, "False");
         set_view(st, "False", std::string(controller::to_string(ev.reason)), ev.detail);
         save();
     }
-    auto client = accounts_.client_for(account_request(*iss));
-    if (!client) {
-        auto r = failed(spec, st, client.error(), in_service);
+    if (ca && !*ca) {
+        // Wait for the CA: its certificate in this file being issued enqueues us (on_stored), and a
+        // CA made elsewhere is looked at again with a growing delay.
+        if (st.ca_problem != ca->error().message)
+            spdlog::error("certificate {}: issuer {} not ready: {}", spec.ref.key(), iss->name,
+                          ca->error().message);
+        st.ca_problem = ca->error().message;
+        if (!in_service)
+            set_view(st, "False", "IssuerNotReady", "issuer " + iss->name + " is not ready: " + st.ca_problem);
+        auto wait = controller::ca_retry_delay(++st.ca_waits);
         save();
-        return r;
+        return controller::Requeue::in(wait);
     }
-    controller::IssueRequest req;
-    req.spec = &spec;
-    req.issuer = &iss->acme;
-    if (stored && ev.leaf) req.current = std::move(stored);
-    // The issuer's solver whose selector fits this certificate (cert-manager's precedence).
-    auto types = controller::challenge_types_for(iss->acme, spec.labels, spec.dns_names);
-    if (!types) {
-        auto r = failed(spec, st, types.error(), in_service);
-        save();
-        return r;
-    }
-    InProcessSolver in_process(mem_, *types);
-    std::optional<controller::OwnedDnsSolver> dns;
-    if (*types == std::vector<std::string>{"dns-01"}) {
-        // A dns01 solver: RFC 2136 (TSIG secret from rfc2136.tsigSecretFile) or a webhook.
-        auto so = controller::select_solver(iss->acme, spec.labels, spec.dns_names);
-        auto read = [](const controller::Dns01Config& c) -> Result<SecretBytes> {
-            if (c.tsig_secret_file.empty())
-                return Error(ErrorCode::InvalidConfig, "edgecert run reads the TSIG secret from dns01.rfc2136.tsigSecretFile");
-            return platform::read_secret_file(c.tsig_secret_file, 16384);
-        };
-        auto d = so && *so ? controller::make_owned_dns_solver(
-                                 (*so)->dns01, read, [] { return http_factory(controller::AcmeIssuerSpec{}); }, clock_)
-                           : Result<controller::OwnedDnsSolver>(Error(ErrorCode::InvalidConfig, "no dns01 solver selected"));
-        if (!d) {
-            auto r = failed(spec, st, d.error(), in_service);
-            save();
-            return r;
-        }
-        dns = std::move(*d);
-    }
-    acme::ChallengeSolver& solver = dns ? static_cast<acme::ChallengeSolver&>(*dns->solver) : in_process;
+    st.ca_waits = 0;
+    st.ca_problem.clear();
     auto t0 = clock_.steady_now();
-    auto res = controller::issue(**client, solver, store_, req, clock_);
+    std::optional<store::StoredCertificate> current;
+    if (stored && ev.leaf) current = std::move(stored);
+    // selfSigned / ca issuers sign here (controller/signing.h).
+    auto res = acme_issuer
+                   ? issue_acme(spec, *iss, std::move(current))
+                   : controller::issue_signed(
+                         store_, {.spec = &spec, .issuer = nullptr, .current = std::move(current)},
+                         signer, clock_);
     if (!res) {
         auto r = failed(spec, st, res.error(), in_service);
         save();
         return r;
     }
     const acme::Certificate& leaf = res->obtained.chain.front();
-    spdlog::info("certificate {}: {} serial {} for {} in {:.1f} s{}, valid until {}", spec.ref.key(),
-                 req.current ? "renewed" : "issued", leaf.serial_hex(), fmt::join(spec.dns_names, ","),
+    spdlog::info("certificate {}: {} serial {} for {} in {:.1f} s{}, valid until {}{}",
+                 spec.ref.key(), ev.leaf ? "renewed" : "issued", leaf.serial_hex(),
+                 spec.dns_names.empty() ? "CN " + spec.subject.common_name
+                                        : fmt::format("{}", fmt::join(spec.dns_names, ",")),
                  std::chrono::duration<double>(clock_.steady_now() - t0).count(),
-                 res->resumed ? " (resumed order)" : "", rfc3339(leaf.not_after()));
+                 res->resumed ? " (resumed order)" : "", rfc3339(leaf.not_after()),
+                 controller::clamp_note(*res));
     st.failures = 0;
     st.next_retry.reset();
     st.renewal_time.reset();
@@ -425,6 +488,7 @@ Result<controller::Requeue> RunController::reconcile(const std::string& name) {
     st.ari_next_try.reset();
     mark_ready(st);
     save();
+    if (on_stored) on_stored(spec.ref.secret_name);
     // Evaluate the new certificate right away: schedules its renewal and sets the metrics.
     return controller::Requeue::in(milliseconds(1));
 }
@@ -508,6 +572,16 @@ int cmd_run(int argc, char** argv) {
     ro.queue.base_delay = milliseconds(1000);
     ro.queue.max_delay = milliseconds(300'000);
     controller::Runner runner(ro, clock, reg, [&ctl](const std::string& key) { return ctl.reconcile(key); });
+    // A certificate stored in a folder a ca issuer signs with: what that issuer signs is looked at
+    // now (the CA was just created or renewed; see controller/signing.h).
+    ctl.on_stored = [&ctl, &runner](const std::string& secret_name) {
+        auto now_cfg = ctl.config();
+        for (const auto& c : now_cfg->certificates) {
+            const RunIssuer* i = now_cfg->issuer(c.issuer_name);
+            if (i && i->type == controller::IssuerType::Ca && i->ca_secret_name == secret_name)
+                runner.enqueue(c.ref.name);
+        }
+    };
     for (const auto& c : cfg->certificates) runner.enqueue(c.ref.name);
     runner.start();
 

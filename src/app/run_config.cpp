@@ -9,6 +9,7 @@
 
 #include "controller/renewal.h"
 #include "controller/shim.h"
+#include "controller/signing.h"
 #include "edgecert/base/encoding.h"
 #include "platform/files.h"
 
@@ -91,14 +92,50 @@ std::string entry_name(const char* list, size_t i, const json& e) {
     return std::string(list) + "[" + std::to_string(i) + "]" + (n.empty() ? "" : " (" + n + ")") + ": ";
 }
 
+// ca: {secretName} (a folder of the store, as a Secret) or {certFile, keyFile} (files). The files
+// are checked now, so a wrong key or a certificate that is not a CA stops the start with exit 2.
+Status parse_ca_issuer(const json& ca, const std::string& base_dir, RunIssuer& out) {
+    if (!ca.is_object()) return bad("ca must be a map with secretName, or certFile and keyFile");
+    EC_TRY(only_keys(ca, {"secretName", "certFile", "keyFile"}, "ca: "));
+    out.type = controller::IssuerType::Ca;
+    const bool files = ca.contains("certFile") || ca.contains("keyFile");
+    if (files == ca.contains("secretName"))
+        return bad(
+            "ca needs either secretName (a certificate folder of the store) or certFile and "
+            "keyFile");
+    if (!files) {
+        EC_TRY_ASSIGN(auto spec, controller::parse_issuer_spec(json{{"ca", ca}}));
+        out.ca_secret_name = spec.ca_secret_name;
+        return {};
+    }
+    if (!ca.value("certFile", json()).is_string() || !ca.value("keyFile", json()).is_string())
+        return bad("ca.certFile and ca.keyFile are both required (paths)");
+    out.ca_cert_file = resolve(base_dir, ca["certFile"].get<std::string>());
+    out.ca_key_file = resolve(base_dir, ca["keyFile"].get<std::string>());
+    auto ok = load_ca_files(out, RealClock::instance().now());
+    if (!ok) return bad(ok.error().message);
+    return {};
+}
+
 Result<RunIssuer> parse_issuer(const json& e, const std::string& base_dir) {
-    if (!e.is_object()) return bad("must be a map with name and acme");
-    EC_TRY(only_keys(e, {"name", "acme"}, ""));
+    if (!e.is_object()) return bad("must be a map with name and one of acme, selfSigned, ca");
+    EC_TRY(only_keys(e, {"name", "acme", "selfSigned", "ca"}, ""));
     RunIssuer out;
     out.name = e.value("name", "");
     if (out.name.empty()) return bad("name is required");
     if (auto why = controller::invalid_object_name_reason(out.name)) return bad("name '" + out.name + "': " + *why);
-    if (!e.contains("acme") || !e["acme"].is_object()) return bad("acme is required (the only issuer type)");
+    if (int(e.contains("acme")) + int(e.contains("selfSigned")) + int(e.contains("ca")) != 1)
+        return bad("exactly one of acme, selfSigned, ca is required");
+    if (e.contains("selfSigned")) {
+        EC_TRY(controller::parse_issuer_spec(json{{"selfSigned", e["selfSigned"]}}));
+        out.type = controller::IssuerType::SelfSigned;
+        return out;
+    }
+    if (e.contains("ca")) {
+        EC_TRY(parse_ca_issuer(e["ca"], base_dir, out));
+        return out;
+    }
+    if (!e["acme"].is_object()) return bad("acme must be a map");
     json acme = e["acme"];
     EC_TRY(only_keys(acme,
                      {"server", "caBundle", "caBundleFile", "email", "profile", "preferredChain",
@@ -156,8 +193,9 @@ Result<RunIssuer> parse_issuer(const json& e, const std::string& base_dir) {
 Result<controller::CertificateSpec> parse_certificate(const json& e) {
     if (!e.is_object()) return bad("must be a map with name, dnsNames and issuerRef");
     EC_TRY(only_keys(e,
-                     {"name", "labels", "secretName", "dnsNames", "ipAddresses", "issuerRef", "privateKey",
-                      "renewBefore", "renewBeforePercentage", "secretTemplate"},
+                     {"name", "labels", "secretName", "dnsNames", "ipAddresses", "issuerRef",
+                      "privateKey", "renewBefore", "renewBeforePercentage", "secretTemplate",
+                      "commonName", "isCA", "duration", "usages", "subject"},
                      ""));
     std::string name = e.value("name", "");
     if (name.empty()) return bad("name is required");
@@ -247,6 +285,28 @@ Result<RunTerminator> parse_terminator(const json& t) {
 
 }  // namespace
 
+Result<pki::CaKeyPair> load_ca_files(const RunIssuer& iss, SystemTime now) {
+    controller::CaMaterial m{
+        .where = "ca.certFile/keyFile " + iss.ca_cert_file + ", " + iss.ca_key_file,
+        .exists = false,
+        .tls_crt = {},
+        .tls_key = {},
+        .ca_crt = {}};
+    auto crt = platform::read_file(iss.ca_cert_file, 1 << 20);
+    if (!crt && crt.error().code != ErrorCode::NotFound)
+        return bad(m.where + ": " + crt.error().message);
+    auto key = platform::read_secret_file(iss.ca_key_file, 1 << 20);
+    if (!key && key.error().code != ErrorCode::NotFound)
+        return bad("ca.keyFile " + iss.ca_key_file + ": " + key.error().message);
+    m.exists = crt.ok();
+    if (crt) m.tls_crt = std::move(*crt);
+    if (key) m.tls_key = std::move(*key);
+    if (m.exists && !m.tls_key)
+        return Error(ErrorCode::NotFound, "Error getting keypair for CA issuer: ca.keyFile " +
+                                              iss.ca_key_file + " not found");
+    return controller::load_ca(m, now);
+}
+
 const RunIssuer* RunConfig::issuer(const std::string& name) const {
     for (const auto& i : issuers)
         if (i.name == name) return &i;
@@ -302,9 +362,14 @@ Result<RunConfig> parse_run_config(const json& doc, const std::string& base_dir)
             return bad(where + "secretName '" + r->ref.secret_name + "' is used by another certificate");
         const RunIssuer* iss = cfg.issuer(r->issuer_name);
         if (!iss) return bad(where + "issuerRef.name '" + r->issuer_name + "' is not one of the issuers in this file");
+        controller::IssuerSpec is{
+            .type = iss->type, .acme = iss->acme, .ca_secret_name = iss->ca_secret_name};
+        if (auto fits = controller::check_certificate_for_issuer(*r, is); !fits)
+            return bad(where + "issuer '" + iss->name + "': " + fits.error().message);
         // Solver selectors are checked now, so a certificate no solver can answer fails at load.
-        if (auto t = controller::challenge_types_for(iss->acme, r->labels, r->dns_names); !t)
-            return bad(where + "issuer '" + iss->name + "': " + t.error().message);
+        if (iss->type == controller::IssuerType::Acme)
+            if (auto t = controller::challenge_types_for(iss->acme, r->labels, r->dns_names); !t)
+                return bad(where + "issuer '" + iss->name + "': " + t.error().message);
         cfg.certificates.push_back(std::move(*r));
     }
     {

@@ -6,8 +6,14 @@
 //   store: /var/lib/edgecert
 //   issuers:
 //     - name: pebble
-//       acme: {server: ..., caBundle|caBundleFile: ..., email: ..., profile: ..., preferredChain: ...,
+//       acme: {server: ..., caBundle|caBundleFile: ..., email: ..., profile: ..., preferredChain:
+//       ...,
 //              externalAccountBinding: {keyID: ..., keySecretFile: path}, solvers: [{http01: {}}]}
+//     - name: selfsigned
+//       selfSigned: {}
+//     - name: internal-ca
+//       ca: {secretName: root-ca}             # STORE/certs/root-ca: a certificate of this file
+//       # or ca: {certFile: ca.crt, keyFile: ca.key}   # a CA made elsewhere
 //   certificates:
 //     - name: demo
 //       labels: {tier: web}        # the Certificate's metadata.labels (solver matchLabels)
@@ -16,12 +22,15 @@
 //       issuerRef: {name: pebble}
 //       privateKey: {algorithm: ECDSA, size: 256, rotationPolicy: Always}
 //       renewBefore: 720h          # or renewBeforePercentage
+//       # selfSigned / ca issuers also: commonName, isCA, duration, usages, subject
 //   terminator: {listen: "0.0.0.0:443", httpListen: "0.0.0.0:80", upstream: "127.0.0.1:8080",
 //                proxyProtocol: none|v1|v2, httpMode: redirect|passthrough,
-//                admin: "127.0.0.1:9402"|off, workers: N, strictSni: false, defaultCertificate: name}
+//                admin: "127.0.0.1:9402"|off, workers: N, strictSni: false, defaultCertificate:
+//                name}
 //
-// Only two fields differ from the CRDs, because there are no Secrets here: caBundleFile and
-// externalAccountBinding.keySecretFile name files (relative paths: from the config file's folder).
+// A few fields differ from the CRDs, because there are no Secrets here: caBundleFile,
+// externalAccountBinding.keySecretFile and ca.certFile/keyFile name files (relative paths: from
+// the config file's folder); ca.secretName names a folder of the store, like a Secret.
 // Each entry is converted to the CRD shape and validated by the same parsers the Kubernetes
 // controller uses (controller/issuance.h). Any error names its entry:
 // "certificates[1] (demo): spec.dnsNames must list at least one name".
@@ -41,8 +50,13 @@ namespace edgecert::app {
 
 struct RunIssuer {
     std::string name;
+    controller::IssuerType type = controller::IssuerType::Acme;
     controller::AcmeIssuerSpec acme;
     std::optional<SecretBytes> eab_hmac;  // raw HMAC key, read from keySecretFile
+    // type Ca: the store folder ca.secretName, or the files ca.certFile / ca.keyFile (read at each
+    // issuance, so a replaced CA is picked up without a restart; checked once at load).
+    std::string ca_secret_name;
+    std::string ca_cert_file, ca_key_file;
 };
 
 struct RunTerminator {
@@ -75,9 +89,12 @@ struct RunConfig {
 // YAML text → JSON (plain scalars: null, bool, integer, float, else string; quoted: string).
 Result<nlohmann::json> yaml_to_json(const std::string& text);
 
-// `base_dir` resolves relative caBundleFile / keySecretFile / store paths. InvalidConfig errors
-// name the entry.
+// `base_dir` resolves relative caBundleFile / keySecretFile / ca.certFile / store paths.
+// InvalidConfig errors name the entry.
 Result<RunConfig> parse_run_config(const nlohmann::json& doc, const std::string& base_dir);
 Result<RunConfig> load_run_config(const std::string& path);
+
+// The key pair of a `ca` issuer given as certFile / keyFile (controller::load_ca()'s errors).
+Result<pki::CaKeyPair> load_ca_files(const RunIssuer& iss, SystemTime now);
 
 }  // namespace edgecert::app

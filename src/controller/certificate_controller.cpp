@@ -7,6 +7,8 @@
 #include "controller/challenge_publisher.h"
 #include "controller/resources.h"
 #include "controller/shim.h"
+#include "controller/signing.h"
+#include "controller/status_util.h"
 #include "edgecert/base/encoding.h"
 #include "edgecert/k8s/object.h"
 
@@ -20,62 +22,7 @@ using std::chrono::seconds;
 
 double epoch(SystemTime t) { return double(std::chrono::duration_cast<seconds>(t.time_since_epoch()).count()); }
 
-std::optional<std::string> secret_data(const json& secret, const char* key) {
-    if (!secret.contains("data") || !secret["data"].is_object()) return std::nullopt;
-    auto it = secret["data"].find(key);
-    if (it == secret["data"].end() || !it->is_string()) return std::nullopt;
-    return enc::base64_decode(it->get<std::string>());
-}
-
-// Sets one condition (type, status, reason, message), keeping lastTransitionTime when the status
-// did not change (metav1.Condition semantics, and stable writes).
-void set_condition(json& status, const std::string& type, const std::string& st, const std::string& reason,
-                   const std::string& message, SystemTime now, int64_t generation) {
-    if (!status.contains("conditions") || !status["conditions"].is_array()) status["conditions"] = json::array();
-    json& conds = status["conditions"];
-    for (auto& c : conds) {
-        if (c.value("type", "") != type) continue;
-        if (c.value("status", "") != st) c["lastTransitionTime"] = k8s::format_time(now);
-        c["status"] = st;
-        c["reason"] = reason;
-        c["message"] = message;
-        c["observedGeneration"] = generation;
-        return;
-    }
-    conds.push_back({{"type", type}, {"status", st}, {"reason", reason}, {"message", message},
-                     {"lastTransitionTime", k8s::format_time(now)}, {"observedGeneration", generation}});
-}
-
-void remove_condition(json& status, const std::string& type) {
-    if (!status.contains("conditions") || !status["conditions"].is_array()) return;
-    json& conds = status["conditions"];
-    conds.erase(std::remove_if(conds.begin(), conds.end(), [&](const json& c) { return c.value("type", "") == type; }),
-                conds.end());
-}
-
 std::string fmt_time(SystemTime t) { return k8s::format_time(t); }
-
-// Writes `status` over the object's status as a merge patch on the status subresource, only when
-// it differs, and only with what changed: fields we dropped are sent as null, fields we did not
-// touch are not sent — the cached object may be a write behind, and re-sending its stale fields
-// (say, a failedIssuanceAttempts the last success removed) would undo that write. One writer for
-// Certificates and Issuers alike.
-void write_status(ControllerContext& ctx, const k8s::ResourceType& rt, const json& obj, const json& status) {
-    json current = obj.value("status", json::object());
-    if (status == current) return;  // stable writes: nothing to say
-    json patch = json::object();
-    for (auto it = status.begin(); it != status.end(); ++it) {
-        auto c = current.find(it.key());
-        if (c == current.end() || *c != it.value()) patch[it.key()] = it.value();
-    }
-    for (auto it = current.begin(); it != current.end(); ++it)
-        if (!status.contains(it.key())) patch[it.key()] = nullptr;
-    k8s::PatchOptions po{.field_manager = ctx.field_manager, .subresource = "status"};
-    auto r = ctx.client.patch(rt, meta::namespace_(obj), meta::name(obj), k8s::PatchType::Merge,
-                              json{{"status", patch}}, po);
-    if (!r && r.error().code != ErrorCode::NotFound)
-        spdlog::warn("{} {}: status update failed: {}", rt.kind, meta::key(obj), r.error().message);
-}
 
 }  // namespace
 
@@ -179,6 +126,7 @@ void CertificateController::register_handlers() {
         auto by_secret = [this](const json& s) {
             auto n = meta::annotation(s, "edgecert.io/certificate-name");
             if (n && !n->empty()) runner_->enqueue(meta::key(meta::namespace_(s), *n));
+            on_ca_secret(s);  // it may be the key pair of a ca issuer (a bootstrapped CA)
         };
         auto fire = [by_secret](const k8s::ObjectPtr& o) { by_secret(*o); };
         inf.secrets->add_handlers(k8s::upsert_delete_handlers(fire, fire));
@@ -186,19 +134,17 @@ void CertificateController::register_handlers() {
     auto issuer_handler = [this](const std::string& kind) {
         auto fire = [this, kind](const json& iss) {
             const std::string ns = meta::namespace_(iss), name = meta::name(iss);
-            for (const auto& c : ctx_.informers.certificates->store().list()) {
-                const json& ir = c->value("spec", json::object()).value("issuerRef", json::object());
-                if (ir.value("name", "") != name || ir.value("kind", "Issuer") != kind) continue;
-                if (kind == "Issuer" && meta::namespace_(*c) != ns) continue;
-                runner_->enqueue(meta::key(*c));
-            }
+            enqueue_certificates_of(kind, ns, name);
             accounts_.forget(kind == "Issuer" ? "Issuer/" + ns + "/" + name : "ClusterIssuer/" + name);
             issuer_runner_->enqueue(kind == "Issuer" ? "Issuer/" + ns + "/" + name : "ClusterIssuer/" + name);
         };
         k8s::EventHandlers h;
         h.on_add = [fire](const k8s::ObjectPtr& o) { fire(*o); };
         h.on_update = [fire](const k8s::ObjectPtr& a, const k8s::ObjectPtr& b) {
-            if (a->value("spec", json()) != b->value("spec", json())) fire(*b);
+            // Not our own status writes; an annotation change is how a user asks for a fresh look.
+            if (a->value("spec", json()) != b->value("spec", json()) ||
+                meta::annotations(*a) != meta::annotations(*b))
+                fire(*b);
         };
         h.on_delete = [fire](const k8s::ObjectPtr& o, bool) { fire(*o); };
         return h;
@@ -250,113 +196,6 @@ std::chrono::seconds CertificateController::backoff(int attempts, const std::opt
     return d;
 }
 
-Result<CertificateController::Resolved> CertificateController::resolve_issuer_object(const std::string& kind,
-                                                                                  const json& obj) {
-    Resolved r;
-    r.issuer = obj;
-    if (kind == "ClusterIssuer") {
-        r.issuer_key = "ClusterIssuer/" + meta::name(obj);
-        r.secret_namespace = ctx_.cluster_resource_namespace;
-    } else {
-        r.issuer_key = "Issuer/" + meta::namespace_(obj) + "/" + meta::name(obj);
-        r.secret_namespace = meta::namespace_(obj);
-    }
-    auto a = parse_acme_issuer(obj.value("spec", json::object()));
-    if (!a) {
-        Error e = a.error();
-        e.context(kind + " " + meta::name(obj));
-        return e;
-    }
-    r.acme = std::move(*a);
-    return r;
-}
-
-Result<CertificateController::Resolved> CertificateController::resolve_issuer(const CertificateSpec& spec) {
-    k8s::ObjectPtr obj;
-    if (spec.issuer_kind == "ClusterIssuer") {
-        if (!ctx_.informers.clusterissuers && !ctx_.cluster_issuers_unavailable.empty())
-            return Error(ErrorCode::InvalidConfig,
-                         "ClusterIssuer " + spec.issuer_name +
-                             " cannot be used: " + ctx_.cluster_issuers_unavailable);
-        if (ctx_.informers.clusterissuers) obj = ctx_.informers.clusterissuers->store().get(spec.issuer_name);
-    } else {
-        if (ctx_.informers.issuers) obj = ctx_.informers.issuers->store().get(spec.ref.namespace_, spec.issuer_name);
-    }
-    if (!obj) return Error(ErrorCode::NotFound, spec.issuer_kind + " " + spec.issuer_name + " not found");
-    return resolve_issuer_object(spec.issuer_kind, *obj);
-}
-
-// Issuer status (cert-manager's reasons): registering the account when the Issuer appears makes
-// `kubectl get issuers` show READY before any Certificate needs it, and surfaces a bad server,
-// caBundle or EAB at once.
-Result<Requeue> CertificateController::reconcile_issuer(const std::string& key) {
-    auto slash = key.find('/');
-    const std::string kind = key.substr(0, slash);
-    const std::string rest = key.substr(slash + 1);
-    k8s::Informer* inf = kind == "Issuer" ? ctx_.informers.issuers : ctx_.informers.clusterissuers;
-    if (!inf) return Requeue::done();
-    auto obj = inf->store().get(rest);
-    if (!obj) {
-        accounts_.forget(key);
-        return Requeue::done();
-    }
-    const k8s::ResourceType& rt = kind == "Issuer" ? resources::Issuer : resources::ClusterIssuer;
-    const SystemTime now = ctx_.clock.now();
-    const int64_t gen = obj->value("metadata", json::object()).value("generation", int64_t(0));
-    json status = obj->value("status", json::object());
-    auto write = [&]() { write_status(ctx_, rt, *obj, status); };
-    auto r = resolve_issuer_object(kind, *obj);
-    if (!r) {
-        set_condition(status, "Ready", "False", "BadConfig", r.error().message, now, gen);
-        write();
-        ctx_.events.record(*obj, rt, "Warning", "BadConfig", r.error().message);
-        return r.error();
-    }
-    auto c = client_for(*r);
-    if (!c) {
-        set_condition(status, "Ready", "False", "ErrRegisterACMEAccount",
-                      "Failed to register ACME account: " + c.error().message, now, gen);
-        write();
-        ctx_.events.record(*obj, rt, "Warning", "ErrRegisterACMEAccount", c.error().message);
-        return c.error();  // InvalidConfig waits for a change; a CA outage is retried with backoff
-    }
-    set_condition(status, "Ready", "True", "ACMEAccountRegistered",
-                  "The ACME account was registered with the ACME server", now, gen);
-    status["acme"] = {{"uri", (*c)->account_url()}, {"lastRegisteredEmail", r->acme.email}};
-    write();
-    return Requeue::done();
-}
-
-Result<std::shared_ptr<acme::Client>> CertificateController::client_for(const Resolved& r) {
-    AccountRequest req;
-    req.issuer_key = r.issuer_key;
-    req.spec = &r.acme;
-    std::string secret = r.acme.private_key_secret_name;
-    if (secret.empty()) secret = meta::name(r.issuer) + "-account-key";
-    req.account_key_id = r.secret_namespace + "/" + secret + ":" + r.acme.private_key_secret_key;
-    if (!r.acme.eab_secret_name.empty()) {
-        auto s = ctx_.client.get(k8s::resources::Secret, r.secret_namespace, r.acme.eab_secret_name);
-        if (!s) {
-            Error e = s.error();
-            e.context("externalAccountBinding Secret " + r.secret_namespace + "/" + r.acme.eab_secret_name);
-            if (e.code == ErrorCode::NotFound) e.code = ErrorCode::InvalidConfig;
-            return e;
-        }
-        auto v = secret_data(*s, r.acme.eab_secret_key.c_str());
-        std::optional<std::string> raw;
-        if (v) {
-            std::string t = *v;
-            while (!t.empty() && (t.back() == '\n' || t.back() == '\r' || t.back() == ' ')) t.pop_back();
-            raw = enc::base64url_decode(t);  // cert-manager's convention: the HMAC key base64url-encoded
-        }
-        if (!raw)
-            return Error(ErrorCode::InvalidConfig, "externalAccountBinding Secret " + r.acme.eab_secret_name +
-                                                       " has no base64url HMAC key under '" + r.acme.eab_secret_key + "'");
-        req.eab_hmac = SecretBytes(std::move(*raw));
-    }
-    return accounts_.client_for(req);
-}
-
 std::optional<acme::RenewalInfo> CertificateController::ari_for(const std::string& key, acme::Client& client,
                                                                  const acme::Certificate& leaf) {
     auto dir = client.directory();
@@ -397,14 +236,19 @@ Result<Requeue> CertificateController::handle_deletion(const json& cert, const s
                 r = Error(ErrorCode::Permanent, "skip");
             }
             if (!r && r.error().message != "skip") return r.error();
-            if (r) {
-            EC_TRY_ASSIGN(auto client, client_for(*r));
-            auto st = client->revoke(*leaf, acme::RevocationReason::CessationOfOperation);
-            if (!st && st.error().type.find("alreadyRevoked") == std::string::npos) {
-                event(cert, "Warning", "Failed", "revocation failed: " + st.error().message);
-                return st.error();
-            }
-            event(cert, "Normal", "Revoked", "Revoked certificate serial " + leaf->serial_hex() + " on delete");
+            if (r && r->spec.type != IssuerType::Acme) {
+                // Signed here: there is no CA to tell, and no CRL or OCSP is published.
+                spdlog::info("certificate {}: serial {} was signed by a {} issuer: nothing to revoke", key,
+                             leaf->serial_hex(), to_string(r->spec.type));
+            } else if (r) {
+                EC_TRY_ASSIGN(auto client, client_for(*r));
+                auto st = client->revoke(*leaf, acme::RevocationReason::CessationOfOperation);
+                if (!st && st.error().type.find("alreadyRevoked") == std::string::npos) {
+                    event(cert, "Warning", "Failed", "revocation failed: " + st.error().message);
+                    return st.error();
+                }
+                event(cert, "Normal", "Revoked",
+                      "Revoked certificate serial " + leaf->serial_hex() + " on delete");
             }
         }
     }
@@ -467,7 +311,12 @@ Result<Requeue> CertificateController::reconcile(const std::string& key) {
         return missing ? Result<Requeue>(Requeue::done()) : Result<Requeue>(resolved.error());
     }
 
-    auto types = challenge_types_for(resolved->acme, spec->labels, spec->dns_names);
+    const bool acme_issuer = resolved->spec.type == IssuerType::Acme;
+    Result<std::vector<std::string>> types = std::vector<std::string>{};  // challenge types (ACME)
+    if (auto fits = check_certificate_for_issuer(*spec, resolved->spec); !fits)
+        types = fits.error();
+    else if (acme_issuer)
+        types = challenge_types_for(resolved->spec.acme, spec->labels, spec->dns_names);
     if (!types) {
         Error e = types.error();
         e.context(spec->issuer_kind + " " + spec->issuer_name);
@@ -478,6 +327,12 @@ Result<Requeue> CertificateController::reconcile(const std::string& key) {
         return e;
     }
 
+    // A ca issuer's key pair: needed to check the stored certificate and to sign a new one. When
+    // it is unusable a valid stored certificate keeps being served; only issuance waits for it.
+    std::optional<Result<pki::CaKeyPair>> ca;
+    if (resolved->spec.type == IssuerType::Ca) ca = ca_for(*resolved);
+    const Signer signer{.type = resolved->spec.type, .ca = ca && *ca ? &**ca : nullptr};
+
     // What is stored: the cache first; a fresh read before acting on "must issue" (the cache may
     // not have seen our own latest write yet).
     std::optional<store::StoredCertificate> stored;
@@ -486,6 +341,7 @@ Result<Requeue> CertificateController::reconcile(const std::string& key) {
             store::StoredCertificate sc;
             sc.cert_pem = secret_data(*s, "tls.crt").value_or("");
             if (auto k = secret_data(*s, "tls.key")) sc.key_pem = SecretBytes(std::move(*k));
+            sc.ca_pem = secret_data(*s, "ca.crt").value_or("");
             stored = std::move(sc);
         }
     }
@@ -507,12 +363,17 @@ Result<Requeue> CertificateController::reconcile(const std::string& key) {
     };
     auto evaluate_now = [&](const std::optional<store::StoredCertificate>& s) {
         std::optional<acme::RenewalInfo> ari;
-        if (s) {
+        if (s && acme_issuer) {
             auto leaf = acme::Certificate::from_pem(s->cert_pem);
             if (leaf && get_client()) ari = ari_for(key, *client, *leaf);
         }
-        std::lock_guard lk(mu_);
-        return evaluate(*spec, s, ari, prev_renewal, rng_, now);
+        Evaluation e;
+        {
+            std::lock_guard lk(mu_);
+            e = evaluate(*spec, s, ari, prev_renewal, rng_, now);
+        }
+        if (s && !acme_issuer) check_signed(e, *spec, *s, signer);
+        return e;
     };
     Evaluation ev = evaluate_now(stored);
     if (ev.reason != IssueReason::None) {
@@ -523,10 +384,7 @@ Result<Requeue> CertificateController::reconcile(const std::string& key) {
         ev = evaluate_now(stored);
         if (ev.reason == IssueReason::None && !in_cache) {
             // A good certificate in a Secret we do not manage yet (migration from cert-manager).
-            store::CertificateMeta m{.issuer_name = spec->issuer_name, .issuer_kind = spec->issuer_kind,
-                                     .dns_names = spec->dns_names, .extra_labels = spec->secret_labels,
-                                     .extra_annotations = spec->secret_annotations};
-            if (auto st = store_.adopt(spec->ref, m); !st) {
+            if (auto st = store_.adopt(spec->ref, secret_meta(*spec)); !st) {
                 set_condition(status, "Ready", "False", "BadConfig", st.error().message, now, gen);
                 patch_status(cert, status);
                 event(cert, "Warning", "BadConfig", st.error().message);
@@ -553,12 +411,20 @@ Result<Requeue> CertificateController::reconcile(const std::string& key) {
         }
     };
 
+    // Said while a leaf's lifetime is the CA certificate's (its notAfter was clamped to it).
+    auto ready_message = [&](const acme::Certificate& leaf) {
+        std::string m = "Certificate is up to date and has not expired";
+        if (signer.ca && leaf.not_after() == signer.ca->cert().not_after())
+            m += " (its notAfter is the CA certificate's notAfter: renew the CA to issue longer)";
+        return m;
+    };
+
     if (ev.reason == IssueReason::None) {
         describe_ready(ev);
         // Up to date: nothing is failing and no order is in flight.
         status.erase("failedIssuanceAttempts");
         status.erase("lastFailureTime");
-        set_condition(status, "Ready", "True", "Ready", "Certificate is up to date and has not expired", now, gen);
+        set_condition(status, "Ready", "True", "Ready", ready_message(*ev.leaf), now, gen);
         remove_condition(status, "Issuing");
         remove_condition(status, "RenewalOverdue");
         st.ready = true;
@@ -575,7 +441,10 @@ Result<Requeue> CertificateController::reconcile(const std::string& key) {
     }
 
     // Issuance is due. A stored certificate that is still valid keeps Ready=True meanwhile.
-    const bool serving = ev.leaf && ev.leaf->not_after() > now && ev.reason == IssueReason::Renewing;
+    const bool serving =
+        ev.leaf && ev.leaf->not_after() > now &&
+        (ev.reason == IssueReason::Renewing || ev.reason == IssueReason::RequestChanged ||
+         ev.reason == IssueReason::IncorrectIssuer);
     st.ready = serving;
     if (ev.leaf && ev.renewal) {
         describe_ready(ev);
@@ -603,6 +472,21 @@ Result<Requeue> CertificateController::reconcile(const std::string& key) {
         }
     }
 
+    // A ca issuer without a usable key pair: say so and wait. Its Issuer is polled and enqueues
+    // this Certificate the moment it is Ready again (certificate_issuers.cpp), so no retry here.
+    if (ca && !*ca) {
+        const std::string msg =
+            spec->issuer_kind + " " + spec->issuer_name + " is not ready: " + ca->error().message;
+        set_condition(status, "Issuing", "False", "IssuerNotReady", msg, now, gen);
+        if (!serving) set_condition(status, "Ready", "False", "IssuerNotReady", msg, now, gen);
+        const json* was = find_condition(cert.value("status", json::object()), "Issuing");
+        const bool said = was && was->value("message", "") == msg;
+        patch_status(cert, status);
+        set_metrics(key, st);
+        if (!said) event(cert, "Warning", "BadConfig", msg);
+        return Requeue::done();
+    }
+
     set_condition(status, "Issuing", "True", std::string(to_string(ev.reason)), ev.detail, now, gen);
     if (!serving)
         set_condition(status, "Ready", "False", std::string(to_string(ev.reason)), ev.detail, now, gen);
@@ -611,7 +495,11 @@ Result<Requeue> CertificateController::reconcile(const std::string& key) {
     event(cert, "Normal", "Issuing", ev.detail);
 
     Result<IssueResult> res = client_error ? Result<IssueResult>(*client_error) : Result<IssueResult>(Error());
-    if (!client_error) {
+    if (!acme_issuer) {
+        res =
+            issue_signed(store_, IssueRequest{.spec = &*spec, .issuer = nullptr, .current = stored},
+                         signer, ctx_.clock);
+    } else if (!client_error) {
         if (!get_client()) {
             res = *client_error;
         } else {
@@ -621,7 +509,7 @@ Result<Requeue> CertificateController::reconcile(const std::string& key) {
                                  .issuer_name = spec->issuer_name,
                                  .issuer_kind = spec->issuer_kind};
             ChallengePublisher publisher(ctx_, owner, *types, opts_.challenge_present_timeout, &stopping_);
-            IssueRequest req{.spec = &*spec, .issuer = &resolved->acme, .current = stored};
+            IssueRequest req{.spec = &*spec, .issuer = &resolved->spec.acme, .current = stored};
             if (*types == std::vector<std::string>{"dns-01"}) {
                 // The selected solver is dns01: the controller itself updates DNS (RFC 2136 or a
                 // webhook); the TSIG secret comes from tsigSecretSecretRef in the issuer's namespace.
@@ -638,7 +526,7 @@ Result<Requeue> CertificateController::reconcile(const std::string& key) {
                     if (!v) return Error(ErrorCode::InvalidConfig, "TSIG Secret " + where + " has no key '" + k + "'");
                     return SecretBytes(std::move(*v));
                 };
-                auto so = select_solver(resolved->acme, spec->labels, spec->dns_names);
+                auto so = select_solver(resolved->spec.acme, spec->labels, spec->dns_names);
                 auto dns = so && *so ? make_owned_dns_solver((*so)->dns01, read,
                                                       [&] { return http_factory_(AcmeIssuerSpec{}); }, ctx_.clock)
                               : Result<OwnedDnsSolver>(so ? Error(ErrorCode::InvalidConfig, "no dns01 solver selected")
@@ -692,7 +580,6 @@ Result<Requeue> CertificateController::reconcile(const std::string& key) {
         }
     }
     const acme::Certificate& leaf = res->obtained.chain.front();
-    store::StoredCertificate now_stored{.cert_pem = res->obtained.chain_pem, .key_pem = {}};
     status.erase("failedIssuanceAttempts");
     status.erase("lastFailureTime");
     status.erase("order");
@@ -705,12 +592,16 @@ Result<Requeue> CertificateController::reconcile(const std::string& key) {
     status.erase("ari");
     remove_condition(status, "Issuing");
     remove_condition(status, "RenewalOverdue");
-    set_condition(status, "Ready", "True", "Ready", "Certificate is up to date and has not expired", done_at, gen);
+    set_condition(status, "Ready", "True", "Ready", ready_message(leaf), done_at, gen);
     patch_status(base, status);
     const bool renewed = ev.reason == IssueReason::Renewing || ev.reason == IssueReason::Expired;
-    const std::string msg = std::string(renewed ? "Renewed" : "Issued") + " certificate serial " + leaf.serial_hex() +
-                            " for " + std::to_string(spec->dns_names.size()) + " name(s), notAfter " +
-                            fmt_time(leaf.not_after()) + (res->resumed ? " (resumed order)" : "");
+    const std::string names = spec->dns_names.empty()
+                                  ? "CN " + spec->subject.common_name
+                                  : std::to_string(spec->dns_names.size()) + " name(s)";
+    const std::string msg = std::string(renewed ? "Renewed" : "Issued") + " certificate serial " +
+                            leaf.serial_hex() + " for " + names + ", notAfter " +
+                            fmt_time(leaf.not_after()) + (res->resumed ? " (resumed order)" : "") +
+                            clamp_note(*res);
     event(cert, "Normal", renewed ? "Renewed" : "Issued", msg);
     spdlog::info("certificate {}: {}", key, msg);
     CertState ok{.issuer_name = spec->issuer_name,

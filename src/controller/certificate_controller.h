@@ -4,7 +4,9 @@
 // reconcile("ns/name") is level-triggered and re-reads everything: the Certificate and its
 // issuer from the caches, the Secret and the pending-order record from the API (store/), and
 // decides with evaluate() (issuance.h). When issuance is due it publishes Challenge objects for
-// the terminators (challenge_publisher.h) and runs or resumes the order on the worker thread.
+// the terminators (challenge_publisher.h) and runs or resumes the order on the worker thread;
+// for a selfSigned or ca issuer it signs the certificate itself (signing.h). The issuer half
+// (Issuer status, ACME accounts, CA key pairs) is in certificate_issuers.cpp.
 // Status (DESIGN.md "Certificate status"): conditions Ready / Issuing / RenewalOverdue, notBefore,
 // notAfter, renewalTime, revision, failedIssuanceAttempts, lastFailureTime, order, ari. Written
 // with a merge patch on the status subresource, and only when it changed (stable writes).
@@ -25,6 +27,7 @@
 #include "controller/context.h"
 #include "controller/issuance.h"
 #include "controller/runner.h"
+#include "pki/pki.h"
 #include "store/secret_store.h"
 
 namespace edgecert::controller {
@@ -59,8 +62,9 @@ class CertificateController {
   private:
     struct Resolved {
         json issuer;
+        std::string kind;        // Issuer | ClusterIssuer
         std::string issuer_key;  // "Issuer/ns/name" | "ClusterIssuer/name"
-        AcmeIssuerSpec acme;
+        IssuerSpec spec;
         std::string secret_namespace;  // where its Secrets live
     };
     struct CertState {  // for metrics and ARI, per "ns/name"
@@ -76,6 +80,11 @@ class CertificateController {
     Result<Resolved> resolve_issuer_object(const std::string& kind, const json& obj);
     Result<Requeue> reconcile_issuer(const std::string& key);
     Result<std::shared_ptr<acme::Client>> client_for(const Resolved& r);
+    // The key pair of a ca issuer, from its Secret (load_ca()'s errors).
+    Result<pki::CaKeyPair> ca_for(const Resolved& r);
+    void enqueue_certificates_of(const std::string& kind, const std::string& ns,
+                                 const std::string& name);
+    void on_ca_secret(const json& secret);
     std::optional<acme::RenewalInfo> ari_for(const std::string& key, acme::Client& client,
                                               const acme::Certificate& leaf);
     Result<Requeue> handle_deletion(const json& cert, const std::string& key);
@@ -96,6 +105,7 @@ class CertificateController {
     std::mt19937_64 rng_{std::random_device{}()};
     std::map<std::string, CertState> state_;
     std::map<std::string, Error> last_error_;
+    std::map<std::string, int> issuer_failures_;  // ca issuers whose key pair is unusable: polls
     std::vector<metrics::ScopedCollector> collectors_;
 };
 

@@ -57,8 +57,150 @@ Result<acme::KeyType> key_type_of(const json& pk) {
     return bad("spec.privateKey.algorithm '" + alg + "' is not one of RSA, ECDSA, Ed25519");
 }
 
+Result<std::vector<std::string>> string_list(const json& obj, const char* key,
+                                             const std::string& where) {
+    std::vector<std::string> out;
+    if (!obj.contains(key)) return out;
+    if (!obj[key].is_array()) return bad(where + key + " must be a list of strings");
+    for (const auto& v : obj[key]) {
+        if (!v.is_string()) return bad(where + key + " must be a list of strings");
+        out.push_back(v.get<std::string>());
+    }
+    return out;
+}
+
+// isCA, commonName, subject, usages, duration: what a selfSigned / ca issuer writes into the
+// certificate (cert-manager.io/v1 CertificateSpec names).
+Status parse_signing_fields(const json& spec, CertificateSpec& s) {
+    if (spec.contains("isCA")) {
+        if (!spec["isCA"].is_boolean()) return bad("spec.isCA must be true or false");
+        s.is_ca = spec["isCA"].get<bool>();
+    }
+    if (spec.contains("commonName")) {
+        if (!spec["commonName"].is_string()) return bad("spec.commonName must be a string");
+        s.subject.common_name = spec["commonName"].get<std::string>();
+        if (s.subject.common_name.size() > 64)
+            return bad("spec.commonName is longer than 64 characters (RFC 5280)");
+    }
+    if (spec.contains("subject")) {
+        const json& sub = spec["subject"];
+        if (!sub.is_object()) return bad("spec.subject must be a map");
+        const std::string w = "spec.subject.";
+        pki::Subject& o = s.subject;
+        EC_TRY_ASSIGN(o.organizations, string_list(sub, "organizations", w));
+        EC_TRY_ASSIGN(o.organizational_units, string_list(sub, "organizationalUnits", w));
+        EC_TRY_ASSIGN(o.countries, string_list(sub, "countries", w));
+        EC_TRY_ASSIGN(o.localities, string_list(sub, "localities", w));
+        EC_TRY_ASSIGN(o.provinces, string_list(sub, "provinces", w));
+        EC_TRY_ASSIGN(o.street_addresses, string_list(sub, "streetAddresses", w));
+        EC_TRY_ASSIGN(o.postal_codes, string_list(sub, "postalCodes", w));
+        for (const auto& c : o.countries)
+            if (c.size() != 2)
+                return bad("spec.subject.countries: '" + c + "' is not a two-letter country code");
+        if (sub.contains("serialNumber")) {
+            if (!sub["serialNumber"].is_string())
+                return bad("spec.subject.serialNumber must be a string");
+            o.serial_number = sub["serialNumber"].get<std::string>();
+        }
+    }
+    EC_TRY_ASSIGN(auto usages, string_list(spec, "usages", "spec."));
+    for (const auto& u : usages) {
+        auto parsed = pki::parse_usage(u);
+        if (!parsed) return bad("spec.usages: " + parsed.error().message);
+        if (std::find(s.usages.begin(), s.usages.end(), *parsed) == s.usages.end())
+            s.usages.push_back(*parsed);
+    }
+    if (spec.contains("duration")) {
+        if (!spec["duration"].is_string())
+            return bad("spec.duration must be a duration string such as 2160h");
+        auto d = parse_go_duration(spec["duration"].get<std::string>());
+        if (!d) return bad("spec.duration: " + d.error().message);
+        auto secs = std::chrono::duration_cast<std::chrono::seconds>(*d);
+        if (secs.count() <= 0) return bad("spec.duration must be at least one second");
+        s.duration = secs;
+    }
+    return {};
+}
 
 }  // namespace
+
+pki::CertificateTemplate CertificateSpec::signing_template() const {
+    pki::CertificateTemplate t;
+    t.subject = subject;
+    t.dns_names = dns_names;
+    t.is_ca = is_ca;
+    t.usages = usages;
+    t.duration = duration.value_or(pki::kDefaultDuration);
+    return t;
+}
+
+std::string_view to_string(IssuerType t) {
+    switch (t) {
+        case IssuerType::Acme:
+            return "acme";
+        case IssuerType::SelfSigned:
+            return "selfSigned";
+        case IssuerType::Ca:
+            return "ca";
+    }
+    return "unknown";
+}
+
+Result<IssuerSpec> parse_issuer_spec(const json& issuer_spec) {
+    if (!issuer_spec.is_object()) return bad("the issuer has no spec");
+    const int kinds = int(issuer_spec.contains("acme")) + int(issuer_spec.contains("selfSigned")) +
+                      int(issuer_spec.contains("ca"));
+    if (kinds != 1) return bad("the issuer's spec must have exactly one of acme, selfSigned, ca");
+    IssuerSpec out;
+    if (issuer_spec.contains("acme")) {
+        EC_TRY_ASSIGN(out.acme, parse_acme_issuer(issuer_spec));
+        return out;
+    }
+    if (issuer_spec.contains("selfSigned")) {
+        if (!issuer_spec["selfSigned"].is_object() && !issuer_spec["selfSigned"].is_null())
+            return bad("spec.selfSigned must be a map ({})");
+        out.type = IssuerType::SelfSigned;
+        return out;
+    }
+    const json& ca = issuer_spec["ca"];
+    if (!ca.is_object()) return bad("spec.ca must be a map with secretName");
+    out.type = IssuerType::Ca;
+    out.ca_secret_name = ca.value("secretName", "");
+    if (out.ca_secret_name.empty()) return bad("spec.ca.secretName is required");
+    if (auto why = invalid_object_name_reason(out.ca_secret_name))
+        return bad("spec.ca.secretName '" + out.ca_secret_name + "': " + *why);
+    return out;
+}
+
+Status check_certificate_for_issuer(const CertificateSpec& spec, const IssuerSpec& issuer) {
+    if (issuer.type != IssuerType::Acme) return {};
+    if (spec.dns_names.empty())
+        return bad(
+            "an ACME issuer validates DNS names: spec.dnsNames must list at least one "
+            "(spec.commonName alone is "
+            "for selfSigned and ca issuers)");
+    if (spec.is_ca)
+        return bad(
+            "spec.isCA: an ACME CA does not issue CA certificates (use a selfSigned or ca issuer)");
+    return {};
+}
+
+store::CertificateMeta secret_meta(const CertificateSpec& spec) {
+    return store::CertificateMeta{.issuer_name = spec.issuer_name,
+                                  .issuer_kind = spec.issuer_kind,
+                                  .dns_names = spec.dns_names,
+                                  .extra_labels = spec.secret_labels,
+                                  .extra_annotations = spec.secret_annotations};
+}
+
+Result<acme::PrivateKey> key_for_issuance(const CertificateSpec& spec,
+                                          const std::optional<store::StoredCertificate>& current) {
+    if (!spec.rotate_key && current) {
+        auto k = acme::PrivateKey::from_pem(current->key_pem.reveal());
+        if (k && k->type() == spec.key_type) return std::move(*k);
+    }
+    return acme::PrivateKey::generate(spec.key_type);
+}
 
 Result<CertificateSpec> parse_certificate_spec(const json& obj) {
     try {
@@ -74,9 +216,14 @@ Result<CertificateSpec> parse_certificate_spec(const json& obj) {
         if (s.ref.secret_name.empty()) return bad("spec.secretName is required");
         if (auto why = invalid_object_name_reason(s.ref.secret_name))
             return bad("spec.secretName '" + s.ref.secret_name + "': " + *why);
-        if (!spec.contains("dnsNames") || !spec["dnsNames"].is_array() || spec["dnsNames"].empty())
+        EC_TRY(parse_signing_fields(spec, s));
+        if (spec.contains("dnsNames") && (!spec["dnsNames"].is_array() || spec["dnsNames"].empty()))
             return bad("spec.dnsNames must list at least one name");
-        for (const auto& n : spec["dnsNames"]) {
+        if (!spec.contains("dnsNames") && s.subject.common_name.empty())
+            return bad(
+                "spec.dnsNames must list at least one name (or, for selfSigned and ca issuers, set "
+                "spec.commonName)");
+        for (const auto& n : spec.value("dnsNames", json::array())) {
             if (!n.is_string()) return bad("spec.dnsNames must be strings");
             std::string name = lower(n.get<std::string>());
             if (auto why = invalid_dns_name_reason(name))
@@ -127,7 +274,7 @@ Result<CertificateSpec> parse_certificate_spec(const json& obj) {
 Result<AcmeIssuerSpec> parse_acme_issuer(const json& issuer_spec) {
     try {
         if (!issuer_spec.is_object() || !issuer_spec.contains("acme") || !issuer_spec["acme"].is_object())
-            return bad("the issuer has no spec.acme (selfSigned and ca issuers are not supported yet)");
+            return bad("the issuer has no spec.acme");
         const json& a = issuer_spec["acme"];
         AcmeIssuerSpec s;
         s.server = a.value("server", "");
@@ -277,6 +424,10 @@ std::string_view to_string(IssueReason r) {
         case IssueReason::KeyMismatch: return "KeyMismatch";
         case IssueReason::Renewing: return "Renewing";
         case IssueReason::Expired: return "Expired";
+        case IssueReason::RequestChanged:
+            return "RequestChanged";
+        case IssueReason::IncorrectIssuer:
+            return "IncorrectIssuer";
     }
     return "Unknown";
 }
@@ -375,12 +526,8 @@ Result<IssueResult> issue(acme::Client& client, acme::ChallengeSolver& solver,
     if (req.current) {
         if (auto c = acme::Certificate::from_pem(req.current->cert_pem)) current_leaf = std::move(*c);
     }
-    if (!key && !spec.rotate_key && req.current) {
-        auto k = acme::PrivateKey::from_pem(req.current->key_pem.reveal());
-        if (k && k->type() == spec.key_type) key = std::move(*k);
-    }
     if (!key) {
-        EC_TRY_ASSIGN(key, acme::PrivateKey::generate(spec.key_type));
+        EC_TRY_ASSIGN(key, key_for_issuance(spec, req.current));
     }
 
     acme::ObtainRequest oreq{.dns_names = spec.dns_names,
@@ -425,11 +572,8 @@ Result<IssueResult> issue(acme::Client& client, acme::ChallengeSolver& solver,
     if (!leaf.matches_key(*key))
         return Error(ErrorCode::Permanent, "the CA returned a certificate that does not match our key");
 
-    store::CertificateMeta meta{.issuer_name = spec.issuer_name, .issuer_kind = spec.issuer_kind,
-                                .dns_names = spec.dns_names, .extra_labels = spec.secret_labels,
-                                .extra_annotations = spec.secret_annotations};
-    store::StoredCertificate sc{.cert_pem = res->chain_pem, .key_pem = key->to_pem()};
-    EC_TRY(store.save_certificate(spec.ref, sc, meta));
+    store::StoredCertificate sc{.cert_pem = res->chain_pem, .key_pem = key->to_pem(), .ca_pem = {}};
+    EC_TRY(store.save_certificate(spec.ref, sc, secret_meta(spec)));
     if (auto st = store.clear_pending(spec.ref); !st.ok())
         spdlog::warn("certificate {}: could not clear the finished order: {}", spec.ref.key(), st.error().message);
     out.obtained = std::move(*res);

@@ -2,10 +2,11 @@
 // Issuance, independent of where specs come from (Certificate/Issuer objects, or the YAML file
 // of `edgecert run`, which uses the same field names) and where results go (store/cert_store.h).
 //
-//   parse_certificate_spec / parse_acme_issuer  CRD-shaped JSON → validated specs (InvalidConfig
+//   parse_certificate_spec / parse_issuer_spec  CRD-shaped JSON → validated specs (InvalidConfig
 //                                               with a message fit for a BadConfig Event)
 //   evaluate()                                  is the stored certificate fine, and when to renew
-//   issue()                                     order (or resume) → solve → store
+//   issue()                                     ACME: order (or resume) → solve → store
+//   issue_signed() (signing.h)                  selfSigned / ca: sign here → store
 //
 // issue() is crash-safe through the store contract: the new key and order URL are saved the
 // moment the CA creates the order; a restart finds them and resumes that order (no second order,
@@ -24,6 +25,7 @@
 #include "edgecert/acme/order.h"
 #include "edgecert/base/clock.h"
 #include "edgecert/base/result.h"
+#include "pki/pki.h"
 #include "store/cert_store.h"
 
 namespace edgecert::controller {
@@ -33,7 +35,8 @@ using json = nlohmann::json;
 // Certificate spec (deploy/crds/certificates.edgecert.io.yaml).
 struct CertificateSpec {
     store::CertificateRef ref;
-    std::vector<std::string> dns_names;  // lower-case, sorted, unique
+    std::vector<std::string>
+        dns_names;  // lower-case, sorted, unique; may be empty with a commonName
     std::string issuer_name;
     std::string issuer_kind = "Issuer";
     acme::KeyType key_type = acme::KeyType::EcP256;
@@ -41,6 +44,13 @@ struct CertificateSpec {
     RenewalSpec renewal;
     std::map<std::string, std::string> secret_labels, secret_annotations;  // secretTemplate
     std::map<std::string, std::string> labels;  // metadata.labels (solver selectors match them)
+    // What selfSigned / ca issuers put in the certificate; an ACME CA decides these itself.
+    bool is_ca = false;                            // spec.isCA
+    pki::Subject subject;                          // spec.subject + spec.commonName
+    std::vector<pki::Usage> usages;                // spec.usages
+    std::optional<std::chrono::seconds> duration;  // spec.duration (signed here: 90 days if unset)
+
+    pki::CertificateTemplate signing_template() const;
 };
 
 // One entry of spec.acme.solvers with its selector (cert-manager's ACMEChallengeSolver).
@@ -70,6 +80,22 @@ struct AcmeIssuerSpec {
     std::vector<SolverSpec> solvers;  // as listed; empty list = both terminator-answered types
 };
 
+// Which issuer an Issuer/ClusterIssuer spec (or an `edgecert run` issuer entry) is.
+enum class IssuerType { Acme, SelfSigned, Ca };
+std::string_view to_string(IssuerType t);  // "acme", "selfSigned", "ca"
+
+struct IssuerSpec {
+    IssuerType type = IssuerType::Acme;
+    AcmeIssuerSpec acme;         // type Acme
+    std::string ca_secret_name;  // type Ca: spec.ca.secretName
+};
+
+// Exactly one of spec.acme, spec.selfSigned, spec.ca (InvalidConfig otherwise).
+Result<IssuerSpec> parse_issuer_spec(const json& issuer_spec);
+// What a certificate asks that its issuer cannot give: an ACME CA validates DNS names (so
+// spec.dnsNames is required) and does not issue CA certificates (spec.isCA). InvalidConfig.
+Status check_certificate_for_issuer(const CertificateSpec& spec, const IssuerSpec& issuer);
+
 // The challenge types to offer for a certificate: the solver whose selector matches every one of
 // its names most specifically (cert-manager's order: dnsNames > longest dnsZones > more
 // matchLabels > no selector; the first listed wins a tie). A certificate with a wildcard name
@@ -86,12 +112,22 @@ Result<const SolverSpec*> select_solver(const AcmeIssuerSpec& issuer,
 // `obj` is the whole object (metadata used for ref) or, with ns/name given, a bare spec holder
 // {"spec": ...}. Namespace "" is fine (edgecert run).
 Result<CertificateSpec> parse_certificate_spec(const json& obj);
-// spec.acme of an issuer; InvalidConfig when it has no acme block (selfSigned/ca are handled
-// elsewhere) or a field is wrong.
+// spec.acme of an issuer; InvalidConfig when it has no acme block or a field is wrong.
 Result<AcmeIssuerSpec> parse_acme_issuer(const json& issuer_spec);
 
 // Why a certificate must be issued now (cert-manager's Issuing condition reasons).
-enum class IssueReason { None, DoesNotExist, InvalidCertificate, SANsChanged, KeyMismatch, Renewing, Expired };
+// RequestChanged / IncorrectIssuer: only for certificates signed here (signing.h).
+enum class IssueReason {
+    None,
+    DoesNotExist,
+    InvalidCertificate,
+    SANsChanged,
+    KeyMismatch,
+    Renewing,
+    Expired,
+    RequestChanged,
+    IncorrectIssuer
+};
 std::string_view to_string(IssueReason r);
 
 struct Evaluation {
@@ -117,10 +153,20 @@ struct IssueRequest {
 };
 
 struct IssueResult {
-    acme::ObtainResult obtained;
+    acme::ObtainResult obtained;  // signed here: chain and chain_pem only
     bool resumed = false;  // a pending order from an earlier run was completed
     std::string replaced_cert_id;
+    // Signed here and cut short by the CA certificate's notAfter: the notAfter asked for.
+    std::optional<SystemTime> clamped_from;
 };
+
+// What the Secret records about the certificate (issuer, names, secretTemplate).
+store::CertificateMeta secret_meta(const CertificateSpec& spec);
+
+// The private key for a new certificate: the current one when spec.privateKey.rotationPolicy is
+// Never and it has the requested type, else a fresh one.
+Result<acme::PrivateKey> key_for_issuance(const CertificateSpec& spec,
+                                          const std::optional<store::StoredCertificate>& current);
 
 // Runs or resumes the order and stores the result. Errors keep their codes (RateLimited with
 // retry_after, Transient, Permanent...). A pending order survives Transient/RateLimited errors

@@ -29,6 +29,9 @@ struct CertificateRef {
 struct StoredCertificate {
     std::string cert_pem;  // leaf + chain, no root (the kubernetes.io/tls tls.crt)
     SecretBytes key_pem;   // PKCS#8 (tls.key)
+    // ca.crt: the CA that signed it, for clients to trust (selfSigned / ca issuers; empty for
+    // ACME, whose roots clients already have). Empty removes a ca.crt left from an earlier issuer.
+    std::string ca_pem;
 };
 
 // Written with a certificate, for people and for other tools (DESIGN.md "Secret").

@@ -46,6 +46,10 @@ Result<std::optional<StoredCertificate>> DirStore::load_certificate(const Certif
     else if (crt.error().code != ErrorCode::NotFound) return crt.error();
     if (key) sc.key_pem = std::move(*key);
     else if (key.error().code != ErrorCode::NotFound) return key.error();
+    if (auto ca = platform::read_file(dir + "/ca.crt"))
+        sc.ca_pem = std::move(*ca);
+    else if (ca.error().code != ErrorCode::NotFound)
+        return ca.error();
     return std::optional<StoredCertificate>(std::move(sc));
 }
 
@@ -57,8 +61,13 @@ Status DirStore::save_certificate(const CertificateRef& ref, const StoredCertifi
               {"issuer", meta.issuer_name},
               {"issuerKind", meta.issuer_kind},
               {"dnsNames", meta.dns_names}};
-    // Key first: a reader (the terminator) that sees the new tls.crt also finds its key.
+    // Key and ca.crt first: a reader (the terminator) that sees the new tls.crt also finds them.
     EC_TRY(platform::write_secret_file(dir + "/tls.key", cert.key_pem, platform::Durability::FileOnly));
+    if (!cert.ca_pem.empty())
+        EC_TRY(platform::write_file_atomic(dir + "/ca.crt", cert.ca_pem, 0644,
+                                           platform::Durability::FileOnly));
+    else
+        EC_TRY(platform::remove_file(dir + "/ca.crt"));
     EC_TRY(platform::write_file_atomic(dir + "/tls.crt", cert.cert_pem, 0644, platform::Durability::FileOnly));
     EC_TRY(platform::write_file_atomic(dir + "/certificate.json", m.dump(2) + "\n", 0644, platform::Durability::None));
     return platform::sync_dir(dir);

@@ -3,6 +3,7 @@
 //
 //   ROOT/certs/<secretName>/tls.crt           leaf + chain (0644)
 //   ROOT/certs/<secretName>/tls.key           PKCS#8 (0600), written before tls.crt
+//   ROOT/certs/<secretName>/ca.crt            the signing CA (selfSigned / ca issuers only)
 //   ROOT/certs/<secretName>/certificate.json  metadata (issuer, names): rebuilt on each issue
 //   ROOT/certs/<secretName>/status.json       what `edgecert run` knows (Ready, last failure,
 //                                             next renewal) for `edgecert status --store`

@@ -97,6 +97,7 @@ Result<std::optional<StoredCertificate>> SecretStore::load_certificate(const Cer
     sc.cert_pem = data_field(*s, "tls.crt").value_or("");
     auto k = data_field(*s, "tls.key");
     if (k) sc.key_pem = SecretBytes(std::move(*k));
+    sc.ca_pem = data_field(*s, "ca.crt").value_or("");
     return std::optional<StoredCertificate>(std::move(sc));
 }
 
@@ -147,6 +148,10 @@ Status SecretStore::save_certificate(const CertificateRef& ref, const StoredCert
         if (!s.contains("data") || !s["data"].is_object()) s["data"] = json::object();
         s["data"]["tls.crt"] = base64(cert.cert_pem);
         s["data"]["tls.key"] = base64(cert.key_pem.reveal());
+        if (!cert.ca_pem.empty())
+            s["data"]["ca.crt"] = base64(cert.ca_pem);
+        else
+            s["data"].erase("ca.crt");
         s.erase("stringData");
     }, [&](const json& cur) { return check_type(cur, ref); });
     if (!st) {

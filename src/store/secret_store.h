@@ -2,9 +2,10 @@
 // The Kubernetes backend of the certificate store (DESIGN.md "Secret", "Certificate status"):
 //
 // - the certificate: Secret <secretName>, type kubernetes.io/tls, tls.crt = leaf + chain, tls.key
-//   = PKCS#8, label edgecert.io/managed=true, annotations edgecert.io/certificate-name,
-//   issuer-name, issuer-kind, alt-names (+ spec.secretTemplate). Keys other than tls.crt/tls.key
-//   that someone else put in the Secret are kept.
+//   = PKCS#8, ca.crt = the signing CA (selfSigned / ca issuers only), label
+//   edgecert.io/managed=true, annotations edgecert.io/certificate-name, issuer-name, issuer-kind,
+//   alt-names (+ spec.secretTemplate). Keys other than tls.crt/tls.key/ca.crt that someone else
+//   put in the Secret are kept.
 // - the order in flight: Secret <certificateName>-next-key (Opaque, label
 //   edgecert.io/pending-order) holding the new key AND the order URL/server/names as annotations,
 //   written in ONE request, so a restart never sees a URL without its key or the reverse. The

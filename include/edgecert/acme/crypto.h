@@ -154,9 +154,22 @@ struct ChallengeCert {
 Result<ChallengeCert> make_tls_alpn01_cert(std::string_view domain, std::string_view key_authorization,
                                            const Clock& clock);
 
-// Self-signed TLS server leaf (CA:FALSE, serverAuth) for tests and the `selfSigned` issuer:
-// valid from 5 minutes before clock.now() for `validity` (at most 100 years).
+// Self-signed TLS server leaf (CA:FALSE, serverAuth) for tests and tools: valid from 5 minutes
+// before clock.now() for `validity` (at most 100 years). The `selfSigned` issuer builds its
+// certificates from the Certificate's spec instead (src/pki).
 Result<Certificate> make_self_signed(const PrivateKey& key, const std::vector<std::string>& dns_names,
                                      std::chrono::seconds validity, const Clock& clock);
+
+// X.509 building blocks shared with src/pki (certificates signed without ACME).
+// subjectAltName from identifiers: an IP literal becomes an iPAddress (RFC 8738), anything else
+// a dNSName. `critical`: RFC 5280 §4.2.1.6 wants it critical when the subject is empty.
+Result<ossl::UniquePtr<X509_EXTENSION>> make_san_extension(const std::vector<std::string>& names,
+                                                           bool critical = false);
+// A random positive 128-bit serial number (RFC 5280 §4.1.2.2: at most 20 octets; CA/B Forum
+// Baseline Requirements §7.1: at least 64 bits from a CSPRNG).
+Status set_random_serial(X509* x);
+// The digest to sign with for `key`: SHA-384 for P-384 (as Go's x509 picks), none for Ed25519
+// (it signs the message itself), SHA-256 otherwise.
+const EVP_MD* signature_digest(const PrivateKey& key);
 
 }  // namespace edgecert::acme

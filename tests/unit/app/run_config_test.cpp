@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <string>
@@ -159,8 +160,14 @@ TEST(RunConfig, ErrorsNameTheEntry) {
         {"both renewal overrides", with("renewBefore: 720h", "renewBefore: 720h\n    renewBeforePercentage: 10"),
          "certificates[0] (demo): renewBefore and renewBeforePercentage are mutually exclusive"},
         {"bad key size", with("size: 3072", "size: 1024"), "certificates[0] (demo): spec.privateKey.size 1024"},
-        {"issuer without acme", with("    acme:\n      server", "    ca:\n      server"),
-         "issuers[0] (pebble): unknown field 'ca'"},
+        {"ca with acme's fields", with("    acme:\n      server", "    ca:\n      server"),
+         "issuers[0] (pebble): ca: unknown field 'caBundle'"},
+        {"two issuer kinds", with("    acme:\n", "    selfSigned: {}\n    acme:\n"),
+         "issuers[0] (pebble): exactly one of acme, selfSigned, ca is required"},
+        {"isCA from an ACME CA", with("    renewBefore: 720h", "    renewBefore: 720h\n    isCA: true"),
+         "certificates[0] (demo): issuer 'pebble': spec.isCA: an ACME CA does not issue CA certificates"},
+        {"bad usage", with("    renewBefore: 720h", "    renewBefore: 720h\n    usages: [serverAuth]"),
+         "certificates[0] (demo): spec.usages: usage 'serverAuth'"},
         {"bad server", with("server: https://127.0.0.1:14000/dir", "server: ftp://x"),
          "issuers[0] (pebble): spec.acme.server"},
         {"unknown acme field", with("      email: ops@example.test", "      mail: ops@example.test"),
@@ -286,6 +293,73 @@ terminator: {upstream: "127.0.0.1:80"}
     ASSERT_TRUE(iss.eab_hmac);
     EXPECT_EQ(iss.eab_hmac->size(), 48u);  // 64 base64url characters, decoded
     EXPECT_EQ(iss.acme.challenge_types, (std::vector<std::string>{"http-01", "tls-alpn-01"}));
+}
+
+TEST_F(RunConfigFiles, SelfSignedAndCaIssuers) {
+    auto key = acme::PrivateKey::generate(acme::KeyType::EcP256);
+    ASSERT_TRUE(key);
+    pki::CertificateTemplate t;
+    t.subject.common_name = "file-ca";
+    t.is_ca = true;
+    auto ca = pki::issue(t, *key, nullptr, RealClock::instance().now());
+    ASSERT_TRUE(ca);
+    write("ca.crt", ca->chain_pem);
+    write("ca.key", std::string(key->to_pem().reveal()));
+    const std::string yaml = R"(
+store: s
+issuers:
+  - name: selfsigned
+    selfSigned: {}
+  - name: internal
+    ca: {secretName: root}
+  - name: files
+    ca: {certFile: ca.crt, keyFile: ca.key}
+certificates:
+  - name: root
+    isCA: true
+    commonName: run-root
+    duration: 87600h
+    issuerRef: {name: selfsigned}
+  - name: web
+    dnsNames: [web.example.test]
+    usages: [server auth]
+    subject: {organizations: [Example]}
+    issuerRef: {name: internal}
+terminator: {upstream: "127.0.0.1:80"}
+)";
+    write("run.yaml", yaml);
+    auto c = load_run_config(dir_ + "/run.yaml");
+    ASSERT_TRUE(c) << c.error().message;
+    EXPECT_EQ(c->issuers[0].type, controller::IssuerType::SelfSigned);
+    EXPECT_EQ(c->issuers[1].type, controller::IssuerType::Ca);
+    EXPECT_EQ(c->issuers[1].ca_secret_name, "root");
+    EXPECT_EQ(c->issuers[2].ca_cert_file, dir_ + "/ca.crt");
+    EXPECT_TRUE(load_ca_files(c->issuers[2], RealClock::instance().now()));
+    EXPECT_TRUE(c->certificates[0].is_ca);
+    EXPECT_TRUE(c->certificates[0].dns_names.empty());
+    EXPECT_EQ(c->certificates[0].duration, std::chrono::seconds(87600 * 3600));
+    EXPECT_EQ(c->certificates[1].usages, std::vector<pki::Usage>{pki::Usage::ServerAuth});
+    EXPECT_EQ(c->certificates[1].subject.organizations, std::vector<std::string>{"Example"});
+
+    // A key that is not the certificate's stops the load, naming the issuer and both files.
+    write("ca.key", std::string(acme::PrivateKey::generate(acme::KeyType::EcP256)->to_pem().reveal()));
+    auto bad = load_run_config(dir_ + "/run.yaml");
+    ASSERT_FALSE(bad);
+    EXPECT_NE(bad.error().message.find("issuers[2] (files): Invalid signing key pair: ca.certFile/keyFile"),
+              std::string::npos)
+        << bad.error().message;
+    EXPECT_NE(bad.error().message.find("does not match"), std::string::npos);
+    std::remove((dir_ + "/ca.key").c_str());
+    bad = load_run_config(dir_ + "/run.yaml");
+    ASSERT_FALSE(bad);
+    EXPECT_NE(bad.error().message.find("ca.keyFile " + dir_ + "/ca.key not found"), std::string::npos)
+        << bad.error().message;
+    write("run.yaml", yaml.substr(0, yaml.find("  - name: files")) + "  - name: files\n    ca: {certFile: ca.crt}\n" +
+                          yaml.substr(yaml.find("certificates:")));
+    bad = load_run_config(dir_ + "/run.yaml");
+    ASSERT_FALSE(bad);
+    EXPECT_NE(bad.error().message.find("ca.certFile and ca.keyFile are both required"), std::string::npos)
+        << bad.error().message;
 }
 
 TEST_F(RunConfigFiles, MissingFileAndEabFileAreClearErrors) {

@@ -452,7 +452,8 @@ Result<controller::Requeue> RunController::reconcile(const std::string& name) {
                           ca->error().message);
         st.ca_problem = ca->error().message;
         if (!in_service)
-            set_view(st, "False", "IssuerNotReady", "issuer " + iss->name + " is not ready: " + st.ca_problem);
+            set_view(st, "False", "IssuerNotReady",
+                     "issuer " + iss->name + " is not ready: " + st.ca_problem);
         auto wait = controller::ca_retry_delay(++st.ca_waits);
         save();
         return controller::Requeue::in(wait);

@@ -238,8 +238,9 @@ Result<Requeue> CertificateController::handle_deletion(const json& cert, const s
             if (!r && r.error().message != "skip") return r.error();
             if (r && r->spec.type != IssuerType::Acme) {
                 // Signed here: there is no CA to tell, and no CRL or OCSP is published.
-                spdlog::info("certificate {}: serial {} was signed by a {} issuer: nothing to revoke", key,
-                             leaf->serial_hex(), to_string(r->spec.type));
+                spdlog::info(
+                    "certificate {}: serial {} was signed by a {} issuer: nothing to revoke", key,
+                    leaf->serial_hex(), to_string(r->spec.type));
             } else if (r) {
                 EC_TRY_ASSIGN(auto client, client_for(*r));
                 auto st = client->revoke(*leaf, acme::RevocationReason::CessationOfOperation);

@@ -48,8 +48,9 @@ Result<CertificateController::Resolved> CertificateController::resolve_issuer(
     k8s::ObjectPtr obj;
     if (spec.issuer_kind == "ClusterIssuer") {
         if (!ctx_.informers.clusterissuers && !ctx_.cluster_issuers_unavailable.empty())
-            return Error(ErrorCode::InvalidConfig, "ClusterIssuer " + spec.issuer_name +
-                                                       " cannot be used: " + ctx_.cluster_issuers_unavailable);
+            return Error(ErrorCode::InvalidConfig,
+                         "ClusterIssuer " + spec.issuer_name +
+                             " cannot be used: " + ctx_.cluster_issuers_unavailable);
         if (ctx_.informers.clusterissuers)
             obj = ctx_.informers.clusterissuers->store().get(spec.issuer_name);
     } else {

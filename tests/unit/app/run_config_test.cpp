@@ -146,40 +146,56 @@ TEST(RunConfig, ErrorsNameTheEntry) {
          "certificates[0] (demo): unknown field 'renewbefore'"},
         {"no dnsNames", with("    dnsNames: [api.example.test]", "    dnsNames: []"),
          "certificates[1] (api): spec.dnsNames must list at least one name"},
-        {"bad dns name", with("[api.example.test]", "[\"bad name\"]"), "certificates[1] (api): spec.dnsNames"},
-        {"missing issuer", with("    issuerRef: {name: pebble}\n    renewBeforePercentage", "    issuerRef: {name: le}\n    renewBeforePercentage"),
+        {"bad dns name", with("[api.example.test]", "[\"bad name\"]"),
+         "certificates[1] (api): spec.dnsNames"},
+        {"missing issuer",
+         with("    issuerRef: {name: pebble}\n    renewBeforePercentage",
+              "    issuerRef: {name: le}\n    renewBeforePercentage"),
          "certificates[1] (api): issuerRef.name 'le' is not one of the issuers"},
-        {"ClusterIssuer", with("    issuerRef: {name: pebble}\n    renewBeforePercentage",
-                               "    issuerRef: {name: pebble, kind: ClusterIssuer}\n    renewBeforePercentage"),
+        {"ClusterIssuer",
+         with("    issuerRef: {name: pebble}\n    renewBeforePercentage",
+              "    issuerRef: {name: pebble, kind: ClusterIssuer}\n    renewBeforePercentage"),
          "certificates[1] (api): issuerRef.kind"},
         {"duplicate certificate", with("  - name: api\n", "  - name: demo\n"),
          "certificates[1] (demo): duplicate certificate name 'demo'"},
         {"duplicate folder", with("    secretName: api-tls", "    secretName: demo"),
          "certificates[1] (api): secretName 'demo' is used by another certificate"},
-        {"bad renewBefore", with("renewBefore: 720h", "renewBefore: soon"), "certificates[0] (demo): invalid duration"},
-        {"both renewal overrides", with("renewBefore: 720h", "renewBefore: 720h\n    renewBeforePercentage: 10"),
+        {"bad renewBefore", with("renewBefore: 720h", "renewBefore: soon"),
+         "certificates[0] (demo): invalid duration"},
+        {"both renewal overrides",
+         with("renewBefore: 720h", "renewBefore: 720h\n    renewBeforePercentage: 10"),
          "certificates[0] (demo): renewBefore and renewBeforePercentage are mutually exclusive"},
-        {"bad key size", with("size: 3072", "size: 1024"), "certificates[0] (demo): spec.privateKey.size 1024"},
+        {"bad key size", with("size: 3072", "size: 1024"),
+         "certificates[0] (demo): spec.privateKey.size 1024"},
         {"ca with acme's fields", with("    acme:\n      server", "    ca:\n      server"),
          "issuers[0] (pebble): ca: unknown field 'caBundle'"},
         {"two issuer kinds", with("    acme:\n", "    selfSigned: {}\n    acme:\n"),
          "issuers[0] (pebble): exactly one of acme, selfSigned, ca is required"},
-        {"isCA from an ACME CA", with("    renewBefore: 720h", "    renewBefore: 720h\n    isCA: true"),
-         "certificates[0] (demo): issuer 'pebble': spec.isCA: an ACME CA does not issue CA certificates"},
-        {"bad usage", with("    renewBefore: 720h", "    renewBefore: 720h\n    usages: [serverAuth]"),
+        {"isCA from an ACME CA",
+         with("    renewBefore: 720h", "    renewBefore: 720h\n    isCA: true"),
+         "certificates[0] (demo): issuer 'pebble': spec.isCA: an ACME CA does not issue CA "
+         "certificates"},
+        {"bad usage",
+         with("    renewBefore: 720h", "    renewBefore: 720h\n    usages: [serverAuth]"),
          "certificates[0] (demo): spec.usages: usage 'serverAuth'"},
         {"bad server", with("server: https://127.0.0.1:14000/dir", "server: ftp://x"),
          "issuers[0] (pebble): spec.acme.server"},
-        {"unknown acme field", with("      email: ops@example.test", "      mail: ops@example.test"),
+        {"unknown acme field",
+         with("      email: ops@example.test", "      mail: ops@example.test"),
          "issuers[0] (pebble): acme: unknown field 'mail'"},
-        {"missing caBundleFile", with("      email: ops@example.test", "      caBundleFile: /nonexistent/ca.pem"),
+        {"missing caBundleFile",
+         with("      email: ops@example.test", "      caBundleFile: /nonexistent/ca.pem"),
          "issuers[0] (pebble): acme.caBundleFile /nonexistent/ca.pem"},
-        {"dns01 without rfc2136 or webhook", with("        - http01: {}\n        - tlsAlpn01: {}", "        - dns01: {}"),
+        {"dns01 without rfc2136 or webhook",
+         with("        - http01: {}\n        - tlsAlpn01: {}", "        - dns01: {}"),
          "issuers[0] (pebble): spec.acme.solvers[].dns01: set exactly one of rfc2136 and webhook"},
-        {"missing upstream", with("  upstream: 127.0.0.1:8080\n", ""), "terminator: upstream is required"},
-        {"bad proxyProtocol", with("proxyProtocol: v2", "proxyProtocol: v3"), "terminator: proxyProtocol"},
+        {"missing upstream", with("  upstream: 127.0.0.1:8080\n", ""),
+         "terminator: upstream is required"},
+        {"bad proxyProtocol", with("proxyProtocol: v2", "proxyProtocol: v3"),
+         "terminator: proxyProtocol"},
         {"bad workers", with("workers: 3", "workers: zero"), "terminator: workers"},
-        {"unknown terminator key", with("  workers: 3", "  threads: 3"), "terminator: unknown field 'threads'"},
+        {"unknown terminator key", with("  workers: 3", "  threads: 3"),
+         "terminator: unknown field 'threads'"},
         {"unknown defaultCertificate", with("defaultCertificate: api", "defaultCertificate: web"),
          "terminator: defaultCertificate 'web'"},
         {"not a map", "- a\n- b\n", "must be a YAML map"},
@@ -342,23 +358,28 @@ terminator: {upstream: "127.0.0.1:80"}
     EXPECT_EQ(c->certificates[1].subject.organizations, std::vector<std::string>{"Example"});
 
     // A key that is not the certificate's stops the load, naming the issuer and both files.
-    write("ca.key", std::string(acme::PrivateKey::generate(acme::KeyType::EcP256)->to_pem().reveal()));
+    write("ca.key",
+          std::string(acme::PrivateKey::generate(acme::KeyType::EcP256)->to_pem().reveal()));
     auto bad = load_run_config(dir_ + "/run.yaml");
     ASSERT_FALSE(bad);
-    EXPECT_NE(bad.error().message.find("issuers[2] (files): Invalid signing key pair: ca.certFile/keyFile"),
+    EXPECT_NE(bad.error().message.find(
+                  "issuers[2] (files): Invalid signing key pair: ca.certFile/keyFile"),
               std::string::npos)
         << bad.error().message;
     EXPECT_NE(bad.error().message.find("does not match"), std::string::npos);
     std::remove((dir_ + "/ca.key").c_str());
     bad = load_run_config(dir_ + "/run.yaml");
     ASSERT_FALSE(bad);
-    EXPECT_NE(bad.error().message.find("ca.keyFile " + dir_ + "/ca.key not found"), std::string::npos)
+    EXPECT_NE(bad.error().message.find("ca.keyFile " + dir_ + "/ca.key not found"),
+              std::string::npos)
         << bad.error().message;
-    write("run.yaml", yaml.substr(0, yaml.find("  - name: files")) + "  - name: files\n    ca: {certFile: ca.crt}\n" +
+    write("run.yaml", yaml.substr(0, yaml.find("  - name: files")) +
+                          "  - name: files\n    ca: {certFile: ca.crt}\n" +
                           yaml.substr(yaml.find("certificates:")));
     bad = load_run_config(dir_ + "/run.yaml");
     ASSERT_FALSE(bad);
-    EXPECT_NE(bad.error().message.find("ca.certFile and ca.keyFile are both required"), std::string::npos)
+    EXPECT_NE(bad.error().message.find("ca.certFile and ca.keyFile are both required"),
+              std::string::npos)
         << bad.error().message;
 }
 

@@ -14,6 +14,7 @@ PKGS=(
   pebble lego
   bind9  # dns-01: named for test_dns01.py; libldns-dev above is the RFC 2136 + TSIG wire format
   nghttp2-client testssl.sh  # h2load, TLS scanner: terminator integration tests and bench/tls
+  nghttp2-server python3-requests  # an h2c upstream (nghttpd) and Python's requests: test_terminator_defaults.py
   chromium  # headless browser through the terminator (test_terminator_chromium.py)
   prometheus  # promtool check metrics (admin server exposition)
   clang libclang-rt-14-dev  # libFuzzer + ASan/UBSan: the fuzz smoke run of scripts/test.sh (scripts/fuzz.sh)

@@ -59,7 +59,15 @@ int cmd_terminator(int argc, char** argv) {
         .add("admin", "ADDR:PORT", "admin server (/healthz, /readyz, /metrics); 'off' disables", "0.0.0.0:9402")
         .add("workers", "N", "worker threads, each with its own event loop and listener (one per CPU this process may use)",
              std::to_string(usable_cpus()))
-        .add("proxy-protocol", "none|v1|v2", "PROXY protocol header sent upstream", "v2")
+        .add("upstream-protocol", "http1|h2c",
+             "what --upstream speaks: h2c = HTTP/2 with prior knowledge (and HTTP/1.1), which lets clients "
+             "negotiate h2 (checked at start and on every h2 connection)",
+             "http1")
+        .add("upstream-h2", "HOST:PORT",
+             "a separate HTTP/2-only (prior knowledge) upstream for the clients that negotiate h2; h2 is then "
+             "offered (checked like h2c)")
+        .add("proxy-protocol", "none|v1|v2",
+             "PROXY protocol header sent upstream (client address, SNI, ALPN); the upstream must expect it", "none")
         .add("http-mode", "redirect|passthrough", "non-challenge requests on the HTTP listener", "redirect")
         .add("handshake-timeout", "DURATION", "TLS handshake / request head / upstream connect deadline", "10s")
         .add("idle-timeout", "DURATION", "close a proxied connection idle this long", "5m")
@@ -67,7 +75,9 @@ int cmd_terminator(int argc, char** argv) {
         .add("drain-timeout", "DURATION", "on SIGTERM, how long in-flight connections may finish", "30s")
         .add("rescan-interval", "DURATION", "periodic full compare of --cert-dir (inotify fallback)", "10s")
         .add("ticket-key-rotation", "DURATION", "session-ticket key lifetime (2 previous keys still decrypt)", "12h")
-        .add("alpn", "LIST", "ALPN protocols in server preference order", "h2,http/1.1");
+        .add("alpn", "LIST",
+             "ALPN protocols in server preference order (default: what --upstream-protocol speaks: "
+             "http/1.1, or h2,http/1.1 for h2c)");
     f.add("config", "FILE", "YAML file of these settings (camelCase or flag names); flags override it");
     if (auto rc = parse_command_line(f, argc, argv, "terminator")) return *rc;
     auto fail = [](const Error& e) {
@@ -118,16 +128,15 @@ int cmd_terminator(int argc, char** argv) {
         if (!d) return fail(d.error());
         *dst = *d;
     }
+    auto up = parse_upstream_protocol(f.get("upstream-protocol"));
+    if (!up) return fail(up.error().with_context("--upstream-protocol"));
+    so.upstream_protocol = *up;
+    so.h2_upstream = f.get("upstream-h2");
     tls::TlsOptions to;
-    to.alpn.clear();
-    for (size_t pos = 0; pos <= f.get("alpn").size();) {
-        std::string l = f.get("alpn");
-        size_t c = l.find(',', pos);
-        std::string p = l.substr(pos, c == std::string::npos ? std::string::npos : c - pos);
-        if (!p.empty()) to.alpn.push_back(p);
-        if (c == std::string::npos) break;
-        pos = c + 1;
-    }
+    std::vector<std::string> alpn_flag = split_list(f.get("alpn"));
+    auto alpn = offered_alpn(so, f.has("alpn") ? &alpn_flag : nullptr);
+    if (!alpn) return fail(alpn.error().with_context("--alpn"));
+    to.alpn = *alpn;
 
     // Signals are taken synchronously by this thread: blocked before any thread starts so every
     // thread inherits the mask.

@@ -1,4 +1,5 @@
 #include "app/run_config.h"
+#include "app/terminator_runtime.h"
 
 #include <yaml-cpp/yaml.h>
 
@@ -236,7 +237,7 @@ Result<RunTerminator> parse_terminator(const json& t) {
     if (!t.is_object()) return bad("must be a map");
     EC_TRY(only_keys(t,
                      {"listen", "httpListen", "upstream", "proxyProtocol", "httpMode", "admin", "workers", "strictSni",
-                      "defaultCertificate", "drainTimeout", "alpn"},
+                      "defaultCertificate", "drainTimeout", "alpn", "upstreamProtocol", "upstreamH2"},
                      ""));
     auto str = [&](const char* k, std::string& dst) -> Status {
         if (!t.contains(k)) return {};
@@ -272,14 +273,26 @@ Result<RunTerminator> parse_terminator(const json& t) {
         out.strict_sni = t["strictSni"].get<bool>();
     }
     EC_TRY_ASSIGN(out.drain_timeout, duration_field(t, "drainTimeout", out.drain_timeout));
+    std::string upstream_protocol = "http1";
+    EC_TRY(str("upstreamProtocol", upstream_protocol));
+    auto up = parse_upstream_protocol(upstream_protocol);
+    if (!up) return bad(up.error().message);
+    out.upstream_protocol = *up;
+    EC_TRY(str("upstreamH2", out.upstream_h2));
+    std::vector<std::string> alpn;
     if (t.contains("alpn")) {
         if (!t["alpn"].is_array()) return bad("alpn must be a list such as [h2, http/1.1]");
-        out.alpn.clear();
         for (const auto& a : t["alpn"]) {
             if (!a.is_string() || a.get<std::string>().empty()) return bad("alpn entries must be strings");
-            out.alpn.push_back(a.get<std::string>());
+            alpn.push_back(a.get<std::string>());
         }
     }
+    proxy::ServerOptions so;
+    so.upstream_protocol = out.upstream_protocol;
+    so.h2_upstream = out.upstream_h2;
+    auto offered = offered_alpn(so, t.contains("alpn") ? &alpn : nullptr);
+    if (!offered) return bad(offered.error().message);
+    out.alpn = *offered;
     return out;
 }
 

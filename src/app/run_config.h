@@ -71,9 +71,11 @@ struct RunTerminator {
     bool strict_sni = false;
     std::string default_certificate;  // a certificate's secretName (the folder the CertStore knows)
     std::chrono::milliseconds drain_timeout{10'000};
-    // Bytes are forwarded as they are: advertise h2 only when the upstream speaks it (alpn:
-    // [h2, http/1.1]); an application behind `run` usually speaks HTTP/1.1 only.
-    std::vector<std::string> alpn = {"http/1.1"};
+    // Bytes are forwarded as they are: h2 is offered only when the upstream speaks it
+    // (upstreamProtocol: h2c); an application behind `run` usually speaks HTTP/1.1 only.
+    proxy::UpstreamProtocol upstream_protocol = proxy::UpstreamProtocol::Http1;
+    std::string upstream_h2;  // upstreamH2: a separate HTTP/2-only port for h2 clients
+    std::vector<std::string> alpn = {"http/1.1"};  // resolved by offered_alpn()
 };
 
 struct RunConfig {

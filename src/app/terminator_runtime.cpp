@@ -8,6 +8,28 @@
 
 namespace edgecert::app {
 
+Result<proxy::UpstreamProtocol> parse_upstream_protocol(const std::string& s) {
+    if (s == "http1" || s == "http/1.1") return proxy::UpstreamProtocol::Http1;
+    if (s == "h2c" || s == "h2") return proxy::UpstreamProtocol::H2c;
+    return Error(ErrorCode::InvalidConfig,
+                 "upstream protocol '" + s + "': use http1 (HTTP/1.1) or h2c (HTTP/2 with prior knowledge, and HTTP/1.1)");
+}
+
+Result<std::vector<std::string>> offered_alpn(const proxy::ServerOptions& server,
+                                              const std::vector<std::string>* explicit_list) {
+    bool h2 = server.upstream_protocol == proxy::UpstreamProtocol::H2c || !server.h2_upstream.empty();
+    if (!explicit_list || explicit_list->empty())
+        return h2 ? std::vector<std::string>{"h2", "http/1.1"} : std::vector<std::string>{"http/1.1"};
+    for (const auto& p : *explicit_list)
+        if (p == "h2" && !h2)
+            return Error(ErrorCode::InvalidConfig,
+                         "ALPN h2 is offered but the upstream protocol is http1: clients that pick h2 (curl, every "
+                         "browser) would send HTTP/2 to an HTTP/1.1 upstream. If the upstream accepts HTTP/2 with "
+                         "prior knowledge, declare it (--upstream-protocol h2c / upstreamProtocol: h2c, or a "
+                         "separate HTTP/2 port with --upstream-h2 / upstreamH2); otherwise drop h2 from the list");
+    return *explicit_list;
+}
+
 Result<std::unique_ptr<TerminatorRuntime>> TerminatorRuntime::create(TerminatorRuntimeOptions opts, Clock& clock,
                                                                      tls::MemoryChallengeSource* in_process,
                                                                      metrics::Registry& registry) {
@@ -146,6 +168,24 @@ void TerminatorRuntime::register_metrics() {
             out.push_back({{{"result", "ok"}}, double(store->reloads_ok())});
             out.push_back({{{"result", "error"}}, double(store->reloads_error())});
         });
+    add("edgecert_upstream_http_502_total",
+        "HTTP/1.1 clients answered 502 because the upstream refused, reset or did not accept the connection.",
+        "counter", [srv](std::vector<S>& out) { out.push_back({{}, double(srv->stats().upstream_502)}); });
+    if (const proxy::H2Gate* gate = srv->h2_gate()) {
+        add("edgecert_upstream_h2_offered",
+            "1 while h2 is offered to clients (--upstream-protocol h2c and the upstream answers the HTTP/2 preface).",
+            "gauge", [gate](std::vector<S>& out) { out.push_back({{}, gate->offered() ? 1.0 : 0.0}); });
+        add("edgecert_upstream_h2_checks_total", "Checks whether the upstream speaks HTTP/2 with prior knowledge, by result.",
+            "counter", [gate](std::vector<S>& out) {
+                out.push_back({{{"result", "ok"}}, double(gate->probes_ok())});
+                out.push_back({{{"result", "not_h2"}}, double(gate->probes_not_h2())});
+                out.push_back({{{"result", "unreachable"}}, double(gate->probes_unreachable())});
+            });
+        add("edgecert_upstream_h2_mismatches_total",
+            "h2 client connections whose upstream did not answer with HTTP/2; each client was told to retry over "
+            "HTTP/1.1 (GOAWAY HTTP_1_1_REQUIRED).",
+            "counter", [srv](std::vector<S>& out) { out.push_back({{}, double(srv->stats().h2_http11_required)}); });
+    }
     add("edgecert_loaded_certificates", "Certificates in the served snapshot.", "gauge",
         [holder](std::vector<S>& out) { out.push_back({{}, double(holder->get()->size())}); });
     add("edgecert_served_certificate_not_after_timestamp_seconds",

@@ -55,6 +55,16 @@ struct TerminatorRuntimeOptions {
     std::vector<const tls::ChallengeSource*> extra_challenges;
 };
 
+// "http1" | "h2c" (the --upstream-protocol / upstreamProtocol setting).
+Result<proxy::UpstreamProtocol> parse_upstream_protocol(const std::string& s);
+
+// The ALPN list offered to clients. Without an explicit list: what the upstream speaks
+// (http/1.1; h2 first when the upstream is h2c or an h2 upstream is given). An explicit list may
+// not offer h2 otherwise: the decrypted bytes are forwarded unchanged, so those clients would
+// send HTTP/2 to an HTTP/1.1 server and get an empty reply.
+Result<std::vector<std::string>> offered_alpn(const proxy::ServerOptions& server,
+                                              const std::vector<std::string>* explicit_list);
+
 class TerminatorRuntime {
   public:
     // `in_process` (may be null) must outlive the runtime; `registry` too.

@@ -33,6 +33,12 @@ void Worker::do_handshake(Conn* c) {
             return;
         }
         c->info.snapshot = nullptr;
+        if (srv_.h2_gate_) {
+            const unsigned char* alpn = nullptr;
+            unsigned alpn_len = 0;
+            SSL_get0_alpn_selected(c->ssl, &alpn, &alpn_len);
+            c->h2_check = alpn_len == 2 && std::memcmp(alpn, "h2", 2) == 0;
+        }
         // The upstream is connected lazily, when the first application bytes arrive: an idle
         // or preconnected client costs one socket, not two (HTTP is client-speaks-first).
         c->state = Conn::State::AwaitData;
@@ -91,6 +97,7 @@ void Worker::await_data(Conn* c) {
         a.len = static_cast<uint32_t>(prefix.size()) + static_cast<uint32_t>(n);
         st_.bytes_in.fetch_add(static_cast<uint64_t>(n), std::memory_order_relaxed);
         c->rd_wants_wr = false;
+        if (c->h2_check) c->h2_streams.feed(std::string_view(a.p + prefix.size(), size_t(n)));
         start_upstream(c, {});
         return;
     }
@@ -109,20 +116,22 @@ void Worker::await_data(Conn* c) {
 }
 
 void Worker::start_upstream(Conn* c, std::string prefix) {
-    const auto& ua = srv_.upstream_;
+    // h2 clients go to the h2 upstream (the same one unless --upstream-h2 names another).
+    const auto& ua = c->h2_check ? srv_.h2_upstream_ : srv_.upstream_;
+    socklen_t ua_len = c->h2_check ? srv_.h2_upstream_len_ : srv_.upstream_len_;
     c->ufd = ::socket(ua.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (c->ufd < 0) {
         st_.upstream_errors.fetch_add(1, std::memory_order_relaxed);
-        close_conn(c);
+        upstream_failed(c);
         return;
     }
     int one = 1;
     setsockopt(c->ufd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    int r = ::connect(c->ufd, reinterpret_cast<const sockaddr*>(&ua), srv_.upstream_len_);
+    int r = ::connect(c->ufd, reinterpret_cast<const sockaddr*>(&ua), ua_len);
     if (r != 0 && errno != EINPROGRESS) {
         st_.upstream_errors.fetch_add(1, std::memory_order_relaxed);
         spdlog::warn("upstream connect: {}", strerror(errno));
-        close_conn(c);
+        upstream_failed(c);
         return;
     }
     c->u_wr = (r == 0);
@@ -146,6 +155,84 @@ void Worker::start_upstream(Conn* c, std::string prefix) {
     c->state = Conn::State::Connecting;
     list_append(hs_list_, c, now_ + srv_.opts_.handshake_timeout);  // connect deadline
     drive(c);
+}
+
+void Worker::finish_with(Conn* c, std::string_view bytes) {
+    if (c->ufd >= 0) {
+        ::close(c->ufd);  // also leaves epoll; a queued event for it finds ufd < 0
+        c->ufd = -1;
+    }
+    c->u_rd = c->u_wr = false;
+    c->h2_check = false;
+    release(c->c2u);
+    if (!ensure(c->u2c)) return close_conn(c);
+    size_t n = std::min(bytes.size(), srv_.opts_.buffer_size);
+    std::memcpy(c->u2c.p, bytes.data(), n);
+    c->u2c.off = 0;
+    c->u2c.len = static_cast<uint32_t>(n);
+    c->u_eof = c->u_shut = true;
+    c->state = Conn::State::Closing;
+    list_append(hs_list_, c, now_ + srv_.opts_.handshake_timeout);
+}
+
+void Worker::upstream_failed(Conn* c) {
+    bool http1 = !c->ssl;  // the plain-HTTP listener forwards only HTTP requests
+    if (c->ssl) {
+        const unsigned char* alpn = nullptr;
+        unsigned alpn_len = 0;
+        SSL_get0_alpn_selected(c->ssl, &alpn, &alpn_len);
+        http1 = alpn_len == 8 && std::memcmp(alpn, "http/1.1", 8) == 0;
+    }
+    // Without a negotiated HTTP/1.1 the client may speak anything: only close.
+    if (!http1 || c->u_any) return close_conn(c);
+    static constexpr std::string_view kBody = "edgecert: the upstream is not reachable\n";
+    static const std::string kResponse = "HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/plain\r\nContent-Length: " +
+                                         std::to_string(kBody.size()) + "\r\nConnection: close\r\n\r\n" +
+                                         std::string(kBody);
+    st_.upstream_502.fetch_add(1, std::memory_order_relaxed);
+    finish_with(c, kResponse);
+    if (!c->closed) pump(c);
+}
+
+void Worker::h2_mismatch(Conn* c) {
+    std::string_view first(c->u2c.p ? c->u2c.p + c->u2c.off : "", c->u2c.len);
+    srv_.h2_gate_->report_mismatch(first);  // copies what it needs; h2 is withdrawn from now on
+    st_.h2_http11_required.fetch_add(1, std::memory_order_relaxed);
+    ::close(c->ufd);
+    c->ufd = -1;
+    c->u_rd = c->u_wr = false;
+    c->u_eof = c->u_hup = false;  // the upstream's close no longer ends this connection
+    c->h2_check = false;
+    release(c->u2c);
+    release(c->c2u);
+    // The upstream may answer the preface before the client's HEADERS got here; a stream can be
+    // refused only once it exists. The client closes once it has moved to HTTP/1.1.
+    c->state = Conn::State::H2Refusing;
+    list_append(hs_list_, c, now_ + srv_.opts_.handshake_timeout);
+    h2_refuse_new_streams(c);
+}
+
+void Worker::h2_refuse_new_streams(Conn* c) {
+    if (c->c_eof) return close_conn(c);
+    // The client acknowledged our SETTINGS, sent with the resets: it has read them. The client
+    // closes the connection itself once it moved to HTTP/1.1; if it does not, a close_notify
+    // follows after a grace period (expire_timers), not at once: curl 7.88 reports an empty
+    // reply when the end of the connection reaches it before it acted on the reset (measured).
+    if (c->h2_refused > 0 && c->h2_streams.settings_acked && !c->h2_grace) {
+        c->h2_grace = true;
+        list_append(hs_list_, c, now_ + std::min<std::chrono::milliseconds>(std::chrono::seconds(1),
+                                                                             srv_.opts_.handshake_timeout));
+    }
+    uint32_t max = c->h2_streams.max_stream;
+    if (max <= c->h2_refused) return;
+    std::string frames = h2_refuse_frames(c->h2_refused + 1, max, c->h2_refused == 0);
+    if (!ensure(c->u2c)) return close_conn(c);
+    Buf& b = c->u2c;
+    if (b.len == 0) b.off = 0;
+    if (b.off + b.len + frames.size() > srv_.opts_.buffer_size) return;  // after the pending bytes
+    std::memcpy(b.p + b.off + b.len, frames.data(), frames.size());
+    b.len += static_cast<uint32_t>(frames.size());
+    c->h2_refused = max;
 }
 
 void Worker::respond_and_close(Conn* c, std::string response) {
@@ -264,6 +351,8 @@ void Worker::pump(Conn* c) {
             if (c->ssl) {
                 int n = SSL_read(c->ssl, dst, static_cast<int>(space));
                 if (n > 0) {
+                    if (c->h2_check || c->state == Conn::State::H2Refusing)
+                        c->h2_streams.feed(std::string_view(dst, size_t(n)));
                     a.len += static_cast<uint32_t>(n);
                     st_.bytes_in.fetch_add(static_cast<uint64_t>(n), std::memory_order_relaxed);
                     c->rd_wants_wr = false;
@@ -300,6 +389,12 @@ void Worker::pump(Conn* c) {
                     return close_conn(c);
                 }
             }
+            if (c->state == Conn::State::Closing || c->state == Conn::State::H2Refusing)
+                a.len = 0;  // nobody to forward to (the client's frames were tracked above)
+            if (c->state == Conn::State::H2Refusing) {
+                h2_refuse_new_streams(c);
+                if (c->closed) return;
+            }
             if (a.len == 0) release(a);
         }
         if (a.len > 0 && c->u_wr && c->ufd >= 0) {
@@ -314,7 +409,7 @@ void Worker::pump(Conn* c) {
                 c->u_wr = false;
             } else if (n < 0 && errno != EINTR) {
                 st_.upstream_errors.fetch_add(1, std::memory_order_relaxed);
-                return close_conn(c);
+                return upstream_failed(c);  // refused or reset: a 502 if nothing came back yet
             }
         }
         if (c->c_eof && a.len == 0 && !c->u_shut && c->ufd >= 0) {
@@ -331,6 +426,7 @@ void Worker::pump(Conn* c) {
             ssize_t n = ::read(c->ufd, b.p + b.off + b.len, space);
             if (n > 0) {
                 b.len += static_cast<uint32_t>(n);
+                c->u_any = true;
                 if (static_cast<uint32_t>(n) < space && !c->u_hup) c->u_rd = false;
                 progress = true;
             } else if (n == 0) {
@@ -340,12 +436,18 @@ void Worker::pump(Conn* c) {
                 c->u_rd = false;
             } else if (errno != EINTR) {
                 st_.upstream_errors.fetch_add(1, std::memory_order_relaxed);
-                return close_conn(c);
+                return upstream_failed(c);
+            }
+            if (c->h2_check && (b.len > 0 || c->u_eof)) {
+                PrefaceVerdict v = h2_preface_verdict(std::string_view(b.p ? b.p + b.off : "", b.len));
+                if (v == PrefaceVerdict::Settings) c->h2_check = false;
+                else if (v == PrefaceVerdict::NotH2 || c->u_eof) h2_mismatch(c);  // NeedMore: hold
+                if (c->closed) return;
             }
             if (b.len == 0) release(b);
         }
         bool can_write_client = c->wr_wants_rd ? c->tls_readable() : c->c_wr;
-        if (b.len > 0 && can_write_client) {
+        if (b.len > 0 && can_write_client && !c->h2_check) {
             if (c->ssl) {
                 // The upstream has finished: these are the last bytes, and close_notify plus
                 // the FIN follow at once. Hold the partial segment for them (conn_bio.cpp).

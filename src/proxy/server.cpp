@@ -105,6 +105,25 @@ Result<std::unique_ptr<Server>> Server::create(ServerOptions opts, tls::TlsConte
         s->upstream_ = ua.first;
         s->upstream_len_ = ua.second;
     }
+    if (!s->opts_.h2_upstream.empty()) {
+        EC_TRY_ASSIGN(auto ua, resolve_host_port(s->opts_.h2_upstream, false));
+        s->h2_upstream_ = ua.first;
+        s->h2_upstream_len_ = ua.second;
+    } else {
+        s->h2_upstream_ = s->upstream_;
+        s->h2_upstream_len_ = s->upstream_len_;
+    }
+    bool offer_h2 = s->opts_.upstream_protocol == UpstreamProtocol::H2c || !s->opts_.h2_upstream.empty();
+    if (offer_h2 && !s->opts_.listen.empty()) {
+        H2Gate::Options go;
+        go.upstream_name = s->opts_.h2_upstream.empty() ? s->opts_.upstream : s->opts_.h2_upstream;
+        go.addr = s->h2_upstream_;
+        go.addr_len = s->h2_upstream_len_;
+        go.proxy_protocol = s->opts_.proxy_protocol;
+        tls::TlsContext* tc = &s->tls_;
+        tc->set_offer_h2(false);  // until the first probe says the upstream answers h2
+        s->h2_gate_ = std::make_unique<H2Gate>(go, [tc](bool on) { tc->set_offer_h2(on); });
+    }
     return s;
 }
 
@@ -183,6 +202,7 @@ Status Server::start() {
         });
     }
     spdlog::info("terminator: {} worker(s), TLS on port {}, HTTP on port {}", opts_.workers, tls_port_, http_port_);
+    if (h2_gate_) h2_gate_->start();
     return {};
 }
 
@@ -200,6 +220,7 @@ bool Server::wait_for(std::chrono::milliseconds d) {
 }
 
 void Server::stop() {
+    if (h2_gate_) h2_gate_->stop();
     for (auto& w : workers_) w->wake_stop();
     for (auto& t : threads_)
         if (t.joinable()) t.join();
@@ -225,6 +246,8 @@ StatsTotals Server::stats() const {
         t.idle_timeouts += r(s->idle_timeouts);
         t.http01_served += r(s->http01_served);
         t.tls_alpn01_served += r(s->tls_alpn01_served);
+        t.h2_http11_required += r(s->h2_http11_required);
+        t.upstream_502 += r(s->upstream_502);
     }
     return t;
 }

@@ -14,6 +14,7 @@
 
 #include "edgecert/base/result.h"
 #include "proxy/proxy_protocol.h"
+#include "proxy/upstream_h2.h"
 #include "tls/cert_snapshot.h"
 #include "tls/challenge_source.h"
 #include "tls/tls_context.h"
@@ -27,7 +28,15 @@ struct ServerOptions {
     std::string http_listen = "0.0.0.0:80";  // empty: no plain-HTTP listener
     std::string upstream;                    // HOST:PORT, resolved once at start
     int workers = 1;
-    ProxyProtocol proxy_protocol = ProxyProtocol::V2;
+    // What the upstream speaks. H2c: it accepts HTTP/2 with prior knowledge (and HTTP/1.1) on
+    // the forwarded connection, so "h2" in the TLS ALPN list may be offered (see H2Gate).
+    UpstreamProtocol upstream_protocol = UpstreamProtocol::Http1;
+    // Optional HOST:PORT for the connections that negotiated h2, when the routing proxy has a
+    // separate HTTP/2-only port (nginx < 1.25.1 `listen ... http2`, HAProxy `proto h2`). Set, h2
+    // is offered (gated like H2c) and those connections go there; the rest go to `upstream`.
+    std::string h2_upstream;
+    // Off by default: a plain HTTP/1.1 server reads a PROXY header as a bad request.
+    ProxyProtocol proxy_protocol = ProxyProtocol::None;
     HttpMode http_mode = HttpMode::Redirect;
     std::chrono::milliseconds handshake_timeout{10'000};
     std::chrono::milliseconds idle_timeout{300'000};
@@ -44,6 +53,8 @@ struct alignas(64) WorkerStats {
     std::atomic<uint64_t> bytes_in{0}, bytes_out{0};
     std::atomic<uint64_t> rejected_max{0}, upstream_errors{0}, idle_timeouts{0};
     std::atomic<uint64_t> http01_served{0}, tls_alpn01_served{0};
+    std::atomic<uint64_t> h2_http11_required{0};  // h2 clients told to retry over HTTP/1.1
+    std::atomic<uint64_t> upstream_502{0};        // HTTP/1.1 clients answered 502 (upstream down)
 };
 
 struct StatsTotals {
@@ -51,6 +62,7 @@ struct StatsTotals {
     int64_t tls_conns_open = 0, http_conns_open = 0;
     uint64_t bytes_in = 0, bytes_out = 0, rejected_max = 0, upstream_errors = 0, idle_timeouts = 0;
     uint64_t http01_served = 0, tls_alpn01_served = 0;
+    uint64_t h2_http11_required = 0, upstream_502 = 0;
 };
 
 class Worker;
@@ -73,6 +85,8 @@ public:
     int tls_port() const { return tls_port_; }
     int http_port() const { return http_port_; }
     StatsTotals stats() const;
+    // Null unless upstream_protocol is H2c (and there is a TLS listener).
+    const H2Gate* h2_gate() const { return h2_gate_.get(); }
 
 private:
     Server(ServerOptions opts, tls::TlsContext& tls, tls::SnapshotHolder& snapshots,
@@ -81,14 +95,15 @@ private:
     tls::TlsContext& tls_;
     tls::SnapshotHolder& snapshots_;
     const tls::ChallengeSource* challenges_;
-    sockaddr_storage upstream_{};
-    socklen_t upstream_len_ = 0;
+    sockaddr_storage upstream_{}, h2_upstream_{};
+    socklen_t upstream_len_ = 0, h2_upstream_len_ = 0;
     int tls_port_ = 0, http_port_ = 0;
     std::atomic<long> open_conns_{0};
     std::vector<std::unique_ptr<WorkerStats>> stats_;
     std::vector<std::unique_ptr<Worker>> workers_;
     std::vector<std::thread> threads_;
     std::atomic<int> running_{0};
+    std::unique_ptr<H2Gate> h2_gate_;
     friend class Worker;
 };
 

@@ -91,7 +91,15 @@ void Worker::expire_timers() {
     while (hs_list_.head && hs_list_.head->deadline <= now_) {
         Conn* c = hs_list_.head;
         if (c->state == Conn::State::Handshake) st_.hs_timeout.fetch_add(1, std::memory_order_relaxed);
-        close_conn(c);
+        if (c->state == Conn::State::Connecting) {
+            st_.upstream_errors.fetch_add(1, std::memory_order_relaxed);
+            upstream_failed(c);  // connect deadline: a 502 for an HTTP/1.1 client
+        } else if (c->state == Conn::State::H2Refusing && c->h2_grace && c->u2c.len == 0) {
+            finish_with(c, {});  // the refused client kept the connection: close_notify, FIN
+            if (!c->closed) pump(c);
+        } else {
+            close_conn(c);
+        }
     }
     while (idle_list_.head && idle_list_.head->deadline <= now_) {
         st_.idle_timeouts.fetch_add(1, std::memory_order_relaxed);
@@ -287,6 +295,8 @@ void Worker::drive(Conn* c) {
             pump(c);
             break;
         case Conn::State::Responding:
+        case Conn::State::Closing:
+        case Conn::State::H2Refusing:
             pump(c);
             break;
     }

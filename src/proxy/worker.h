@@ -51,6 +51,17 @@ private:
     void start_upstream(Conn* c, std::string prefix);
     void pump(Conn* c);
     void respond_and_close(Conn* c, std::string response);
+    // Replaces the upstream: `bytes` go to the client, then close_notify and the FIN; what the
+    // client still sends is read and dropped until it closes (a close with unread data would
+    // reset the connection and could destroy `bytes` in flight). Bounded by handshake_timeout.
+    void finish_with(Conn* c, std::string_view bytes);
+    // The upstream could not be reached (refused, reset or timed out before its first byte):
+    // an HTTP/1.1 client gets a 502 instead of an empty reply; anything else is closed.
+    void upstream_failed(Conn* c);
+    // An h2 client's upstream answered something other than SETTINGS (upstream_h2.h): the
+    // upstream is dropped and the client's streams refused once it has opened one.
+    void h2_mismatch(Conn* c);
+    void h2_refuse_new_streams(Conn* c);
     void close_conn(Conn* c);
     void expire_timers();
     int next_timeout_ms() const;
@@ -91,7 +102,11 @@ private:
 
 // One client connection and (after the handshake) its upstream connection.
 struct Conn {
-    enum class State : uint8_t { Handshake, AwaitData, HttpHead, Connecting, Streaming, Responding };
+    // Closing: finish_with() is delivering our own answer; the upstream is gone.
+    // H2Refusing: an h2 client whose upstream is not HTTP/2: every stream it opens is refused
+    // with HTTP_1_1_REQUIRED until it closes (h2_mismatch).
+    enum class State : uint8_t { Handshake, AwaitData, HttpHead, Connecting, Streaming, Responding, Closing,
+                                 H2Refusing };
     // Timer list hooks.
     Worker::List* list = nullptr;
     Conn* prev = nullptr;
@@ -111,6 +126,11 @@ struct Conn {
     bool hs_wants_write = false, rd_wants_wr = false, wr_wants_rd = false;
     bool c_eof = false, u_eof = false, c_shut = false, u_shut = false;
     bool more = false;  // client writes: more follows at once (MSG_MORE), see conn_bio.cpp
+    bool h2_check = false;  // h2 negotiated with an h2c upstream: its first bytes must be SETTINGS
+    bool u_any = false;     // the upstream has sent at least one byte
+    H2StreamTracker h2_streams;  // h2_check / H2Refusing: the streams the client opened so far
+    uint32_t h2_refused = 0;     // H2Refusing: streams up to this one were refused
+    bool h2_grace = false;       // H2Refusing: the refusal was acknowledged; closing soon
     // Whether reading the client can make progress: new bytes on the socket, or records
     // OpenSSL already read (read-ahead) but has not handed out yet. The BIO clears c_rd after
     // a short read, so c_rd alone would strand those records.

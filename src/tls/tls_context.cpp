@@ -76,8 +76,10 @@ bool parse_alpn_ext(const unsigned char* p, size_t len, std::vector<std::string_
 TlsContext::TlsContext(TlsOptions opts, const ChallengeSource* challenges, TicketKeys& tickets)
     : opts_(std::move(opts)), challenges_(challenges), tickets_(tickets) {
     for (const auto& p : opts_.alpn) {
-        alpn_wire_.push_back(static_cast<char>(p.size()));
-        alpn_wire_ += p;
+        std::string w = std::string(1, static_cast<char>(p.size())) + p;
+        alpn_wire_ += w;
+        if (p == "h2") has_h2_ = true;
+        else alpn_wire_no_h2_ += w;
     }
 }
 
@@ -184,10 +186,12 @@ int TlsContext::on_alpn(SSL* ssl, const unsigned char** out, unsigned char* outl
         return SSL_TLSEXT_ERR_OK;
     }
     // Server preference (h2 first when offered); no overlap: continue without ALPN.
+    const std::string& wire = offer_h2_.load(std::memory_order_relaxed) ? alpn_wire_ : alpn_wire_no_h2_;
+    if (wire.empty()) return SSL_TLSEXT_ERR_NOACK;
     unsigned char* sel = nullptr;
     unsigned char sel_len = 0;
-    if (SSL_select_next_proto(&sel, &sel_len, reinterpret_cast<const unsigned char*>(alpn_wire_.data()),
-                              static_cast<unsigned>(alpn_wire_.size()), in, inlen) == OPENSSL_NPN_NEGOTIATED) {
+    if (SSL_select_next_proto(&sel, &sel_len, reinterpret_cast<const unsigned char*>(wire.data()),
+                              static_cast<unsigned>(wire.size()), in, inlen) == OPENSSL_NPN_NEGOTIATED) {
         *out = sel;
         *outlen = sel_len;
         return SSL_TLSEXT_ERR_OK;

@@ -10,6 +10,7 @@
 // chooses by the client's signature_algorithms and cipher list.
 #include <openssl/ssl.h>
 
+#include <atomic>
 #include <memory>
 #include <string>
 #include <vector>
@@ -33,7 +34,9 @@ struct TlsConnInfo {
 };
 
 struct TlsOptions {
-    std::vector<std::string> alpn = {"h2", "http/1.1"};  // server preference order
+    // Server preference order. "h2" belongs here only when the upstream speaks HTTP/2 (the
+    // bytes are forwarded as they are); set_offer_h2() can withdraw it at run time.
+    std::vector<std::string> alpn = {"http/1.1"};
     int num_tickets = 1;  // TLS 1.3 tickets per full handshake (each costs an encryption + write)
 };
 
@@ -53,10 +56,18 @@ public:
     int on_alpn(SSL* ssl, const unsigned char** out, unsigned char* outlen, const unsigned char* in, unsigned inlen);
     TicketKeys& tickets() { return tickets_; }
 
+    // Whether "h2" (if configured) is offered to the next handshakes; thread-safe, takes effect
+    // at once. Connections that already negotiated h2 keep it.
+    void set_offer_h2(bool on) { offer_h2_.store(on, std::memory_order_relaxed); }
+    bool offers_h2() const { return has_h2_ && offer_h2_.load(std::memory_order_relaxed); }
+
 private:
     TlsContext(TlsOptions opts, const ChallengeSource* challenges, TicketKeys& tickets);
     TlsOptions opts_;
-    std::string alpn_wire_;  // server preference list in wire format
+    std::string alpn_wire_;        // server preference list in wire format
+    std::string alpn_wire_no_h2_;  // the same without "h2"
+    bool has_h2_ = false;
+    std::atomic<bool> offer_h2_{true};
     const ChallengeSource* challenges_;
     TicketKeys& tickets_;
     ChallengeCertCache challenge_certs_;

@@ -100,7 +100,7 @@ class K8sTerminator(Proc):
         self.tls_port, self.http_port, self.admin_port = tls_port, http_port, free_port()
         args = [BIN, "terminator", "--listen", f"127.0.0.1:{tls_port}", "--http-listen", f"127.0.0.1:{http_port}",
                 "--upstream", f"127.0.0.1:{upstream_port}", "--admin", f"127.0.0.1:{self.admin_port}",
-                "--workers", "1", "--kubeconfig", str(srv.kubeconfig), "--cert-source", "kubernetes",
+                "--workers", "1", "--proxy-protocol", "v2", "--kubeconfig", str(srv.kubeconfig), "--cert-source", "kubernetes",
                 "--challenge-source", "kubernetes"]
         super().__init__(args, os.path.join(workdir, f"terminator-{tls_port}.log"))
 

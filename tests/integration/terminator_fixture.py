@@ -1,8 +1,11 @@
 """Fixtures for the terminator integration tests: certificates made with the openssl CLI, an
 upstream that parses and checks the PROXY header (and answers HTTP/1.1 and a minimal h2), and a
 running `edgecert terminator` stopped by PID."""
+import base64
+import hashlib
 import json
 import os
+import shutil
 import signal
 import socket
 import ssl
@@ -13,7 +16,9 @@ import time
 import urllib.request
 
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
+CHROMIUM = "/usr/bin/chromium"
 BIN = os.environ.get("EDGECERT_BIN") or os.path.join(os.path.dirname(__file__), "..", "..", "build", "edgecert")
 PP2_SIG = b"\r\n\r\n\x00\r\nQUIT\n"
 
@@ -169,6 +174,10 @@ class Upstream:
                     return
                 info, n = parse_proxy_v2(buf)
                 buf = buf[n:]
+                if info["command"] == 0:  # LOCAL: the terminator's own h2c check, not a client
+                    if buf.startswith(b"PRI"):
+                        return self._h2(c, buf, info)
+                    return
             elif self.proxy == "v1":
                 buf = self._recv_until(c, buf, lambda b: b"\r\n" in b)
                 if buf is None:
@@ -240,12 +249,24 @@ class Upstream:
 
 
 class Terminator:
-    def __init__(self, cert_dir, upstream_port, *extra, workdir):
+    """`edgecert terminator` on loopback ports. The fixture's Upstream checks a PROXY v2 header and
+    speaks h2c, so by default the terminator is told so (--proxy-protocol v2 --upstream-protocol
+    h2c) and the constructor waits until h2 is offered; `defaults=True` passes no such flag (what a
+    new user runs: test_terminator_defaults.py)."""
+
+    def __init__(self, cert_dir, upstream_port, *extra, workdir, defaults=False):
         self.tls_port, self.http_port, self.admin_port = free_port(), free_port(), free_port()
         self.log_path = os.path.join(workdir, f"terminator-{self.tls_port}.log")
+        fixture_flags = []
+        if not defaults:
+            if not any(a.startswith("--proxy-protocol") for a in extra):
+                fixture_flags += ["--proxy-protocol", "v2"]
+            if not any(a.startswith("--upstream-protocol") for a in extra):
+                fixture_flags += ["--upstream-protocol", "h2c"]
         args = [BIN, "terminator", "--listen", f"127.0.0.1:{self.tls_port}", "--http-listen",
                 f"127.0.0.1:{self.http_port}", "--upstream", f"127.0.0.1:{upstream_port}", "--cert-dir", cert_dir,
-                "--admin", f"127.0.0.1:{self.admin_port}", "--workers", "2", *extra]
+                "--admin", f"127.0.0.1:{self.admin_port}", "--workers", "2", *fixture_flags, *extra]
+        self.h2c = "h2c" in args[args.index("--upstream-protocol") + 1] if "--upstream-protocol" in args else False
         env = dict(os.environ, EDGECERT_LOG_LEVEL=os.environ.get("TERM_LOG", "info"))
         self.log = open(self.log_path, "w")
         self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT, env=env)
@@ -254,7 +275,9 @@ class Terminator:
             if self.proc.poll() is not None:
                 raise AssertionError(f"terminator exited {self.proc.returncode}:\n{self.logs()}")
             try:
-                if self.get_admin("/readyz")[0] == 200:
+                if self.get_admin("/readyz")[0] == 200 and (
+                        not self.h2c or self.metrics().get("edgecert_upstream_h2_checks_total{result=\"ok\"}", 0) > 0
+                        or self.metrics().get("edgecert_upstream_h2_checks_total{result=\"not_h2\"}", 0) > 0):
                     return
             except OSError:
                 pass
@@ -292,6 +315,43 @@ class Terminator:
         logs = open(self.log_path).read()
         assert "PRIVATE KEY" not in logs, "a private key was logged"
         return self.proc.returncode
+
+
+def openssl(*args):
+    subprocess.run(["openssl", *args], check=True, capture_output=True)
+
+
+def make_ca_and_leaf(folder, cert_dir, name):
+    """CA (self-signed, CA:TRUE) and a leaf for name signed by it; the terminator gets leaf + CA chain.
+    Returns the leaf's SPKI pin: base64(sha256(DER SubjectPublicKeyInfo))."""
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
+    openssl("req", "-x509", *ec, "-keyout", f"{folder}/ca.key", "-out", f"{folder}/ca.crt", "-days", "2",
+            "-subj", "/CN=edgecert chromium test CA", "-addext", "basicConstraints=critical,CA:TRUE",
+            "-addext", "keyUsage=critical,keyCertSign,cRLSign")
+    openssl("req", "-new", *ec, "-keyout", f"{folder}/leaf.key", "-out", f"{folder}/leaf.csr", "-subj", "/CN=" + name)
+    with open(f"{folder}/leaf.ext", "w") as f:
+        f.write(f"subjectAltName=DNS:{name}\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n"
+                "keyUsage=critical,digitalSignature\n")
+    openssl("x509", "-req", "-in", f"{folder}/leaf.csr", "-CA", f"{folder}/ca.crt", "-CAkey", f"{folder}/ca.key",
+            "-set_serial", "0x5eed", "-days", "1", "-extfile", f"{folder}/leaf.ext", "-out", f"{folder}/leaf.crt")
+    os.makedirs(f"{cert_dir}/browser", exist_ok=True)
+    with open(f"{cert_dir}/browser/tls.crt", "w") as out:
+        out.write(open(f"{folder}/leaf.crt").read() + open(f"{folder}/ca.crt").read())
+    shutil.copy(f"{folder}/leaf.key", f"{cert_dir}/browser/tls.key")
+    leaf = x509.load_pem_x509_certificate(open(f"{folder}/leaf.crt", "rb").read())
+    spki = leaf.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return base64.b64encode(hashlib.sha256(spki).digest()).decode()
+
+
+def chromium(port, spki, profile, *mode, name, path="/", timeout=40):
+    """Headless Chromium with its own defaults (h2 when offered), `name` mapped to 127.0.0.1:port and
+    the leaf trusted by its SPKI pin."""
+    args = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync",
+            "--disable-dev-shm-usage", f"--user-data-dir={profile}",
+            f"--host-resolver-rules=MAP {name} 127.0.0.1:{port}",
+            f"--ignore-certificate-errors-spki-list={spki}", *mode, f"https://{name}{path}"]
+    return subprocess.run(args, capture_output=True, text=True, timeout=timeout)
 
 
 def wait_for(pred, timeout=5.0, interval=0.02):

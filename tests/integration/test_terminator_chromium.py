@@ -6,48 +6,17 @@ The upstream parses the PROXY v2 header and must see ALPN h2 (Chromium speaks h2
 import base64
 import hashlib
 import os
-import shutil
 import struct
-import subprocess
 import tempfile
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 
-from terminator_fixture import Terminator, Upstream
+from terminator_fixture import CHROMIUM, Terminator, Upstream, chromium, make_ca_and_leaf
 
-CHROMIUM = "/usr/bin/chromium"
 NAME = "browser.edgecert.test"
 
 pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM),
                                 reason=f"{CHROMIUM} not installed (Debian package 'chromium', see scripts/setup.sh)")
-
-
-def openssl(*args):
-    subprocess.run(["openssl", *args], check=True, capture_output=True)
-
-
-def make_ca_and_leaf(folder, cert_dir):
-    """CA (self-signed, CA:TRUE) and a leaf for NAME signed by it; the terminator gets leaf + CA chain.
-    Returns the leaf's SPKI pin: base64(sha256(DER SubjectPublicKeyInfo))."""
-    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
-    openssl("req", "-x509", *ec, "-keyout", f"{folder}/ca.key", "-out", f"{folder}/ca.crt", "-days", "2",
-            "-subj", "/CN=edgecert chromium test CA", "-addext", "basicConstraints=critical,CA:TRUE",
-            "-addext", "keyUsage=critical,keyCertSign,cRLSign")
-    openssl("req", "-new", *ec, "-keyout", f"{folder}/leaf.key", "-out", f"{folder}/leaf.csr", "-subj", "/CN=" + NAME)
-    with open(f"{folder}/leaf.ext", "w") as f:
-        f.write(f"subjectAltName=DNS:{NAME}\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n"
-                "keyUsage=critical,digitalSignature\n")
-    openssl("x509", "-req", "-in", f"{folder}/leaf.csr", "-CA", f"{folder}/ca.crt", "-CAkey", f"{folder}/ca.key",
-            "-set_serial", "0x5eed", "-days", "1", "-extfile", f"{folder}/leaf.ext", "-out", f"{folder}/leaf.crt")
-    os.makedirs(f"{cert_dir}/browser")
-    with open(f"{cert_dir}/browser/tls.crt", "w") as out:
-        out.write(open(f"{folder}/leaf.crt").read() + open(f"{folder}/ca.crt").read())
-    shutil.copy(f"{folder}/leaf.key", f"{cert_dir}/browser/tls.key")
-    leaf = x509.load_pem_x509_certificate(open(f"{folder}/leaf.crt", "rb").read())
-    spki = leaf.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-    return base64.b64encode(hashlib.sha256(spki).digest()).decode()
 
 
 class HtmlUpstream(Upstream):
@@ -93,7 +62,7 @@ class HtmlUpstream(Upstream):
 @pytest.fixture
 def served(tmp_path):
     certs = tmp_path / "certs"
-    spki = make_ca_and_leaf(str(tmp_path), str(certs))
+    spki = make_ca_and_leaf(str(tmp_path), str(certs), NAME)
     up = HtmlUpstream("v2")
     t = Terminator(str(certs), up.port, "--strict-sni", workdir=str(tmp_path))
     yield {"t": t, "up": up, "spki": spki, "dir": tmp_path}
@@ -103,19 +72,10 @@ def served(tmp_path):
     assert not up.errors, up.errors
 
 
-def chromium(port, spki, profile, *mode, timeout=40):
-    args = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync",
-            "--disable-dev-shm-usage", f"--user-data-dir={profile}",
-            f"--host-resolver-rules=MAP {NAME} 127.0.0.1:{port}",
-            f"--ignore-certificate-errors-spki-list={spki}", *mode, f"https://{NAME}/"]
-    return subprocess.run(args, capture_output=True, text=True, timeout=timeout)
-
-
 def test_chromium_loads_page_over_h2_through_terminator(served):
     t, up = served["t"], served["up"]
     with tempfile.TemporaryDirectory(dir=served["dir"]) as profile:
-        p = chromium(t.tls_port, served["spki"], profile, "--dump-dom")
+        p = chromium(t.tls_port, served["spki"], profile, "--dump-dom", name=NAME)
     dom = p.stdout
     assert "served-by-upstream-7f3c" in dom, f"rc={p.returncode}\nstdout:\n{dom}\nstderr:\n{p.stderr[-3000:]}"
     # The page echoes the PROXY v2 header the upstream parsed; check it both in the DOM and directly.
@@ -138,12 +98,12 @@ def test_chromium_refuses_without_the_pin_and_screenshots_with_it(served):
     t, up = served["t"], served["up"]
     wrong = base64.b64encode(hashlib.sha256(b"not the leaf").digest()).decode()
     with tempfile.TemporaryDirectory(dir=served["dir"]) as profile:
-        p = chromium(t.tls_port, wrong, profile, "--dump-dom")
+        p = chromium(t.tls_port, wrong, profile, "--dump-dom", name=NAME)
     assert "served-by-upstream-7f3c" not in p.stdout
     assert getattr(up, "requests", 0) == 0, "the upstream served a browser that rejected the certificate"
     shot = served["dir"] / "page.png"
     with tempfile.TemporaryDirectory(dir=served["dir"]) as profile:
-        p = chromium(t.tls_port, served["spki"], profile, f"--screenshot={shot}", "--window-size=800,600")
+        p = chromium(t.tls_port, served["spki"], profile, f"--screenshot={shot}", "--window-size=800,600", name=NAME)
     assert shot.exists(), f"rc={p.returncode}\n{p.stderr[-3000:]}"
     data = shot.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 1000

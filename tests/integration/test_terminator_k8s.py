@@ -32,7 +32,7 @@ class K8sTerminator:
         self.log_path = os.path.join(workdir, f"terminator-k8s-{self.tls_port}.log")
         args = [BIN, "terminator", "--listen", f"127.0.0.1:{self.tls_port}", "--http-listen",
                 f"127.0.0.1:{self.http_port}", "--upstream", f"127.0.0.1:{upstream_port}",
-                "--admin", f"127.0.0.1:{self.admin_port}", "--workers", "1",
+                "--admin", f"127.0.0.1:{self.admin_port}", "--workers", "1", "--proxy-protocol", "v2",
                 "--kubeconfig", str(srv.kubeconfig), *extra]
         self.log = open(self.log_path, "w")
         self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT,

@@ -52,6 +52,7 @@ terminator:
   strictSni: true
   defaultCertificate: api
   drainTimeout: 2s
+  upstreamProtocol: h2c
   alpn: [h2, http/1.1]
 )";
 
@@ -111,6 +112,7 @@ TEST(RunConfig, FullExampleMapsToCrdSpecs) {
     EXPECT_TRUE(t.strict_sni);
     EXPECT_EQ(t.default_certificate, "api-tls");  // the folder the terminator knows
     EXPECT_EQ(t.drain_timeout, std::chrono::milliseconds(2000));
+    EXPECT_EQ(t.upstream_protocol, proxy::UpstreamProtocol::H2c);
     EXPECT_EQ(t.alpn, (std::vector<std::string>{"h2", "http/1.1"}));
     EXPECT_EQ(c->issuer("pebble"), &c->issuers[0]);
     EXPECT_EQ(c->certificate("api"), &c->certificates[1]);
@@ -129,6 +131,16 @@ TEST(RunConfig, TerminatorDefaults) {
     EXPECT_EQ(c->terminator.http_mode, proxy::HttpMode::Redirect);
     EXPECT_EQ(c->terminator.admin, "127.0.0.1:9402");
     EXPECT_EQ(c->terminator.workers, 1);
+    EXPECT_EQ(c->terminator.upstream_protocol, proxy::UpstreamProtocol::Http1);
+    EXPECT_EQ(c->terminator.alpn, (std::vector<std::string>{"http/1.1"}));
+}
+
+TEST(RunConfig, H2IsOfferedOnlyToAnH2cUpstream) {
+    auto c = parse("store: s\nterminator: {upstream: 127.0.0.1:80, upstreamProtocol: h2c}\n");
+    ASSERT_TRUE(c) << c.error().message;
+    EXPECT_EQ(c->terminator.alpn, (std::vector<std::string>{"h2", "http/1.1"}));
+    c = parse("store: s\nterminator: {upstream: 127.0.0.1:80, upstreamProtocol: h2c, alpn: [http/1.1]}\n");
+    ASSERT_TRUE(c) << c.error().message;
     EXPECT_EQ(c->terminator.alpn, (std::vector<std::string>{"http/1.1"}));
 }
 
@@ -193,6 +205,10 @@ TEST(RunConfig, ErrorsNameTheEntry) {
          "terminator: upstream is required"},
         {"bad proxyProtocol", with("proxyProtocol: v2", "proxyProtocol: v3"),
          "terminator: proxyProtocol"},
+        {"h2 to an http1 upstream", with("  upstreamProtocol: h2c\n", ""),
+         "terminator: ALPN h2 is offered but the upstream protocol is http1"},
+        {"bad upstreamProtocol", with("upstreamProtocol: h2c", "upstreamProtocol: http3"),
+         "terminator: upstream protocol 'http3': use http1"},
         {"bad workers", with("workers: 3", "workers: zero"), "terminator: workers"},
         {"unknown terminator key", with("  workers: 3", "  threads: 3"),
          "terminator: unknown field 'threads'"},

@@ -152,15 +152,43 @@ TEST_F(HandshakeTest, RefusesOldProtocolsAndWeakCiphers) {
                  }).ok);
 }
 
-TEST_F(HandshakeTest, AlpnPrefersH2) {
+TEST_F(HandshakeTest, AlpnDefaultIsHttp11Only) {
+    // The default forwards to an HTTP/1.1 upstream: h2 is never offered, even when the client
+    // prefers it (curl and browsers list h2 first).
     auto set = [](const char* wire, unsigned len) {
         return [=](SSL* s) { SSL_set_alpn_protos(s, reinterpret_cast<const unsigned char*>(wire), len); };
     };
+    EXPECT_EQ(handshake(snap.get(), "a.test", set("\x02h2\x08http/1.1", 12)).alpn, "http/1.1");
+    EXPECT_FALSE(ctx->offers_h2());
+    auto h2only = handshake(snap.get(), "a.test", set("\x02h2", 3));
+    EXPECT_TRUE(h2only.ok);  // no overlap: the handshake goes on without ALPN
+    EXPECT_EQ(h2only.alpn, "");
+}
+
+TEST_F(HandshakeTest, AlpnPrefersH2WhenOfferedAndCanBeWithdrawn) {
+    TlsOptions o;
+    o.alpn = {"h2", "http/1.1"};
+    auto c = TlsContext::create(o, &challenges, tickets);
+    ASSERT_TRUE(c.ok());
+    ctx = std::move(*c);
+    auto sc = ctx->new_ssl_ctx();
+    ASSERT_TRUE(sc.ok());
+    server_ctx = std::move(*sc);
+    auto set = [](const char* wire, unsigned len) {
+        return [=](SSL* s) { SSL_set_alpn_protos(s, reinterpret_cast<const unsigned char*>(wire), len); };
+    };
+    EXPECT_TRUE(ctx->offers_h2());
     EXPECT_EQ(handshake(snap.get(), "a.test", set("\x08http/1.1\x02h2", 12)).alpn, "h2");
     EXPECT_EQ(handshake(snap.get(), "a.test", set("\x08http/1.1", 9)).alpn, "http/1.1");
     auto none = handshake(snap.get(), "a.test", set("\x06spdy/1", 7));
     EXPECT_TRUE(none.ok);
     EXPECT_EQ(none.alpn, "");
+    // The upstream stopped answering h2: the same SSL_CTX now negotiates http/1.1 at once.
+    ctx->set_offer_h2(false);
+    EXPECT_FALSE(ctx->offers_h2());
+    EXPECT_EQ(handshake(snap.get(), "a.test", set("\x02h2\x08http/1.1", 12)).alpn, "http/1.1");
+    ctx->set_offer_h2(true);
+    EXPECT_EQ(handshake(snap.get(), "a.test", set("\x02h2\x08http/1.1", 12)).alpn, "h2");
 }
 
 TEST_F(HandshakeTest, TlsAlpn01ServesChallengeCertificate) {

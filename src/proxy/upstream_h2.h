@@ -10,9 +10,10 @@
 //    preface and an empty SETTINGS frame, and waits for the server's first frame;
 //  - on every client connection that negotiated h2, the worker checks the upstream's first
 //    bytes the same way (h2_preface_verdict). If they are not a SETTINGS frame, that client gets
-//    SETTINGS + GOAWAY(last-stream-id 0, HTTP_1_1_REQUIRED) instead of the upstream's bytes (its
-//    request was not processed, so it retries; curl and Chromium retry over HTTP/1.1) and the
-//    gate stops offering h2 until a probe succeeds again.
+//    our SETTINGS and RST_STREAM(HTTP_1_1_REQUIRED) for each stream it opened instead of the
+//    upstream's bytes (h2_refuse_frames: its requests were not processed, so it retries them;
+//    curl and Chromium retry over HTTP/1.1) and the gate stops offering h2 until a probe
+//    succeeds again.
 //
 // The gate's thread is control plane (blocking connect/poll with a deadline); the data plane
 // only calls report_mismatch(), which never blocks on I/O.

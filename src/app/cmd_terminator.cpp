@@ -35,7 +35,8 @@ int cmd_terminator(int argc, char** argv) {
     Flags f("terminator", "[flags]",
             "Terminates TLS with certificates from --cert-dir or Kubernetes Secrets (hot-reloaded on\n"
             "change), answers ACME http-01/tls-alpn-01 challenges (from --challenge-dir or Challenge\n"
-            "objects), and forwards plain bytes to --upstream with a PROXY header.");
+            "objects), and forwards plain bytes to --upstream (with a PROXY header when\n"
+            "--proxy-protocol says so).");
     f.add("listen", "ADDR:PORT", "TLS listener", "0.0.0.0:443")
         .add("http-listen", "ADDR:PORT", "plain-HTTP listener (ACME http-01, redirect/pass-through); 'off' disables",
              "0.0.0.0:80")

@@ -1,5 +1,6 @@
 #include "tls/cert_store.h"
 
+#include "edgecert/base/clock.h"
 #include "edgecert/base/cpus.h"
 
 #include <spdlog/spdlog.h>
@@ -76,7 +77,8 @@ void CertStore::apply(std::vector<CertChange> changes, bool full) {
         // Per-certificate lines at info for ordinary reloads; a bulk load of thousands logs a summary.
         spdlog::log(changes.size() <= 50 ? spdlog::level::info : spdlog::level::debug,
                     "certificate {}: loaded serial {} ({}) names [{}] not after {}", c.name, e->serial,
-                    e->key_type == KeyType::EC ? "ECDSA" : "RSA", sans, e->not_after);
+                    e->key_type == KeyType::EC ? "ECDSA" : "RSA", sans,
+                    rfc3339(system_time_from_unix(e->not_after)));
         delta[c.name] = e;
     }
     if (full) {

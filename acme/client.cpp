@@ -30,13 +30,6 @@ Error from_response(Error e, std::string_view url, int status) {
     return e;
 }
 
-bool looks_like_ip(std::string_view s) {
-    if (s.find(':') != std::string_view::npos) return true;  // IPv6
-    return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) {
-        return (c >= '0' && c <= '9') || c == '.';
-    }) && std::count(s.begin(), s.end(), '.') == 3;
-}
-
 // RFC 3986 §5.2 for the forms CAs use in Location and Link: absolute, network-path ("//h/p"),
 // absolute-path ("/p") and relative-path ("p").
 std::string resolve_url(std::string_view base, std::string_view ref) {
@@ -386,8 +379,22 @@ Result<std::string> Client::key_authorization(std::string_view token) const {
 // ---- orders ----------------------------------------------------------------------------------
 
 Result<Order> Client::new_order(const NewOrderOptions& opts) {
-    if (opts.dns_names.empty())
+    if (opts.dns_names.empty() && opts.ip_addresses.empty())
         return Error(ErrorCode::InvalidConfig, "an order needs at least one name");
+    // RFC 8555 §7.4 / RFC 8738 §3: {"type": "dns"|"ip", "value": ...}.
+    json ids = json::array();
+    for (const auto& n : opts.dns_names) {
+        if (is_ip_literal(n))
+            return Error(ErrorCode::InvalidConfig,
+                         fmt::format("'{}' is an IP address, not a DNS name: order it as an ip "
+                                     "identifier (RFC 8738)",
+                                     n));
+        ids.push_back({{"type", std::string(kIdentifierDns)}, {"value", n}});
+    }
+    for (const auto& ip : opts.ip_addresses) {
+        EC_TRY_ASSIGN(std::string value, canonical_ip(ip));
+        ids.push_back({{"type", std::string(kIdentifierIp)}, {"value", std::move(value)}});
+    }
     EC_TRY_ASSIGN(auto d, impl_->directory());
     if (!opts.profile.empty() && !d.meta.profiles.empty() &&
         !d.meta.profiles.contains(opts.profile)) {
@@ -399,9 +406,6 @@ Result<Order> Client::new_order(const NewOrderOptions& opts) {
         e.type = std::string(problem::kInvalidProfile);
         return e;
     }
-    json ids = json::array();
-    for (const auto& n : opts.dns_names)
-        ids.push_back({{"type", looks_like_ip(n) ? "ip" : "dns"}, {"value", n}});
     json payload = {{"identifiers", std::move(ids)}};
     if (!opts.profile.empty()) payload["profile"] = opts.profile;
     if (!opts.replaces.empty()) payload["replaces"] = opts.replaces;

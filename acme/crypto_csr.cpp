@@ -5,7 +5,9 @@
 #include <cstring>
 
 #include "edgecert/acme/crypto.h"
+#include "edgecert/acme/types.h"
 #include "edgecert/base/encoding.h"
+#include "edgecert/base/ip.h"
 
 namespace edgecert::acme {
 namespace {
@@ -18,10 +20,14 @@ const EVP_MD* csr_md(const PrivateKey& key) {
 
 constexpr size_t kMaxCommonName = 64;  // RFC 5280 ub-common-name
 
-// An IP literal (RFC 8738 identifiers) becomes an iPAddress SAN; anything else a dNSName.
+// An IP literal (RFC 8738 identifiers) becomes an iPAddress SAN with its 4 or 16 octets;
+// anything else a dNSName. Strict literals only (base/ip.h): "1.2.3" is not 1.2.0.3 here.
 ossl::UniquePtr<ASN1_OCTET_STRING> parse_ip(const std::string& s) {
-    ossl::UniquePtr<ASN1_OCTET_STRING> ip(a2i_IPADDRESS(s.c_str()));
-    ossl::clear_errors();
+    auto addr = IpAddress::parse(s);
+    if (!addr) return nullptr;
+    ossl::UniquePtr<ASN1_OCTET_STRING> ip(ASN1_OCTET_STRING_new());
+    if (ip && ASN1_OCTET_STRING_set(ip.get(), addr->data(), static_cast<int>(addr->size())) != 1)
+        ip.reset();
     return ip;
 }
 
@@ -192,9 +198,24 @@ Result<Certificate> build_self_signed(const PrivateKey& key, const std::vector<s
 
 }  // namespace
 
-Result<std::string> make_csr_der(const PrivateKey& key, const std::vector<std::string>& dns_names) {
-    EC_TRY_ASSIGN(auto san, make_san_extension(dns_names));
-    EC_TRY_ASSIGN(auto subject, subject_for(dns_names));
+Result<std::string> make_csr_der(const PrivateKey& key, const std::vector<std::string>& dns_names,
+                                 const std::vector<std::string>& ip_addresses) {
+    // RFC 8738: an address is its own identifier type, never a DNS name; SANs list the DNS names
+    // first (the first one is the CN), then the addresses.
+    std::vector<std::string> names;
+    for (const auto& n : dns_names) {
+        if (is_ip_literal(n))
+            return Error(
+                ErrorCode::InvalidConfig,
+                "'" + n + "' is an IP address, not a DNS name: it belongs in an iPAddress SAN");
+        names.push_back(n);
+    }
+    for (const auto& ip : ip_addresses) {
+        EC_TRY_ASSIGN(std::string canonical, canonical_ip(ip));  // says why one is refused
+        names.push_back(std::move(canonical));
+    }
+    EC_TRY_ASSIGN(auto san, make_san_extension(names));
+    EC_TRY_ASSIGN(auto subject, subject_for(names));
     ossl::UniquePtr<X509_REQ> req(X509_REQ_new());
     if (!req || X509_REQ_set_version(req.get(), X509_REQ_VERSION_1) != 1 ||
         X509_REQ_set_subject_name(req.get(), subject.get()) != 1) {

@@ -7,6 +7,7 @@
 
 #include "edgecert/acme/crypto.h"
 #include "edgecert/base/encoding.h"
+#include "edgecert/base/ip.h"
 
 namespace edgecert::acme {
 namespace {
@@ -111,18 +112,35 @@ SystemTime Certificate::not_after() const {
     return asn1_to_time(X509_get0_notAfter(x_.get()));
 }
 
-std::vector<std::string> Certificate::dns_names() const {
-    std::vector<std::string> out;
-    ossl::UniquePtr<GENERAL_NAMES> names(static_cast<GENERAL_NAMES*>(
-        X509_get_ext_d2i(x_.get(), NID_subject_alt_name, nullptr, nullptr)));
-    if (!names) return out;
+namespace {
+// Calls fn(contents) for each subjectAltName entry of `type` (GEN_DNS, GEN_IPADD).
+template <class F>
+void for_each_san(X509* x, int type, F&& fn) {
+    ossl::UniquePtr<GENERAL_NAMES> names(
+        static_cast<GENERAL_NAMES*>(X509_get_ext_d2i(x, NID_subject_alt_name, nullptr, nullptr)));
+    if (!names) return;
     for (int i = 0; i < sk_GENERAL_NAME_num(names.get()); ++i) {
         const GENERAL_NAME* gn = sk_GENERAL_NAME_value(names.get(), i);
-        if (gn->type != GEN_DNS) continue;
-        const ASN1_STRING* s = gn->d.dNSName;
-        out.emplace_back(reinterpret_cast<const char*>(ASN1_STRING_get0_data(s)),
-                         static_cast<size_t>(ASN1_STRING_length(s)));
+        if (gn->type != type) continue;
+        const ASN1_STRING* s = type == GEN_DNS ? gn->d.dNSName : gn->d.iPAddress;
+        fn(ASN1_STRING_get0_data(s), static_cast<size_t>(ASN1_STRING_length(s)));
     }
+}
+}  // namespace
+
+std::vector<std::string> Certificate::dns_names() const {
+    std::vector<std::string> out;
+    for_each_san(x_.get(), GEN_DNS, [&](const unsigned char* p, size_t n) {
+        out.emplace_back(reinterpret_cast<const char*>(p), n);
+    });
+    return out;
+}
+
+std::vector<std::string> Certificate::ip_addresses() const {
+    std::vector<std::string> out;
+    for_each_san(x_.get(), GEN_IPADD, [&](const unsigned char* p, size_t n) {
+        if (auto ip = IpAddress::from_bytes(p, n)) out.push_back(ip->to_string());
+    });
     return out;
 }
 

@@ -38,17 +38,39 @@ std::string join(const std::vector<std::string>& v) {
     return out;
 }
 
-std::set<std::string> name_set(const std::vector<std::string>& names) {
-    std::set<std::string> out;
-    for (const auto& n : names) out.insert(ascii_lower(n));
+// (type, value) with DNS names lower-cased and addresses in canonical text, so that an order the
+// CA echoes in its own spelling still compares equal to the request.
+using IdentifierSet = std::set<std::pair<std::string, std::string>>;
+
+void add_identifier(IdentifierSet& out, std::string_view type, const std::string& value) {
+    std::string v = ascii_lower(value);
+    if (type == kIdentifierIp) {
+        if (auto c = canonical_ip(value)) v = std::move(*c);
+    }
+    out.emplace(std::string(type), std::move(v));
+}
+
+IdentifierSet requested_identifiers(const ObtainRequest& req) {
+    IdentifierSet out;
+    for (const auto& n : req.dns_names) add_identifier(out, kIdentifierDns, n);
+    for (const auto& ip : req.ip_addresses) add_identifier(out, kIdentifierIp, ip);
+    return out;
+}
+
+std::vector<std::string> requested_names(const ObtainRequest& req) {
+    std::vector<std::string> out = req.dns_names;
+    out.insert(out.end(), req.ip_addresses.begin(), req.ip_addresses.end());
     return out;
 }
 
 // The first challenge, in the solver's order of preference, that the CA offers for `a`.
-// RFC 8555 §7.1.3: a wildcard name can only be validated with dns-01.
+// RFC 8555 §7.1.3: a wildcard name can only be validated with dns-01; RFC 8738 §7: an IP
+// address never with dns-01.
 const Challenge* pick_challenge(const Authorization& a, const std::vector<std::string>& supported) {
+    const bool ip = a.identifier.type == kIdentifierIp;
     for (const auto& type : supported) {
         if (a.wildcard && type != kDns01) continue;
+        if (ip && type == kDns01) continue;
         for (const auto& ch : a.challenges)
             if (ch.type == type) return &ch;
     }
@@ -74,12 +96,16 @@ Status solve_authorizations(Client& client, ChallengeSolver& solver, const Order
         if (!ch && !in_flight) {
             std::vector<std::string> offered;
             for (const auto& c : a.challenges) offered.push_back(c.type);
+            const bool ip = a.identifier.type == kIdentifierIp;
             return Error(
                 ErrorCode::InvalidConfig,
                 fmt::format(
                     "no usable challenge for {}{}: the CA offers [{}], the solver supports [{}]{}",
                     a.wildcard ? "*." : "", a.identifier.value, join(offered), join(supported),
-                    a.wildcard ? " (a wildcard needs dns-01)" : ""));
+                    a.wildcard ? " (a wildcard needs dns-01)"
+                    : ip       ? " (an IP address is validated with http-01 or tls-alpn-01, "
+                                 "never dns-01: RFC 8738 §7)"
+                               : ""));
         }
         if (ch) {
             // The solver must keep serving the response while the CA validates, also for a
@@ -134,21 +160,26 @@ std::vector<Certificate> without_root(std::vector<Certificate> chain) {
 Result<ObtainResult> obtain(Client& client, ChallengeSolver& solver, const ObtainRequest& req) {
     if (!client.has_account())
         return Error(ErrorCode::InvalidConfig, "no ACME account: register or load one first");
-    if (req.dns_names.empty())
+    if (req.dns_names.empty() && req.ip_addresses.empty())
         return Error(ErrorCode::InvalidConfig, "a certificate needs at least one name");
 
     Order order;
     if (!req.resume_order_url.empty()) {
         EC_TRY_ASSIGN(order, client.get_order(req.resume_order_url));
         std::vector<std::string> ids;
-        for (const auto& i : order.identifiers) ids.push_back(i.value);
-        if (name_set(ids) != name_set(req.dns_names))
+        IdentifierSet have;
+        for (const auto& i : order.identifiers) {
+            ids.push_back(i.value);
+            add_identifier(have, i.type, i.value);
+        }
+        if (have != requested_identifiers(req))
             return Error(ErrorCode::Permanent,
                          fmt::format("order {} is for [{}], not for the requested [{}]", order.url,
-                                     join(ids), join(req.dns_names)));
+                                     join(ids), join(requested_names(req))));
     } else {
         NewOrderOptions o;
         o.dns_names = req.dns_names;
+        o.ip_addresses = req.ip_addresses;
         o.profile = req.profile;
         o.replaces = req.replaces;
         auto r = client.new_order(o);
@@ -168,7 +199,7 @@ Result<ObtainResult> obtain(Client& client, ChallengeSolver& solver, const Obtai
         EC_TRY_ASSIGN(order, client.wait_order(order.url));  // pending → ready
     }
     if (order.status == status::kReady) {
-        EC_TRY_ASSIGN(auto csr, make_csr_der(req.cert_key, req.dns_names));
+        EC_TRY_ASSIGN(auto csr, make_csr_der(req.cert_key, req.dns_names, req.ip_addresses));
         EC_TRY_ASSIGN(auto finalized, client.finalize(order, csr));
         order = std::move(finalized);
         if (auto e = order_error(order)) return *e;

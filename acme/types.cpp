@@ -8,6 +8,7 @@
 
 #include "acme/wire.h"
 #include "edgecert/acme/problem.h"
+#include "edgecert/base/ip.h"
 
 namespace edgecert::acme {
 
@@ -39,6 +40,31 @@ Result<T> decode(std::string_view body, const char* what, F&& f) {
 }
 
 }  // namespace
+
+Result<std::string> canonical_ip(std::string_view text) {
+    auto ip = IpAddress::parse(text);
+    if (!ip)
+        return Error(ErrorCode::InvalidConfig,
+                     "'" + std::string(text) +
+                         "' is not an IP address (IPv4 dotted quad or IPv6, without brackets, "
+                         "zone or prefix length)");
+    if (ip->is_v4_mapped())
+        return Error(ErrorCode::InvalidConfig,
+                     "'" + std::string(text) + "' is an IPv4-mapped IPv6 address: write it as " +
+                         IpAddress::from_bytes(ip->data() + 12, 4)->to_string());
+    return ip->to_string();
+}
+
+bool is_ip_literal(std::string_view name) {
+    return IpAddress::parse(name).has_value();
+}
+
+bool has_numeric_last_label(std::string_view name) {
+    if (!name.empty() && name.back() == '.') name.remove_suffix(1);
+    std::string_view last =
+        name.substr(name.rfind('.') == std::string_view::npos ? 0 : name.rfind('.') + 1);
+    return !last.empty() && last.find_first_not_of("0123456789") == std::string_view::npos;
+}
 
 std::optional<SystemTime> parse_rfc3339(std::string_view s) {
     // YYYY-MM-DDTHH:MM:SS[.frac](Z|±hh:mm)

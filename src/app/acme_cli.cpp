@@ -78,9 +78,18 @@ void add_account_flags(Flags& f) {
 }
 
 void add_order_flags(Flags& f) {
-    f.add("domains", "LIST", "comma-separated DNS names of one certificate; the first names its folder; repeat for more certificates")
-        .add("key-type", "TYPE", "certificate key: ec256, ec384, rsa2048, rsa3072, rsa4096, ed25519", "ec256")
-        .add("challenge", "TYPE", "http-01, tls-alpn-01 or dns-01 (comma-separated for several; wildcards need dns-01)", "http-01")
+    f.add("domains", "LIST",
+          "comma-separated DNS names and IP addresses of one certificate; the first names its "
+          "folder; repeat for more certificates")
+        .add("ip-address", "LIST",
+             "comma-separated IP addresses (RFC 8738) to add to the certificate (certbot's flag; "
+             "--domains takes them too)")
+        .add("key-type", "TYPE",
+             "certificate key: ec256, ec384, rsa2048, rsa3072, rsa4096, ed25519", "ec256")
+        .add("challenge", "TYPE",
+             "http-01, tls-alpn-01 or dns-01 (comma-separated for several; wildcards need dns-01, "
+             "IP addresses http-01 or tls-alpn-01)",
+             "http-01")
         .add("http-port", "[ADDR:]PORT", "where the built-in http-01 responder listens", "80")
         .add("tls-port", "[ADDR:]PORT", "where the built-in tls-alpn-01 responder listens", "443")
         .add("profile", "NAME", "ACME profile to request (the CA's default otherwise)")
@@ -102,13 +111,18 @@ Result<std::vector<std::string>> parse_domains(const std::string& csv) {
         d.erase(0, d.find_first_not_of(" \t"));
         d.erase(d.find_last_not_of(" \t") + 1);
         std::transform(d.begin(), d.end(), d.begin(), [](unsigned char c) { return std::tolower(c); });
-        if (!d.empty()) {
+        if (!d.empty() && acme::is_ip_literal(d)) {  // an RFC 8738 identifier, canonical text
+            EC_TRY_ASSIGN(d, acme::canonical_ip(d));
+            if (std::find(out.begin(), out.end(), d) == out.end()) out.push_back(d);
+        } else if (!d.empty()) {
             bool ok = d.size() <= 253 && d.find("..") == std::string::npos && d.front() != '.' && d.back() != '.';
             for (size_t i = 0; i < d.size() && ok; ++i) {
                 char c = d[i];
                 ok = std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '.' || (c == '*' && i == 0 && d.size() > 2 && d[1] == '.');
             }
-            if (!ok) return Error(ErrorCode::InvalidConfig, "'" + d + "' is not a valid DNS name");
+            if (!ok || acme::has_numeric_last_label(d))  // "127.0.0.256" is a mistyped address
+                return Error(ErrorCode::InvalidConfig,
+                             "'" + d + "' is not a valid DNS name or IP address");
             if (std::find(out.begin(), out.end(), d) == out.end()) out.push_back(d);
         }
         if (comma == std::string::npos) break;
@@ -116,6 +130,40 @@ Result<std::vector<std::string>> parse_domains(const std::string& csv) {
     }
     if (out.empty()) return Error(ErrorCode::InvalidConfig, "--domains is required (e.g. --domains a.example,b.example)");
     return out;
+}
+
+Result<std::vector<std::vector<std::string>>> certificate_identifiers(const Flags& f) {
+    std::vector<std::vector<std::string>> groups;
+    for (const auto& spec : f.get_all("domains")) {
+        EC_TRY_ASSIGN(auto ids, parse_domains(spec));
+        groups.push_back(std::move(ids));
+    }
+    std::vector<std::string> ips;
+    for (const auto& spec : f.get_all("ip-address")) {
+        EC_TRY_ASSIGN(auto more, parse_domains(spec));
+        for (auto& ip : more) {
+            if (!acme::is_ip_literal(ip))
+                return Error(
+                    ErrorCode::InvalidConfig,
+                    "--ip-address '" + ip + "' is not an IP address (DNS names go in --domains)");
+            ips.push_back(std::move(ip));
+        }
+    }
+    if (!ips.empty()) {
+        if (groups.size() > 1)
+            return Error(ErrorCode::InvalidConfig,
+                         "--ip-address adds to one certificate, and several --domains name "
+                         "several: put the addresses into the right --domains list");
+        if (groups.empty()) groups.emplace_back();
+        for (auto& ip : ips)
+            if (std::find(groups[0].begin(), groups[0].end(), ip) == groups[0].end())
+                groups[0].push_back(std::move(ip));
+    }
+    if (groups.empty())
+        return Error(
+            ErrorCode::InvalidConfig,
+            "--domains is required (e.g. --domains a.example,b.example or --ip-address 192.0.2.1)");
+    return groups;
 }
 
 Result<AcmeSession> open_session(const Flags& f, Clock& clock) {
@@ -242,7 +290,11 @@ Result<acme::ObtainResult> issue_and_store(AcmeSession& s, acme::ChallengeSolver
             EC_TRY_ASSIGN(key, acme::PrivateKey::generate(p.key_type));
         }
     }
-    acme::ObtainRequest req{.dns_names = p.domains,
+    std::vector<std::string> dns_names, ip_addresses;
+    for (const auto& id : p.domains)
+        (acme::is_ip_literal(id) ? ip_addresses : dns_names).push_back(id);
+    acme::ObtainRequest req{.dns_names = dns_names,
+                            .ip_addresses = ip_addresses,
                             .cert_key = *key,
                             .profile = p.profile,
                             .replaces = p.replaces,

@@ -27,7 +27,8 @@ namespace edgecert::app {
 // Adds --server, --out, --email, --ca-bundle, --eab-kid, --eab-hmac, --eab-hmac-file,
 // --account-key-type.
 void add_account_flags(Flags& f);
-// Adds --challenge, --http-port, --tls-port, --key-type, --profile, --preferred-chain.
+// Adds --domains, --ip-address, --challenge, --http-port, --tls-port, --key-type, --profile,
+// --preferred-chain.
 void add_order_flags(Flags& f);
 
 struct AcmeSession {
@@ -41,9 +42,15 @@ struct AcmeSession {
 // (the key is written to disk before the CA ever sees it, so it is never lost).
 Result<AcmeSession> open_session(const Flags& f, Clock& clock);
 
-// Everything under OUT/<name>/ for a certificate whose first domain is `first_domain`.
+// Everything under OUT/<name>/ for a certificate whose first domain is `first_domain` (an IPv6
+// address's colons become '_': OUT/2001_db8__1/).
 std::string cert_dir(const std::string& out_dir, const std::string& first_domain);
+// One --domains list: DNS names and IP literals (lego accepts both there), lower-cased,
+// addresses in canonical text (RFC 8738 §3), duplicates dropped, order kept.
 Result<std::vector<std::string>> parse_domains(const std::string& csv);
+// The certificates a command line names: one per --domains, with --ip-address (certbot's flag)
+// adding addresses to the single certificate (or making one of addresses only).
+Result<std::vector<std::vector<std::string>>> certificate_identifiers(const Flags& f);
 
 // Answers http-01 / tls-alpn-01 with the built-in responders (created on first use).
 class StandaloneSolver final : public acme::ChallengeSolver {
@@ -68,7 +75,7 @@ private:
 };
 
 struct IssueParams {
-    std::vector<std::string> domains;
+    std::vector<std::string> domains;  // DNS names and IP addresses (parse_domains)
     acme::KeyType key_type = acme::KeyType::EcP256;
     std::string profile;
     std::string preferred_chain;

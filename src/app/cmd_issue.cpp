@@ -27,12 +27,15 @@ Result<std::vector<std::string>> challenge_types(const std::string& spec) {
 }  // namespace
 
 int cmd_issue(int argc, char** argv) {
-    Flags f("issue", "--server URL --domains a.example[,b.example] [flags]",
-            "Obtains a certificate from an ACME CA (RFC 8555), answering the CA's http-01 or\n"
-            "tls-alpn-01 challenge with a built-in responder, or dns-01 through an RFC 2136 DNS\n"
-            "server or a webhook (docs/dns01.md), and writes OUT/<first-domain>/tls.crt\n"
-            "(leaf + chain) and tls.key (0600). The account is kept under OUT/accounts/ and reused.\n"
-            "An order interrupted by a crash or a CA outage is resumed on the next run.");
+    Flags f(
+        "issue", "--server URL --domains a.example[,b.example,192.0.2.1] [flags]",
+        "Obtains a certificate from an ACME CA (RFC 8555), answering the CA's http-01 or\n"
+        "tls-alpn-01 challenge with a built-in responder, or dns-01 through an RFC 2136 DNS\n"
+        "server or a webhook (docs/dns01.md), and writes OUT/<first-domain>/tls.crt\n"
+        "IP addresses (RFC 8738) go in --domains or --ip-address; they are validated with\n"
+        "http-01 or tls-alpn-01 (the CA connects to the address itself), never dns-01.\n"
+        "(leaf + chain) and tls.key (0600). The account is kept under OUT/accounts/ and reused.\n"
+        "An order interrupted by a crash or a CA outage is resumed on the next run.");
     add_account_flags(f);
     add_order_flags(f);
     add_dns_flags(f);
@@ -41,18 +44,25 @@ int cmd_issue(int argc, char** argv) {
 
     // Each --domains is one certificate; several are issued in one process over one account and
     // one connection to the CA.
-    std::vector<std::vector<std::string>> groups;
-    for (const auto& spec : f.get_all("domains")) {
-        auto domains = parse_domains(spec);
-        if (!domains) return std::fprintf(stderr, "edgecert issue: %s\n", domains.error().message.c_str()), 2;
-        groups.push_back(*domains);
-    }
-    if (groups.empty())
-        return std::fprintf(stderr, "edgecert issue: --domains is required (e.g. --domains a.example,b.example)\n"), 2;
+    auto ids = certificate_identifiers(f);
+    if (!ids) return std::fprintf(stderr, "edgecert issue: %s\n", ids.error().message.c_str()), 2;
+    const std::vector<std::vector<std::string>>& groups = *ids;
     auto kt = acme::parse_key_type(f.get("key-type"));
     if (!kt) return std::fprintf(stderr, "edgecert issue: %s\n", kt.error().message.c_str()), 2;
     auto types = challenge_types(f.get("challenge"));
     if (!types) return std::fprintf(stderr, "edgecert issue: %s\n", types.error().message.c_str()), 2;
+    // RFC 8738 §7: no dns-01 for an address. Say so before an order is placed.
+    if (*types == std::vector<std::string>{"dns-01"}) {
+        for (const auto& g : groups)
+            for (const auto& id : g)
+                if (acme::is_ip_literal(id))
+                    return std::fprintf(
+                               stderr,
+                               "edgecert issue: %s is an IP address: it is validated with "
+                               "--challenge http-01 or tls-alpn-01, never dns-01 (RFC 8738)\n",
+                               id.c_str()),
+                           2;
+    }
 
     RealClock& clock = RealClock::instance();
     // dns-01 goes to the DNS solver (RFC 2136 or webhook); http-01 / tls-alpn-01 to the built-in

@@ -163,15 +163,17 @@ int cmd_renew(int argc, char** argv) {
     }
     std::vector<std::vector<std::string>> certs;
     if (f.get_bool("all")) {
-        if (f.has("domains")) return std::fprintf(stderr, "edgecert renew: --all and --domains exclude each other\n"), 2;
+        if (f.has("domains") || f.has("ip-address"))
+            return std::fprintf(stderr, "edgecert renew: --all and --domains exclude each other\n"),
+                   2;
         certs = certificates_of(f.get("out"), f.get("server"));
     } else {
-        for (const auto& spec : f.get_all("domains")) {
-            auto domains = parse_domains(spec);
-            if (!domains) return std::fprintf(stderr, "edgecert renew: %s\n", domains.error().message.c_str()), 2;
-            certs.push_back(*domains);
-        }
-        if (certs.empty()) return std::fprintf(stderr, "edgecert renew: --domains or --all is required\n"), 2;
+        if (!f.has("domains") && !f.has("ip-address"))
+            return std::fprintf(stderr, "edgecert renew: --domains or --all is required\n"), 2;
+        auto ids = certificate_identifiers(f);
+        if (!ids)
+            return std::fprintf(stderr, "edgecert renew: %s\n", ids.error().message.c_str()), 2;
+        certs = std::move(*ids);
     }
     std::vector<std::string> types;
     for (const char* t : {"http-01", "tls-alpn-01"})

@@ -194,7 +194,8 @@ void RunController::publish(const CertificateSpec& spec, CertState st) {
     status::RunCertStatus& v = st.view;
     v.name = spec.ref.name;
     v.secret_name = spec.ref.secret_name;
-    v.dns_names = spec.dns_names;
+    v.dns_names = spec.dns_names;  // the names it is for, addresses (RFC 8738) included
+    v.dns_names.insert(v.dns_names.end(), spec.ip_addresses.begin(), spec.ip_addresses.end());
     v.issuer_name = spec.issuer_name;
     v.failed_attempts = st.failures;
     v.renewal_time = st.renewal_time;
@@ -229,7 +230,10 @@ status::Report RunController::report(const TerminatorRuntime* served) const {
         auto pem = platform::read_file(store_.cert_dir(c.ref) + "/tls.crt");
         auto row = status::row_from_run(view ? &*view : nullptr, pem ? *pem : "", c.ref.name,
                                         c.ref.secret_name);
-        if (row.dns_names.empty()) row.dns_names = c.dns_names;
+        if (row.dns_names.empty()) {
+            row.dns_names = c.dns_names;
+            row.dns_names.insert(row.dns_names.end(), c.ip_addresses.begin(), c.ip_addresses.end());
+        }
         if (row.issuer_name.empty()) row.issuer_name = c.issuer_name;
         r.certificates.push_back(std::move(row));
     }
@@ -344,12 +348,14 @@ Result<controller::IssueResult> RunController::issue_acme(
     req.current = std::move(current);
     // The issuer's solver whose selector fits this certificate (cert-manager's precedence).
     EC_TRY_ASSIGN(auto types,
-                  controller::challenge_types_for(iss.acme, spec.labels, spec.dns_names));
+                  controller::challenge_types_for(iss.acme, spec.labels, spec.dns_names,
+                                                  spec.ip_addresses));
     InProcessSolver in_process(mem_, types);
     std::optional<controller::OwnedDnsSolver> dns;
     if (types == std::vector<std::string>{"dns-01"}) {
         // A dns01 solver: RFC 2136 (TSIG secret from rfc2136.tsigSecretFile) or a webhook.
-        auto so = controller::select_solver(iss.acme, spec.labels, spec.dns_names);
+        auto so = controller::select_solver(iss.acme, spec.labels, spec.dns_names,
+                                            spec.ip_addresses);
         auto read = [](const controller::Dns01Config& c) -> Result<SecretBytes> {
             if (c.tsig_secret_file.empty())
                 return Error(
@@ -475,10 +481,12 @@ Result<controller::Requeue> RunController::reconcile(const std::string& name) {
         return r;
     }
     const acme::Certificate& leaf = res->obtained.chain.front();
+    std::vector<std::string> names = spec.dns_names;
+    names.insert(names.end(), spec.ip_addresses.begin(), spec.ip_addresses.end());
     spdlog::info("certificate {}: {} serial {} for {} in {:.1f} s{}, valid until {}{}",
                  spec.ref.key(), ev.leaf ? "renewed" : "issued", leaf.serial_hex(),
-                 spec.dns_names.empty() ? "CN " + spec.subject.common_name
-                                        : fmt::format("{}", fmt::join(spec.dns_names, ",")),
+                 names.empty() ? "CN " + spec.subject.common_name
+                               : fmt::format("{}", fmt::join(names, ",")),
                  std::chrono::duration<double>(clock_.steady_now() - t0).count(),
                  res->resumed ? " (resumed order)" : "", rfc3339(leaf.not_after()),
                  controller::clamp_note(*res));

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cctype>
 
+#include "edgecert/base/ip.h"
 #include "edgecert/k8s/object.h"
 
 namespace edgecert::app {
@@ -59,8 +60,11 @@ std::optional<ChallengeAnswer> parse_challenge(const k8s::json& obj, std::string
         std::transform(a.lookup.begin(), a.lookup.end(), a.lookup.begin(),
                        [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
         if (!a.lookup.empty() && a.lookup.back() == '.') a.lookup.pop_back();
-        if (!tls::valid_domain(a.lookup)) {
-            why = "spec.dnsName is not a DNS name";
+        // An IP identifier (RFC 8738) carries the address here, answered under its canonical text.
+        if (auto ip = IpAddress::parse(a.lookup))
+            a.lookup = ip->to_string();
+        else if (!tls::valid_domain(a.lookup)) {
+            why = "spec.dnsName is not a DNS name or IP address";
             return std::nullopt;
         }
         return a;

@@ -1,11 +1,12 @@
 #pragma once
 // --challenge-source kubernetes: edgecert.io/v1alpha1 Challenge objects (written by the
 // controller) fill a tls::MemoryChallengeSource: http-01 token → key authorization, tls-alpn-01
-// dnsName → key authorization; dns-01 is the controller's own business and is ignored. Once an
-// answer is loaded, the Challenge's status.presented is set (merge patch on the status
-// subresource) so the controller knows a terminator can answer before it asks the CA to
-// validate. Patches run on their own thread with per-key backoff: a slow or failing API server
-// never holds up the informer, and so never delays loading the next answer.
+// dnsName (a DNS name, or an IP address for an RFC 8738 identifier) → key authorization; dns-01 is
+// the controller's own business and is ignored. Once an answer is loaded, the Challenge's
+// status.presented is set (merge patch on the status subresource) so the controller knows a
+// terminator can answer before it asks the CA to validate. Patches run on their own thread with
+// per-key backoff: a slow or failing API server never holds up the informer, and so never delays
+// loading the next answer.
 #include <chrono>
 #include <map>
 #include <memory>
@@ -37,7 +38,7 @@ struct ChallengeSourceOptions {
 struct ChallengeAnswer {
     enum class Type { Http01, TlsAlpn01 };
     Type type = Type::Http01;
-    std::string lookup;  // http-01: token; tls-alpn-01: lowercase dnsName
+    std::string lookup;  // http-01: token; tls-alpn-01: lowercase dnsName or canonical IP
     std::string key_authorization;
 };
 // nullopt with `why` set when the object is not one we answer (dns-01, malformed fields).

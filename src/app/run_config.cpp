@@ -381,7 +381,9 @@ Result<RunConfig> parse_run_config(const json& doc, const std::string& base_dir)
             return bad(where + "issuer '" + iss->name + "': " + fits.error().message);
         // Solver selectors are checked now, so a certificate no solver can answer fails at load.
         if (iss->type == controller::IssuerType::Acme)
-            if (auto t = controller::challenge_types_for(iss->acme, r->labels, r->dns_names); !t)
+            if (auto t = controller::challenge_types_for(iss->acme, r->labels, r->dns_names,
+                                                         r->ip_addresses);
+                !t)
                 return bad(where + "issuer '" + iss->name + "': " + t.error().message);
         cfg.certificates.push_back(std::move(*r));
     }

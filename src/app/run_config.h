@@ -19,6 +19,7 @@
 //       labels: {tier: web}        # the Certificate's metadata.labels (solver matchLabels)
 //       secretName: demo           # default: name; the folder under STORE/certs
 //       dnsNames: [demo.example.test]
+//       ipAddresses: [192.0.2.1]   # RFC 8738 IP SANs (http01/tlsAlpn01 solvers only)
 //       issuerRef: {name: pebble}
 //       privateKey: {algorithm: ECDSA, size: 256, rotationPolicy: Always}
 //       renewBefore: 720h          # or renewBeforePercentage
@@ -33,7 +34,7 @@
 // the config file's folder); ca.secretName names a folder of the store, like a Secret.
 // Each entry is converted to the CRD shape and validated by the same parsers the Kubernetes
 // controller uses (controller/issuance.h). Any error names its entry:
-// "certificates[1] (demo): spec.dnsNames must list at least one name".
+// "certificates[1] (demo): spec.dnsNames or spec.ipAddresses must list at least one name".
 #include <nlohmann/json.hpp>
 
 #include <chrono>

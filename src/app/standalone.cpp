@@ -11,36 +11,62 @@
 
 #include <chrono>
 #include <cstring>
+#include <optional>
+
+#include "edgecert/base/ip.h"
 
 namespace edgecert::app {
 namespace {
 
 constexpr int kConnDeadlineMs = 5000;
 
+// Binds ADDR:PORT ("[::1]:80" for IPv6). Without an address: every IPv4 and IPv6 address (one
+// dual-stack socket; IPv4 only where the kernel has no IPv6), so that a CA validating an IPv6
+// identifier (RFC 8738) reaches the default responder too.
 Result<int> listen_socket(const std::string& spec, int default_port, int* bound_port) {
     EC_TRY_ASSIGN(auto hp, parse_listen(spec, default_port));
     auto [host, port] = hp;
-    int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (host.size() >= 2 && host.front() == '[' && host.back() == ']')
+        host = host.substr(1, host.size() - 2);
+    const bool any = host.empty() || host == "*";
+    std::optional<IpAddress> ip;
+    if (!any && !(ip = IpAddress::parse(host)))
+        return Error(ErrorCode::InvalidConfig,
+                     "listen address '" + host + "' is not an IP address");
+    sockaddr_storage ss{};
+    socklen_t sslen = 0;
+    int fd = -1;
+    if (any || !ip->is_v4()) {
+        fd = ::socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        auto* sa6 = reinterpret_cast<sockaddr_in6*>(&ss);
+        sa6->sin6_family = AF_INET6;
+        sa6->sin6_port = htons(static_cast<uint16_t>(port));
+        if (ip) std::memcpy(&sa6->sin6_addr, ip->data(), 16);
+        sslen = sizeof *sa6;
+        int v6only = 0;
+        if (fd >= 0 && any) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof v6only);
+    }
+    if (fd < 0 && (any || ip->is_v4())) {
+        fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        ss = {};
+        auto* sa = reinterpret_cast<sockaddr_in*>(&ss);
+        sa->sin_family = AF_INET;
+        sa->sin_port = htons(static_cast<uint16_t>(port));
+        if (ip) std::memcpy(&sa->sin_addr, ip->data(), 4);
+        sslen = sizeof *sa;
+    }
     if (fd < 0) return Error(ErrorCode::Transient, std::string("socket: ") + strerror(errno));
     int one = 1;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    sockaddr_in sa{};
-    sa.sin_family = AF_INET;
-    sa.sin_port = htons(static_cast<uint16_t>(port));
-    if (host.empty() || host == "0.0.0.0" || host == "*") {
-        sa.sin_addr.s_addr = htonl(INADDR_ANY);
-    } else if (inet_pton(AF_INET, host.c_str(), &sa.sin_addr) != 1) {
-        ::close(fd);
-        return Error(ErrorCode::InvalidConfig, "listen address '" + host + "' is not an IPv4 address");
-    }
-    if (::bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) < 0 || ::listen(fd, 64) < 0) {
+    if (::bind(fd, reinterpret_cast<sockaddr*>(&ss), sslen) < 0 || ::listen(fd, 64) < 0) {
         std::string e = strerror(errno);
         ::close(fd);
         return Error(ErrorCode::InvalidConfig, "cannot listen on " + spec + ": " + e);
     }
-    socklen_t len = sizeof sa;
-    getsockname(fd, reinterpret_cast<sockaddr*>(&sa), &len);
-    *bound_port = ntohs(sa.sin_port);
+    socklen_t len = sizeof ss;
+    getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len);
+    *bound_port = ntohs(ss.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port
+                                                 : reinterpret_cast<sockaddr_in*>(&ss)->sin_port);
     return fd;
 }
 
@@ -195,16 +221,26 @@ Result<std::unique_ptr<TlsAlpn01Responder>> TlsAlpn01Responder::create(const std
     return r;
 }
 
+namespace {
+// An IP identifier (RFC 8738) is kept under its canonical text: the SNI of its validation is the
+// reverse-DNS name, mapped back to that text.
+std::string responder_key(const std::string& identifier) {
+    if (auto ip = IpAddress::parse(identifier)) return ip->to_string();
+    return identifier;
+}
+}  // namespace
+
 void TlsAlpn01Responder::set(const std::string& domain, X509* cert, EVP_PKEY* key) {
     X509_up_ref(cert);
     EVP_PKEY_up_ref(key);
     std::lock_guard l(mu_);
-    certs_[domain] = Entry{ossl::UniquePtr<X509>(cert), ossl::UniquePtr<EVP_PKEY>(key)};
+    certs_[responder_key(domain)] =
+        Entry{ossl::UniquePtr<X509>(cert), ossl::UniquePtr<EVP_PKEY>(key)};
 }
 
 void TlsAlpn01Responder::remove(const std::string& domain) {
     std::lock_guard l(mu_);
-    certs_.erase(domain);
+    certs_.erase(responder_key(domain));
 }
 
 int TlsAlpn01Responder::on_client_hello(SSL* ssl, int* alert, void* arg) {
@@ -222,6 +258,9 @@ int TlsAlpn01Responder::on_client_hello(SSL* ssl, int* alert, void* arg) {
     for (auto& c : sni) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
     std::lock_guard l(self->mu_);
     auto it = self->certs_.find(sni);
+    // RFC 8738 §6: 1.0.0.127.in-addr.arpa asks for the certificate of 127.0.0.1.
+    if (auto ip = IpAddress::from_reverse_name(sni); ip && it == self->certs_.end())
+        it = self->certs_.find(ip->to_string());
     if (it == self->certs_.end()) {
         *alert = SSL_AD_UNRECOGNIZED_NAME;
         return SSL_CLIENT_HELLO_ERROR;

@@ -18,7 +18,8 @@
 
 namespace edgecert::app {
 
-// "8080", ":8080" or "127.0.0.1:8080" → (address, port). Empty address means all interfaces.
+// "8080", ":8080", "127.0.0.1:8080" or "[::1]:8080" → (address, port; brackets kept). Empty
+// address means all interfaces (IPv4 and IPv6).
 Result<std::pair<std::string, int>> parse_listen(const std::string& spec, int default_port);
 
 // One listening socket served by one thread, one connection at a time, each with a deadline.

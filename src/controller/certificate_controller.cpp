@@ -317,7 +317,8 @@ Result<Requeue> CertificateController::reconcile(const std::string& key) {
     if (auto fits = check_certificate_for_issuer(*spec, resolved->spec); !fits)
         types = fits.error();
     else if (acme_issuer)
-        types = challenge_types_for(resolved->spec.acme, spec->labels, spec->dns_names);
+        types = challenge_types_for(resolved->spec.acme, spec->labels, spec->dns_names,
+                                    spec->ip_addresses);
     if (!types) {
         Error e = types.error();
         e.context(spec->issuer_kind + " " + spec->issuer_name);
@@ -527,7 +528,8 @@ Result<Requeue> CertificateController::reconcile(const std::string& key) {
                     if (!v) return Error(ErrorCode::InvalidConfig, "TSIG Secret " + where + " has no key '" + k + "'");
                     return SecretBytes(std::move(*v));
                 };
-                auto so = select_solver(resolved->spec.acme, spec->labels, spec->dns_names);
+                auto so = select_solver(resolved->spec.acme, spec->labels, spec->dns_names,
+                                        spec->ip_addresses);
                 auto dns = so && *so ? make_owned_dns_solver((*so)->dns01, read,
                                                       [&] { return http_factory_(AcmeIssuerSpec{}); }, ctx_.clock)
                               : Result<OwnedDnsSolver>(so ? Error(ErrorCode::InvalidConfig, "no dns01 solver selected")
@@ -596,9 +598,9 @@ Result<Requeue> CertificateController::reconcile(const std::string& key) {
     set_condition(status, "Ready", "True", "Ready", ready_message(leaf), done_at, gen);
     patch_status(base, status);
     const bool renewed = ev.reason == IssueReason::Renewing || ev.reason == IssueReason::Expired;
-    const std::string names = spec->dns_names.empty()
-                                  ? "CN " + spec->subject.common_name
-                                  : std::to_string(spec->dns_names.size()) + " name(s)";
+    const size_t n_names = spec->dns_names.size() + spec->ip_addresses.size();
+    const std::string names = n_names == 0 ? "CN " + spec->subject.common_name
+                                           : std::to_string(n_names) + " name(s)";
     const std::string msg = std::string(renewed ? "Renewed" : "Issued") + " certificate serial " +
                             leaf.serial_hex() + " for " + names + ", notAfter " +
                             fmt_time(leaf.not_after()) + (res->resumed ? " (resumed order)" : "") +

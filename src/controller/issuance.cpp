@@ -122,12 +122,41 @@ Status parse_signing_fields(const json& spec, CertificateSpec& s) {
     return {};
 }
 
+Result<std::vector<std::string>> dns_names_of(const json& spec) {
+    EC_TRY_ASSIGN(auto names, string_list(spec, "dnsNames", "spec."));
+    std::vector<std::string> out;
+    for (const auto& n : names) {
+        if (acme::is_ip_literal(n))  // RFC 8738: an address is its own identifier type
+            return bad("spec.dnsNames: '" + n + "' is an IP address: list it in spec.ipAddresses");
+        if (acme::has_numeric_last_label(n))
+            return bad("spec.dnsNames: '" + n +
+                       "' is neither a DNS name (its last label is numeric) nor an IP address");
+        std::string name = lower(n);
+        if (auto why = invalid_dns_name_reason(name))
+            return bad("spec.dnsNames: '" + n + "' " + *why);
+        out.push_back(std::move(name));
+    }
+    return sorted_unique(std::move(out));
+}
+
+Result<std::vector<std::string>> ip_addresses_of(const json& spec) {
+    EC_TRY_ASSIGN(auto texts, string_list(spec, "ipAddresses", "spec."));
+    std::vector<std::string> out;
+    for (const auto& t : texts) {
+        auto ip = acme::canonical_ip(t);
+        if (!ip) return bad("spec.ipAddresses: " + ip.error().message);
+        out.push_back(std::move(*ip));
+    }
+    return sorted_unique(std::move(out));
+}
+
 }  // namespace
 
 pki::CertificateTemplate CertificateSpec::signing_template() const {
     pki::CertificateTemplate t;
     t.subject = subject;
-    t.dns_names = dns_names;
+    t.dns_names = dns_names;  // then the addresses: they become iPAddress SANs
+    t.dns_names.insert(t.dns_names.end(), ip_addresses.begin(), ip_addresses.end());
     t.is_ca = is_ca;
     t.usages = usages;
     t.duration = duration.value_or(pki::kDefaultDuration);
@@ -174,11 +203,11 @@ Result<IssuerSpec> parse_issuer_spec(const json& issuer_spec) {
 
 Status check_certificate_for_issuer(const CertificateSpec& spec, const IssuerSpec& issuer) {
     if (issuer.type != IssuerType::Acme) return {};
-    if (spec.dns_names.empty())
+    if (spec.dns_names.empty() && spec.ip_addresses.empty())
         return bad(
-            "an ACME issuer validates DNS names: spec.dnsNames must list at least one "
-            "(spec.commonName alone is "
-            "for selfSigned and ca issuers)");
+            "an ACME issuer validates DNS names and IP addresses: spec.dnsNames or "
+            "spec.ipAddresses must list at least one (spec.commonName alone is for selfSigned "
+            "and ca issuers)");
     if (spec.is_ca)
         return bad(
             "spec.isCA: an ACME CA does not issue CA certificates (use a selfSigned or ca issuer)");
@@ -189,6 +218,7 @@ store::CertificateMeta secret_meta(const CertificateSpec& spec) {
     return store::CertificateMeta{.issuer_name = spec.issuer_name,
                                   .issuer_kind = spec.issuer_kind,
                                   .dns_names = spec.dns_names,
+                                  .ip_addresses = spec.ip_addresses,
                                   .extra_labels = spec.secret_labels,
                                   .extra_annotations = spec.secret_annotations};
 }
@@ -217,22 +247,12 @@ Result<CertificateSpec> parse_certificate_spec(const json& obj) {
         if (auto why = invalid_object_name_reason(s.ref.secret_name))
             return bad("spec.secretName '" + s.ref.secret_name + "': " + *why);
         EC_TRY(parse_signing_fields(spec, s));
-        if (spec.contains("dnsNames") && (!spec["dnsNames"].is_array() || spec["dnsNames"].empty()))
-            return bad("spec.dnsNames must list at least one name");
-        if (!spec.contains("dnsNames") && s.subject.common_name.empty())
+        EC_TRY_ASSIGN(s.dns_names, dns_names_of(spec));
+        EC_TRY_ASSIGN(s.ip_addresses, ip_addresses_of(spec));
+        if (s.dns_names.empty() && s.ip_addresses.empty() && s.subject.common_name.empty())
             return bad(
-                "spec.dnsNames must list at least one name (or, for selfSigned and ca issuers, set "
-                "spec.commonName)");
-        for (const auto& n : spec.value("dnsNames", json::array())) {
-            if (!n.is_string()) return bad("spec.dnsNames must be strings");
-            std::string name = lower(n.get<std::string>());
-            if (auto why = invalid_dns_name_reason(name))
-                return bad("spec.dnsNames: '" + n.get<std::string>() + "' " + *why);
-            s.dns_names.push_back(std::move(name));
-        }
-        s.dns_names = sorted_unique(std::move(s.dns_names));
-        if (spec.contains("ipAddresses") && spec["ipAddresses"].is_array() && !spec["ipAddresses"].empty())
-            return bad("spec.ipAddresses is not supported yet (ACME IP identifiers, RFC 8738)");
+                "spec.dnsNames or spec.ipAddresses must list at least one name (or, for "
+                "selfSigned and ca issuers, set spec.commonName)");
         const json& ir = spec.contains("issuerRef") ? spec["issuerRef"] : json::object();
         s.issuer_name = ir.is_object() ? ir.value("name", "") : "";
         if (s.issuer_name.empty()) return bad("spec.issuerRef.name is required");
@@ -322,8 +342,13 @@ Result<AcmeIssuerSpec> parse_acme_issuer(const json& issuer_spec) {
                     for (const char* f : {"dnsNames", "dnsZones"}) {
                         if (!sel.contains(f)) continue;
                         if (!sel[f].is_array()) return bad(std::string("spec.acme.solvers[].selector.") + f + " must be a list");
-                        for (const auto& n : sel[f])
-                            if (n.is_string()) (f[3] == 'N' ? so.dns_names : so.dns_zones).push_back(lower(n.get<std::string>()));
+                        for (const auto& n : sel[f]) {
+                            if (!n.is_string()) continue;
+                            std::string v = lower(n.get<std::string>());
+                            if (auto ip = acme::canonical_ip(v))
+                                v = *ip;  // an address, as ipAddresses keeps it
+                            (f[3] == 'N' ? so.dns_names : so.dns_zones).push_back(std::move(v));
+                        }
                     }
                 }
                 int kinds = 0;
@@ -354,18 +379,30 @@ Result<AcmeIssuerSpec> parse_acme_issuer(const json& issuer_spec) {
     }
 }
 
-Result<std::vector<std::string>> challenge_types_for(const AcmeIssuerSpec& issuer,
-                                                     const std::map<std::string, std::string>& cert_labels,
-                                                     const std::vector<std::string>& dns_names) {
-    EC_TRY_ASSIGN(const SolverSpec* chosen, select_solver(issuer, cert_labels, dns_names));
-    if (!chosen) return issuer.challenge_types;
+Result<std::vector<std::string>> challenge_types_for(
+    const AcmeIssuerSpec& issuer, const std::map<std::string, std::string>& cert_labels,
+    const std::vector<std::string>& dns_names, const std::vector<std::string>& ip_addresses) {
+    EC_TRY_ASSIGN(const SolverSpec* chosen,
+                  select_solver(issuer, cert_labels, dns_names, ip_addresses));
+    if (!chosen) {
+        if (ip_addresses.empty()) return issuer.challenge_types;
+        std::vector<std::string> types;  // RFC 8738 §7: never dns-01 for an address
+        for (const auto& t : issuer.challenge_types)
+            if (t != "dns-01") types.push_back(t);
+        if (types.empty())
+            return bad(
+                "the issuer only solves dns-01, which cannot validate an IP address (RFC 8738)");
+        return types;
+    }
     return std::vector<std::string>{chosen->type};
 }
 
 Result<const SolverSpec*> select_solver(const AcmeIssuerSpec& issuer,
                                         const std::map<std::string, std::string>& cert_labels,
-                                        const std::vector<std::string>& dns_names) {
+                                        const std::vector<std::string>& dns_names,
+                                        const std::vector<std::string>& ip_addresses) {
     if (issuer.solvers.empty()) return static_cast<const SolverSpec*>(nullptr);
+    const bool has_ip = !ip_addresses.empty();
     // RFC 8555 §7.1.3: a wildcard can only be validated with dns-01, so only dns01 solvers fit.
     const bool wildcard = std::any_of(dns_names.begin(), dns_names.end(),
                                       [](const std::string& n) { return n.rfind("*.", 0) == 0; });
@@ -383,14 +420,18 @@ Result<const SolverSpec*> select_solver(const AcmeIssuerSpec& issuer,
         });
         if (!labels_ok) continue;
         if (wildcard && so.type != "dns-01") continue;
+        if (has_ip && so.type == "dns-01") continue;
         int score = static_cast<int>(so.match_labels.size());  // 0 = no selector
         if (!so.dns_names.empty()) {
-            bool all = std::all_of(dns_names.begin(), dns_names.end(), [&](const std::string& n) {
+            auto listed = [&](const std::string& n) {
                 return std::find(so.dns_names.begin(), so.dns_names.end(), n) != so.dns_names.end();
-            });
-            if (!all) continue;
+            };
+            if (!std::all_of(dns_names.begin(), dns_names.end(), listed) ||
+                !std::all_of(ip_addresses.begin(), ip_addresses.end(), listed))
+                continue;
             score += 100000;
         } else if (!so.dns_zones.empty()) {
+            if (has_ip) continue;  // an address is in no DNS zone
             size_t shortest = std::string::npos;
             bool all = true;
             for (const auto& n : dns_names) {
@@ -409,9 +450,17 @@ Result<const SolverSpec*> select_solver(const AcmeIssuerSpec& issuer,
         }
     }
     if (!chosen)
-        return bad(wildcard ? "no dns01 solver of the issuer selects this certificate's names and labels "
-                              "(a wildcard name needs dns-01)"
-                            : "no solver of the issuer selects this certificate's names and labels");
+        return bad(
+            wildcard && has_ip
+                ? "a certificate cannot have both a wildcard name (dns-01 only) and an "
+                  "IP address (never dns-01, RFC 8738)"
+            : wildcard
+                ? "no dns01 solver of the issuer selects this certificate's names and labels "
+                  "(a wildcard name needs dns-01)"
+            : has_ip
+                ? "no http01 or tlsAlpn01 solver of the issuer selects this certificate's names "
+                  "and labels (an IP address cannot use dns-01, RFC 8738)"
+                : "no solver of the issuer selects this certificate's names and labels");
     return chosen;
 }
 
@@ -468,6 +517,12 @@ Evaluation evaluate(const CertificateSpec& spec, const std::optional<store::Stor
         ev.detail = "Issuing certificate as the DNS names in the Secret differ from spec.dnsNames";
         return ev;
     }
+    if (sorted_unique(ev.leaf->ip_addresses()) != spec.ip_addresses) {
+        ev.reason = IssueReason::SANsChanged;
+        ev.detail =
+            "Issuing certificate as the IP addresses in the Secret differ from spec.ipAddresses";
+        return ev;
+    }
     if (key->type() != spec.key_type) {
         ev.reason = IssueReason::KeyMismatch;
         ev.detail = std::string("Issuing certificate as the private key is ") +
@@ -509,7 +564,8 @@ Result<IssueResult> issue(acme::Client& client, acme::ChallengeSolver& solver,
     std::optional<acme::PrivateKey> key;
     std::string resume_url;
     EC_TRY_ASSIGN(auto pending, store.load_pending(spec.ref));
-    if (pending && pending->server == iss.server && pending->dns_names == spec.dns_names) {
+    if (pending && pending->server == iss.server && pending->dns_names == spec.dns_names &&
+        pending->ip_addresses == spec.ip_addresses) {
         auto k = acme::PrivateKey::from_pem(pending->key_pem.reveal());
         if (k && k->type() == spec.key_type) {
             key = std::move(*k);
@@ -531,6 +587,7 @@ Result<IssueResult> issue(acme::Client& client, acme::ChallengeSolver& solver,
     }
 
     acme::ObtainRequest oreq{.dns_names = spec.dns_names,
+                             .ip_addresses = spec.ip_addresses,
                              .cert_key = *key,
                              .profile = iss.profile,
                              .replaces = "",
@@ -546,7 +603,10 @@ Result<IssueResult> issue(acme::Client& client, acme::ChallengeSolver& solver,
     out.replaced_cert_id = oreq.replaces;
     Status persist = Status{};
     oreq.on_order_created = [&](const std::string& url) {
-        store::PendingOrder po{.server = iss.server, .dns_names = spec.dns_names, .order_url = url,
+        store::PendingOrder po{.server = iss.server,
+                               .dns_names = spec.dns_names,
+                               .ip_addresses = spec.ip_addresses,
+                               .order_url = url,
                                .key_pem = key->to_pem()};
         persist = store.save_pending(spec.ref, po);
         if (!persist.ok())

@@ -35,8 +35,9 @@ using json = nlohmann::json;
 // Certificate spec (deploy/crds/certificates.edgecert.io.yaml).
 struct CertificateSpec {
     store::CertificateRef ref;
-    std::vector<std::string>
-        dns_names;  // lower-case, sorted, unique; may be empty with a commonName
+    // lower-case, sorted, unique; may be empty with ipAddresses or (selfSigned/ca) a commonName
+    std::vector<std::string> dns_names;
+    std::vector<std::string> ip_addresses;  // RFC 8738: canonical text, sorted, unique
     std::string issuer_name;
     std::string issuer_kind = "Issuer";
     acme::KeyType key_type = acme::KeyType::EcP256;
@@ -99,15 +100,18 @@ Status check_certificate_for_issuer(const CertificateSpec& spec, const IssuerSpe
 // The challenge types to offer for a certificate: the solver whose selector matches every one of
 // its names most specifically (cert-manager's order: dnsNames > longest dnsZones > more
 // matchLabels > no selector; the first listed wins a tie). A certificate with a wildcard name
-// only considers dns01 solvers (RFC 8555 §7.1.3). InvalidConfig when none matches.
-Result<std::vector<std::string>> challenge_types_for(const AcmeIssuerSpec& issuer,
-                                                     const std::map<std::string, std::string>& cert_labels,
-                                                     const std::vector<std::string>& dns_names);
+// only considers dns01 solvers (RFC 8555 §7.1.3), one with an IP address never considers them
+// (RFC 8738 §7; an address matches selector.dnsNames when listed there, never dnsZones).
+// InvalidConfig when none matches.
+Result<std::vector<std::string>> challenge_types_for(
+    const AcmeIssuerSpec& issuer, const std::map<std::string, std::string>& cert_labels,
+    const std::vector<std::string>& dns_names, const std::vector<std::string>& ip_addresses = {});
 // The same choice, returning the solver itself (its dns01 settings); nullptr when the issuer
 // lists no solvers (both terminator-answered types then).
 Result<const SolverSpec*> select_solver(const AcmeIssuerSpec& issuer,
                                         const std::map<std::string, std::string>& cert_labels,
-                                        const std::vector<std::string>& dns_names);
+                                        const std::vector<std::string>& dns_names,
+                                        const std::vector<std::string>& ip_addresses = {});
 
 // `obj` is the whole object (metadata used for ref) or, with ns/name given, a bare spec holder
 // {"spec": ...}. Namespace "" is fine (edgecert run).

@@ -7,6 +7,7 @@
 #include <tuple>
 #include <utility>
 
+#include "edgecert/acme/types.h"
 #include "edgecert/k8s/models.h"
 
 namespace edgecert::controller {
@@ -67,7 +68,17 @@ ShimResult build(const Source& src, const Wants& wants, std::vector<Skipped> ski
         std::set<std::string> names;
         for (const HostWant& h : hosts) {
             std::string n = lower(h.host);
-            if (auto why = invalid_dns_name_reason(n)) {
+            if (acme::is_ip_literal(n)) {  // an RFC 8738 identifier needs spec.ipAddresses
+                r.skipped.push_back(
+                    {h.what + " " + quote(h.host),
+                     "an IP address, not a DNS name: create a Certificate with spec.ipAddresses "
+                     "for it"});
+                continue;
+            }
+            auto why = invalid_dns_name_reason(n);
+            if (!why && acme::has_numeric_last_label(n))
+                why = "numeric last label (a mistyped IP address?)";
+            if (why) {
                 r.skipped.push_back({h.what + " " + quote(h.host), "invalid DNS name: " + *why});
                 continue;
             }

@@ -233,6 +233,8 @@ void Worker::on_accept(int lfd, bool tls) {
             }
             SSL_set_accept_state(c->ssl);
             tls::TlsContext::attach(c->ssl, &c->info);
+            c->info.fd = fd;
+            c->info.local = tls_local_known_ ? &tls_local_ : nullptr;
             c->state = Conn::State::Handshake;
             st_.tls_conns_total.fetch_add(1, std::memory_order_relaxed);
             st_.tls_conns_open.fetch_add(1, std::memory_order_relaxed);

@@ -39,6 +39,7 @@ struct CertificateMeta {
     std::string issuer_name;
     std::string issuer_kind;  // Issuer | ClusterIssuer (edgecert run: Issuer)
     std::vector<std::string> dns_names;
+    std::vector<std::string> ip_addresses;                 // RFC 8738, canonical text
     std::map<std::string, std::string> extra_labels;       // spec.secretTemplate
     std::map<std::string, std::string> extra_annotations;  // spec.secretTemplate
 };
@@ -47,6 +48,7 @@ struct CertificateMeta {
 struct PendingOrder {
     std::string server;                  // ACME directory URL it belongs to
     std::vector<std::string> dns_names;  // sorted
+    std::vector<std::string> ip_addresses;  // sorted, canonical text
     std::string order_url;
     SecretBytes key_pem;  // the key the CSR will be signed with
 };

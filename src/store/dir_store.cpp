@@ -60,7 +60,8 @@ Status DirStore::save_certificate(const CertificateRef& ref, const StoredCertifi
     json m = {{"certificate", ref.name},
               {"issuer", meta.issuer_name},
               {"issuerKind", meta.issuer_kind},
-              {"dnsNames", meta.dns_names}};
+              {"dnsNames", meta.dns_names},
+              {"ipAddresses", meta.ip_addresses}};
     // Key and ca.crt first: a reader (the terminator) that sees the new tls.crt also finds them.
     EC_TRY(platform::write_secret_file(dir + "/tls.key", cert.key_pem, platform::Durability::FileOnly));
     if (!cert.ca_pem.empty())
@@ -98,6 +99,7 @@ Result<std::optional<PendingOrder>> DirStore::load_pending(const CertificateRef&
         po.server = j.value("server", "");
         po.order_url = j.value("order_url", "");
         po.dns_names = j.value("domains", std::vector<std::string>{});
+        po.ip_addresses = j.value("ipAddresses", std::vector<std::string>{});
         po.key_pem = std::move(*key);
         return std::optional<PendingOrder>(std::move(po));
     } catch (const json::exception&) {
@@ -108,7 +110,10 @@ Result<std::optional<PendingOrder>> DirStore::load_pending(const CertificateRef&
 Status DirStore::save_pending(const CertificateRef& ref, const PendingOrder& order) {
     EC_TRY(component("secretName", ref.secret_name));
     const std::string p = cert_dir(ref) + "/.pending";
-    json o = {{"server", order.server}, {"domains", order.dns_names}, {"order_url", order.order_url}};
+    json o = {{"server", order.server},
+              {"domains", order.dns_names},
+              {"ipAddresses", order.ip_addresses},
+              {"order_url", order.order_url}};
     EC_TRY(platform::write_secret_file(p + "/tls.key", order.key_pem, platform::Durability::FileOnly));
     EC_TRY(platform::write_file_atomic(p + "/order.json", o.dump(2) + "\n", 0600, platform::Durability::FileOnly));
     return platform::sync_dir(p);

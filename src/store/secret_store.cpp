@@ -17,6 +17,8 @@ constexpr k8s::ResourceType kCertificate{"edgecert.io", "v1alpha1", "certificate
 constexpr const char* kAnnOrderUrl = "edgecert.io/order-url";
 constexpr const char* kAnnOrderServer = "edgecert.io/order-server";
 constexpr const char* kAnnOrderNames = "edgecert.io/order-dns-names";
+constexpr const char* kAnnOrderIps = "edgecert.io/order-ip-addresses";
+constexpr const char* kAnnIpSans = "edgecert.io/ip-sans";
 
 std::string join(const std::vector<std::string>& v) {
     std::string s;
@@ -111,6 +113,13 @@ void set_meta(json& s, const CertificateRef& ref, const CertificateMeta& m) {
     meta::set_annotation(s, "edgecert.io/issuer-kind", m.issuer_kind);
     meta::set_annotation(s, "edgecert.io/issuer-group", "edgecert.io");
     meta::set_annotation(s, "edgecert.io/alt-names", join(m.dns_names));
+    // cert-manager's cert-manager.io/ip-sans, under our prefix: the IP SANs (RFC 8738), only on
+    // Secrets that have some.
+    if (!m.ip_addresses.empty())
+        meta::set_annotation(s, kAnnIpSans, join(m.ip_addresses));
+    else if (s.contains("metadata") && s["metadata"].contains("annotations") &&
+             s["metadata"]["annotations"].is_object())
+        s["metadata"]["annotations"].erase(std::string(kAnnIpSans));
 }
 
 // A Secret's type is immutable: writing a certificate into an Opaque one would leave it unserved
@@ -174,6 +183,7 @@ Result<std::optional<PendingOrder>> SecretStore::load_pending(const CertificateR
     po.order_url = meta::annotation(*s, kAnnOrderUrl).value_or("");
     po.server = meta::annotation(*s, kAnnOrderServer).value_or("");
     po.dns_names = split(meta::annotation(*s, kAnnOrderNames).value_or(""));
+    po.ip_addresses = split(meta::annotation(*s, kAnnOrderIps).value_or(""));
     po.key_pem = SecretBytes(std::move(*key));
     return std::optional<PendingOrder>(std::move(po));
 }
@@ -196,6 +206,7 @@ Status SecretStore::save_pending(const CertificateRef& ref, const PendingOrder& 
         meta::set_annotation(s, kAnnOrderUrl, order.order_url);
         meta::set_annotation(s, kAnnOrderServer, order.server);
         meta::set_annotation(s, kAnnOrderNames, join(order.dns_names));
+        meta::set_annotation(s, kAnnOrderIps, join(order.ip_addresses));
         s["data"] = json{{"tls.key", base64(order.key_pem.reveal())}};
     });
     if (!st) {

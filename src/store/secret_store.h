@@ -4,8 +4,9 @@
 // - the certificate: Secret <secretName>, type kubernetes.io/tls, tls.crt = leaf + chain, tls.key
 //   = PKCS#8, ca.crt = the signing CA (selfSigned / ca issuers only), label
 //   edgecert.io/managed=true, annotations edgecert.io/certificate-name, issuer-name, issuer-kind,
-//   alt-names (+ spec.secretTemplate). Keys other than tls.crt/tls.key/ca.crt that someone else
-//   put in the Secret are kept.
+//   alt-names, ip-sans (when it has IP SANs; cert-manager's cert-manager.io/ip-sans)
+//   (+ spec.secretTemplate). Keys other than tls.crt/tls.key/ca.crt that someone else put in the
+//   Secret are kept.
 // - the order in flight: Secret <certificateName>-next-key (Opaque, label
 //   edgecert.io/pending-order) holding the new key AND the order URL/server/names as annotations,
 //   written in ONE request, so a restart never sees a URL without its key or the reverse. The

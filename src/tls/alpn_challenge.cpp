@@ -3,6 +3,8 @@
 #include <openssl/rand.h>
 #include <openssl/sha.h>
 
+#include "edgecert/base/ip.h"
+
 namespace edgecert::tls {
 
 Result<std::shared_ptr<const ChallengeCert>> build_alpn_challenge_cert(const std::string& domain,
@@ -27,12 +29,26 @@ Result<std::shared_ptr<const ChallengeCert>> build_alpn_challenge_cert(const std
     X509_set_issuer_name(x, name);
     X509_set_pubkey(x, out->key.get());
 
-    // subjectAltName: dNSName = domain (RFC 8737 §3: exactly the identifier being validated).
+    // subjectAltName: exactly the identifier being validated (RFC 8737 §3): dNSName = domain,
+    // or for an IP identifier one iPAddress with its octets (RFC 8738 §6).
     ossl::UniquePtr<GENERAL_NAMES> gens(GENERAL_NAMES_new());
     GENERAL_NAME* gn = GENERAL_NAME_new();
-    ASN1_IA5STRING* ia5 = ASN1_IA5STRING_new();
-    ASN1_STRING_set(ia5, domain.data(), static_cast<int>(domain.size()));
-    GENERAL_NAME_set0_value(gn, GEN_DNS, ia5);
+    ASN1_STRING* san = nullptr;
+    int type = GEN_DNS;
+    if (auto ip = IpAddress::parse(domain)) {
+        type = GEN_IPADD;
+        san = ASN1_OCTET_STRING_new();
+        if (san) ASN1_OCTET_STRING_set(san, ip->data(), static_cast<int>(ip->size()));
+    } else {
+        san = ASN1_IA5STRING_new();
+        if (san) ASN1_STRING_set(san, domain.data(), static_cast<int>(domain.size()));
+    }
+    if (!gens || !gn || !san) {
+        GENERAL_NAME_free(gn);
+        ASN1_STRING_free(san);
+        return ossl::error("tls-alpn-01: subjectAltName");
+    }
+    GENERAL_NAME_set0_value(gn, type, san);
     sk_GENERAL_NAME_push(gens.get(), gn);
     if (X509_add1_ext_i2d(x, NID_subject_alt_name, gens.get(), 0, X509V3_ADD_DEFAULT) != 1)
         return ossl::error("tls-alpn-01: subjectAltName");

@@ -1,5 +1,6 @@
 #pragma once
-// tls-alpn-01 responder certificate (RFC 8737 §3): self-signed, SAN dNSName = the domain, and a
+// tls-alpn-01 responder certificate (RFC 8737 §3): self-signed, SAN dNSName = the domain (an
+// iPAddress when the identifier is an IP address, RFC 8738 §6), and a
 // critical id-pe-acmeIdentifier (1.3.6.1.5.5.7.1.31) extension whose value is the DER
 // OCTET STRING of SHA-256(key authorization). Built here with OpenSSL; src/tls knows nothing of
 // the ACME library.

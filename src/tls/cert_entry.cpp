@@ -361,6 +361,12 @@ Result<std::shared_ptr<const CertEntry>> parse_cert_entry(std::string name,
     if (sans) {
         for (int i = 0; i < sk_GENERAL_NAME_num(sans.get()); ++i) {
             const GENERAL_NAME* gn = sk_GENERAL_NAME_value(sans.get(), i);
+            if (gn->type == GEN_IPADD) {  // served to clients without SNI (cert_snapshot.h)
+                const ASN1_OCTET_STRING* o = gn->d.iPAddress;
+                if (auto ip = IpAddress::from_bytes(o->data, static_cast<size_t>(o->length)))
+                    entry->ip_addresses.push_back(*ip);
+                continue;
+            }
             if (gn->type != GEN_DNS) continue;
             const ASN1_IA5STRING* s = gn->d.dNSName;
             entry->dns_names.push_back(lower(std::string_view(

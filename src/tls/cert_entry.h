@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "edgecert/base/clock.h"
+#include "edgecert/base/ip.h"
 #include "edgecert/base/ossl.h"
 #include "edgecert/base/result.h"
 #include "edgecert/base/secret.h"
@@ -29,6 +30,7 @@ struct CertEntry {
     std::time_t not_after = 0;
     std::string serial;               // lowercase hex, for logs and metrics
     std::vector<std::string> dns_names;  // lowercase SAN dNSNames (CN if there is no SAN)
+    std::vector<IpAddress> ip_addresses;  // SAN iPAddresses (4 or 16 octets, RFC 5280 §4.2.1.6)
 };
 
 // Parses and validates a tls.crt / tls.key pair. Errors are InvalidConfig and say what is wrong

@@ -25,6 +25,24 @@ void recompute(CertSnapshot::NameRecord& r) {
     for (const CertEntry* e : r.candidates) put(r.slot, e);
 }
 
+void add_candidate(CertSnapshot::NameRecord& r, const CertEntry* e) {
+    r.candidates.push_back(e);
+    put(r.slot, e);
+}
+
+// Removes `e` from the record under `key`; drops the record when nothing else covers the name.
+template <class Map, class Key>
+void remove_candidate(Map& map, const Key& key, const CertEntry* e) {
+    auto it = map.find(key);
+    if (it == map.end()) return;
+    auto& c = it->second.candidates;
+    if (auto pos = std::find(c.begin(), c.end(), e); pos != c.end()) c.erase(pos);
+    if (c.empty())
+        map.erase(it);
+    else
+        recompute(it->second);
+}
+
 }  // namespace
 
 std::shared_ptr<const CertSnapshot> CertSnapshot::build(const EntryMap& entries, const std::string& default_name,
@@ -36,20 +54,21 @@ std::shared_ptr<const CertSnapshot> CertSnapshot::build(const EntryMap& entries,
         em[i] = std::make_shared<EntryMap>();
         nm[i] = std::make_shared<NameShard>();
     }
+    auto ips = std::make_shared<IpIndex>();
     for (const auto& [name, e] : entries) {
         em[shard_of(name)]->emplace(name, e);
         for (const auto& dns : e->dns_names) {
             std::string k = key_of(dns);
             auto& shard = *nm[shard_of(k)];
-            auto& rec = (is_wildcard(dns) ? shard.wildcard : shard.exact)[k];
-            rec.candidates.push_back(e.get());
-            put(rec.slot, e.get());
+            add_candidate((is_wildcard(dns) ? shard.wildcard : shard.exact)[k], e.get());
         }
+        for (const auto& ip : e->ip_addresses) add_candidate((*ips)[ip], e.get());
     }
     for (size_t i = 0; i < kShards; ++i) {
         snap->entries_[i] = std::move(em[i]);
         snap->names_[i] = std::move(nm[i]);
     }
+    snap->ips_ = std::move(ips);
     snap->size_ = entries.size();
     snap->set_default(default_name, strict);
     return snap;
@@ -61,7 +80,13 @@ std::shared_ptr<const CertSnapshot> CertSnapshot::apply(
     auto snap = std::make_shared<CertSnapshot>();
     snap->entries_ = base.entries_;
     snap->names_ = base.names_;
+    snap->ips_ = base.ips_;
     snap->size_ = base.size_;
+    std::shared_ptr<IpIndex> ips;  // copied on the first change that touches an address
+    auto ip_index = [&]() -> IpIndex& {
+        if (!ips) ips = std::make_shared<IpIndex>(*base.ips_);
+        return *ips;
+    };
     std::map<size_t, std::shared_ptr<EntryMap>> em;    // copied (writable) shards
     std::map<size_t, std::shared_ptr<NameShard>> nm;
     auto entry_shard = [&](const std::string& name) -> EntryMap& {
@@ -83,14 +108,10 @@ std::shared_ptr<const CertSnapshot> CertSnapshot::apply(
             const CertEntry* o = old->second.get();
             for (const auto& dns : o->dns_names) {
                 std::string k = key_of(dns);
-                auto& map = is_wildcard(dns) ? name_shard(k).wildcard : name_shard(k).exact;
-                auto it = map.find(k);
-                if (it == map.end()) continue;
-                auto& c = it->second.candidates;
-                if (auto pos = std::find(c.begin(), c.end(), o); pos != c.end()) c.erase(pos);
-                if (c.empty()) map.erase(it);
-                else recompute(it->second);
+                remove_candidate(is_wildcard(dns) ? name_shard(k).wildcard : name_shard(k).exact, k,
+                                 o);
             }
+            for (const auto& ip : o->ip_addresses) remove_candidate(ip_index(), ip, o);
             es.erase(old);
             --snap->size_;
         }
@@ -99,13 +120,14 @@ std::shared_ptr<const CertSnapshot> CertSnapshot::apply(
         ++snap->size_;
         for (const auto& dns : e->dns_names) {
             std::string k = key_of(dns);
-            auto& rec = (is_wildcard(dns) ? name_shard(k).wildcard : name_shard(k).exact)[k];
-            rec.candidates.push_back(e.get());
-            put(rec.slot, e.get());
+            add_candidate((is_wildcard(dns) ? name_shard(k).wildcard : name_shard(k).exact)[k],
+                          e.get());
         }
+        for (const auto& ip : e->ip_addresses) add_candidate(ip_index()[ip], e.get());
     }
     for (auto& [i, p] : em) snap->entries_[i] = std::move(p);
     for (auto& [i, p] : nm) snap->names_[i] = std::move(p);
+    if (ips) snap->ips_ = std::move(ips);
     snap->set_default(default_name, strict);
     return snap;
 }
@@ -127,17 +149,18 @@ void CertSnapshot::set_default(const std::string& default_name, bool strict) {
     if (!d) return;
     put(default_, d.get());
     // An ECDSA/RSA pair under one name is two entries: take the other key type for the
-    // default's first DNS name too.
+    // default's first DNS name (or, for an address-only certificate, first address) too.
+    CertSlot pair;
     if (!d->dns_names.empty()) {
         const auto& n = d->dns_names.front();
         const auto& shard = *names_[shard_of(key_of(n))];
         const auto& map = is_wildcard(n) ? shard.wildcard : shard.exact;
-        auto it = map.find(key_of(n));
-        if (it != map.end()) {
-            if (!default_.ec) default_.ec = it->second.slot.ec;
-            if (!default_.rsa) default_.rsa = it->second.slot.rsa;
-        }
+        if (auto it = map.find(key_of(n)); it != map.end()) pair = it->second.slot;
+    } else if (!d->ip_addresses.empty()) {
+        pair = find_ip(d->ip_addresses.front());
     }
+    if (!default_.ec) default_.ec = pair.ec;
+    if (!default_.rsa) default_.rsa = pair.rsa;
 }
 
 CertSlot CertSnapshot::find(std::string_view sni, MatchKind* kind) const {
@@ -155,6 +178,11 @@ CertSlot CertSnapshot::find(std::string_view sni, MatchKind* kind) const {
             set(MatchKind::Exact);
             return it->second.slot;
         }
+        if (has_ip_names()) {
+            if (auto ip = IpAddress::parse(key)) {
+                if (CertSlot slot = find_ip(*ip, kind); !slot.empty()) return slot;
+            }
+        }
         if (auto dot = key.find('.'); dot != std::string::npos && dot > 0) {
             std::string parent = key.substr(dot + 1);
             const auto& ws = names_[shard_of(parent)]->wildcard;
@@ -170,6 +198,13 @@ CertSlot CertSnapshot::find(std::string_view sni, MatchKind* kind) const {
     }
     set(MatchKind::None);
     return {};
+}
+
+CertSlot CertSnapshot::find_ip(const IpAddress& addr, MatchKind* kind) const {
+    auto it = ips_->find(addr);
+    if (it == ips_->end()) return {};
+    if (kind) *kind = MatchKind::Ip;
+    return it->second.slot;
 }
 
 std::shared_ptr<const CertEntry> CertSnapshot::find_entry(const std::string& name) const {

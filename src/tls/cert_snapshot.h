@@ -7,6 +7,11 @@
 // Copy-on-write shards: names are spread over kShards immutable shards shared between
 // successive snapshots, so replacing one certificate among 10,000 copies only the few shards
 // its names fall in (O(N / kShards)), not the whole map.
+//
+// IP certificates: a client connecting to https://192.0.2.1/ sends no SNI (RFC 6066 §3 forbids
+// IP literals there), so the terminator asks find_ip() with the connection's local address
+// before falling back to the default. iPAddress SANs live in one ordered map (IP certificates
+// are few), copied only when a change touches a certificate that has one.
 #include <array>
 #include <atomic>
 #include <functional>
@@ -30,7 +35,7 @@ struct CertSlot {
     bool empty() const { return !ec && !rsa; }
 };
 
-enum class MatchKind { Exact, Wildcard, Default, None };
+enum class MatchKind { Exact, Wildcard, Ip, Default, None };
 
 using EntryMap = std::map<std::string, std::shared_ptr<const CertEntry>>;
 
@@ -51,7 +56,14 @@ public:
 
     // SNI lookup: exact name, then a one-label wildcard (*.example.com matches a.example.com,
     // not a.b.example.com), then the default. `sni` may be empty (no SNI). Case-insensitive.
+    // An IP literal in SNI (clients that ignore RFC 6066) is looked up like find_ip().
     CertSlot find(std::string_view sni, MatchKind* kind = nullptr) const;
+    // The certificate with iPAddress SAN `addr` (an IPv4 address as 4 octets: from_sockaddr
+    // maps a dual-stack ::ffff:a.b.c.d), empty when none has it: no default here. O(log n), no
+    // allocation (it runs in the ClientHello callback).
+    CertSlot find_ip(const IpAddress& addr, MatchKind* kind = nullptr) const;
+    // Whether any certificate has an iPAddress SAN: without one there is no local address to ask.
+    bool has_ip_names() const { return !ips_->empty(); }
 
     std::shared_ptr<const CertEntry> find_entry(const std::string& name) const;
     void for_each_entry(const std::function<void(const std::string&, const CertEntry&)>& fn) const;
@@ -66,13 +78,15 @@ public:
     struct NameShard {
         std::unordered_map<std::string, NameRecord> exact, wildcard;  // wildcard key: "example.com"
     };
+    using IpIndex = std::map<IpAddress, NameRecord>;
 
-private:
+  private:
     void set_default(const std::string& default_name, bool strict);
     static size_t shard_of(std::string_view s) { return std::hash<std::string_view>{}(s) % kShards; }
 
     std::array<std::shared_ptr<const EntryMap>, kShards> entries_;  // by source name
     std::array<std::shared_ptr<const NameShard>, kShards> names_;   // by DNS name
+    std::shared_ptr<const IpIndex> ips_ = std::make_shared<const IpIndex>();  // by iPAddress SAN
     CertSlot default_;
     size_t size_ = 0;
 };

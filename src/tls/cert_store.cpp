@@ -69,11 +69,18 @@ void CertStore::apply(std::vector<CertChange> changes, bool full) {
                     X509_cmp(prev->leaf.get(), e->leaf.get()) == 0 &&
                     EVP_PKEY_eq(prev->key.get(), e->key.get()) == 1 &&
                     sk_X509_num(prev->chain.get()) == sk_X509_num(e->chain.get());
-        if (on_result_) on_result_(c.name, EntryResult{true, same, {}, e->serial, e->dns_names.size(), e->not_after});
+        if (on_result_)
+            on_result_(c.name, EntryResult{true,
+                                           same,
+                                           {},
+                                           e->serial,
+                                           e->dns_names.size() + e->ip_addresses.size(),
+                                           e->not_after});
         if (same) continue;  // identical content (e.g. a periodic rescan): nothing to publish
         ok_.fetch_add(1, std::memory_order_relaxed);
         std::string sans;
         for (const auto& n : e->dns_names) sans += (sans.empty() ? "" : ",") + n;
+        for (const auto& ip : e->ip_addresses) sans += (sans.empty() ? "" : ",") + ip.to_string();
         // Per-certificate lines at info for ordinary reloads; a bulk load of thousands logs a summary.
         spdlog::log(changes.size() <= 50 ? spdlog::level::info : spdlog::level::debug,
                     "certificate {}: loaded serial {} ({}) names [{}] not after {}", c.name, e->serial,

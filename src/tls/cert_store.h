@@ -23,7 +23,7 @@ struct EntryResult {
     bool unchanged = false;  // ok, and identical to what was already served: nothing published
     std::string error;       // !ok: why the pair was rejected (the last good one stays)
     std::string serial;      // ok: lowercase hex
-    size_t names = 0;        // ok: DNS names the certificate serves
+    size_t names = 0;        // ok: DNS names and IP addresses the certificate serves
     std::time_t not_after = 0;
 };
 // Runs on the thread calling apply(), inside it: must be quick and must not call apply().

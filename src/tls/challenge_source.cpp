@@ -6,6 +6,8 @@
 #include <cctype>
 #include <mutex>
 
+#include "edgecert/base/ip.h"
+
 namespace edgecert::tls {
 namespace {
 
@@ -27,7 +29,10 @@ std::optional<std::string> read_small(const std::string& path) {
     return out;
 }
 
-std::string lower(std::string_view s) {
+// tls-alpn-01 answers are keyed by identifier: a DNS name lower-cased without a trailing dot, an
+// IP address (RFC 8738) in canonical text, whichever spelling the writer used.
+std::string identifier_key(std::string_view s) {
+    if (auto ip = IpAddress::parse(s)) return ip->to_string();
     std::string o(s);
     for (auto& c : o) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
     if (!o.empty() && o.back() == '.') o.pop_back();
@@ -62,11 +67,11 @@ void MemoryChallengeSource::remove_http01(const std::string& token) {
 }
 void MemoryChallengeSource::set_tls_alpn01(std::string domain, std::string ka) {
     std::unique_lock l(mu_);
-    alpn_[lower(domain)] = std::move(ka);
+    alpn_[identifier_key(domain)] = std::move(ka);
 }
 void MemoryChallengeSource::remove_tls_alpn01(const std::string& domain) {
     std::unique_lock l(mu_);
-    alpn_.erase(lower(domain));
+    alpn_.erase(identifier_key(domain));
 }
 std::optional<std::string> MemoryChallengeSource::http01(std::string_view token) const {
     std::shared_lock l(mu_);
@@ -75,7 +80,7 @@ std::optional<std::string> MemoryChallengeSource::http01(std::string_view token)
     return it->second;
 }
 std::optional<std::string> MemoryChallengeSource::tls_alpn01(std::string_view domain) const {
-    std::string d = lower(domain);
+    std::string d = identifier_key(domain);
     std::shared_lock l(mu_);
     auto it = alpn_.find(d);
     if (it == alpn_.end()) return std::nullopt;
@@ -87,8 +92,8 @@ std::optional<std::string> DirChallengeSource::http01(std::string_view token) co
     return read_small(dir_ + "/" + std::string(token));
 }
 std::optional<std::string> DirChallengeSource::tls_alpn01(std::string_view domain) const {
-    std::string d = lower(domain);
-    if (!valid_domain(d)) return std::nullopt;
+    std::string d = identifier_key(domain);
+    if (!valid_domain(d) && !IpAddress::parse(d)) return std::nullopt;
     return read_small(dir_ + "/tls-alpn-01/" + d);
 }
 

@@ -1,7 +1,9 @@
 #pragma once
 // ChallengeSource: what the terminator answers for ACME challenges. http-01 (RFC 8555 §8.3):
-// token → key authorization, served on :80. tls-alpn-01 (RFC 8737): domain → key authorization,
-// from which the responder builds the acmeIdentifier certificate.
+// token → key authorization, served on :80. tls-alpn-01 (RFC 8737): identifier → key
+// authorization, from which the responder builds the acmeIdentifier certificate. The identifier
+// is a DNS name or an IP address in canonical text (RFC 8738: the validation server sends the
+// address's reverse-DNS name in SNI; the TLS layer maps it back before asking).
 #include <map>
 #include <optional>
 #include <shared_mutex>
@@ -40,8 +42,9 @@ private:
 };
 
 // --challenge-dir DIR: DIR/<token> holds the http-01 key authorization, DIR/tls-alpn-01/<domain>
-// the tls-alpn-01 one. Looked up per challenge request (a small local file, read with a size
-// bound); challenge requests are rare and this keeps a freshly written token visible at once.
+// (or /<address>, canonical text such as 192.0.2.1 or 2001:db8::1) the tls-alpn-01 one. Looked up
+// per challenge request (a small local file, read with a size bound); challenge requests are rare
+// and this keeps a freshly written token visible at once.
 class DirChallengeSource final : public ChallengeSource {
 public:
     explicit DirChallengeSource(std::string dir) : dir_(std::move(dir)) {}

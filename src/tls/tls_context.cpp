@@ -1,6 +1,7 @@
 #include "tls/tls_context.h"
 
 #include <spdlog/spdlog.h>
+#include <sys/socket.h>
 
 #include <cstring>
 #include <mutex>
@@ -38,6 +39,15 @@ int ticket_cb(SSL* ssl, unsigned char name[16], unsigned char iv[16], EVP_CIPHER
 }
 
 uint16_t be16(const unsigned char* p) { return static_cast<uint16_t>(p[0] << 8 | p[1]); }
+
+std::optional<IpAddress> local_address(const TlsConnInfo& ci) {
+    if (ci.local) return IpAddress::from_sockaddr(reinterpret_cast<const sockaddr*>(ci.local));
+    sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    if (ci.fd < 0 || getsockname(ci.fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0)
+        return std::nullopt;
+    return IpAddress::from_sockaddr(reinterpret_cast<const sockaddr*>(&ss));
+}
 
 }  // namespace
 
@@ -143,7 +153,14 @@ int TlsContext::on_client_hello(SSL* ssl, int* alert) {
         static constexpr unsigned char kOnlyAcme[] = "\x00\x0b\x0a" "acme-tls/1";
         if (len == sizeof kOnlyAcme - 1 && std::memcmp(p, kOnlyAcme, len) == 0) {
             std::string domain(sni);
-            auto ka = sni.empty() ? std::nullopt : challenges_->tls_alpn01(domain);
+            std::optional<std::string> ka;
+            // RFC 8738 §6: an IP identifier is asked for with its reverse-DNS name in SNI
+            // (1.0.0.127.in-addr.arpa); answers are keyed by the address itself.
+            if (auto ip = IpAddress::from_reverse_name(sni)) {
+                std::string text = ip->to_string();
+                if ((ka = challenges_->tls_alpn01(text))) domain = std::move(text);
+            }
+            if (!ka && !sni.empty()) ka = challenges_->tls_alpn01(domain);
             if (!ka) {
                 *alert = SSL_AD_NO_APPLICATION_PROTOCOL;
                 return SSL_CLIENT_HELLO_ERROR;
@@ -159,7 +176,13 @@ int TlsContext::on_client_hello(SSL* ssl, int* alert) {
         }
     }
 
-    CertSlot slot = ci->snapshot->find(sni, &ci->match);
+    // No SNI (a client connecting to https://<address>/): the certificate for the address it
+    // connected to, if one has that iPAddress SAN, before the default.
+    CertSlot slot;
+    if (sni.empty() && ci->snapshot->has_ip_names()) {
+        if (auto local = local_address(*ci)) slot = ci->snapshot->find_ip(*local, &ci->match);
+    }
+    if (slot.empty()) slot = ci->snapshot->find(sni, &ci->match);
     if (slot.empty()) {
         *alert = SSL_AD_UNRECOGNIZED_NAME;  // --strict-sni (or nothing loaded yet)
         return SSL_CLIENT_HELLO_ERROR;

@@ -9,6 +9,7 @@
 // (SSL_use_cert_and_key, which only up-refs the parsed X509/EVP_PKEY). With both set, OpenSSL
 // chooses by the client's signature_algorithms and cipher list.
 #include <openssl/ssl.h>
+#include <sys/socket.h>
 
 #include <atomic>
 #include <memory>
@@ -28,6 +29,11 @@ namespace edgecert::tls {
 // TlsContext::attach() before the handshake.
 struct TlsConnInfo {
     const CertSnapshot* snapshot = nullptr;  // valid for the duration of the handshake callbacks
+    // The connection's local (destination) address, for clients that send no SNI (https://IP/):
+    // `local` when the listener is bound to one address, else getsockname(fd) — asked only when
+    // there is no SNI and some certificate has an iPAddress SAN.
+    int fd = -1;
+    const sockaddr_storage* local = nullptr;
     bool acme_tls_alpn = false;              // serving a tls-alpn-01 challenge: close after handshake
     MatchKind match = MatchKind::None;
     const CertEntry* served = nullptr;        // for logs; entry owned by the snapshot

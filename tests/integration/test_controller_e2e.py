@@ -166,6 +166,40 @@ def test_tls_alpn_01_through_the_terminator(env):
     assert line and float(line[0].split()[-1]) >= 1, before
 
 
+def test_ip_address_certificate(env):
+    """RFC 8738 through the Kubernetes path: a Certificate with ipAddresses, validated over tls-alpn-01
+    by Pebble connecting to 127.0.0.1 with the reverse-DNS name in SNI, answered by the separate
+    terminator from the Challenge object; the Secret carries the IP SAN and edgecert.io/ip-sans, and
+    a client that sends no SNI (https://127.0.0.1/) gets it. An address in dnsNames is BadConfig."""
+    srv = env["srv"]
+    ipaddress = __import__("ipaddress")
+    x509 = __import__("cryptography").x509
+    apply(srv, certificate("edge-ip-tls", ["edge.e2e.test"], "pebble-alpn", ipAddresses=["127.0.0.1"]))
+    leaf = wait_secret(env, "edge-ip-tls")
+    san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.IPAddress) == [ipaddress.ip_address("127.0.0.1")]
+    assert san.get_values_for_type(x509.DNSName) == ["edge.e2e.test"]
+    ann = get_json(srv, "secret", "edge-ip-tls")["metadata"]["annotations"]
+    assert ann["edgecert.io/ip-sans"] == "127.0.0.1" and ann["edgecert.io/alt-names"] == "edge.e2e.test"
+    wait_until(lambda: tls_probe(env["term"].tls_port, None)[0] == format(leaf.serial_number, "x"), 10,
+               what="the IP certificate served without SNI")
+    r = subprocess.run(["curl", "-sS", "--max-time", "5", "--cacert", env["root"], "-o", "/dev/null", "-w",
+                        "%{ssl_verify_result}", f"https://127.0.0.1:{env['term'].tls_port}/"],
+                       capture_output=True, text=True, timeout=15)
+    assert r.stdout == "0", r.stderr  # verified against Pebble's root, iPAddress SAN matched
+    cert = wait_until(lambda: (lambda c: c if (condition(c, "Ready") or {}).get("status") == "True" else None)(
+        get_json(srv, "certificate", "edge-ip-tls")), 15, what="Ready=True")
+    assert cert["status"]["notAfter"]
+
+    apply(srv, certificate("bad-ip-tls", ["good.e2e.test", "10.0.0.1"], "pebble"))
+    bad = wait_until(lambda: (lambda c: c if (condition(c, "Ready") or {}).get("reason") == "BadConfig" else None)(
+        get_json(srv, "certificate", "bad-ip-tls")), 15, what="BadConfig for an address in dnsNames")
+    assert "'10.0.0.1' is an IP address: list it in spec.ipAddresses" in condition(bad, "Ready")["message"]
+    wait_until(lambda: "list it in spec.ipAddresses" in srv.kubectl("describe", "certificate", "bad-ip-tls").stdout_text,
+               15, what="Warning BadConfig event")
+    assert get_json(srv, "secret", "bad-ip-tls") is None
+
+
 def test_renewal_under_load_moves_not_after_forward(env):
     """6-minute certificates renewed at 15% of their lifetime left... several times, while a client
     keeps making requests through the terminator: zero failures, notAfter moves forward each time."""

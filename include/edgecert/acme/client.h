@@ -75,6 +75,10 @@ struct NewAccountOptions {
 // RFC 8555 §7.4 newOrder request.
 struct NewOrderOptions {
     std::vector<std::string> dns_names;  // "example.com", "*.example.com"
+    // RFC 8738 "ip" identifiers: IP literals in any textual form, sent canonical (canonical_ip).
+    // An IP literal among dns_names, or a malformed address here, is InvalidConfig, before
+    // anything is sent.
+    std::vector<std::string> ip_addresses;
     // Profiles draft: must be one of Directory::meta.profiles when the CA lists any
     // (InvalidConfig otherwise, before anything is sent). Empty: the CA's default.
     std::string profile;

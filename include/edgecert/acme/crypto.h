@@ -121,6 +121,9 @@ public:
     SystemTime not_before() const;
     SystemTime not_after() const;
     std::vector<std::string> dns_names() const;  // subjectAltName dNSName entries
+    // subjectAltName iPAddress entries as canonical text (IpAddress::to_string); entries that
+    // are neither 4 nor 16 octets (name constraints use 8/32) are skipped.
+    std::vector<std::string> ip_addresses() const;
     std::string subject_cn() const;
     std::string issuer_cn() const;
     std::string issuer_name() const;  // one-line RFC 2253 form
@@ -138,15 +141,18 @@ private:
 Result<std::vector<Certificate>> parse_pem_chain(std::string_view pem);
 std::string chain_to_pem(const std::vector<Certificate>& chain);
 
-// RFC 2986 CSR, DER, signed by `key` (SHA-256, or pure Ed25519). SANs = dns_names (wildcards
-// allowed; an IP literal becomes an iPAddress SAN, RFC 8738); CN = first name when it is a DNS name
-// and fits 64 characters (RFC 5280 ub-common-name), otherwise no CN.
-Result<std::string> make_csr_der(const PrivateKey& key, const std::vector<std::string>& dns_names);
+// RFC 2986 CSR, DER, signed by `key` (SHA-256, or pure Ed25519). SANs: a dNSName per dns_names
+// entry (wildcards allowed) and an iPAddress (4 or 16 octets) per ip_addresses entry (RFC 8738;
+// any literal canonical_ip() accepts). CN = the first DNS name when it fits 64 characters (RFC 5280
+// ub-common-name), otherwise no CN. An IP literal among dns_names is InvalidConfig.
+Result<std::string> make_csr_der(const PrivateKey& key, const std::vector<std::string>& dns_names,
+                                 const std::vector<std::string>& ip_addresses = {});
 
-// RFC 8737 §3 tls-alpn-01 challenge certificate: self-signed with a fresh P-256 key, SAN dNSName
-// = domain (iPAddress for an IP literal), critical acmeIdentifier extension (1.3.6.1.5.5.7.1.31)
-// whose value is the DER OCTET STRING of SHA-256(key authorization). Valid for a week from an
-// hour before clock.now().
+// RFC 8737 §3 tls-alpn-01 challenge certificate: self-signed with a fresh P-256 key, one SAN for
+// the identifier — dNSName = domain, or for an IP literal an iPAddress (RFC 8738 §6; the CA asks
+// with the reverse-DNS name in SNI) — and the critical acmeIdentifier extension
+// (1.3.6.1.5.5.7.1.31) whose value is the DER OCTET STRING of SHA-256(key authorization). Valid
+// for a week from an hour before clock.now().
 struct ChallengeCert {
     Certificate cert;
     PrivateKey key;

@@ -16,7 +16,12 @@ namespace edgecert::acme {
 
 // Publishes and removes challenge responses (http-01 token file, dns-01 TXT record,
 // tls-alpn-01 certificate). `domain` is the authorization's identifier value: for a wildcard
-// authorization it is the base name without "*." (the dns-01 record is _acme-challenge.<domain>).
+// authorization it is the base name without "*." (the dns-01 record is _acme-challenge.<domain>);
+// for an "ip" identifier (RFC 8738) the address's canonical text (is_ip_literal() tells them
+// apart: an IP literal is never a DNS name). http-01 is answered the same way for both (the CA
+// connects to the address, Host is the address, RFC 8738 §5); tls-alpn-01 for an address is
+// asked for with the reverse-DNS name in SNI and answered with an iPAddress SAN (RFC 8738 §6,
+// make_tls_alpn01_cert); dns-01 is never used for an address (RFC 8738 §7).
 // `key_authorization` is RFC 8555 §8.1's token.thumbprint: http-01 serves it as is, dns-01
 // publishes dns01_txt_value(key_authorization), tls-alpn-01 uses make_tls_alpn01_cert().
 // A wildcard and its base name share one TXT name with two values: present() must add, and
@@ -32,6 +37,7 @@ struct ChallengeSolver {
 
 struct ObtainRequest {
     std::vector<std::string> dns_names;  // A-labels (IDNs already punycoded); "*.x" for wildcards
+    std::vector<std::string> ip_addresses;  // RFC 8738 "ip" identifiers and iPAddress SANs
     PrivateKey cert_key;                 // the CSR is signed with it
     std::string profile;                 // empty: the CA's default
     std::string replaces;                // RFC 9773 certID of the certificate being renewed
@@ -51,7 +57,8 @@ struct ObtainResult {
 // Requires an account on the client (new_account / set_account / ensure_account).
 // Resuming: valid → download; ready → finalize; processing → wait; pending → solve;
 // invalid / expired → Permanent error (the caller then drops the URL and orders again).
-// A wildcard authorization is only solved with dns-01. Every presented challenge is cleaned up
+// A wildcard authorization is only solved with dns-01, an IP address never with dns-01 (RFC 8738
+// §7: with only dns-01 left the error says so). Every presented challenge is cleaned up
 // on every path. If the CA answers newOrder with alreadyReplaced, the order is placed again
 // without `replaces`.
 Result<ObtainResult> obtain(Client& client, ChallengeSolver& solver, const ObtainRequest& req);

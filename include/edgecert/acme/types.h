@@ -33,11 +33,26 @@ inline constexpr std::string_view kDns01 = "dns-01";
 inline constexpr std::string_view kTlsAlpn01 = "tls-alpn-01";
 
 // RFC 8555 §9.7.7 identifier types: "dns" (and "ip", RFC 8738).
+inline constexpr std::string_view kIdentifierDns = "dns";
+inline constexpr std::string_view kIdentifierIp = "ip";
 struct Identifier {
     std::string type = "dns";
     std::string value;
     bool operator==(const Identifier&) const = default;
 };
+
+// RFC 8738 §3: an "ip" identifier's value is the address's canonical text (dotted quad for
+// IPv4, RFC 5952 for IPv6). Accepts any IP literal (IpAddress::parse, base/ip.h) and returns that
+// text, so "0:0:0:0:0:0:0:1" and "::1" are one identifier. InvalidConfig for anything that is not
+// an IP address, and for an IPv4-mapped IPv6 address (a certificate for ::ffff:10.0.0.1 matches
+// no IPv4 client; the message says to write 10.0.0.1).
+Result<std::string> canonical_ip(std::string_view text);
+// True when `name` is an IP literal: such a value is never a DNS name (RFC 1123 §2.1), so it
+// belongs in an "ip" identifier, not a "dns" one.
+bool is_ip_literal(std::string_view name);
+// RFC 1123 §2.1: the last label of a host name is not all digits, so "10.0.0.300" or "127.1" is a
+// mistyped address, not a DNS name. Callers say so instead of ordering a certificate for it.
+bool has_numeric_last_label(std::string_view name);
 
 // RFC 8555 §6.7 / RFC 7807 problem document, with §6.7.1 subproblems.
 struct Subproblem {

@@ -238,12 +238,34 @@ TEST(AcmeClient, NewOrderSendsReplacesAndIdentifiers) {
                 r.payload.at("identifiers"),
                 json::parse(
                     R"([{"type":"dns","value":"example.com"},{"type":"dns","value":"*.example.com"},
-                                      {"type":"ip","value":"192.0.2.1"}])"));
+                        {"type":"ip","value":"192.0.2.1"},{"type":"ip","value":"2001:db8::1:0:0:1"},
+                        {"type":"ip","value":"::1"}])"));
         });
-    NewOrderOptions o = names({"example.com", "*.example.com", "192.0.2.1"});
+    NewOrderOptions o = names({"example.com", "*.example.com"});
+    // RFC 8738 §3: the textual form is canonical: RFC 5952 for IPv6 (lower case, no leading
+    // zeros, "::" for the longest — here the first of two equal — run of zero groups).
+    o.ip_addresses = {"192.0.2.1", "2001:0DB8:0000:0000:0001:0000:0000:0001", "0:0:0:0:0:0:0:1"};
     o.replaces = "aYhba4dGQEHhs3uEe6CuLN4ByNQ.AIdlQyE";
     auto r = env.client->new_order(o);
     ASSERT_TRUE(r.ok()) << r.error().message;
+    EXPECT_TRUE(env.http.failures().empty());
+}
+
+TEST(AcmeClient, NewOrderRefusesAddressesInTheWrongPlace) {
+    AcmeEnv env;
+    env.use_account();
+    // Nothing is sent: an IP literal among DNS names, or a malformed address, is the caller's bug.
+    auto misplaced = env.client->new_order(names({"example.com", "192.0.2.1"}));
+    ASSERT_FALSE(misplaced.ok());
+    EXPECT_EQ(misplaced.error().code, ErrorCode::InvalidConfig);
+    EXPECT_NE(misplaced.error().message.find("'192.0.2.1' is an IP address"), std::string::npos);
+    NewOrderOptions o = names({"example.com"});
+    o.ip_addresses = {"300.1.1.1"};
+    auto malformed = env.client->new_order(o);
+    ASSERT_FALSE(malformed.ok());
+    EXPECT_EQ(malformed.error().code, ErrorCode::InvalidConfig);
+    EXPECT_NE(malformed.error().message.find("'300.1.1.1' is not an IP address"),
+              std::string::npos);
     EXPECT_TRUE(env.http.failures().empty());
 }
 

@@ -6,6 +6,8 @@
 #include "edgecert/acme/problem.h"
 #include "test_pki.h"
 
+#include <openssl/x509v3.h>
+
 namespace edgecert::acme {
 namespace {
 
@@ -310,7 +312,102 @@ TEST_F(AcmeObtain, WildcardUsesDns01Only) {
     check_clean();
 }
 
+// RFC 8738: an "ip" identifier in the order, the address as an iPAddress SAN in the CSR, and
+// http-01 or tls-alpn-01 only (§7: never dns-01, and the error says so).
+TEST_F(AcmeObtain, IpAddressUsesHttp01NeverDns01) {
+    env.use_account();
+    env.expect_prelude();
+    env.http
+        .expect_post(kNewOrderUrl, 201, order_json("pending", {"192.0.2.1"}, {kAuthzUrl}).dump())
+        .header("Location", kOrderUrl);
+    env.http.expect_post(kAuthzUrl, 200,
+                         authz_json("pending", "192.0.2.1", two_challenges()).dump());
+    RecordingSolver dns_only;
+    dns_only.types = {"dns-01"};
+    ObtainRequest req{.dns_names = {}, .ip_addresses = {"192.0.2.1"}, .cert_key = cert_key};
+    auto r = obtain(*env.client, dns_only, req);
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.error().code, ErrorCode::InvalidConfig);
+    EXPECT_NE(r.error().message.find("no usable challenge for 192.0.2.1"), std::string::npos)
+        << r.error().message;
+    EXPECT_NE(r.error().message.find("never dns-01: RFC 8738"), std::string::npos)
+        << r.error().message;
+    EXPECT_TRUE(dns_only.presented.empty());
+    check_clean();
+
+    // A solver that prefers dns-01 but has http-01 too answers the address with http-01.
+    env.http
+        .expect_post(kNewOrderUrl, 201, order_json("pending", {"192.0.2.1"}, {kAuthzUrl}).dump())
+        .header("Location", kOrderUrl)
+        .checking([](const testing::RecordedRequest& rr) {
+            EXPECT_EQ(rr.payload.at("identifiers"),
+                      json::parse(R"([{"type":"ip","value":"192.0.2.1"}])"));
+        });
+    env.http.expect_post(kAuthzUrl, 200,
+                         authz_json("pending", "192.0.2.1", two_challenges()).dump());
+    env.http.expect_post(kChallUrl, 200,
+                         challenge_json("http-01", kChallUrl, "tok-1", "processing").dump());
+    env.http.expect_post(kAuthzUrl, 200, authz_json("valid", "192.0.2.1", two_challenges()).dump());
+    env.http.expect_post(kOrderUrl, 200, order_json("ready", {"192.0.2.1"}, {kAuthzUrl}).dump());
+    env.http
+        .expect_post(kFinalizeUrl, 200,
+                     order_json("valid", {"192.0.2.1"}, {kAuthzUrl}, kCertUrl).dump())
+        .checking([](const testing::RecordedRequest& rr) {
+            auto der = enc::base64url_decode(rr.payload.at("csr").get<std::string>());
+            ASSERT_TRUE(der.has_value());
+            const auto* p = reinterpret_cast<const unsigned char*>(der->data());
+            ossl::UniquePtr<X509_REQ> csr(
+                d2i_X509_REQ(nullptr, &p, static_cast<long>(der->size())));
+            ASSERT_TRUE(csr);
+            STACK_OF(X509_EXTENSION)* exts = X509_REQ_get_extensions(csr.get());
+            ossl::UniquePtr<GENERAL_NAMES> sans(static_cast<GENERAL_NAMES*>(
+                X509V3_get_d2i(exts, NID_subject_alt_name, nullptr, nullptr)));
+            sk_X509_EXTENSION_pop_free(exts, X509_EXTENSION_free);
+            ASSERT_TRUE(sans);
+            ASSERT_EQ(sk_GENERAL_NAME_num(sans.get()), 1);
+            const GENERAL_NAME* gn = sk_GENERAL_NAME_value(sans.get(), 0);
+            ASSERT_EQ(gn->type, GEN_IPADD);
+            EXPECT_EQ(std::string(reinterpret_cast<const char*>(gn->d.iPAddress->data), 4),
+                      std::string("\xc0\x00\x02\x01", 4));
+        });
+    expect_download();
+    RecordingSolver both;
+    both.types = {"dns-01", "http-01"};
+    auto ok = obtain(*env.client, both, req);
+    ASSERT_TRUE(ok.ok()) << ok.error().message;
+    ASSERT_EQ(both.presented.size(), 1u);
+    EXPECT_EQ(both.presented[0].substr(0, 18), "192.0.2.1 http-01 ");
+    check_clean();
+}
+
 // ---- resume ----------------------------------------------------------------------------------
+
+// The CA may spell an address its own way: the resumed order is compared address by address.
+TEST_F(AcmeObtain, ResumeComparesAddressesNotSpellings) {
+    env.use_account();
+    env.expect_prelude();
+    env.http.expect_post(
+        kOrderUrl, 200,
+        order_json("valid", {"example.com", "2001:DB8:0:0:0:0:0:1"}, {kAuthzUrl}, kCertUrl).dump());
+    expect_download();
+    ObtainRequest req{
+        .dns_names = {"example.com"}, .ip_addresses = {"2001:db8::1"}, .cert_key = cert_key};
+    req.resume_order_url = kOrderUrl;
+    auto r = obtain(*env.client, solver, req);
+    ASSERT_TRUE(r.ok()) << r.error().message;
+    check_clean();
+
+    // A different address is a different order.
+    env.http.expect_post(
+        kOrderUrl, 200,
+        order_json("valid", {"example.com", "2001:db8::2"}, {kAuthzUrl}, kCertUrl).dump());
+    auto other = obtain(*env.client, solver, req);
+    ASSERT_FALSE(other.ok());
+    EXPECT_NE(other.error().message.find("not for the requested [example.com, 2001:db8::1]"),
+              std::string::npos)
+        << other.error().message;
+    check_clean();
+}
 
 TEST_F(AcmeObtain, ResumeValidOrderDownloads) {
     env.use_account();

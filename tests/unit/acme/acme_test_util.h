@@ -51,7 +51,8 @@ inline json problem_json(const std::string& short_type, const std::string& detai
 inline json order_json(const std::string& status, const std::vector<std::string>& names,
                        const std::vector<std::string>& authzs, const std::string& cert = {}) {
     json ids = json::array();
-    for (const auto& n : names) ids.push_back({{"type", "dns"}, {"value", n}});
+    for (const auto& n : names)
+        ids.push_back({{"type", is_ip_literal(n) ? "ip" : "dns"}, {"value", n}});
     json o{{"status", status},
            {"expires", "2030-01-01T00:00:00Z"},
            {"identifiers", ids},
@@ -69,7 +70,7 @@ inline json challenge_json(const std::string& type, const std::string& url,
 inline json authz_json(const std::string& status, const std::string& name, json challenges,
                        bool wildcard = false) {
     json a{{"status", status},
-           {"identifier", {{"type", "dns"}, {"value", name}}},
+           {"identifier", {{"type", is_ip_literal(name) ? "ip" : "dns"}, {"value", name}}},
            {"expires", "2030-01-01T00:00:00Z"},
            {"challenges", std::move(challenges)}};
     if (wildcard) a["wildcard"] = true;

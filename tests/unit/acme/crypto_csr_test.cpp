@@ -109,18 +109,48 @@ TEST(CryptoCsr, LongFirstNameHasNoCommonName) {
     EXPECT_EQ(req_cn(parse_csr(*der64).get()), sixty_four);
 }
 
-TEST(CryptoCsr, IpIdentifiersBecomeIpAddressSans) {
+TEST(CryptoCsr, IpAddressesBecomeIpAddressSans) {
     auto key = PrivateKey::generate(KeyType::EcP256);
     ASSERT_TRUE(key.ok());
-    auto der = make_csr_der(*key, {"192.0.2.7", "2001:db8::1", "host.example"});
+    // RFC 8738: 4 octets for IPv4, 16 for IPv6, whatever the textual form was.
+    auto der = make_csr_der(*key, {"host.example"}, {"192.0.2.7", "2001:DB8:0:0::1", "::1"});
     ASSERT_TRUE(der.ok()) << der.error().message;
     auto req = parse_csr(*der);
     Sans sans = csr_sans(req.get());
     EXPECT_EQ(sans.dns, (std::vector<std::string>{"host.example"}));
-    ASSERT_EQ(sans.ips.size(), 2u);
+    ASSERT_EQ(sans.ips.size(), 3u);
     EXPECT_EQ(sans.ips[0], std::string("\xc0\x00\x02\x07", 4));
-    EXPECT_EQ(sans.ips[1].size(), 16u);
-    EXPECT_EQ(req_cn(req.get()), "");  // an IP is not put in the CN
+    EXPECT_EQ(sans.ips[1], std::string("\x20\x01\x0d\xb8", 4) + std::string(11, '\0') + "\x01");
+    EXPECT_EQ(sans.ips[2], std::string(15, '\0') + "\x01");
+    EXPECT_EQ(req_cn(req.get()), "host.example");
+
+    // An address-only CSR has no CN (an IP is never put in the CN).
+    auto only_ip = make_csr_der(*key, {}, {"198.51.100.4"});
+    ASSERT_TRUE(only_ip.ok()) << only_ip.error().message;
+    auto req2 = parse_csr(*only_ip);
+    EXPECT_EQ(req_cn(req2.get()), "");
+    EXPECT_TRUE(csr_sans(req2.get()).dns.empty());
+    EXPECT_EQ(csr_sans(req2.get()).ips,
+              (std::vector<std::string>{std::string("\xc6\x33\x64\x04", 4)}));
+}
+
+TEST(CryptoCsr, RefusesMalformedAndMisplacedAddresses) {
+    auto key = PrivateKey::generate(KeyType::EcP256);
+    ASSERT_TRUE(key.ok());
+    // An IP literal is not a DNS name: it must come as an IP address.
+    auto misplaced = make_csr_der(*key, {"192.0.2.7"});
+    ASSERT_FALSE(misplaced.ok());
+    EXPECT_EQ(misplaced.error().code, ErrorCode::InvalidConfig);
+    EXPECT_NE(misplaced.error().message.find("is an IP address"), std::string::npos);
+    for (const char* bad : {"192.0.2", "192.0.2.256", "01.2.3.4", "[::1]", "fe80::1%eth0",
+                            "10.0.0.0/8", "example.com", "::ffff:192.0.2.1", " 192.0.2.1"}) {
+        auto r = make_csr_der(*key, {}, {bad});
+        ASSERT_FALSE(r.ok()) << bad;
+        EXPECT_EQ(r.error().code, ErrorCode::InvalidConfig) << bad;
+    }
+    auto mapped = make_csr_der(*key, {}, {"::ffff:192.0.2.1"});
+    EXPECT_NE(mapped.error().message.find("write it as 192.0.2.1"), std::string::npos)
+        << mapped.error().message;
 }
 
 TEST(CryptoCsr, RejectsEmptyIdentifiers) {
@@ -172,11 +202,17 @@ TEST(CryptoTlsAlpn01, ChallengeCertificateCarriesAcmeIdentifier) {
 }
 
 TEST(CryptoTlsAlpn01, IpIdentifierGetsIpAddressSan) {
+    // RFC 8738 §6: the acmeIdentifier certificate for an address carries it as an iPAddress SAN.
     FakeClock clock;
     auto cc = make_tls_alpn01_cert("192.0.2.9", "t.k", clock);
     ASSERT_TRUE(cc.ok()) << cc.error().message;
     EXPECT_TRUE(cc->cert.dns_names().empty());
+    EXPECT_EQ(cc->cert.ip_addresses(), (std::vector<std::string>{"192.0.2.9"}));
     EXPECT_EQ(X509_check_ip_asc(cc->cert.get(), "192.0.2.9", 0), 1);
+    auto v6 = make_tls_alpn01_cert("2001:db8::1", "t.k", clock);
+    ASSERT_TRUE(v6.ok()) << v6.error().message;
+    EXPECT_EQ(v6->cert.ip_addresses(), (std::vector<std::string>{"2001:db8::1"}));
+    EXPECT_TRUE(v6->cert.dns_names().empty());
 }
 
 // The challenge certificate and key work in a real TLS 1.3 handshake with ALPN acme-tls/1

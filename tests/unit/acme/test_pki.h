@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "edgecert/acme/crypto.h"
+#include "edgecert/acme/types.h"
 
 namespace edgecert::acme::testpki {
 
@@ -49,7 +50,8 @@ inline Certificate make_cert(const std::string& cn, const PrivateKey& subject_ke
     add_ext(x.get(), iss, NID_authority_key_identifier, "keyid:always");
     if (!dns.empty()) {
         std::string san;
-        for (const auto& d : dns) san += (san.empty() ? "DNS:" : ",DNS:") + d;
+        for (const auto& d : dns)  // IP literals become iPAddress SANs
+            san += (san.empty() ? "" : ",") + std::string(is_ip_literal(d) ? "IP:" : "DNS:") + d;
         add_ext(x.get(), iss, NID_subject_alt_name, san.c_str());
     }
     EXPECT_GT(X509_sign(x.get(), issuer_key.get(), EVP_sha256()), 0) << ossl::drain_errors();

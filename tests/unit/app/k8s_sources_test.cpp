@@ -77,6 +77,10 @@ TEST(ChallengeParse, TlsAlpn01ByLowercaseName) {
     ASSERT_TRUE(a) << why;
     EXPECT_EQ(a->type, ChallengeAnswer::Type::TlsAlpn01);
     EXPECT_EQ(a->lookup, "www.shop.test");
+    // An IP identifier (RFC 8738): answered under the address's canonical text.
+    auto ip = parse_challenge(challenge("tls-alpn-01", "2001:DB8:0::1", "tok", "tok.thumb"), why);
+    ASSERT_TRUE(ip) << why;
+    EXPECT_EQ(ip->lookup, "2001:db8::1");
 }
 
 TEST(ChallengeParse, RejectsDns01AndMalformed) {

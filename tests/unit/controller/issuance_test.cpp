@@ -44,6 +44,19 @@ TEST(ParseCertificate, ValidSpecIsNormalised) {
     EXPECT_EQ(c->labels.at("team"), "a");
 }
 
+TEST(ParseCertificate, IpAddressesAreCanonicalAndEnoughAlone) {
+    json spec = good_spec();
+    spec["ipAddresses"] = {"192.0.2.1", "2001:DB8:0:0::1", "192.0.2.1", "::1"};
+    auto c = parse_certificate_spec(cert_obj(spec));
+    ASSERT_TRUE(c.ok()) << c.error().message;
+    EXPECT_EQ(c->ip_addresses, (std::vector<std::string>{"192.0.2.1", "2001:db8::1", "::1"}));
+    spec.erase("dnsNames");  // an address-only certificate
+    auto only = parse_certificate_spec(cert_obj(spec));
+    ASSERT_TRUE(only.ok()) << only.error().message;
+    EXPECT_TRUE(only->dns_names.empty());
+    EXPECT_EQ(only->ip_addresses.size(), 3u);
+}
+
 TEST(ParseCertificate, DefaultsAreEcdsaP256AndAlwaysRotate) {
     auto c = parse_certificate_spec(cert_obj(good_spec()));
     ASSERT_TRUE(c.ok());
@@ -63,12 +76,41 @@ TEST(ParseCertificate, BadSpecsAreInvalidConfigWithTheField) {
         {[](json& s) { s["dnsNames"] = {"ex ample.com"}; }, "dnsNames"},
         {[](json& s) { s["issuerRef"] = json::object(); }, "issuerRef.name"},
         {[](json& s) { s["issuerRef"]["kind"] = "Vault"; }, "issuerRef.kind"},
-        {[](json& s) { s["privateKey"] = {{"algorithm", "RSA"}, {"size", 1024}}; }, "privateKey.size"},
-        {[](json& s) { s["privateKey"] = {{"algorithm", "DSA"}}; }, "privateKey.algorithm"},
+        {[](json& s) {
+             s["privateKey"] = {{"algorithm", "RSA"}, {"size", 1024}};
+         },
+         "privateKey.size"},
+        {[](json& s) {
+             s["privateKey"] = {{"algorithm", "DSA"}};
+         },
+         "privateKey.algorithm"},
         {[](json& s) { s["renewBefore"] = "soon"; }, "duration"},
-        {[](json& s) { s["renewBefore"] = "1h"; s["renewBeforePercentage"] = 20; }, ""},
+        {[](json& s) {
+             s["renewBefore"] = "1h";
+             s["renewBeforePercentage"] = 20;
+         },
+         ""},
         {[](json& s) { s["renewBeforePercentage"] = 150; }, ""},
-        {[](json& s) { s["ipAddresses"] = {"10.0.0.1"}; }, "ipAddresses"},
+        {[](json& s) {
+             s["dnsNames"] = {"a.example.com", "10.0.0.1"};
+         },
+         "'10.0.0.1' is an IP address: list it in spec.ipAddresses"},
+        {[](json& s) { s["dnsNames"] = {"2001:db8::1"}; }, "list it in spec.ipAddresses"},
+        {[](json& s) { s["ipAddresses"] = {"10.0.0.300"}; },
+         "spec.ipAddresses: '10.0.0.300' is not an IP address"},
+        {[](json& s) { s["dnsNames"] = {"10.0.0.300"}; },
+         "'10.0.0.300' is neither a DNS name (its last label is numeric) nor an IP address"},
+        {[](json& s) { s["ipAddresses"] = {"db.example.com"}; },
+         "spec.ipAddresses: 'db.example.com' is not an IP address"},
+        {[](json& s) { s["ipAddresses"] = {"10.0.0.0/8"}; }, "spec.ipAddresses"},
+        {[](json& s) { s["ipAddresses"] = {"::ffff:10.0.0.1"}; }, "write it as 10.0.0.1"},
+        {[](json& s) { s["ipAddresses"] = "10.0.0.1"; }, "spec.ipAddresses must be a list"},
+        {[](json& s) { s["ipAddresses"] = {7}; }, "spec.ipAddresses must be strings"},
+        {[](json& s) {
+             s.erase("dnsNames");
+             s["ipAddresses"] = json::array();
+         },
+         "spec.dnsNames or spec.ipAddresses"},
     };
     for (auto& c : cases) {
         json spec = good_spec();
@@ -157,6 +199,47 @@ TEST(SolverSelection, MostSpecificSelectorWins) {
     EXPECT_FALSE(challenge_types_for(*parse_acme_issuer(only), {}, {"a.example.com"}).ok());
 }
 
+// RFC 8738 §7: an address is never validated with dns-01, so dns01 solvers (and dnsZones
+// selectors) never select a certificate that has one.
+TEST(SolverSelection, IpAddressesNeverGetDns01) {
+    using V = std::vector<std::string>;
+    json spec = {
+        {"acme",
+         {{"server", "https://acme.test/dir"},
+          {"solvers",
+           {{{"http01", json::object()}},
+            {{"selector", {{"dnsZones", {"example.com"}}}},
+             {"dns01", {{"webhook", {{"url", "http://h"}}}, {"skipPropagationCheck", true}}}},
+            {{"selector", {{"dnsNames", {"alpn.example.com", "192.0.2.9"}}}},
+             {"tlsAlpn01", json::object()}}}}}}};
+    auto a = parse_acme_issuer(spec);
+    ASSERT_TRUE(a.ok()) << a.error().message;
+    EXPECT_EQ(*challenge_types_for(*a, {}, {"www.example.com"}), V{"dns-01"});
+    EXPECT_EQ(*challenge_types_for(*a, {}, {"www.example.com"}, {"192.0.2.1"}), V{"http-01"});
+    EXPECT_EQ(*challenge_types_for(*a, {}, {}, {"192.0.2.1"}), V{"http-01"});
+    EXPECT_EQ(*challenge_types_for(*a, {}, {"alpn.example.com"}, {"192.0.2.9"}), V{"tls-alpn-01"});
+    auto wild = challenge_types_for(*a, {}, {"*.example.com"}, {"192.0.2.1"});
+    ASSERT_FALSE(wild.ok());
+    EXPECT_NE(wild.error().message.find("both a wildcard name"), std::string::npos)
+        << wild.error().message;
+
+    json dns_only = {
+        {"acme",
+         {{"server", "https://acme.test/dir"},
+          {"solvers",
+           {{{"dns01", {{"webhook", {{"url", "http://h"}}}, {"skipPropagationCheck", true}}}}}}}}};
+    auto d =
+        challenge_types_for(*parse_acme_issuer(dns_only), {}, {"a.example.com"}, {"192.0.2.1"});
+    ASSERT_FALSE(d.ok());
+    EXPECT_EQ(d.error().code, ErrorCode::InvalidConfig);
+    EXPECT_NE(d.error().message.find("cannot use dns-01, RFC 8738"), std::string::npos)
+        << d.error().message;
+    // No solvers listed: both terminator-answered types.
+    json none = {{"acme", {{"server", "https://acme.test/dir"}}}};
+    EXPECT_EQ(*challenge_types_for(*parse_acme_issuer(none), {}, {}, {"192.0.2.1"}),
+              (V{"http-01", "tls-alpn-01"}));
+}
+
 struct EvalFixture : ::testing::Test {
     SystemTime now = std::chrono::system_clock::from_time_t(1'900'000'000);
     std::mt19937_64 rng{7};
@@ -193,6 +276,31 @@ TEST_F(EvalFixture, MismatchesTriggerIssuance) {
     auto ev = evaluate(rsa, stored(spec.dns_names, now - 24h, now + 60 * 24h), std::nullopt, std::nullopt, rng, now);
     EXPECT_EQ(ev.reason, IssueReason::KeyMismatch);
     EXPECT_NE(ev.detail.find("rsa2048"), std::string::npos) << ev.detail;
+}
+
+TEST_F(EvalFixture, IpAddressSansAreCompared) {
+    CertificateSpec ip = spec;
+    ip.ip_addresses = {"192.0.2.1", "2001:db8::1"};
+    std::vector<std::string> names = spec.dns_names;
+    names.insert(names.end(), {"2001:db8::1", "192.0.2.1"});
+    auto ok = evaluate(ip, stored(names, now - 24h, now + 60 * 24h), std::nullopt, std::nullopt,
+                       rng, now);
+    EXPECT_EQ(ok.reason, IssueReason::None) << ok.detail;
+    // Without the addresses, or with other ones: issue again.
+    auto missing = evaluate(ip, stored(spec.dns_names, now - 24h, now + 60 * 24h), std::nullopt,
+                            std::nullopt, rng, now);
+    EXPECT_EQ(missing.reason, IssueReason::SANsChanged);
+    EXPECT_NE(missing.detail.find("spec.ipAddresses"), std::string::npos) << missing.detail;
+    names.back() = "192.0.2.2";
+    EXPECT_EQ(
+        evaluate(ip, stored(names, now - 24h, now + 60 * 24h), std::nullopt, std::nullopt, rng, now)
+            .reason,
+        IssueReason::SANsChanged);
+    // And a certificate with an address the spec no longer lists.
+    EXPECT_EQ(evaluate(spec, stored(names, now - 24h, now + 60 * 24h), std::nullopt, std::nullopt,
+                       rng, now)
+                  .reason,
+              IssueReason::SANsChanged);
 }
 
 TEST_F(EvalFixture, FreshRenewingAndExpired) {

@@ -296,6 +296,11 @@ TEST(ShimIngress, EntryTable) {
          json::array({tls_entry({"bad_host", "-x"}, "s")}),
          {},
          {"spec.tls[0].hosts[0]", "spec.tls[0].hosts[1]", "secret web/s"}},
+        {"an IP address or a mistyped one is not a DNS name: skipped (a Certificate's ipAddresses "
+         "takes it)",
+         json::array({tls_entry({"ok.example", "192.0.2.1", "10.0.0.300"}, "s")}),
+         {{"s", {"ok.example"}}},
+         {"spec.tls[0].hosts[1]", "spec.tls[0].hosts[2]"}},
         {"invalid secretName skipped",
          json::array({tls_entry({"a.example"}, "Bad_Secret")}),
          {},

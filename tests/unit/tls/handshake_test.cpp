@@ -1,5 +1,6 @@
 // Real TLS handshakes in memory (BIO pairs) against TlsContext: certificate choice by SNI and by
 // the client's signature algorithms, strict SNI, ALPN, tls-alpn-01, and ticket-key rotation.
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
 
 #include "tests/unit/tls/test_certs.h"
@@ -57,6 +58,7 @@ protected:
         SSL_set_bio(cli.get(), b2, b2);
         TlsConnInfo info;
         info.snapshot = s;
+        info.local = local;  // BIO pairs have no socket: the address a listener would know
         TlsContext::attach(srv.get(), &info);
         SSL_set_accept_state(srv.get());
         SSL_set_connect_state(cli.get());
@@ -107,7 +109,22 @@ protected:
     std::unique_ptr<TlsContext> ctx;
     ossl::UniquePtr<SSL_CTX> server_ctx, client_ctx;
     std::shared_ptr<const CertSnapshot> snap, strict;
+    const sockaddr_storage* local = nullptr;
 };
+
+sockaddr_storage address(const char* text) {
+    sockaddr_storage ss{};
+    if (std::string_view(text).find(':') == std::string_view::npos) {
+        auto* in = reinterpret_cast<sockaddr_in*>(&ss);
+        in->sin_family = AF_INET;
+        EXPECT_EQ(inet_pton(AF_INET, text, &in->sin_addr), 1);
+    } else {
+        auto* in6 = reinterpret_cast<sockaddr_in6*>(&ss);
+        in6->sin6_family = AF_INET6;
+        EXPECT_EQ(inet_pton(AF_INET6, text, &in6->sin6_addr), 1);
+    }
+    return ss;
+}
 
 TEST_F(HandshakeTest, SniSelectsExactWildcardDefault) {
     EXPECT_EQ(handshake(snap.get(), "a.test").serial, "11");
@@ -214,6 +231,68 @@ TEST_F(HandshakeTest, TlsAlpn01ServesChallengeCertificate) {
     EXPECT_EQ(handshake(snap.get(), "a.test").serial, "11");
 }
 
+// https://192.0.2.1/ sends no SNI (RFC 6066 §3): the certificate whose iPAddress SAN is the
+// address the client connected to, before the default; with SNI, the name decides.
+TEST_F(HandshakeTest, NoSniServesTheCertificateOfTheLocalAddress) {
+    std::map<std::string, std::shared_ptr<const CertEntry>> m = snap->entries();
+    m["ip4"] = entry("ip4", {"www.ip.test", "192.0.2.1"}, false, 0x44);
+    m["ip6"] = entry("ip6", {"2001:db8::1"}, false, 0x66);
+    auto ips = CertSnapshot::build(m, "default", false);
+    sockaddr_storage v4 = address("192.0.2.1"), mapped = address("::ffff:192.0.2.1"),
+                     v6 = address("2001:db8::1"), other = address("198.51.100.1");
+    local = &v4;
+    auto r = handshake(ips.get(), "");
+    ASSERT_TRUE(r.ok);
+    EXPECT_EQ(r.serial, "44");
+    EXPECT_EQ(X509_check_ip_asc(r.peer.get(), "192.0.2.1", 0), 1);  // what curl checks
+    EXPECT_EQ(handshake(ips.get(), "a.test").serial, "11");         // SNI wins
+    local = &mapped;  // an IPv4 client on a dual-stack [::] listener
+    EXPECT_EQ(handshake(ips.get(), "").serial, "44");
+    local = &v6;
+    EXPECT_EQ(handshake(ips.get(), "").serial, "66");
+    local = &other;
+    EXPECT_EQ(handshake(ips.get(), "").serial, "33");  // no certificate for it: the default
+    local = nullptr;  // no address known (and no socket): the default
+    EXPECT_EQ(handshake(ips.get(), "").serial, "33");
+    // Strict SNI refuses unknown names, but an address with a certificate is known.
+    auto strict_ips = CertSnapshot::build(m, "", true);
+    local = &v4;
+    EXPECT_EQ(handshake(strict_ips.get(), "").serial, "44");
+    local = &other;
+    EXPECT_FALSE(handshake(strict_ips.get(), "").ok);
+}
+
+// RFC 8738 §6: tls-alpn-01 for an address comes with its reverse-DNS name in SNI and must be
+// answered with an iPAddress SAN; the answer is stored under the address itself.
+TEST_F(HandshakeTest, TlsAlpn01ForAnAddressAnswersTheReverseName) {
+    challenges.set_tls_alpn01("192.0.2.1", "tok4.thumb");
+    challenges.set_tls_alpn01("2001:DB8:0::1", "tok6.thumb");  // any spelling: kept canonical
+    auto acme = [](SSL* s) {
+        SSL_set_alpn_protos(s,
+                            reinterpret_cast<const unsigned char*>("\x0a"
+                                                                   "acme-tls/1"),
+                            11);
+    };
+    auto r = handshake(snap.get(), "1.2.0.192.in-addr.arpa", acme);
+    ASSERT_TRUE(r.ok);
+    EXPECT_TRUE(r.acme);
+    EXPECT_EQ(X509_check_ip_asc(r.peer.get(), "192.0.2.1", 0), 1);
+    ossl::UniquePtr<GENERAL_NAMES> sans(static_cast<GENERAL_NAMES*>(
+        X509_get_ext_d2i(r.peer.get(), NID_subject_alt_name, nullptr, nullptr)));
+    ASSERT_TRUE(sans);
+    ASSERT_EQ(sk_GENERAL_NAME_num(sans.get()), 1);  // exactly the identifier (RFC 8737 §3)
+    EXPECT_EQ(sk_GENERAL_NAME_value(sans.get(), 0)->type, GEN_IPADD);
+    auto r6 =
+        handshake(snap.get(),
+                  "1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa", acme);
+    ASSERT_TRUE(r6.ok);
+    EXPECT_EQ(X509_check_ip_asc(r6.peer.get(), "2001:db8::1", 0), 1);
+    // The address itself in SNI, or the reverse name of an address without a challenge: refused.
+    EXPECT_FALSE(handshake(snap.get(), "2.2.0.192.in-addr.arpa", acme).ok);
+    challenges.remove_tls_alpn01("192.0.2.1");
+    EXPECT_FALSE(handshake(snap.get(), "1.2.0.192.in-addr.arpa", acme).ok);
+}
+
 TEST_F(HandshakeTest, TicketsResumeAcrossRotationAndSnapshotSwap) {
     auto first = handshake(snap.get(), "a.test");
     ASSERT_TRUE(first.ok && first.session);
@@ -276,6 +355,9 @@ TEST(ChallengeSources, DirectoryRejectsTraversal) {
     EXPECT_FALSE(src.http01("").has_value());
     EXPECT_EQ(src.tls_alpn01("A.Test.").value_or(""), "ka2");
     EXPECT_FALSE(src.tls_alpn01("../x").has_value());
+    // An IP identifier's file is named by the address's canonical text.
+    ASSERT_EQ(0, system(("printf ka6 > '" + dir + "/tls-alpn-01/2001:db8::1'").c_str()));
+    EXPECT_EQ(src.tls_alpn01("2001:DB8:0::1").value_or(""), "ka6");
     MemoryChallengeSource mem;
     mem.set_http01("t", "k");
     ChainChallengeSource chain;

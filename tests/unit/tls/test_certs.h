@@ -53,7 +53,11 @@ inline TestCert make_cert(const std::vector<std::string>& sans, bool rsa, long s
     X509_set_pubkey(x, t.key.get());
     if (!sans.empty()) {
         std::string v;
-        for (const auto& s : sans) v += (v.empty() ? "DNS:" : ",DNS:") + s;
+        for (const auto& s : sans) {  // IP literals become iPAddress SANs
+            bool ip = s.find_first_not_of("0123456789.") == std::string::npos ||
+                      s.find(':') != std::string::npos;
+            v += (v.empty() ? "" : ",") + std::string(ip ? "IP:" : "DNS:") + s;
+        }
         X509V3_CTX ctx;
         X509V3_set_ctx(&ctx, ca ? ca->cert.get() : x, x, nullptr, nullptr, 0);
         ossl::UniquePtr<X509_EXTENSION> ext(X509V3_EXT_conf_nid(nullptr, &ctx, NID_subject_alt_name, v.c_str()));

@@ -82,7 +82,10 @@ void fill_from_pem(CertRow& row, std::string_view cert_pem) {
     row.not_before = leaf->not_before();
     row.not_after = leaf->not_after();
     row.issuer_dn = leaf->issuer_name();
-    if (row.dns_names.empty()) row.dns_names = leaf->dns_names();
+    if (row.dns_names.empty()) {
+        row.dns_names = leaf->dns_names();
+        for (auto& ip : leaf->ip_addresses()) row.dns_names.push_back(std::move(ip));  // RFC 8738 SANs
+    }
 }
 
 // ---- Kubernetes -------------------------------------------------------------------------------
@@ -330,7 +333,10 @@ Result<Report> collect_store(const std::string& root,
                 try {
                     json mj = json::parse(*m);
                     if (row.issuer_name.empty()) row.issuer_name = str_field(mj, "issuer");
-                    if (row.dns_names.empty()) row.dns_names = strings(mj, "dnsNames");
+                    if (row.dns_names.empty()) {
+                        row.dns_names = strings(mj, "dnsNames");
+                        for (auto& ip : strings(mj, "ipAddresses")) row.dns_names.push_back(std::move(ip));
+                    }
                 } catch (const json::exception&) {
                 }
             }
@@ -348,6 +354,7 @@ std::vector<ServedEntry> served_entries(const tls::CertSnapshot& snap) {
         ServedEntry s;
         s.name = name;
         s.dns_names = e.dns_names;
+        for (const auto& ip : e.ip_addresses) s.dns_names.push_back(ip.to_string());  // IP SANs too
         s.serial = normalize_serial(e.serial);
         s.not_before = std::chrono::system_clock::from_time_t(e.not_before);
         s.not_after = std::chrono::system_clock::from_time_t(e.not_after);

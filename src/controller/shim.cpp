@@ -33,6 +33,9 @@ struct Source {
 struct HostWant {
     std::string host;
     std::string what;
+    // Ingress tls[].hosts may hold an IP address (an RFC 8738 identifier); a Gateway listener's
+    // hostname may not (Gateway API: "IP addresses are not allowed").
+    bool ip_allowed = true;
 };
 
 // Secret (namespace, name) → the hosts wanted in it, in input order.
@@ -65,14 +68,25 @@ ShimResult build(const Source& src, const Wants& wants, std::vector<Skipped> ski
 
     for (const auto& [key, hosts] : wants) {
         const auto& [ns, secret] = key;
-        std::set<std::string> names;
+        std::set<std::string> names, addresses;
         for (const HostWant& h : hosts) {
             std::string n = lower(h.host);
-            if (acme::is_ip_literal(n)) {  // an RFC 8738 identifier needs spec.ipAddresses
-                r.skipped.push_back(
-                    {h.what + " " + quote(h.host),
-                     "an IP address, not a DNS name: create a Certificate with spec.ipAddresses "
-                     "for it"});
+            // An IP address in tls[].hosts (Ingress validation allows one there, not in rules)
+            // becomes an RFC 8738 identifier in spec.ipAddresses, as cert-manager's ingress-shim
+            // does; an IPv4-mapped one is refused like in a Certificate.
+            if (acme::is_ip_literal(n)) {
+                if (!h.ip_allowed) {
+                    r.skipped.push_back({h.what + " " + quote(h.host),
+                                         "an IP address: a Gateway listener hostname must be a "
+                                         "DNS name"});
+                    continue;
+                }
+                auto ip = acme::canonical_ip(n);
+                if (!ip) {
+                    r.skipped.push_back({h.what + " " + quote(h.host), ip.error().message});
+                    continue;
+                }
+                addresses.insert(std::move(*ip));
                 continue;
             }
             auto why = invalid_dns_name_reason(n);
@@ -84,7 +98,7 @@ ShimResult build(const Source& src, const Wants& wants, std::vector<Skipped> ski
             }
             names.insert(std::move(n));
         }
-        if (names.empty()) {
+        if (names.empty() && addresses.empty()) {
             r.skipped.push_back({"secret " + ns + "/" + secret, "no valid host names"});
             continue;
         }
@@ -93,6 +107,7 @@ ShimResult build(const Source& src, const Wants& wants, std::vector<Skipped> ski
         c.namespace_ = ns;
         c.secret_name = secret;
         c.dns_names.assign(names.begin(), names.end());
+        c.ip_addresses.assign(addresses.begin(), addresses.end());
         c.issuer_ref = *sel.issuer;
         if (ns == src.namespace_) {
             c.owner_reference = k8s::OwnerReference{src.api_version, src.kind, src.name, src.uid,
@@ -109,12 +124,14 @@ ShimResult build(const Source& src, const Wants& wants, std::vector<Skipped> ski
         if (c.owner_reference) k8s::meta::set_owner_references(obj, {*c.owner_reference});
         obj["spec"] = {
             {"secretName", c.secret_name},
-            {"dnsNames", c.dns_names},
             {"issuerRef",
              {{"name", c.issuer_ref.name},
               {"kind", c.issuer_ref.kind},
               {"group", c.issuer_ref.group}}},
         };
+        // Each list only when it has entries: the CRD wants at least one item in either.
+        if (!c.dns_names.empty()) obj["spec"]["dnsNames"] = c.dns_names;
+        if (!c.ip_addresses.empty()) obj["spec"]["ipAddresses"] = c.ip_addresses;
         c.object = std::move(obj);
         r.certificates.push_back(std::move(c));
     }
@@ -336,7 +353,7 @@ ShimResult desired_for_gateway(const json& gateway, const std::vector<json>& ref
                                               "there allows this Gateway to use it"});
                 continue;
             }
-            wants[{ns, ref.name}].push_back({*l.hostname, what + " hostname"});
+            wants[{ns, ref.name}].push_back({*l.hostname, what + " hostname", false});
         }
     }
     return build(src, wants, std::move(skipped), opts);

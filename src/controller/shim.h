@@ -72,6 +72,9 @@ struct DesiredCertificate {
     std::string namespace_;
     std::string secret_name;
     std::vector<std::string> dns_names;  // lower-case, sorted, deduplicated
+    // IP addresses among the hosts (RFC 8738; canonical text, sorted, deduplicated): a
+    // Certificate's spec.ipAddresses, as cert-manager's ingress-shim puts them.
+    std::vector<std::string> ip_addresses;
     IssuerRef issuer_ref;
     // metadata.ownerReferences[0] (controller=true, blockOwnerDeletion=true). Absent when the
     // Certificate lives in another namespace than its source (a Gateway's cross-namespace Secret

@@ -18,9 +18,18 @@ const k8s::ResourceType* source_type(std::string_view kind) {
     return nullptr;
 }
 
-// The spec fields the shim decides. Everything else in a Certificate's spec (a user's
+// The spec fields the shim decides; one it leaves out (ipAddresses when no host is an address,
+// dnsNames when every host is) is removed. Everything else in a Certificate's spec (a user's
 // renewBefore, privateKey...) is left as it is.
-constexpr const char* kManagedSpecFields[] = {"secretName", "dnsNames", "issuerRef"};
+constexpr const char* kManagedSpecFields[] = {"secretName", "dnsNames", "ipAddresses", "issuerRef"};
+
+// For logs: a Certificate's DNS names then its addresses.
+std::string names_of(const DesiredCertificate& c) {
+    std::string out;
+    for (const auto* list : {&c.dns_names, &c.ip_addresses})
+        for (const auto& n : *list) out += (out.empty() ? "" : ",") + n;
+    return out;
+}
 
 bool same_refs(const std::vector<k8s::OwnerReference>& a,
                const std::vector<k8s::OwnerReference>& b) {
@@ -240,7 +249,7 @@ Result<bool> SourceController::apply_certificate(const json& source, const k8s::
         auto created = ctx_.client.create(resources::Certificate, want.namespace_, want.object, wo);
         if (created) {
             spdlog::info("shim: {} {}/{}: created Certificate {} for {}", kind, ns, name, ckey,
-                         fmt::join(want.dns_names, ","));
+                         names_of(want));
             ctx_.events.record(source, rt, "Normal", "CreateCertificate",
                                "Created Certificate " + ckey);
             return true;
@@ -261,7 +270,12 @@ Result<bool> SourceController::apply_certificate(const json& source, const k8s::
 
     json updated = existing;
     if (!updated.contains("spec") || !updated["spec"].is_object()) updated["spec"] = json::object();
-    for (const char* f : kManagedSpecFields) updated["spec"][f] = want.object["spec"][f];
+    for (const char* f : kManagedSpecFields) {
+        if (want.object["spec"].contains(f))
+            updated["spec"][f] = want.object["spec"][f];
+        else
+            updated["spec"].erase(f);
+    }
     for (const auto& [lk, lv] : meta::labels(want.object)) meta::set_label(updated, lk, lv);
     for (const auto& [ak, av] : meta::annotations(want.object)) meta::set_annotation(updated, ak, av);
     // Owner references: ours replace any earlier controller reference (a recreated source);
@@ -272,9 +286,12 @@ Result<bool> SourceController::apply_certificate(const json& source, const k8s::
     if (want.owner_reference) refs.push_back(*want.owner_reference);
 
     bool same = true;
-    for (const char* f : kManagedSpecFields)
-        same = same && existing.contains("spec") && existing["spec"].is_object() &&
-               existing["spec"].contains(f) && existing["spec"][f] == updated["spec"][f];
+    const bool has_spec = existing.contains("spec") && existing["spec"].is_object();
+    for (const char* f : kManagedSpecFields) {
+        const bool had = has_spec && existing["spec"].contains(f);
+        same = same && had == updated["spec"].contains(f) &&
+               (!had || existing["spec"][f] == updated["spec"][f]);
+    }
     same = same && meta::labels(existing) == meta::labels(updated) &&
            meta::annotations(existing) == meta::annotations(updated) &&
            same_refs(meta::owner_references(existing), refs);
@@ -292,7 +309,7 @@ Result<bool> SourceController::apply_certificate(const json& source, const k8s::
     auto r = ctx_.client.update(resources::Certificate, updated, wo);
     if (!r) return r.error();
     spdlog::info("shim: {} {}/{}: updated Certificate {} ({})", kind, ns, name, ckey,
-                 fmt::join(want.dns_names, ","));
+                 names_of(want));
     ctx_.events.record(source, rt, "Normal", "UpdateCertificate", "Updated Certificate " + ckey);
     return true;
 }

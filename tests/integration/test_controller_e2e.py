@@ -191,6 +191,22 @@ def test_ip_address_certificate(env):
         get_json(srv, "certificate", "edge-ip-tls")), 15, what="Ready=True")
     assert cert["status"]["notAfter"]
 
+    # Bad input on a Certificate in service loses nothing: the address also put in dnsNames is
+    # BadConfig with a Warning, while the Secret and what the terminator serves stay as they were;
+    # put right, it is Ready again with the same certificate (no new order).
+    apply(srv, certificate("edge-ip-tls", ["edge.e2e.test", "127.0.0.1"], "pebble-alpn", ipAddresses=["127.0.0.1"]))
+    bad = wait_until(lambda: (lambda c: c if (condition(c, "Ready") or {}).get("reason") == "BadConfig" else None)(
+        get_json(srv, "certificate", "edge-ip-tls")), 15, what="BadConfig for the Certificate in service")
+    assert "'127.0.0.1' is an IP address: list it in spec.ipAddresses" in condition(bad, "Ready")["message"]
+    wait_until(lambda: "list it in spec.ipAddresses" in srv.kubectl("describe", "certificate", "edge-ip-tls").stdout_text,
+               15, what="Warning BadConfig event on edge-ip-tls")
+    assert secret_cert(srv, "edge-ip-tls").serial_number == leaf.serial_number
+    assert tls_probe(env["term"].tls_port, None)[0] == format(leaf.serial_number, "x")
+    apply(srv, certificate("edge-ip-tls", ["edge.e2e.test"], "pebble-alpn", ipAddresses=["127.0.0.1"]))
+    wait_until(lambda: (condition(get_json(srv, "certificate", "edge-ip-tls"), "Ready") or {}).get("status") == "True",
+               15, what="Ready=True again")
+    assert secret_cert(srv, "edge-ip-tls").serial_number == leaf.serial_number
+
     apply(srv, certificate("bad-ip-tls", ["good.e2e.test", "10.0.0.1"], "pebble"))
     bad = wait_until(lambda: (lambda c: c if (condition(c, "Ready") or {}).get("reason") == "BadConfig" else None)(
         get_json(srv, "certificate", "bad-ip-tls")), 15, what="BadConfig for an address in dnsNames")

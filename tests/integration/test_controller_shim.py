@@ -215,6 +215,15 @@ def test_ingress_tls_entries_become_certificates(kube):
     assert certs(srv, ns)["www-tls"]["metadata"]["uid"] == www["metadata"]["uid"]
     wait_for(lambda: has_event(srv, ns, "web", "UpdateCertificate"), 10, "UpdateCertificate")
 
+    # An IP address among tls[].hosts becomes spec.ipAddresses (an RFC 8738 identifier, canonical
+    # text), as cert-manager's ingress-shim does; dropping it removes the field again.
+    apply(srv, ingress("web", ns, [("www-tls", ["www.shop.test", "new.shop.test", "2001:DB8::0:50"])]))
+    ip = wait_for(lambda: (lambda c: c if c["spec"].get("ipAddresses") == ["2001:db8::50"] else None)(
+        certs(srv, ns)["www-tls"]), 10, "spec.ipAddresses from the Ingress")
+    assert ip["spec"]["dnsNames"] == ["new.shop.test", "www.shop.test"]
+    apply(srv, ingress("web", ns, [("www-tls", ["www.shop.test", "new.shop.test"])]))
+    wait_for(lambda: "ipAddresses" not in certs(srv, ns)["www-tls"]["spec"], 10, "ipAddresses removed")
+
     # Someone else's Certificate of the same name is left alone, with a Warning.
     apply(srv, {"apiVersion": "edgecert.io/v1alpha1", "kind": "Certificate",
                 "metadata": {"name": "mine-tls", "namespace": ns},

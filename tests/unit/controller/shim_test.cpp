@@ -296,11 +296,12 @@ TEST(ShimIngress, EntryTable) {
          json::array({tls_entry({"bad_host", "-x"}, "s")}),
          {},
          {"spec.tls[0].hosts[0]", "spec.tls[0].hosts[1]", "secret web/s"}},
-        {"an IP address or a mistyped one is not a DNS name: skipped (a Certificate's ipAddresses "
-         "takes it)",
-         json::array({tls_entry({"ok.example", "192.0.2.1", "10.0.0.300"}, "s")}),
+        {"an IP address goes to ipAddresses (ShimIngress.IpHostsBecomeIpAddresses); a mistyped "
+         "or IPv4-mapped one is skipped",
+         json::array(
+             {tls_entry({"ok.example", "192.0.2.1", "10.0.0.300", "::ffff:192.0.2.1"}, "s")}),
          {{"s", {"ok.example"}}},
-         {"spec.tls[0].hosts[1]", "spec.tls[0].hosts[2]"}},
+         {"spec.tls[0].hosts[2]", "spec.tls[0].hosts[3]"}},
         {"invalid secretName skipped",
          json::array({tls_entry({"a.example"}, "Bad_Secret")}),
          {},
@@ -325,6 +326,33 @@ TEST(ShimIngress, EntryTable) {
             EXPECT_FALSE(r.skipped[i].reason.empty());
         }
     }
+}
+
+TEST(ShimIngress, IpHostsBecomeIpAddresses) {
+    // cert-manager's ingress-shim puts an IP address in tls[].hosts into spec.ipAddresses
+    // (RFC 8738 identifiers); kept canonical and sorted, dnsNames left out when there is none.
+    auto r = desired_for_ingress(
+        ingress({{"cert-manager.io/cluster-issuer", "le"}},
+                json::array({tls_entry({"Edge.example", "2001:DB8:0:0::1", "192.0.2.7"}, "mixed"),
+                             tls_entry({"192.0.2.7", "192.0.2.1"}, "only-ip")})),
+        {});
+    ASSERT_EQ(r.certificates.size(), 2u);
+    EXPECT_TRUE(r.skipped.empty());
+    const auto& mixed = r.certificates[0];
+    EXPECT_EQ(mixed.dns_names, (std::vector<std::string>{"edge.example"}));
+    EXPECT_EQ(mixed.ip_addresses, (std::vector<std::string>{"192.0.2.7", "2001:db8::1"}));
+    EXPECT_EQ(mixed.object["spec"]["dnsNames"], json({"edge.example"}));
+    EXPECT_EQ(mixed.object["spec"]["ipAddresses"], json({"192.0.2.7", "2001:db8::1"}));
+    const auto& only = r.certificates[1];
+    EXPECT_TRUE(only.dns_names.empty());
+    EXPECT_FALSE(only.object["spec"].contains("dnsNames"));  // the CRD wants minItems 1
+    EXPECT_EQ(only.object["spec"]["ipAddresses"], json({"192.0.2.1", "192.0.2.7"}));
+
+    auto plain = desired_for_ingress(ingress({{"cert-manager.io/cluster-issuer", "le"}},
+                                             json::array({tls_entry({"a.example"}, "s")})),
+                                     {});
+    ASSERT_EQ(plain.certificates.size(), 1u);
+    EXPECT_FALSE(plain.certificates[0].object["spec"].contains("ipAddresses"));
 }
 
 TEST(ShimIngress, UnreadableAndUnknownKinds) {
@@ -448,6 +476,12 @@ TEST(ShimGateway, ListenerTable) {
          {grant("certs", "infra", std::nullopt, "HTTPRoute")},
          {},
          {"listener a certificateRefs[0]"}},
+        {"an IP address as a listener hostname is skipped (Gateway API forbids it)",
+         json::array({listener("a", "192.0.2.1", json::array({secret_ref("s")})),
+                      listener("b", "b.example", json::array({secret_ref("s")}))}),
+         {},
+         {{"infra/s", {"b.example"}}},
+         {"listener a hostname"}},
         {"explicit own namespace needs no grant",
          json::array({listener("a", "a.example", json::array({secret_ref("s", "infra")}))}),
          {},

@@ -210,6 +210,32 @@ TEST_F(SourceControllerTest, UpdateChangesOnlyManagedFields) {
                             "Normal UpdateCertificate: Updated Certificate default/a-tls"});
 }
 
+TEST_F(SourceControllerTest, AddressHostsMoveBetweenDnsNamesAndIpAddresses) {
+    // The entry's only name is replaced by an address: spec.dnsNames goes (the CRD wants it
+    // non-empty when present) and spec.ipAddresses appears.
+    json src = ingress("u1", {tls("a-tls", {"192.0.2.10"})});
+    api_.ingresses.push_back(src);
+    api_.certificates.push_back(
+        stored(ingress("u1", {tls("a-tls", {"a.example.com"})}), "a-tls", "c1"));
+    start();
+    ASSERT_TRUE(sc_->reconcile("Ingress/default/web").ok());
+    auto w = cert_writes();
+    ASSERT_EQ(w.size(), 1u);
+    EXPECT_EQ(w[0].method, "PUT");
+    json body = json::parse(w[0].body);
+    EXPECT_FALSE(body["spec"].contains("dnsNames")) << body.dump();
+    EXPECT_EQ(body["spec"]["ipAddresses"], json::array({"192.0.2.10"}));
+}
+
+TEST_F(SourceControllerTest, UnchangedAddressOnlyCertificateIsNotWritten) {
+    json src = ingress("u1", {tls("a-tls", {"192.0.2.10", "2001:db8::10"})});
+    api_.ingresses.push_back(src);
+    api_.certificates.push_back(stored(src, "a-tls", "c1"));
+    start();
+    ASSERT_TRUE(sc_->reconcile("Ingress/default/web").ok());
+    EXPECT_TRUE(cert_writes().empty()) << cert_writes()[0].body;
+}
+
 TEST_F(SourceControllerTest, ForeignCertificateIsLeftAloneAndReportedOnce) {
     api_.ingresses.push_back(ingress("u1", {tls("a-tls", {"a.example.com"})}));
     api_.certificates.push_back({{"apiVersion", "edgecert.io/v1alpha1"},

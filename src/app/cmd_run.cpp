@@ -347,15 +347,14 @@ Result<controller::IssueResult> RunController::issue_acme(
     req.issuer = &iss.acme;
     req.current = std::move(current);
     // The issuer's solver whose selector fits this certificate (cert-manager's precedence).
-    EC_TRY_ASSIGN(auto types,
-                  controller::challenge_types_for(iss.acme, spec.labels, spec.dns_names,
-                                                  spec.ip_addresses));
+    EC_TRY_ASSIGN(auto types, controller::challenge_types_for(iss.acme, spec.labels, spec.dns_names,
+                                                              spec.ip_addresses));
     InProcessSolver in_process(mem_, types);
     std::optional<controller::OwnedDnsSolver> dns;
     if (types == std::vector<std::string>{"dns-01"}) {
         // A dns01 solver: RFC 2136 (TSIG secret from rfc2136.tsigSecretFile) or a webhook.
-        auto so = controller::select_solver(iss.acme, spec.labels, spec.dns_names,
-                                            spec.ip_addresses);
+        auto so =
+            controller::select_solver(iss.acme, spec.labels, spec.dns_names, spec.ip_addresses);
         auto read = [](const controller::Dns01Config& c) -> Result<SecretBytes> {
             if (c.tsig_secret_file.empty())
                 return Error(
@@ -483,13 +482,13 @@ Result<controller::Requeue> RunController::reconcile(const std::string& name) {
     const acme::Certificate& leaf = res->obtained.chain.front();
     std::vector<std::string> names = spec.dns_names;
     names.insert(names.end(), spec.ip_addresses.begin(), spec.ip_addresses.end());
-    spdlog::info("certificate {}: {} serial {} for {} in {:.1f} s{}, valid until {}{}",
-                 spec.ref.key(), ev.leaf ? "renewed" : "issued", leaf.serial_hex(),
-                 names.empty() ? "CN " + spec.subject.common_name
-                               : fmt::format("{}", fmt::join(names, ",")),
-                 std::chrono::duration<double>(clock_.steady_now() - t0).count(),
-                 res->resumed ? " (resumed order)" : "", rfc3339(leaf.not_after()),
-                 controller::clamp_note(*res));
+    spdlog::info(
+        "certificate {}: {} serial {} for {} in {:.1f} s{}, valid until {}{}", spec.ref.key(),
+        ev.leaf ? "renewed" : "issued", leaf.serial_hex(),
+        names.empty() ? "CN " + spec.subject.common_name : fmt::format("{}", fmt::join(names, ",")),
+        std::chrono::duration<double>(clock_.steady_now() - t0).count(),
+        res->resumed ? " (resumed order)" : "", rfc3339(leaf.not_after()),
+        controller::clamp_note(*res));
     st.failures = 0;
     st.next_retry.reset();
     st.renewal_time.reset();

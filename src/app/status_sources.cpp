@@ -84,7 +84,8 @@ void fill_from_pem(CertRow& row, std::string_view cert_pem) {
     row.issuer_dn = leaf->issuer_name();
     if (row.dns_names.empty()) {
         row.dns_names = leaf->dns_names();
-        for (auto& ip : leaf->ip_addresses()) row.dns_names.push_back(std::move(ip));  // RFC 8738 SANs
+        for (auto& ip : leaf->ip_addresses())
+            row.dns_names.push_back(std::move(ip));  // RFC 8738 SANs
     }
 }
 
@@ -335,7 +336,8 @@ Result<Report> collect_store(const std::string& root,
                     if (row.issuer_name.empty()) row.issuer_name = str_field(mj, "issuer");
                     if (row.dns_names.empty()) {
                         row.dns_names = strings(mj, "dnsNames");
-                        for (auto& ip : strings(mj, "ipAddresses")) row.dns_names.push_back(std::move(ip));
+                        for (auto& ip : strings(mj, "ipAddresses"))
+                            row.dns_names.push_back(std::move(ip));
                     }
                 } catch (const json::exception&) {
                 }

@@ -599,8 +599,8 @@ Result<Requeue> CertificateController::reconcile(const std::string& key) {
     patch_status(base, status);
     const bool renewed = ev.reason == IssueReason::Renewing || ev.reason == IssueReason::Expired;
     const size_t n_names = spec->dns_names.size() + spec->ip_addresses.size();
-    const std::string names = n_names == 0 ? "CN " + spec->subject.common_name
-                                           : std::to_string(n_names) + " name(s)";
+    const std::string names =
+        n_names == 0 ? "CN " + spec->subject.common_name : std::to_string(n_names) + " name(s)";
     const std::string msg = std::string(renewed ? "Renewed" : "Issued") + " certificate serial " +
                             leaf.serial_hex() + " for " + names + ", notAfter " +
                             fmt_time(leaf.not_after()) + (res->resumed ? " (resumed order)" : "") +

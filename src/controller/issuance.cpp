@@ -247,6 +247,10 @@ Result<CertificateSpec> parse_certificate_spec(const json& obj) {
         if (auto why = invalid_object_name_reason(s.ref.secret_name))
             return bad("spec.secretName '" + s.ref.secret_name + "': " + *why);
         EC_TRY(parse_signing_fields(spec, s));
+        if (spec.contains("dnsNames") && spec["dnsNames"].is_array() && spec["dnsNames"].empty())
+            return bad(
+                "spec.dnsNames must list at least one name (leave it out when "
+                "spec.ipAddresses or spec.commonName names the certificate)");
         EC_TRY_ASSIGN(s.dns_names, dns_names_of(spec));
         EC_TRY_ASSIGN(s.ip_addresses, ip_addresses_of(spec));
         if (s.dns_names.empty() && s.ip_addresses.empty() && s.subject.common_name.empty())

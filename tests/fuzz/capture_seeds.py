@@ -93,6 +93,11 @@ def client_hellos():
         "openssl-s_client-rsa-only": ["openssl", "s_client", "-connect", "127.0.0.1:PORT", "-servername", "a.test",
                                       "-sigalgs", "rsa_pss_rsae_sha256:RSA+SHA256"],
         "openssl-s_client-no-sni": ["openssl", "s_client", "-connect", "127.0.0.1:PORT", "-noservername"],
+        # RFC 8738 §6: the validation server asks for 127.0.0.1 with its reverse-DNS name in SNI.
+        "openssl-s_client-acme-tls1-ip": ["openssl", "s_client", "-connect", "127.0.0.1:PORT", "-servername",
+                                          "1.0.0.127.in-addr.arpa", "-alpn", "acme-tls/1"],
+        # An address in the URL: no SNI (mode bit 2 makes 127.0.0.1 the local address).
+        "curl-ip-no-sni": ["curl", "-sk", "--max-time", "5", "https://127.0.0.1:PORT/"],
         "curl": ["curl", "-sk", "--max-time", "5", "--resolve", "x.w.test:PORT:127.0.0.1", "https://x.w.test:PORT/"],
         "curl-http1.1": ["curl", "-sk", "--http1.1", "--max-time", "5", "--resolve", "a.test:PORT:127.0.0.1",
                          "https://a.test:PORT/"],
@@ -104,7 +109,7 @@ def client_hellos():
     for name, argv in cases.items():
         data = record(argv)
         if data[:1] == b"\x16":
-            save("tls_client_hello", name, data, prefix=b"\x00")
+            save("tls_client_hello", name, data, prefix=b"\x04" if name.endswith("-ip-no-sni") else b"\x00")
 
 
 def request_heads():

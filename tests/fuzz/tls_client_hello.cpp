@@ -2,14 +2,18 @@
 // settings, client-hello callback with our SNI parser and certificate choice, tls-alpn-01
 // detection, ALPN selection, ticket callback) reads fuzzed client bytes from a memory BIO.
 //
-// Input: one mode byte (bit 0: strict-SNI snapshot; bit 1: no challenge source), then the bytes
-// a client sends (TLS records; the seeds are ClientHellos captured from openssl s_client, curl and
-// Chromium on loopback, see docs/fuzzing.md).
+// Input: one mode byte (bit 0: strict-SNI snapshot; bit 1: no challenge source; bit 2: the
+// connection's local address is 127.0.0.1, which one certificate has as an iPAddress SAN), then
+// the bytes a client sends (TLS records; the seeds are ClientHellos captured from openssl
+// s_client, curl and Chromium on loopback, see docs/fuzzing.md).
 // Invariants, once OpenSSL accepted the ClientHello and answered (it waits for the client's next
 // flight): the certificate our callback chose is the one the snapshot gives for the name OpenSSL
-// itself parsed out of the same hello (our parser and OpenSSL's agree); a tls-alpn-01 answer only
-// for a name with a pending challenge and only with "acme-tls/1" selected; otherwise the selected
-// ALPN protocol is one we offer.
+// itself parsed out of the same hello (our parser and OpenSSL's agree), or without SNI the one for
+// the local address when a certificate has it (RFC 8738 clients); a tls-alpn-01 answer only for a
+// name with a pending challenge, or a reverse-DNS name whose address has one (RFC 8738 §6), and
+// only with "acme-tls/1" selected; otherwise the selected ALPN protocol is one we offer.
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <openssl/ssl.h>
 
 #include <map>
@@ -31,6 +35,7 @@ struct World {
     std::unique_ptr<TlsContext> with_challenges, without_challenges;
     ossl::UniquePtr<SSL_CTX> ctx_challenges, ctx_plain;
     std::shared_ptr<const CertSnapshot> snap, strict;
+    sockaddr_storage loopback{};
 
     World() {
         time_t now = time(nullptr);
@@ -45,10 +50,15 @@ struct World {
         m["a-ec"] = entry("a-ec", {"a.test", "*.w.test"}, false, 0x11);
         m["a-rsa"] = entry("a-rsa", {"a.test"}, true, 0x22);
         m["default"] = entry("default", {"default.test"}, false, 0x33);
+        m["ip"] = entry("ip", {"127.0.0.1", "::1"}, false, 0x44);
         snap = CertSnapshot::build(m, "default", false);
         strict = CertSnapshot::build(m, "", true);
         challenges.set_tls_alpn01("a.test", "token.thumbprint");
         challenges.set_tls_alpn01("acme.test", "token2.thumbprint");
+        challenges.set_tls_alpn01("127.0.0.1", "token3.thumbprint");
+        auto* sin = reinterpret_cast<sockaddr_in*>(&loopback);
+        sin->sin_family = AF_INET;
+        sin->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
         with_challenges = std::move(*TlsContext::create({}, &challenges, tickets));
         without_challenges = std::move(*TlsContext::create({}, nullptr, tickets));
         ctx_challenges = std::move(*with_challenges->new_ssl_ctx());
@@ -83,6 +93,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     SSL_set_bio(ssl.get(), rbio, wbio);
     TlsConnInfo info;
     info.snapshot = snapshot;
+    if (mode & 4) info.local = &w.loopback;
     TlsContext::attach(ssl.get(), &info);
     SSL_set_accept_state(ssl.get());
 
@@ -101,9 +112,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (info.acme_tls_alpn) {
         FUZZ_CHECK(challenges, "tls-alpn-01 answered without a challenge source");
         const char* sni = SSL_get_servername(ssl.get(), TLSEXT_NAMETYPE_host_name);
-        if (sni)
-            FUZZ_CHECK(w.challenges.tls_alpn01(sni).has_value(), "tls-alpn-01 for %s, no challenge",
-                       sni);
+        if (sni) {
+            auto ip = IpAddress::from_reverse_name(sni);
+            FUZZ_CHECK(w.challenges.tls_alpn01(sni).has_value() ||
+                           (ip && w.challenges.tls_alpn01(ip->to_string()).has_value()),
+                       "tls-alpn-01 for %s, no challenge", sni);
+        }
     }
     const unsigned char* alpn = nullptr;
     unsigned alpn_len = 0;
@@ -117,7 +131,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     }
     if (answered && !info.acme_tls_alpn) {
         const char* sni = SSL_get_servername(ssl.get(), TLSEXT_NAMETYPE_host_name);
-        CertSlot slot = snapshot->find(sni ? sni : "");
+        CertSlot slot;
+        if (!sni && info.local) slot = snapshot->find_ip(*IpAddress::parse("127.0.0.1"));
+        if (slot.empty()) slot = snapshot->find(sni ? sni : "");
         FUZZ_CHECK(info.served == slot.ec || info.served == slot.rsa,
                    "served %s, but the snapshot gives another certificate for SNI '%s'",
                    info.served->name.c_str(), sni ? sni : "");

@@ -157,7 +157,7 @@ TEST(RunConfig, ErrorsNameTheEntry) {
         {"unknown certificate field", with("    renewBefore: 720h", "    renewbefore: 720h"),
          "certificates[0] (demo): unknown field 'renewbefore'"},
         {"no dnsNames", with("    dnsNames: [api.example.test]", "    dnsNames: []"),
-         "certificates[1] (api): spec.dnsNames or spec.ipAddresses must list at least one name"},
+         "certificates[1] (api): spec.dnsNames must list at least one name"},
         {"bad dns name", with("[api.example.test]", "[\"bad name\"]"),
          "certificates[1] (api): spec.dnsNames"},
         {"missing issuer",

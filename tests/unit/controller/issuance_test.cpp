@@ -105,7 +105,7 @@ TEST(ParseCertificate, BadSpecsAreInvalidConfigWithTheField) {
         {[](json& s) { s["ipAddresses"] = {"10.0.0.0/8"}; }, "spec.ipAddresses"},
         {[](json& s) { s["ipAddresses"] = {"::ffff:10.0.0.1"}; }, "write it as 10.0.0.1"},
         {[](json& s) { s["ipAddresses"] = "10.0.0.1"; }, "spec.ipAddresses must be a list"},
-        {[](json& s) { s["ipAddresses"] = {7}; }, "spec.ipAddresses must be strings"},
+        {[](json& s) { s["ipAddresses"] = {7}; }, "spec.ipAddresses must be a list of strings"},
         {[](json& s) {
              s.erase("dnsNames");
              s["ipAddresses"] = json::array();

@@ -144,6 +144,10 @@ TEST(SigningSpec, IssuerSpecIsExactlyOneKind) {
     EXPECT_NE(
         check_certificate_for_issuer(parse(ca_spec()), acme).error().message.find("spec.dnsNames"),
         std::string::npos);
+    json ip_only = ca_spec();
+    ip_only.erase("isCA");
+    ip_only["ipAddresses"] = {"192.0.2.1"};
+    EXPECT_TRUE(check_certificate_for_issuer(parse(ip_only), acme).ok());  // RFC 8738
     json j = ca_spec();
     j["dnsNames"] = {"ca.example"};
     EXPECT_NE(check_certificate_for_issuer(parse(j), acme).error().message.find("spec.isCA"),
@@ -241,6 +245,43 @@ TEST_F(SigningFixture, BootstrapRecipeRenewalsIncluded) {
     EXPECT_NE(ev2.detail.find("current CA key"), std::string::npos);
     // The CA unreadable right now: the stored leaf is kept (only the spec is compared).
     EXPECT_EQ(eval(leaf, Signer{.type = IssuerType::Ca, .ca = nullptr}).reason, IssueReason::None);
+}
+
+TEST_F(SigningFixture, IpAddressesBecomeIpSansOfASignedLeaf) {
+    // cert-manager's ca issuer writes spec.ipAddresses as iPAddress SANs (internal services
+    // reached by address); so do we, and a change to them re-signs.
+    const Signer self{.type = IssuerType::SelfSigned, .ca = nullptr};
+    sign(parse(ca_spec(), "my-selfsigned-ca"), self);
+    auto ca = load_ca(material("root-secret"), clock.now());
+    ASSERT_TRUE(ca.ok()) << ca.error().message;
+    const Signer by_ca{.type = IssuerType::Ca, .ca = &*ca};
+    CertificateSpec leaf = parse({{"secretName", "svc"},
+                                  {"dnsNames", {"svc.ns.svc"}},
+                                  {"ipAddresses", {"10.96.0.10", "FD00::0:10"}},
+                                  {"issuerRef", {{"name", "my-ca-issuer"}}}},
+                                 "svc");
+    sign(leaf, by_ca);
+    auto chain = acme::parse_pem_chain(store.certs.at("svc").cert_pem);
+    ASSERT_TRUE(chain.ok());
+    EXPECT_EQ(chain->front().dns_names(), std::vector<std::string>{"svc.ns.svc"});
+    EXPECT_EQ(chain->front().ip_addresses(), (std::vector<std::string>{"10.96.0.10", "fd00::10"}));
+    EXPECT_EQ(store.metas.at("svc").ip_addresses,
+              (std::vector<std::string>{"10.96.0.10", "fd00::10"}));
+    EXPECT_EQ(eval(leaf, by_ca).reason, IssueReason::None);
+
+    CertificateSpec moved = leaf;
+    moved.ip_addresses = {"10.96.0.11", "fd00::10"};
+    EXPECT_EQ(eval(moved, by_ca).reason, IssueReason::SANsChanged);
+    // An address-only leaf needs no DNS name.
+    CertificateSpec only = parse({{"secretName", "only-ip"},
+                                  {"ipAddresses", {"192.0.2.9"}},
+                                  {"issuerRef", {{"name", "my-ca-issuer"}}}},
+                                 "only-ip");
+    sign(only, by_ca);
+    auto only_chain = acme::parse_pem_chain(store.certs.at("only-ip").cert_pem);
+    ASSERT_TRUE(only_chain.ok());
+    EXPECT_TRUE(only_chain->front().dns_names().empty());
+    EXPECT_EQ(only_chain->front().ip_addresses(), std::vector<std::string>{"192.0.2.9"});
 }
 
 TEST_F(SigningFixture, ClampIsReported) {

@@ -206,7 +206,23 @@ class Handler(BaseHTTPRequestHandler):
             out.append(self.rfile.read(size))
             self.rfile.readline()
 
+    # The status goes into the request log the moment it is sent, not after the handler returns:
+    # a client can get its answer and ask /_debug/requests before this thread reaches the
+    # `finally` below, and then read status 0 for a request that was answered.
+    @property
+    def status(self):
+        return self._status
+
+    @status.setter
+    def status(self, v):
+        self._status = v
+        e = getattr(self, "_log_entry", None)
+        if e is not None:
+            with self.server.req_lock:
+                e["status"] = v
+
     def _dispatch(self, method):
+        self._log_entry = None  # a keep-alive connection's previous request keeps its status
         self.status = 0
         self.fault_conflict = False  # per request: a handler serves a whole keep-alive connection
         self.fault_gone = None
@@ -227,6 +243,7 @@ class Handler(BaseHTTPRequestHandler):
         if not u.path.startswith("/_"):
             with srv.req_lock:  # logged on arrival, so open watches show up at once
                 srv.requests.append(entry)
+            self._log_entry = entry
         try:
             if u.path.startswith("/_"):
                 return self._control(method, u.path)

@@ -127,7 +127,18 @@ int cmd_controller(int argc, char** argv) {
         .add("challenge-timeout", "DURATION",
              "how long to wait for a terminator to present a Challenge before giving up", "60s")
         .add("failure-backoff-base", "DURATION",
-             "first wait after a failed issuance; doubles per failure (cap 32x)", "1h");
+             "first wait after a failed issuance; doubles per failure (cap 32x)", "1h")
+        .add("fallback-after-attempts", "N",
+             "default of spec.fallbackPolicy.afterAttempts: CA-side failures in a row before the "
+             "next issuer",
+             "3")
+        .add("fallback-after-duration", "DURATION",
+             "default of spec.fallbackPolicy.afterDuration: or failing (CA side) for this long",
+             "1h")
+        .add("fallback-max-retry-after", "DURATION",
+             "default of spec.fallbackPolicy.maxRetryAfter: a longer rateLimited Retry-After falls "
+             "back at once",
+             "1h");
     f.add("config", "FILE", "YAML file of these settings (camelCase or flag names); flags override it");
     if (auto rc = parse_command_line(f, argc, argv, "controller")) return *rc;
     auto fail = [](const Error& e) {
@@ -297,6 +308,16 @@ int cmd_controller(int argc, char** argv) {
         auto fb = f.get_duration("failure-backoff-base", false);
         if (!fb) return fail(fb.error());
         cco.failure_backoff_base = std::max(std::chrono::seconds(1), std::chrono::duration_cast<std::chrono::seconds>(*fb));
+        auto fa = f.get_int("fallback-after-attempts", 1, 1000);
+        if (!fa) return fail(fa.error());
+        cco.fallback.after_attempts = static_cast<int>(*fa);
+        auto fd = f.get_duration("fallback-after-duration", false);
+        if (!fd) return fail(fd.error());
+        cco.fallback.after_duration = std::max(
+            std::chrono::seconds(1), std::chrono::duration_cast<std::chrono::seconds>(*fd));
+        auto fr = f.get_duration("fallback-max-retry-after", true);
+        if (!fr) return fail(fr.error());
+        cco.fallback.max_retry_after = std::chrono::duration_cast<std::chrono::seconds>(*fr);
     }
     controller::CertificateController cert_controller(ctx, acme_http_client, cco);
     cert_controller.register_handlers();

@@ -15,6 +15,7 @@
 
 #include <atomic>
 #include <cstdio>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -89,6 +90,49 @@ struct CertState {
     std::optional<SystemTime> ari_next_try;  // after an ARI error
     int ca_waits = 0;                        // looks at an unusable ca issuer key pair
     std::string ca_problem;                  // the last one said (logged once, not per look)
+    // Issuer fallback (controller/fallback.h): each issuer's failures in this run, and the issuer
+    // that signed the stored certificate ("" = not known yet: read from certificate.json).
+    controller::FallbackState fallback;
+    std::string issued_by;
+    std::string active_issuer;  // the series edgecert_certificate_active_issuer is 1 for
+};
+
+// The retry delay after the n-th failure in a row (the same rule for every issuer).
+seconds run_backoff(int n, const Error& e) {
+    if (e.code == ErrorCode::RateLimited) {
+        // The CA said when: waiting for it is exactly right, and retrying sooner only burns
+        // more of the limit. Without a Retry-After, cert-manager's backoff (1 h doubling).
+        return e.retry_after ? std::max(*e.retry_after, seconds(1))
+                             : controller::failure_backoff(n, e);
+    }
+    if (e.retryable()) {
+        // CA unreachable, 5xx, cancelled poll: a pending order is kept and resumed, so a short
+        // exponential backoff (10 s doubling, at most the cert-manager step) is safe.
+        auto k = std::clamp(n, 1, 7);
+        seconds wait = std::min(seconds(10) * (1 << (k - 1)), controller::failure_backoff(n, e));
+        if (e.retry_after && *e.retry_after > wait) wait = *e.retry_after;  // 503 + Retry-After
+        return wait;
+    }
+    // The order failed (validation, CSR, policy): cert-manager's backoff, 1 h doubling.
+    return controller::failure_backoff(n, e);
+}
+
+// What a failed attempt knows about the issuer chain (fallbacks configured).
+struct FallbackAttempt {
+    const std::vector<controller::IssuerRef>& chain;
+    size_t index;
+    const controller::FailureOrigin* origin;  // where the attempt failed (issue() sets it)
+    // The chain entry whose order is in flight now (read after the failure).
+    std::function<std::optional<size_t>()> pinned;
+};
+
+// Who an ACME attempt is for: the issuer of the chain it uses, whether the certificate in
+// service is that CA's own (only then is its ARI certID sent as `replaces`), and where a
+// failure is recorded (our side or the CA's).
+struct AcmeAttempt {
+    controller::IssuerRef issuer;
+    bool current_from_issuer = true;
+    controller::FailureOrigin* origin = nullptr;
 };
 
 class RunController {
@@ -159,9 +203,15 @@ class RunController {
     Result<pki::CaKeyPair> ca_for(const RunIssuer& iss);
     // ACME: account, solver (in-process, or dns-01), order.
     Result<controller::IssueResult> issue_acme(const CertificateSpec& spec, const RunIssuer& iss,
-                                               std::optional<store::StoredCertificate> current);
+                                               std::optional<store::StoredCertificate> current,
+                                               const AcmeAttempt& attempt);
     // `in_service`: a valid certificate is still stored (a failed renewal keeps Ready True).
-    Result<controller::Requeue> failed(const CertificateSpec& spec, CertState& st, const Error& e, bool in_service);
+    // `fa`: the issuer chain when the certificate has fallbacks (the next issuer is chosen here).
+    Result<controller::Requeue> failed(const CertificateSpec& spec, CertState& st, const Error& e,
+                                       bool in_service, const FallbackAttempt* fa = nullptr);
+    void set_active_issuer(const CertificateSpec& s, CertState& st, const std::string& issuer);
+    // The issuer named in STORE/certs/<secretName>/certificate.json ("" when unknown).
+    std::string stored_issuer(const CertificateSpec& s) const;
     static void set_view(CertState& st, const char* ready, std::string reason,
                          std::string message) {
         st.view.ready = ready;
@@ -196,7 +246,7 @@ void RunController::publish(const CertificateSpec& spec, CertState st) {
     v.secret_name = spec.ref.secret_name;
     v.dns_names = spec.dns_names;  // the names it is for, addresses (RFC 8738) included
     v.dns_names.insert(v.dns_names.end(), spec.ip_addresses.begin(), spec.ip_addresses.end());
-    v.issuer_name = spec.issuer_name;
+    v.issuer_name = st.issued_by.empty() ? spec.issuer_name : st.issued_by;
     v.failed_attempts = st.failures;
     v.renewal_time = st.renewal_time;
     v.next_attempt_time = st.next_retry;
@@ -276,8 +326,9 @@ void RunController::refresh_ari(const CertificateSpec& spec, const RunIssuer& is
                  rfc3339(ri->suggested_window.start), rfc3339(ri->suggested_window.end), rfc3339(ri->next_poll));
 }
 
-Result<controller::Requeue> RunController::failed(const CertificateSpec& spec, CertState& st, const Error& e,
-                                                  bool in_service) {
+Result<controller::Requeue> RunController::failed(const CertificateSpec& spec, CertState& st,
+                                                  const Error& e, bool in_service,
+                                                  const FallbackAttempt* fa) {
     if (cancel_.load()) return controller::Requeue::done();  // shutting down: not a failure
     if (!in_service) set_ready(spec, "False");
     const char* reason = e.code == ErrorCode::InvalidConfig ? "BadConfig"
@@ -293,28 +344,48 @@ Result<controller::Requeue> RunController::failed(const CertificateSpec& spec, C
     }
     SystemTime now = clock_.now();
     st.failures++;
-    seconds wait;
-    if (e.code == ErrorCode::RateLimited) {
-        // The CA said when: waiting for it is exactly right, and retrying sooner only burns
-        // more of the limit. Without a Retry-After, cert-manager's backoff (1 h doubling).
-        wait = e.retry_after ? std::max(*e.retry_after, seconds(1)) : controller::failure_backoff(st.failures, e);
-        st.next_retry = now + wait;
-        spdlog::warn("certificate {}: rate limited by the CA, retrying at {} ({})", spec.ref.key(),
-                     rfc3339(*st.next_retry), e.message);
-    } else {
-        if (e.retryable()) {
-            // CA unreachable, 5xx, cancelled poll: a pending order is kept and resumed, so a
-            // short exponential backoff (10 s doubling, at most the cert-manager step) is safe.
-            auto n = std::min(st.failures, 7);
-            wait = std::min(seconds(10) * (1 << (n - 1)), controller::failure_backoff(st.failures, e));
-            if (e.retry_after && *e.retry_after > wait) wait = *e.retry_after;  // 503 + Retry-After
-        } else {
-            // The order failed (validation, CSR, policy): cert-manager's backoff, 1 h doubling.
-            wait = controller::failure_backoff(st.failures, e);
+    seconds wait = run_backoff(st.failures, e);
+    std::string with;
+    if (fa) {
+        // Each issuer backs off on its own count; the chain decides who is next (fallback.h).
+        using namespace controller;
+        const FailureClass fc = classify_failure(e, *fa->origin);
+        const FallbackPolicy defaults{};
+        auto out = record_failure(st.fallback, fa->chain, fa->index, e, fc,
+                                  spec.fallback_policy.with_defaults(defaults), now, run_backoff,
+                                  fa->pinned ? fa->pinned() : std::nullopt);
+        wait = std::chrono::ceil<seconds>(
+            std::max(out.next.not_before - now, std::chrono::nanoseconds(0)));
+        const IssuerRef& next = fa->chain[out.next.index];
+        if (out.next.index != fa->index) with = " with issuer " + next.name;
+        if (out.fell_back) {
+            const IssuerRef& from = fa->chain[fa->index];
+            spdlog::warn(
+                "certificate {}: FallbackIssuer: issuer {} {} ({}); falling back to issuer {}",
+                spec.ref.key(), from.name, out.why, fc.reason, next.name);
+            reg_.counter("edgecert_certificate_issuer_fallbacks_total",
+                         "Times a certificate's issuance left an issuer for the next one in its "
+                         "fallback list.",
+                         {{"name", spec.ref.name},
+                          {"from_issuer_kind", "Issuer"},
+                          {"from_issuer_name", from.name},
+                          {"to_issuer_kind", "Issuer"},
+                          {"to_issuer_name", next.name},
+                          {"reason", fc.reason}})
+                ->inc();
+            st.view.failure_reason = "IssuerFallback";
+            st.view.failure_message = "issuer " + from.name + " " + out.why + " (" + fc.reason +
+                                      "): " + e.message + "; falling back to issuer " + next.name;
         }
-        st.next_retry = now + wait;
-        spdlog::warn("certificate {}: issuance failed (attempt {}): {}; retrying at {}", spec.ref.key(), st.failures,
-                     e.message, rfc3339(*st.next_retry));
+        set_active_issuer(spec, st, next.name);
+    }
+    st.next_retry = now + wait;
+    if (e.code == ErrorCode::RateLimited) {
+        spdlog::warn("certificate {}: rate limited by the CA, retrying{} at {} ({})",
+                     spec.ref.key(), with, rfc3339(*st.next_retry), e.message);
+    } else {
+        spdlog::warn("certificate {}: issuance failed (attempt {}): {}; retrying{} at {}",
+                     spec.ref.key(), st.failures, e.message, with, rfc3339(*st.next_retry));
         for (const auto& d : e.details) spdlog::warn("certificate {}:   {}", spec.ref.key(), d);
     }
     return controller::Requeue::in(std::chrono::duration_cast<milliseconds>(wait));
@@ -340,12 +411,15 @@ Result<pki::CaKeyPair> RunController::ca_for(const RunIssuer& iss) {
 
 Result<controller::IssueResult> RunController::issue_acme(
     const CertificateSpec& spec, const RunIssuer& iss,
-    std::optional<store::StoredCertificate> current) {
-    EC_TRY_ASSIGN(auto client, accounts_.client_for(account_request(iss)));
+    std::optional<store::StoredCertificate> current, const AcmeAttempt& attempt) {
+    EC_TRY_ASSIGN(auto client, accounts_.client_for(account_request(iss), attempt.origin));
     controller::IssueRequest req;
     req.spec = &spec;
     req.issuer = &iss.acme;
     req.current = std::move(current);
+    req.current_from_issuer = attempt.current_from_issuer;
+    req.issuer_ref = attempt.issuer;
+    req.origin = attempt.origin;
     // The issuer's solver whose selector fits this certificate (cert-manager's precedence).
     EC_TRY_ASSIGN(auto types, controller::challenge_types_for(iss.acme, spec.labels, spec.dns_names,
                                                               spec.ip_addresses));
@@ -375,6 +449,32 @@ Result<controller::IssueResult> RunController::issue_acme(
     return controller::issue(*client, solver, store_, req, clock_);
 }
 
+void RunController::set_active_issuer(const CertificateSpec& s, CertState& st,
+                                      const std::string& issuer) {
+    if (st.active_issuer == issuer) return;
+    auto gauge = [&](const std::string& name) {
+        return reg_.gauge("edgecert_certificate_active_issuer",
+                          "1 for the issuer a certificate relies on: the one being tried while "
+                          "issuing, else the one "
+                          "that signed the stored certificate.",
+                          {{"name", s.ref.name},
+                           {"issuer_kind", "Issuer"},
+                           {"issuer_name", name},
+                           {"fallback", name == s.issuer_name ? "false" : "true"},
+                           {"secret", s.ref.secret_name}});
+    };
+    if (!st.active_issuer.empty()) gauge(st.active_issuer)->set(0);
+    gauge(issuer)->set(1);
+    st.active_issuer = issuer;
+}
+
+std::string RunController::stored_issuer(const CertificateSpec& s) const {
+    auto text = platform::read_file(store_.cert_dir(s.ref) + "/certificate.json", 1 << 16);
+    if (!text) return "";
+    auto j = nlohmann::json::parse(*text, nullptr, false);
+    return j.is_object() ? j.value("issuer", "") : "";
+}
+
 Result<controller::Requeue> RunController::reconcile(const std::string& name) {
     auto cfg = config();
     const CertificateSpec* specp = cfg->certificate(name);
@@ -386,23 +486,42 @@ Result<controller::Requeue> RunController::reconcile(const std::string& name) {
         st = states_[name];
     }
     auto save = [&] { publish(spec, st); };
-    const RunIssuer* iss = cfg->issuer(spec.issuer_name);
-    if (!iss) {
-        // A SIGHUP with a config that lost the issuer (load_run_config refuses it at start).
-        Error e(ErrorCode::InvalidConfig, "issuer " + spec.issuer_name + " is not configured");
-        auto r = failed(spec, st, e, false);
-        save();
-        return r;
+    // The issuer chain: the primary, then the fallbacks (controller/fallback.h; only ACME issuers
+    // have fallbacks, which load_run_config checks).
+    const std::vector<controller::IssuerRef> chain = spec.issuer_chain();
+    const bool has_fallbacks = chain.size() > 1;
+    std::vector<const RunIssuer*> issuers;
+    for (const auto& ref : chain) {
+        issuers.push_back(cfg->issuer(ref.name));
+        if (!issuers.back()) {
+            // A SIGHUP with a config that lost the issuer (load_run_config refuses it at start).
+            Error e(ErrorCode::InvalidConfig, "issuer " + ref.name + " is not configured");
+            auto r = failed(spec, st, e, false);
+            save();
+            return r;
+        }
     }
+    if (st.issued_by.empty()) st.issued_by = stored_issuer(spec);
+    // Who signed the stored certificate: ARI is asked of it (the primary when not recorded).
+    size_t signer_idx = 0;
+    bool signer_listed = st.issued_by.empty();
+    for (size_t i = 0; i < chain.size(); ++i) {
+        if (chain[i].name == st.issued_by) {
+            signer_idx = i;
+            signer_listed = true;
+        }
+    }
+    const RunIssuer* iss = issuers[signer_idx];
     SystemTime now = clock_.now();
     if (st.next_retry && now < *st.next_retry)
         return controller::Requeue::in(std::chrono::duration_cast<milliseconds>(*st.next_retry - now));
 
     EC_TRY_ASSIGN(auto stored, store_.load_certificate(spec.ref));
-    const bool acme_issuer = iss->type == controller::IssuerType::Acme;
+    const RunIssuer& primary = *issuers[0];
+    const bool acme_issuer = primary.type == controller::IssuerType::Acme;
     std::optional<Result<pki::CaKeyPair>> ca;
-    if (iss->type == controller::IssuerType::Ca) ca = ca_for(*iss);
-    const controller::Signer signer{.type = iss->type, .ca = ca && *ca ? &**ca : nullptr};
+    if (primary.type == controller::IssuerType::Ca) ca = ca_for(primary);
+    const controller::Signer signer{.type = primary.type, .ca = ca && *ca ? &**ca : nullptr};
     auto eval = [&] {
         controller::Evaluation e;
         {
@@ -426,6 +545,8 @@ Result<controller::Requeue> RunController::reconcile(const std::string& name) {
         st.renewal_time = ev.renewal->renewal_time;
         st.failures = 0;
         st.next_retry.reset();
+        controller::prune(st.fallback, chain, now);
+        set_active_issuer(spec, st, st.issued_by.empty() ? spec.issuer_name : st.issued_by);
         mark_ready(st);
         set_ready(spec, "True");
         set_times(spec, *ev.leaf, ev.renewal->renewal_time);
@@ -453,29 +574,68 @@ Result<controller::Requeue> RunController::reconcile(const std::string& name) {
         // Wait for the CA: its certificate in this file being issued enqueues us (on_stored), and a
         // CA made elsewhere is looked at again with a growing delay.
         if (st.ca_problem != ca->error().message)
-            spdlog::error("certificate {}: issuer {} not ready: {}", spec.ref.key(), iss->name,
+            spdlog::error("certificate {}: issuer {} not ready: {}", spec.ref.key(), primary.name,
                           ca->error().message);
         st.ca_problem = ca->error().message;
         if (!in_service)
             set_view(st, "False", "IssuerNotReady",
-                     "issuer " + iss->name + " is not ready: " + st.ca_problem);
+                     "issuer " + primary.name + " is not ready: " + st.ca_problem);
         auto wait = controller::ca_retry_delay(++st.ca_waits);
         save();
         return controller::Requeue::in(wait);
     }
     st.ca_waits = 0;
     st.ca_problem.clear();
+    // The issuer of this attempt: the primary, or after it kept failing a fallback; an order in
+    // flight is finished with the issuer that placed it.
+    size_t idx = 0;
+    auto pending_issuer = [&]() -> Result<std::optional<size_t>> {
+        EC_TRY_ASSIGN(auto pending, store_.load_pending(spec.ref));
+        if (!pending) return std::optional<size_t>{};
+        std::vector<std::string> servers;
+        for (const RunIssuer* i : issuers) servers.push_back(i->acme.server);
+        return controller::pinned_issuer(chain, servers, *pending);
+    };
+    if (has_fallbacks) {
+        if (st.failures == 0) controller::prune(st.fallback, chain, now);  // a new run
+        EC_TRY_ASSIGN(auto pinned, pending_issuer());
+        auto choice = controller::choose_issuer(chain, st.fallback, pinned, now);
+        set_active_issuer(spec, st, chain[choice.index].name);
+        if (now < choice.not_before) {
+            st.next_retry = choice.not_before;
+            save();
+            return controller::Requeue::in(
+                std::chrono::duration_cast<milliseconds>(choice.not_before - now));
+        }
+        idx = choice.index;
+        if (idx > 0)
+            spdlog::warn("certificate {}: issuing with issuer {} (fallback for {}){}",
+                         spec.ref.key(), chain[idx].name, chain[0].name,
+                         choice.pinned ? ", resuming its order" : "");
+    }
+    iss = issuers[idx];
+    controller::FailureOrigin origin = controller::FailureOrigin::Local;
+    const FallbackAttempt attempt{chain, idx, &origin, [&]() -> std::optional<size_t> {
+                                      auto p = pending_issuer();
+                                      return p ? *p : std::optional<size_t>(idx);
+                                  }};
+    const FallbackAttempt* fa = has_fallbacks ? &attempt : nullptr;
     auto t0 = clock_.steady_now();
     std::optional<store::StoredCertificate> current;
     if (stored && ev.leaf) current = std::move(stored);
+    const bool renewing = current.has_value();
     // selfSigned / ca issuers sign here (controller/signing.h).
-    auto res = acme_issuer
-                   ? issue_acme(spec, *iss, std::move(current))
-                   : controller::issue_signed(
-                         store_, {.spec = &spec, .issuer = nullptr, .current = std::move(current)},
-                         signer, clock_);
+    auto res =
+        acme_issuer
+            ? issue_acme(spec, *iss, std::move(current),
+                         AcmeAttempt{.issuer = chain[idx],
+                                     .current_from_issuer = signer_listed && signer_idx == idx,
+                                     .origin = &origin})
+            : controller::issue_signed(
+                  store_, {.spec = &spec, .issuer = nullptr, .current = std::move(current)}, signer,
+                  clock_);
     if (!res) {
-        auto r = failed(spec, st, res.error(), in_service);
+        auto r = failed(spec, st, res.error(), in_service, fa);
         save();
         return r;
     }
@@ -483,12 +643,16 @@ Result<controller::Requeue> RunController::reconcile(const std::string& name) {
     std::vector<std::string> names = spec.dns_names;
     names.insert(names.end(), spec.ip_addresses.begin(), spec.ip_addresses.end());
     spdlog::info(
-        "certificate {}: {} serial {} for {} in {:.1f} s{}, valid until {}{}", spec.ref.key(),
-        ev.leaf ? "renewed" : "issued", leaf.serial_hex(),
+        "certificate {}: {} serial {} for {} in {:.1f} s{}, valid until {}{}{}", spec.ref.key(),
+        renewing ? "renewed" : "issued", leaf.serial_hex(),
         names.empty() ? "CN " + spec.subject.common_name : fmt::format("{}", fmt::join(names, ",")),
         std::chrono::duration<double>(clock_.steady_now() - t0).count(),
         res->resumed ? " (resumed order)" : "", rfc3339(leaf.not_after()),
-        controller::clamp_note(*res));
+        controller::clamp_note(*res),
+        idx > 0 ? " by issuer " + chain[idx].name + " (fallback for " + chain[0].name + ")" : "");
+    st.issued_by = chain[idx].name;
+    controller::record_success(st.fallback, chain, idx, clock_.now());
+    set_active_issuer(spec, st, chain[idx].name);
     st.failures = 0;
     st.next_retry.reset();
     st.renewal_time.reset();

@@ -195,8 +195,9 @@ Result<controller::CertificateSpec> parse_certificate(const json& e) {
     if (!e.is_object()) return bad("must be a map with name, dnsNames and issuerRef");
     EC_TRY(only_keys(e,
                      {"name", "labels", "secretName", "dnsNames", "ipAddresses", "issuerRef",
-                      "privateKey", "renewBefore", "renewBeforePercentage", "secretTemplate",
-                      "commonName", "isCA", "duration", "usages", "subject"},
+                      "fallbackIssuerRefs", "fallbackPolicy", "privateKey", "renewBefore",
+                      "renewBeforePercentage", "secretTemplate", "commonName", "isCA", "duration",
+                      "usages", "subject"},
                      ""));
     std::string name = e.value("name", "");
     if (name.empty()) return bad("name is required");
@@ -217,6 +218,13 @@ Result<controller::CertificateSpec> parse_certificate(const json& e) {
         const json& ir = spec["issuerRef"];
         if (ir.value("kind", "Issuer") != "Issuer")
             return bad("issuerRef.kind: edgecert run has only issuers from this file (kind Issuer)");
+    }
+    if (spec.contains("fallbackIssuerRefs") && spec["fallbackIssuerRefs"].is_array()) {
+        for (const auto& ir : spec["fallbackIssuerRefs"])
+            if (ir.is_object() && ir.value("kind", "Issuer") != "Issuer")
+                return bad(
+                    "fallbackIssuerRefs[].kind: edgecert run has only issuers from this file (kind "
+                    "Issuer)");
     }
     auto parsed = controller::parse_certificate_spec(json{{"metadata", md}, {"spec", spec}});
     if (!parsed) return parsed.error();
@@ -373,18 +381,31 @@ Result<RunConfig> parse_run_config(const json& doc, const std::string& base_dir)
         if (!seen.insert(r->ref.name).second) return bad(where + "duplicate certificate name '" + r->ref.name + "'");
         if (!folders.insert(r->ref.secret_name).second)
             return bad(where + "secretName '" + r->ref.secret_name + "' is used by another certificate");
-        const RunIssuer* iss = cfg.issuer(r->issuer_name);
-        if (!iss) return bad(where + "issuerRef.name '" + r->issuer_name + "' is not one of the issuers in this file");
-        controller::IssuerSpec is{
-            .type = iss->type, .acme = iss->acme, .ca_secret_name = iss->ca_secret_name};
-        if (auto fits = controller::check_certificate_for_issuer(*r, is); !fits)
-            return bad(where + "issuer '" + iss->name + "': " + fits.error().message);
-        // Solver selectors are checked now, so a certificate no solver can answer fails at load.
-        if (iss->type == controller::IssuerType::Acme)
-            if (auto t = controller::challenge_types_for(iss->acme, r->labels, r->dns_names,
-                                                         r->ip_addresses);
-                !t)
-                return bad(where + "issuer '" + iss->name + "': " + t.error().message);
+        const auto chain = r->issuer_chain();
+        for (size_t k = 0; k < chain.size(); ++k) {
+            const std::string field = k == 0 ? std::string("issuerRef")
+                                             : "fallbackIssuerRefs[" + std::to_string(k - 1) + "]";
+            const RunIssuer* iss = cfg.issuer(chain[k].name);
+            if (!iss)
+                return bad(where + field + ".name '" + chain[k].name +
+                           "' is not one of the issuers in this file");
+            // Fallback is for CA outages: selfSigned and ca issuers sign here and cannot fail over.
+            if (chain.size() > 1 && iss->type != controller::IssuerType::Acme)
+                return bad(where + field + ": issuer '" + iss->name + "' is " +
+                           std::string(controller::to_string(iss->type)) +
+                           "; only ACME issuers can have or be fallbacks");
+            controller::IssuerSpec is{
+                .type = iss->type, .acme = iss->acme, .ca_secret_name = iss->ca_secret_name};
+            if (auto fits = controller::check_certificate_for_issuer(*r, is); !fits)
+                return bad(where + "issuer '" + iss->name + "': " + fits.error().message);
+            // Solver selectors are checked now, so a certificate no solver can answer fails at
+            // load.
+            if (iss->type == controller::IssuerType::Acme)
+                if (auto t = controller::challenge_types_for(iss->acme, r->labels, r->dns_names,
+                                                             r->ip_addresses);
+                    !t)
+                    return bad(where + "issuer '" + iss->name + "': " + t.error().message);
+        }
         cfg.certificates.push_back(std::move(*r));
     }
     {

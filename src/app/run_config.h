@@ -21,6 +21,8 @@
 //       dnsNames: [demo.example.test]
 //       ipAddresses: [192.0.2.1]   # RFC 8738 IP SANs (http01/tlsAlpn01 solvers only)
 //       issuerRef: {name: pebble}
+//       fallbackIssuerRefs: [{name: other}]   # tried when pebble keeps failing (fallback.h)
+//       fallbackPolicy: {afterAttempts: 3, afterDuration: 1h, maxRetryAfter: 1h}
 //       privateKey: {algorithm: ECDSA, size: 256, rotationPolicy: Always}
 //       renewBefore: 720h          # or renewBeforePercentage
 //       # selfSigned / ca issuers also: commonName, isCA, duration, usages, subject

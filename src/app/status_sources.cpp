@@ -100,7 +100,10 @@ CertRow row_from_certificate(const json& cert, const json* secret) {
     row.secret_name = str_field(spec, "secretName");
     row.dns_names = strings(spec, "dnsNames");
     for (auto& ip : strings(spec, "ipAddresses")) row.dns_names.push_back(std::move(ip));
-    const json ref = spec.value("issuerRef", json::object());
+    // The issuer that signed the stored certificate (a fallback, perhaps), else the primary.
+    json ref = st.is_object() ? st.value("issuerRef", json::object()) : json::object();
+    if (!ref.is_object() || str_field(ref, "name").empty())
+        ref = spec.value("issuerRef", json::object());
     row.issuer_name = str_field(ref, "name");
     row.issuer_kind = str_field(ref, "kind");
     if (row.issuer_kind.empty()) row.issuer_kind = "Issuer";

@@ -7,8 +7,10 @@
 
 namespace edgecert::controller {
 
-Result<std::shared_ptr<acme::Client>> AccountManager::client_for(const AccountRequest& req) {
+Result<std::shared_ptr<acme::Client>> AccountManager::client_for(const AccountRequest& req,
+                                                                 FailureOrigin* origin) {
     const AcmeIssuerSpec& s = *req.spec;
+    if (origin) *origin = FailureOrigin::Local;
     std::string fp = s.server + "\n" + s.email + "\n" + req.account_key_id + "\n" + s.eab_key_id + "\n" +
                      acme::sha256(s.ca_bundle_pem);
     std::lock_guard lk(mu_);
@@ -50,6 +52,7 @@ Result<std::shared_ptr<acme::Client>> AccountManager::client_for(const AccountRe
     }
     auto acct = acme::ensure_account(*client, *key, na);
     if (!acct) {
+        if (origin) *origin = FailureOrigin::Ca;
         Error e = acct.error();
         e.context("ACME account at " + s.server);
         return e;

@@ -35,8 +35,10 @@ class AccountManager {
 
     // The client for this issuer, registered. A changed spec (server, email, key reference,
     // caBundle) builds a new one. Errors: InvalidConfig (no key and generation disabled, EAB
-    // required but missing, account deactivated), Transient/RateLimited from the CA.
-    Result<std::shared_ptr<acme::Client>> client_for(const AccountRequest& req);
+    // required but missing, account deactivated), Transient/RateLimited from the CA. `origin`
+    // (optional) says whether a failure came from the CA or from our side (the key store).
+    Result<std::shared_ptr<acme::Client>> client_for(const AccountRequest& req,
+                                                     FailureOrigin* origin = nullptr);
     // Forget an issuer (deleted or changed).
     void forget(const std::string& issuer_key);
     // The registered account URL, if any (for Issuer status).

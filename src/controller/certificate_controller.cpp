@@ -50,46 +50,7 @@ CertificateController::CertificateController(ControllerContext& ctx, AccountMana
     issuer_runner_ = std::make_unique<Runner>(io, ctx.clock, ctx.metrics,
                                               [this](const std::string& k) { return reconcile_issuer(k); });
 
-    using S = metrics::Registry::Sample;
-    auto labels = [](const std::string& key, const CertState& s) {
-        auto slash = key.find('/');
-        return metrics::Labels{{"issuer_kind", s.issuer_kind},
-                               {"issuer_name", s.issuer_name},
-                               {"name", key.substr(slash + 1)},
-                               {"namespace", key.substr(0, slash)},
-                               {"secret", s.secret}};
-    };
-    collectors_.emplace_back(ctx.metrics, "edgecert_certificate_expiration_timestamp_seconds",
-                             "notAfter of the certificate in each Certificate's Secret (Unix time).", "gauge",
-                             [this, labels](std::vector<S>& out) {
-                                 std::lock_guard lk(mu_);
-                                 for (auto& [k, s] : state_)
-                                     if (s.not_after > 0) out.push_back({labels(k, s), s.not_after});
-                             });
-    collectors_.emplace_back(ctx.metrics, "edgecert_certificate_renewal_timestamp_seconds",
-                             "When each certificate is due for renewal (Unix time).", "gauge",
-                             [this, labels](std::vector<S>& out) {
-                                 std::lock_guard lk(mu_);
-                                 for (auto& [k, s] : state_)
-                                     if (s.renewal > 0) out.push_back({labels(k, s), s.renewal});
-                             });
-    collectors_.emplace_back(ctx.metrics, "edgecert_certificate_ready_status",
-                             "Ready condition of each Certificate (1 for the current condition value).", "gauge",
-                             [this, labels](std::vector<S>& out) {
-                                 std::lock_guard lk(mu_);
-                                 for (auto& [k, s] : state_)
-                                     for (const char* c : {"True", "False"}) {
-                                         auto l = labels(k, s);
-                                         l.insert(l.begin(), {"condition", c});
-                                         out.push_back({l, (s.ready == (c[0] == 'T')) ? 1.0 : 0.0});
-                                     }
-                             });
-    collectors_.emplace_back(ctx.metrics, "edgecert_certificate_renewal_overdue",
-                             "1 when a certificate is past its renewal time by more than an hour and not renewed.",
-                             "gauge", [this, labels](std::vector<S>& out) {
-                                 std::lock_guard lk(mu_);
-                                 for (auto& [k, s] : state_) out.push_back({labels(k, s), s.overdue ? 1.0 : 0.0});
-                             });
+    register_metrics();
 }
 
 CertificateController::~CertificateController() { stop(); }
@@ -229,7 +190,9 @@ Result<Requeue> CertificateController::handle_deletion(const json& cert, const s
             if (auto c = acme::Certificate::from_pem((*stored)->cert_pem)) leaf = std::move(*c);
         }
         if (leaf && leaf->not_after() > ctx_.clock.now()) {
-            auto r = resolve_issuer(*spec);
+            // The CA that signed it (a fallback, perhaps) is the one that can revoke it.
+            auto r =
+                resolve_ref(signer_of(*spec).value_or(spec->issuer_ref()), spec->ref.namespace_);
             if (!r && r.error().code == ErrorCode::NotFound) {
                 // Nobody can revoke it any more; holding the delete forever would help no one.
                 event(cert, "Warning", "Failed", "not revoked: " + r.error().message);
@@ -319,21 +282,46 @@ Result<Requeue> CertificateController::reconcile(const std::string& key) {
     else if (acme_issuer)
         types = challenge_types_for(resolved->spec.acme, spec->labels, spec->dns_names,
                                     spec->ip_addresses);
-    if (!types) {
-        Error e = types.error();
-        e.context(spec->issuer_kind + " " + spec->issuer_name);
+    if (!types) types = types.error().with_context(spec->issuer_kind + " " + spec->issuer_name);
+    // The issuer chain (fallback.h): the primary, then spec.fallbackIssuerRefs, all usable now.
+    const std::vector<IssuerRef> chain = spec->issuer_chain();
+    const bool has_fallbacks = chain.size() > 1;
+    if (types && has_fallbacks && !acme_issuer)
+        types = Error(ErrorCode::InvalidConfig,
+                      "spec.fallbackIssuerRefs: " + describe(chain[0]) + " is a " +
+                          std::string(to_string(resolved->spec.type)) +
+                          " issuer; only ACME issuers fall back (a certificate signed here has no "
+                          "CA that can fail)");
+    std::vector<Resolved> issuers;
+    issuers.push_back(std::move(*resolved));
+    auto fallbacks =
+        types ? resolve_fallbacks(*spec) : Result<std::vector<Resolved>>(types.error());
+    if (!fallbacks) {
+        const Error& e = fallbacks.error();
         set_condition(status, "Ready", "False", "BadConfig", e.message, now, gen);
         patch_status(cert, status);
         event(cert, "Warning", "BadConfig", e.message);
         set_metrics(key, st);
-        return e;
+        return e;  // InvalidConfig: the issuer's appearance or a spec change enqueues it again
+    }
+    for (auto& r : *fallbacks) issuers.push_back(std::move(r));
+    // Who signed the stored certificate: ARI is asked of that CA, and `replaces` sent only to it.
+    const std::optional<IssuerRef> signer_ref = signer_of(*spec);
+    // Not recorded (a Secret from before this was recorded): taken to be the primary's.
+    size_t signer_idx = 0;
+    bool signer_listed = !signer_ref;
+    for (size_t i = 0; signer_ref && i < chain.size(); ++i) {
+        if (chain[i].name == signer_ref->name && chain[i].kind == signer_ref->kind) {
+            signer_idx = i;
+            signer_listed = true;
+        }
     }
 
     // A ca issuer's key pair: needed to check the stored certificate and to sign a new one. When
     // it is unusable a valid stored certificate keeps being served; only issuance waits for it.
     std::optional<Result<pki::CaKeyPair>> ca;
-    if (resolved->spec.type == IssuerType::Ca) ca = ca_for(*resolved);
-    const Signer signer{.type = resolved->spec.type, .ca = ca && *ca ? &**ca : nullptr};
+    if (issuers[0].spec.type == IssuerType::Ca) ca = ca_for(issuers[0]);
+    const Signer signer{.type = issuers[0].spec.type, .ca = ca && *ca ? &**ca : nullptr};
 
     // What is stored: the cache first; a fresh read before acting on "must issue" (the cache may
     // not have seen our own latest write yet).
@@ -351,23 +339,27 @@ Result<Requeue> CertificateController::reconcile(const std::string& key) {
     if (status.contains("renewalTime") && status["renewalTime"].is_string())
         if (auto t = k8s::parse_time(status["renewalTime"].get<std::string>())) prev_renewal = *t;
 
-    std::shared_ptr<acme::Client> client;
-    std::optional<Error> client_error;
-    auto get_client = [&]() -> bool {
-        if (client) return true;
-        auto c = client_for(*resolved);
+    // One ACME client per issuer of the chain, made when first needed; a failure is remembered
+    // for this pass (with where it came from) rather than retried.
+    std::vector<std::shared_ptr<acme::Client>> clients(issuers.size());
+    std::vector<std::optional<std::pair<Error, FailureOrigin>>> client_errors(issuers.size());
+    auto get_client = [&](size_t i) -> bool {
+        if (clients[i]) return true;
+        if (client_errors[i]) return false;
+        FailureOrigin origin = FailureOrigin::Local;
+        auto c = client_for(issuers[i], &origin);
         if (!c) {
-            client_error = c.error();
+            client_errors[i] = std::pair{c.error(), origin};
             return false;
         }
-        client = *c;
+        clients[i] = *c;
         return true;
     };
     auto evaluate_now = [&](const std::optional<store::StoredCertificate>& s) {
         std::optional<acme::RenewalInfo> ari;
         if (s && acme_issuer) {
             auto leaf = acme::Certificate::from_pem(s->cert_pem);
-            if (leaf && get_client()) ari = ari_for(key, *client, *leaf);
+            if (leaf && get_client(signer_idx)) ari = ari_for(key, *clients[signer_idx], *leaf);
         }
         Evaluation e;
         {
@@ -421,11 +413,27 @@ Result<Requeue> CertificateController::reconcile(const std::string& key) {
         return m;
     };
 
+    // Issuer fallback state: what each issuer of this run did (fallback.h).
+    FallbackState fb = fallback_state_from_json(status.value("issuerFailures", json()));
+    auto put_fallback_state = [&] {
+        if (fb.issuers.empty() || !has_fallbacks)
+            status.erase("issuerFailures");
+        else
+            status["issuerFailures"] = to_json(fb);
+    };
+
     if (ev.reason == IssueReason::None) {
         describe_ready(ev);
         // Up to date: nothing is failing and no order is in flight.
         status.erase("failedIssuanceAttempts");
         status.erase("lastFailureTime");
+        status.erase("activeIssuerRef");
+        if (signer_ref) status["issuerRef"] = to_json(*signer_ref);
+        prune(fb, chain, now);
+        put_fallback_state();
+        st.active = signer_ref.value_or(chain[0]);
+        st.active_fallback =
+            signer_ref && !(signer_ref->name == chain[0].name && signer_ref->kind == chain[0].kind);
         set_condition(status, "Ready", "True", "Ready", ready_message(*ev.leaf), now, gen);
         remove_condition(status, "Issuing");
         remove_condition(status, "RenewalOverdue");
@@ -463,15 +471,38 @@ Result<Requeue> CertificateController::reconcile(const std::string& key) {
         std::lock_guard lk(mu_);
         if (auto it = last_error_.find(key); it != last_error_.end()) last_err = it->second;
     }
-    if (attempts > 0 && status.contains("lastFailureTime") && status["lastFailureTime"].is_string()) {
-        if (auto lf = k8s::parse_time(status["lastFailureTime"].get<std::string>())) {
-            SystemTime next = *lf + backoff(attempts, last_err);
-            if (now < next) {
-                patch_status(cert, status);
-                set_metrics(key, st);
-                return Requeue::in(duration_cast<milliseconds>(next - now) + milliseconds(200));
-            }
-        }
+    // The chain entry an order in flight belongs to (it is finished with that issuer).
+    auto pending_issuer =
+        [&](const std::optional<store::PendingOrder>& p) -> std::optional<size_t> {
+        if (!p) return std::nullopt;
+        std::vector<std::string> servers;
+        for (const auto& r : issuers) servers.push_back(r.spec.acme.server);
+        return pinned_issuer(chain, servers, *p);
+    };
+    // Which issuer this attempt uses. Without fallbacks: the primary after cert-manager's backoff.
+    // With them: each issuer's own backoff, and an order in flight pins its issuer (fallback.h).
+    IssuerChoice choice{0, now, false};
+    if (has_fallbacks) {
+        if (attempts == 0) prune(fb, chain, now);  // a new run: only backoffs still running count
+        auto pending = store_.load_pending(spec->ref);
+        if (!pending) return pending.error();
+        choice = choose_issuer(chain, fb, pending_issuer(*pending), now);
+    } else if (attempts > 0 && status.contains("lastFailureTime") &&
+               status["lastFailureTime"].is_string()) {
+        if (auto lf = k8s::parse_time(status["lastFailureTime"].get<std::string>()))
+            choice.not_before = *lf + backoff(attempts, last_err);
+    }
+    const size_t idx = choice.index;
+    const Resolved& active = issuers[idx];
+    st.active = chain[idx];
+    st.active_fallback = idx > 0;
+    if (has_fallbacks) status["activeIssuerRef"] = to_json(chain[idx]);
+    put_fallback_state();
+    if (now < choice.not_before) {
+        patch_status(cert, status);
+        set_metrics(key, st);
+        return Requeue::in(duration_cast<milliseconds>(choice.not_before - now) +
+                           milliseconds(200));
     }
 
     // A ca issuer without a usable key pair: say so and wait. Its Issuer is polled and enqueues
@@ -489,55 +520,82 @@ Result<Requeue> CertificateController::reconcile(const std::string& key) {
         return Requeue::done();
     }
 
-    set_condition(status, "Issuing", "True", std::string(to_string(ev.reason)), ev.detail, now, gen);
+    // With a fallback issuer the Issuing reason says so, and why the primary was left.
+    std::string issuing_reason(to_string(ev.reason)), issuing_msg = ev.detail;
+    if (idx > 0) {
+        const IssuerFailures* left = fb.find(chain[0]);
+        issuing_reason = "IssuerFallback";
+        issuing_msg =
+            "Issuing with " + describe(chain[idx]) + " (fallback for " + describe(chain[0]) +
+            (left && !left->last_reason.empty() ? ", " + left->last_reason : std::string()) +
+            (choice.pinned ? "; resuming its order" : "") + "): " + ev.detail;
+    }
+    set_condition(status, "Issuing", "True", issuing_reason, issuing_msg, now, gen);
     if (!serving)
         set_condition(status, "Ready", "False", std::string(to_string(ev.reason)), ev.detail, now, gen);
     patch_status(cert, status);
     set_metrics(key, st);
-    event(cert, "Normal", "Issuing", ev.detail);
+    event(cert, "Normal", "Issuing", issuing_msg);
 
-    Result<IssueResult> res = client_error ? Result<IssueResult>(*client_error) : Result<IssueResult>(Error());
+    FailureOrigin origin = FailureOrigin::Local;
+    Result<IssueResult> res = Error();
     if (!acme_issuer) {
         res =
             issue_signed(store_, IssueRequest{.spec = &*spec, .issuer = nullptr, .current = stored},
                          signer, ctx_.clock);
-    } else if (!client_error) {
-        if (!get_client()) {
-            res = *client_error;
+    } else if (!get_client(idx)) {
+        res = client_errors[idx]->first;
+        origin = client_errors[idx]->second;
+    } else {
+        auto active_types =
+            idx == 0 ? types
+                     : challenge_types_for(active.spec.acme, spec->labels, spec->dns_names,
+                                           spec->ip_addresses);
+        ChallengeOwner owner{.namespace_ = spec->ref.namespace_,
+                             .certificate_name = spec->ref.name,
+                             .certificate_uid = meta::uid(cert),
+                             .issuer_name = chain[idx].name,
+                             .issuer_kind = chain[idx].kind};
+        ChallengePublisher publisher(ctx_, owner, *active_types, opts_.challenge_present_timeout,
+                                     &stopping_);
+        IssueRequest req{.spec = &*spec,
+                         .issuer = &active.spec.acme,
+                         .current = stored,
+                         .current_from_issuer = signer_listed && signer_idx == idx,
+                         .issuer_ref = chain[idx],
+                         .origin = &origin};
+        acme::Client& client = *clients[idx];
+        if (*active_types == std::vector<std::string>{"dns-01"}) {
+            // The selected solver is dns01: the controller itself updates DNS (RFC 2136 or a
+            // webhook); the TSIG secret comes from tsigSecretSecretRef in the issuer's namespace.
+            auto read = [&](const Dns01Config& c) -> Result<SecretBytes> {
+                const std::string where = active.secret_namespace + "/" + c.tsig_secret_name;
+                auto s = ctx_.client.get(k8s::resources::Secret, active.secret_namespace,
+                                         c.tsig_secret_name);
+                if (!s) {
+                    Error e = s.error().with_context("TSIG Secret " + where);
+                    if (e.code == ErrorCode::NotFound) e.code = ErrorCode::InvalidConfig;
+                    return e;
+                }
+                const std::string k = c.tsig_secret_key.empty() ? "secret" : c.tsig_secret_key;
+                auto v = secret_data(*s, k.c_str());
+                if (!v)
+                    return Error(ErrorCode::InvalidConfig,
+                                 "TSIG Secret " + where + " has no key '" + k + "'");
+                return SecretBytes(std::move(*v));
+            };
+            auto so = select_solver(active.spec.acme, spec->labels, spec->dns_names,
+                                    spec->ip_addresses);
+            auto dns = so && *so ? make_owned_dns_solver(
+                                       (*so)->dns01, read,
+                                       [&] { return http_factory_(AcmeIssuerSpec{}); }, ctx_.clock)
+                                 : Result<OwnedDnsSolver>(so ? Error(ErrorCode::InvalidConfig,
+                                                                     "no dns01 solver selected")
+                                                             : so.error());
+            res = dns ? issue(client, *dns->solver, store_, req, ctx_.clock)
+                      : Result<IssueResult>(dns.error());
         } else {
-            ChallengeOwner owner{.namespace_ = spec->ref.namespace_,
-                                 .certificate_name = spec->ref.name,
-                                 .certificate_uid = meta::uid(cert),
-                                 .issuer_name = spec->issuer_name,
-                                 .issuer_kind = spec->issuer_kind};
-            ChallengePublisher publisher(ctx_, owner, *types, opts_.challenge_present_timeout, &stopping_);
-            IssueRequest req{.spec = &*spec, .issuer = &resolved->spec.acme, .current = stored};
-            if (*types == std::vector<std::string>{"dns-01"}) {
-                // The selected solver is dns01: the controller itself updates DNS (RFC 2136 or a
-                // webhook); the TSIG secret comes from tsigSecretSecretRef in the issuer's namespace.
-                auto read = [&](const Dns01Config& c) -> Result<SecretBytes> {
-                    const std::string where = resolved->secret_namespace + "/" + c.tsig_secret_name;
-                    auto s = ctx_.client.get(k8s::resources::Secret, resolved->secret_namespace, c.tsig_secret_name);
-                    if (!s) {
-                        Error e = s.error().with_context("TSIG Secret " + where);
-                        if (e.code == ErrorCode::NotFound) e.code = ErrorCode::InvalidConfig;
-                        return e;
-                    }
-                    const std::string k = c.tsig_secret_key.empty() ? "secret" : c.tsig_secret_key;
-                    auto v = secret_data(*s, k.c_str());
-                    if (!v) return Error(ErrorCode::InvalidConfig, "TSIG Secret " + where + " has no key '" + k + "'");
-                    return SecretBytes(std::move(*v));
-                };
-                auto so = select_solver(resolved->spec.acme, spec->labels, spec->dns_names,
-                                        spec->ip_addresses);
-                auto dns = so && *so ? make_owned_dns_solver((*so)->dns01, read,
-                                                      [&] { return http_factory_(AcmeIssuerSpec{}); }, ctx_.clock)
-                              : Result<OwnedDnsSolver>(so ? Error(ErrorCode::InvalidConfig, "no dns01 solver selected")
-                                                          : so.error());
-                res = dns ? issue(*client, *dns->solver, store_, req, ctx_.clock) : Result<IssueResult>(dns.error());
-            } else {
-                res = issue(*client, publisher, store_, req, ctx_.clock);
-            }
+            res = issue(client, publisher, store_, req, ctx_.clock);
         }
     }
     if (stopping_) return Requeue::done();  // shutting down: the pending order is resumed by the next leader
@@ -555,15 +613,46 @@ Result<Requeue> CertificateController::reconcile(const std::string& key) {
         status["failedIssuanceAttempts"] = attempts + 1;
         status["lastFailureTime"] = fmt_time(done_at);
         auto wait = backoff(attempts + 1, e);
-        const std::string msg = e.message + "; next attempt at " + fmt_time(done_at + wait);
-        set_condition(status, "Issuing", "False", rl ? "RateLimited" : "Failed", msg, done_at, gen);
+        std::string reason = rl ? "RateLimited" : "Failed";
+        std::string next_with;
+        std::optional<FailureOutcome> fo;
+        if (has_fallbacks) {
+            const FailureClass fc = classify_failure(e, origin);
+            auto pending = store_.load_pending(spec->ref);  // still in flight after this failure?
+            fo = record_failure(
+                fb, chain, idx, e, fc, spec->fallback_policy.with_defaults(opts_.fallback), done_at,
+                [this](int n, const Error& err) { return backoff(n, err); },
+                pending ? pending_issuer(*pending) : std::optional<size_t>(idx));
+            wait = std::chrono::ceil<seconds>(
+                std::max(fo->next.not_before - done_at, std::chrono::nanoseconds(0)));
+            status["activeIssuerRef"] = to_json(chain[fo->next.index]);
+            put_fallback_state();
+            if (fo->next.index != idx) next_with = " with " + describe(chain[fo->next.index]);
+            if (fo->fell_back) reason = "IssuerFallback";
+        }
+        const std::string msg =
+            e.message + "; next attempt" + next_with + " at " + fmt_time(done_at + wait);
+        set_condition(status, "Issuing", "False", reason, msg, done_at, gen);
         if (!serving) set_condition(status, "Ready", "False", rl ? "RateLimited" : "Failed", e.message, done_at, gen);
         patch_status(base, status);
         event(cert, "Warning", rl ? "RateLimited" : "Failed", msg);
+        if (fo && fo->fell_back) {
+            const IssuerRef& to = chain[fo->next.index];
+            const std::string fmsg = describe(chain[idx]) + " " + fo->why + " (" +
+                                     classify_failure(e, origin).reason + "); falling back to " +
+                                     describe(to);
+            event(cert, "Warning", "FallbackIssuer", fmsg);
+            count_fallback(key, chain[idx], to, classify_failure(e, origin).reason);
+            spdlog::warn("certificate {}: {}", key, fmsg);
+        }
         spdlog::warn("certificate {}: {}", key, msg);
         {
             std::lock_guard lk(mu_);
             last_error_[key] = e;
+            if (fo) {
+                state_[key].active = chain[fo->next.index];
+                state_[key].active_fallback = fo->next.index > 0;
+            }
         }
         return Requeue::in(duration_cast<milliseconds>(wait) + milliseconds(200));
     }
@@ -586,6 +675,10 @@ Result<Requeue> CertificateController::reconcile(const std::string& key) {
     status.erase("failedIssuanceAttempts");
     status.erase("lastFailureTime");
     status.erase("order");
+    status.erase("activeIssuerRef");
+    status["issuerRef"] = to_json(chain[idx]);
+    record_success(fb, chain, idx, done_at);
+    put_fallback_state();
     status["revision"] = status.value("revision", 0) + 1;
     status["notBefore"] = fmt_time(leaf.not_before());
     status["notAfter"] = fmt_time(leaf.not_after());
@@ -601,15 +694,19 @@ Result<Requeue> CertificateController::reconcile(const std::string& key) {
     const size_t n_names = spec->dns_names.size() + spec->ip_addresses.size();
     const std::string names =
         n_names == 0 ? "CN " + spec->subject.common_name : std::to_string(n_names) + " name(s)";
-    const std::string msg = std::string(renewed ? "Renewed" : "Issued") + " certificate serial " +
-                            leaf.serial_hex() + " for " + names + ", notAfter " +
-                            fmt_time(leaf.not_after()) + (res->resumed ? " (resumed order)" : "") +
-                            clamp_note(*res);
+    const std::string msg =
+        std::string(renewed ? "Renewed" : "Issued") + " certificate serial " + leaf.serial_hex() +
+        " for " + names + ", notAfter " + fmt_time(leaf.not_after()) +
+        (res->resumed ? " (resumed order)" : "") + clamp_note(*res) +
+        (idx > 0 ? " by " + describe(chain[idx]) + " (fallback for " + describe(chain[0]) + ")"
+                 : "");
     event(cert, "Normal", renewed ? "Renewed" : "Issued", msg);
     spdlog::info("certificate {}: {}", key, msg);
     CertState ok{.issuer_name = spec->issuer_name,
                  .issuer_kind = spec->issuer_kind,
                  .secret = spec->ref.namespace_ + "/" + spec->ref.secret_name,
+                 .active = chain[idx],
+                 .active_fallback = idx > 0,
                  .not_after = epoch(leaf.not_after()),
                  .renewal = rd ? epoch(rd->renewal_time) : 0,
                  .ready = true};

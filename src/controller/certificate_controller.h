@@ -16,6 +16,12 @@
 // Events `Failed` / `RateLimited` on the Certificate and on the Ingress/Gateway it came from.
 // Deleting a Certificate annotated edgecert.io/revoke-on-delete: "true" revokes its certificate
 // first (a finalizer holds the delete until then).
+//
+// Issuer fallback (fallback.h, certificate_fallback.cpp): with spec.fallbackIssuerRefs each
+// issuer keeps its own failures and backoff in status.issuerFailures; status.activeIssuerRef is
+// the issuer of the attempt under way, status.issuerRef the one that signed the Secret's
+// certificate. Leaving an issuer is a Warning Event `FallbackIssuer` and the Issuing reason
+// `IssuerFallback`.
 #include <atomic>
 #include <chrono>
 #include <map>
@@ -42,6 +48,9 @@ struct CertificateControllerOptions {
     // Upper bound on how long a healthy certificate waits before it is looked at again (ARI
     // polls, clock jumps); its renewal time usually comes first.
     std::chrono::seconds max_requeue{6 * 3600};
+    // Defaults for spec.fallbackPolicy (--fallback-after-attempts, --fallback-after-duration,
+    // --fallback-max-retry-after).
+    FallbackPolicy fallback;
 };
 
 class CertificateController {
@@ -70,6 +79,10 @@ class CertificateController {
     struct CertState {  // for metrics and ARI, per "ns/name"
         std::string issuer_name, issuer_kind;
         std::string secret;  // "namespace/secretName": the terminator's served-certificate name
+        // The issuer in use: the one being tried while issuing, else the one that signed the
+        // stored certificate (edgecert_certificate_active_issuer); fallback = not the primary.
+        std::optional<IssuerRef> active;
+        bool active_fallback = false;
         double not_after = 0, renewal = 0;
         bool ready = false, overdue = false;
         std::optional<acme::RenewalInfo> ari;
@@ -77,9 +90,19 @@ class CertificateController {
     };
 
     Result<Resolved> resolve_issuer(const CertificateSpec& spec);
+    Result<Resolved> resolve_ref(const IssuerRef& ref, const std::string& ns);
+    // spec.fallbackIssuerRefs resolved and usable for this certificate; InvalidConfig naming the
+    // entry otherwise (an unknown issuer included: found at the first outage would be too late).
+    Result<std::vector<Resolved>> resolve_fallbacks(const CertificateSpec& spec);
+    // The issuer that signed the certificate in the Secret (its edgecert.io/issuer-* annotations).
+    std::optional<IssuerRef> signer_of(const CertificateSpec& spec) const;
+    void register_metrics();  // certificate_metrics.cpp
+    void count_fallback(const std::string& key, const IssuerRef& from, const IssuerRef& to,
+                        const std::string& reason);
     Result<Resolved> resolve_issuer_object(const std::string& kind, const json& obj);
     Result<Requeue> reconcile_issuer(const std::string& key);
-    Result<std::shared_ptr<acme::Client>> client_for(const Resolved& r);
+    Result<std::shared_ptr<acme::Client>> client_for(const Resolved& r,
+                                                     FailureOrigin* origin = nullptr);
     // The key pair of a ca issuer, from its Secret (load_ca()'s errors).
     Result<pki::CaKeyPair> ca_for(const Resolved& r);
     void enqueue_certificates_of(const std::string& kind, const std::string& ns,

@@ -45,21 +45,24 @@ Result<CertificateController::Resolved> CertificateController::resolve_issuer_ob
 
 Result<CertificateController::Resolved> CertificateController::resolve_issuer(
     const CertificateSpec& spec) {
+    return resolve_ref(spec.issuer_ref(), spec.ref.namespace_);
+}
+
+Result<CertificateController::Resolved> CertificateController::resolve_ref(const IssuerRef& ref,
+                                                                           const std::string& ns) {
     k8s::ObjectPtr obj;
-    if (spec.issuer_kind == "ClusterIssuer") {
+    if (ref.kind == "ClusterIssuer") {
         if (!ctx_.informers.clusterissuers && !ctx_.cluster_issuers_unavailable.empty())
             return Error(ErrorCode::InvalidConfig,
-                         "ClusterIssuer " + spec.issuer_name +
+                         "ClusterIssuer " + ref.name +
                              " cannot be used: " + ctx_.cluster_issuers_unavailable);
         if (ctx_.informers.clusterissuers)
-            obj = ctx_.informers.clusterissuers->store().get(spec.issuer_name);
+            obj = ctx_.informers.clusterissuers->store().get(ref.name);
     } else {
-        if (ctx_.informers.issuers)
-            obj = ctx_.informers.issuers->store().get(spec.ref.namespace_, spec.issuer_name);
+        if (ctx_.informers.issuers) obj = ctx_.informers.issuers->store().get(ns, ref.name);
     }
-    if (!obj)
-        return Error(ErrorCode::NotFound, spec.issuer_kind + " " + spec.issuer_name + " not found");
-    return resolve_issuer_object(spec.issuer_kind, *obj);
+    if (!obj) return Error(ErrorCode::NotFound, ref.kind + " " + ref.name + " not found");
+    return resolve_issuer_object(ref.kind, *obj);
 }
 
 Result<pki::CaKeyPair> CertificateController::ca_for(const Resolved& r) {
@@ -94,10 +97,17 @@ Result<pki::CaKeyPair> CertificateController::ca_for(const Resolved& r) {
 void CertificateController::enqueue_certificates_of(const std::string& kind, const std::string& ns,
                                                     const std::string& name) {
     for (const auto& c : ctx_.informers.certificates->store().list()) {
-        const json& ir = c->value("spec", json::object()).value("issuerRef", json::object());
-        if (ir.value("name", "") != name || ir.value("kind", "Issuer") != kind) continue;
         if (kind == "Issuer" && meta::namespace_(*c) != ns) continue;
-        runner_->enqueue(meta::key(*c));
+        // spec.issuerRef or an entry of spec.fallbackIssuerRefs names it.
+        const json spec = c->value("spec", json::object());
+        json refs = spec.value("fallbackIssuerRefs", json::array());
+        if (!refs.is_array()) refs = json::array();
+        refs.push_back(spec.value("issuerRef", json::object()));
+        const bool names_it = std::any_of(refs.begin(), refs.end(), [&](const json& ir) {
+            return ir.is_object() && ir.value("name", "") == name &&
+                   ir.value("kind", "Issuer") == kind;
+        });
+        if (names_it) runner_->enqueue(meta::key(*c));
     }
 }
 
@@ -202,7 +212,9 @@ Result<Requeue> CertificateController::reconcile_issuer(const std::string& key) 
     return Requeue::done();
 }
 
-Result<std::shared_ptr<acme::Client>> CertificateController::client_for(const Resolved& r) {
+Result<std::shared_ptr<acme::Client>> CertificateController::client_for(const Resolved& r,
+                                                                        FailureOrigin* origin) {
+    if (origin) *origin = FailureOrigin::Local;
     if (r.spec.type != IssuerType::Acme)
         return Error(ErrorCode::InvalidConfig,
                      r.kind + " " + meta::name(r.issuer) + " is not an ACME issuer");
@@ -237,7 +249,7 @@ Result<std::shared_ptr<acme::Client>> CertificateController::client_for(const Re
                              " has no base64url HMAC key under '" + acme.eab_secret_key + "'");
         req.eab_hmac = SecretBytes(std::move(*raw));
     }
-    return accounts_.client_for(req);
+    return accounts_.client_for(req, origin);
 }
 
 }  // namespace edgecert::controller

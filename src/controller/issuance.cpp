@@ -149,8 +149,35 @@ Result<std::vector<std::string>> ip_addresses_of(const json& spec) {
     }
     return sorted_unique(std::move(out));
 }
+// Remembers whether the solver failed to present: that failure is ours (terminators, DNS), not the
+// CA's, whatever the error looks like.
+class PresentTracker final : public acme::ChallengeSolver {
+  public:
+    explicit PresentTracker(acme::ChallengeSolver& s) : s_(s) {}
+    std::vector<std::string> supported_types() const override { return s_.supported_types(); }
+    Status present(const std::string& domain, const acme::Challenge& ch,
+                   const std::string& ka) override {
+        auto st = s_.present(domain, ch, ka);
+        if (!st) failed_ = true;
+        return st;
+    }
+    void cleanup(const std::string& domain, const acme::Challenge& ch) noexcept override {
+        s_.cleanup(domain, ch);
+    }
+    bool failed() const { return failed_; }
+
+  private:
+    acme::ChallengeSolver& s_;
+    bool failed_ = false;
+};
 
 }  // namespace
+
+std::vector<IssuerRef> CertificateSpec::issuer_chain() const {
+    std::vector<IssuerRef> c{issuer_ref()};
+    c.insert(c.end(), fallback_issuers.begin(), fallback_issuers.end());
+    return c;
+}
 
 pki::CertificateTemplate CertificateSpec::signing_template() const {
     pki::CertificateTemplate t;
@@ -266,6 +293,13 @@ Result<CertificateSpec> parse_certificate_spec(const json& obj) {
         std::string group = ir.value("group", "edgecert.io");
         if (!group.empty() && group != "edgecert.io" && group != "cert-manager.io")
             return bad("spec.issuerRef.group '" + group + "' is not edgecert.io");
+        if (spec.contains("fallbackIssuerRefs")) {
+            EC_TRY_ASSIGN(s.fallback_issuers,
+                          parse_fallback_issuer_refs(spec["fallbackIssuerRefs"], s.issuer_ref()));
+        }
+        if (spec.contains("fallbackPolicy")) {
+            EC_TRY_ASSIGN(s.fallback_policy, parse_fallback_policy(spec["fallbackPolicy"]));
+        }
         const json pk = spec.contains("privateKey") ? spec["privateKey"] : json::object();
         EC_TRY_ASSIGN(s.key_type, key_type_of(pk));
         std::string rot = pk.is_object() ? pk.value("rotationPolicy", "Always") : "Always";
@@ -562,23 +596,32 @@ Result<IssueResult> issue(acme::Client& client, acme::ChallengeSolver& solver,
     (void)clock;
     const CertificateSpec& spec = *req.spec;
     const AcmeIssuerSpec& iss = *req.issuer;
+    const IssuerRef issuer = req.issuer_ref.value_or(spec.issuer_ref());
     IssueResult out;
+    // Everything but the CA's answers is our side; set to Ca around acme::obtain below.
+    auto local = [&](Error e) {
+        if (req.origin) *req.origin = FailureOrigin::Local;
+        return e;
+    };
 
-    // 1. An order from an earlier attempt (crash, CA trouble): resume it with its key.
+    // 1. An order from an earlier attempt (crash, CA trouble): resume it with its key. An order
+    // of another issuer is never resumed here (the caller picks the issuer an order belongs to).
     std::optional<acme::PrivateKey> key;
     std::string resume_url;
-    EC_TRY_ASSIGN(auto pending, store.load_pending(spec.ref));
-    if (pending && pending->server == iss.server && pending->dns_names == spec.dns_names &&
-        pending->ip_addresses == spec.ip_addresses) {
-        auto k = acme::PrivateKey::from_pem(pending->key_pem.reveal());
+    auto pending = store.load_pending(spec.ref);
+    if (!pending) return local(pending.error());
+    if (*pending && (*pending)->server == iss.server && (*pending)->dns_names == spec.dns_names &&
+        (*pending)->ip_addresses == spec.ip_addresses &&
+        ((*pending)->issuer.empty() || (*pending)->issuer == ref_key(issuer))) {
+        auto k = acme::PrivateKey::from_pem((*pending)->key_pem.reveal());
         if (k && k->type() == spec.key_type) {
             key = std::move(*k);
-            resume_url = pending->order_url;
+            resume_url = (*pending)->order_url;
             if (!resume_url.empty()) spdlog::info("certificate {}: resuming order {}", spec.ref.key(), resume_url);
         }
-    } else if (pending) {
+    } else if (*pending) {
         spdlog::info("certificate {}: dropping a pending order for other names or another CA", spec.ref.key());
-        EC_TRY(store.clear_pending(spec.ref));
+        if (auto st = store.clear_pending(spec.ref); !st) return local(st.error());
     }
 
     // 2. Otherwise the key: the current one when rotation is off, else a new one.
@@ -587,7 +630,9 @@ Result<IssueResult> issue(acme::Client& client, acme::ChallengeSolver& solver,
         if (auto c = acme::Certificate::from_pem(req.current->cert_pem)) current_leaf = std::move(*c);
     }
     if (!key) {
-        EC_TRY_ASSIGN(key, key_for_issuance(spec, req.current));
+        auto k = key_for_issuance(spec, req.current);
+        if (!k) return local(k.error());
+        key = std::move(*k);
     }
 
     acme::ObtainRequest oreq{.dns_names = spec.dns_names,
@@ -598,7 +643,7 @@ Result<IssueResult> issue(acme::Client& client, acme::ChallengeSolver& solver,
                              .preferred_chain = iss.preferred_chain,
                              .resume_order_url = resume_url,
                              .on_order_created = nullptr};
-    if (current_leaf) {
+    if (current_leaf && req.current_from_issuer) {
         auto dir = client.directory();
         if (dir && !dir->renewal_info.empty()) {
             if (auto id = current_leaf->ari_cert_id()) oreq.replaces = *id;
@@ -608,6 +653,7 @@ Result<IssueResult> issue(acme::Client& client, acme::ChallengeSolver& solver,
     Status persist = Status{};
     oreq.on_order_created = [&](const std::string& url) {
         store::PendingOrder po{.server = iss.server,
+                               .issuer = ref_key(issuer),
                                .dns_names = spec.dns_names,
                                .ip_addresses = spec.ip_addresses,
                                .order_url = url,
@@ -618,27 +664,35 @@ Result<IssueResult> issue(acme::Client& client, acme::ChallengeSolver& solver,
                          persist.error().message);
     };
 
-    auto res = acme::obtain(client, solver, oreq);
-    if (!res && !oreq.resume_order_url.empty() && !res.error().retryable()) {
+    PresentTracker tracked(solver);
+    auto res = acme::obtain(client, tracked, oreq);
+    if (!res && !oreq.resume_order_url.empty() && !res.error().retryable() && !tracked.failed()) {
         spdlog::warn("certificate {}: resumed order {} cannot complete ({}); placing a new order",
                      spec.ref.key(), oreq.resume_order_url, res.error().message);
         oreq.resume_order_url.clear();
-        res = acme::obtain(client, solver, oreq);
+        res = acme::obtain(client, tracked, oreq);
     } else if (res) {
         out.resumed = !oreq.resume_order_url.empty();
     }
     if (!res) {
+        if (req.origin) *req.origin = tracked.failed() ? FailureOrigin::Local : FailureOrigin::Ca;
         // Keep the order (and its key) while retrying it can still succeed.
         if (!res.error().retryable()) (void)store.clear_pending(spec.ref);
         return res.error();
     }
     const acme::Certificate& leaf = res->chain.front();
-    if (!leaf.matches_key(*key))
+    if (!leaf.matches_key(*key)) {
+        if (req.origin) *req.origin = FailureOrigin::Ca;
         return Error(ErrorCode::Permanent, "the CA returned a certificate that does not match our key");
+    }
 
+    // The Secret names the issuer that signed it: a fallback, when one did.
+    store::CertificateMeta meta = secret_meta(spec);
+    meta.issuer_name = issuer.name;
+    meta.issuer_kind = issuer.kind;
     store::StoredCertificate sc{.cert_pem = res->chain_pem, .key_pem = key->to_pem(), .ca_pem = {}};
-    EC_TRY(store.save_certificate(spec.ref, sc, secret_meta(spec)));
-    if (auto st = store.clear_pending(spec.ref); !st.ok())
+    if (auto st = store.save_certificate(spec.ref, sc, meta); !st) return local(st.error());
+    if (auto st = store.clear_pending(spec.ref); !st)
         spdlog::warn("certificate {}: could not clear the finished order: {}", spec.ref.key(), st.error().message);
     out.obtained = std::move(*res);
     return out;

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "controller/dns_solver.h"
+#include "controller/fallback.h"
 #include "controller/renewal.h"
 #include "edgecert/acme/client.h"
 #include "edgecert/acme/crypto.h"
@@ -52,6 +53,17 @@ struct CertificateSpec {
     std::optional<std::chrono::seconds> duration;  // spec.duration (signed here: 90 days if unset)
 
     pki::CertificateTemplate signing_template() const;
+
+    // edgecert extension (fallback.h): spec.fallbackIssuerRefs, tried in order after the primary
+    // (issuer_name/kind) fails on the CA's side; spec.fallbackPolicy says when.
+    std::vector<IssuerRef> fallback_issuers;
+    FallbackPolicySpec fallback_policy;
+
+    IssuerRef issuer_ref() const {
+        return IssuerRef{issuer_name, issuer_kind, std::string(kGroup)};
+    }
+    // The primary, then the fallbacks.
+    std::vector<IssuerRef> issuer_chain() const;
 };
 
 // One entry of spec.acme.solvers with its selector (cert-manager's ACMEChallengeSolver).
@@ -152,8 +164,15 @@ struct IssueRequest {
     const CertificateSpec* spec = nullptr;
     const AcmeIssuerSpec* issuer = nullptr;
     // The certificate in service (renewal): its key is reused when rotate_key is false, and its
-    // ARI certID goes into `replaces` when the CA offers ARI.
+    // ARI certID goes into `replaces` when the CA offers ARI and issued it (`current_from_issuer`:
+    // a certID means nothing to another CA, which would refuse the order).
     std::optional<store::StoredCertificate> current;
+    bool current_from_issuer = true;
+    // The issuer this attempt uses (a fallback, or the primary when unset): it is named in the
+    // Secret's edgecert.io/issuer-* annotations and in the pending-order record.
+    std::optional<IssuerRef> issuer_ref;
+    // Set on failure: whether the CA failed, or our side (store, challenge publishing).
+    FailureOrigin* origin = nullptr;
 };
 
 struct IssueResult {

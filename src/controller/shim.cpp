@@ -8,6 +8,7 @@
 #include <utility>
 
 #include "edgecert/acme/types.h"
+#include "controller/fallback.h"
 #include "edgecert/k8s/models.h"
 
 namespace edgecert::controller {
@@ -63,6 +64,24 @@ ShimResult build(const Source& src, const Wants& wants, std::vector<Skipped> ski
         return r;
     }
     if (!sel.issuer) return r;  // not annotated: not ours
+    // Fallback issuers (an edgecert extension, whichever annotation chose the primary).
+    std::vector<IssuerRef> fallbacks;
+    if (auto it = src.annotations.find(std::string(kAnnFallbackIssuers));
+        it != src.annotations.end()) {
+        auto f = parse_fallback_annotation(it->second);
+        if (f) {
+            for (const auto& x : *f)
+                if (x.name == sel.issuer->name && x.kind == sel.issuer->kind)
+                    f = Error(ErrorCode::InvalidConfig,
+                              "annotation " + std::string(kAnnFallbackIssuers) +
+                                  " names the primary issuer " + describe(x) + " again");
+        }
+        if (!f) {
+            r.bad_config = f.error().message;
+            return r;
+        }
+        fallbacks = std::move(*f);
+    }
     r.managed = true;
     r.issuer = sel.issuer;
 
@@ -132,6 +151,15 @@ ShimResult build(const Source& src, const Wants& wants, std::vector<Skipped> ski
         // Each list only when it has entries: the CRD wants at least one item in either.
         if (!c.dns_names.empty()) obj["spec"]["dnsNames"] = c.dns_names;
         if (!c.ip_addresses.empty()) obj["spec"]["ipAddresses"] = c.ip_addresses;
+        if (!fallbacks.empty()) {
+            // The annotation goes on the Certificate too: it marks the list as the shim's, to be
+            // removed with the annotation (a list written by hand is left alone).
+            k8s::meta::set_annotation(obj, kAnnFallbackIssuers,
+                                      src.annotations.at(std::string(kAnnFallbackIssuers)));
+            json refs = json::array();
+            for (const auto& f : fallbacks) refs.push_back(to_json(f));
+            obj["spec"]["fallbackIssuerRefs"] = std::move(refs);
+        }
         c.object = std::move(obj);
         r.certificates.push_back(std::move(c));
     }

@@ -15,7 +15,10 @@
 // → BadConfig; an empty value or one that is not a valid object name → BadConfig; tls-acme
 // "true" without a configured default issuer → BadConfig. cert-manager.io/issuer-kind
 // (Issuer|ClusterIssuer) refines cert-manager.io/issuer; cert-manager.io/issuer-group may be
-// empty, cert-manager.io or edgecert.io; other values (external issuers) → BadConfig. No annotation at all (or tls-acme other than "true") → no Certificates, no error.
+// empty, cert-manager.io or edgecert.io; other values (external issuers) → BadConfig. No annotation
+// at all (or tls-acme other than "true") → no Certificates, no error. edgecert.io/fallback-issuers:
+// "ClusterIssuer/zerossl,Issuer/internal-acme" (fallback.h) adds spec.fallbackIssuerRefs to every
+// Certificate of the object, whichever annotation chose the primary; a malformed list → BadConfig.
 //
 // Certificate name = Secret name (cert-manager does the same), so two sources naming the same
 // Secret converge on one Certificate; the controller's ownership check arbitrates.

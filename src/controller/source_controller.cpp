@@ -3,6 +3,7 @@
 #include <fmt/ranges.h>
 #include <spdlog/spdlog.h>
 
+#include "controller/fallback.h"
 #include "controller/resources.h"
 
 namespace edgecert::controller {
@@ -278,6 +279,21 @@ Result<bool> SourceController::apply_certificate(const json& source, const k8s::
     }
     for (const auto& [lk, lv] : meta::labels(want.object)) meta::set_label(updated, lk, lv);
     for (const auto& [ak, av] : meta::annotations(want.object)) meta::set_annotation(updated, ak, av);
+    // spec.fallbackIssuerRefs follows the edgecert.io/fallback-issuers annotation, and goes with
+    // it when the shim had set it (the same annotation on the Certificate says so); a list
+    // written by hand on a Certificate without the annotation is the user's.
+    const std::string fb_key(kAnnFallbackIssuers);
+    if (want.object["spec"].contains("fallbackIssuerRefs")) {
+        updated["spec"]["fallbackIssuerRefs"] = want.object["spec"]["fallbackIssuerRefs"];
+    } else if (meta::annotation(existing, fb_key)) {
+        updated["spec"].erase("fallbackIssuerRefs");
+        updated["metadata"]["annotations"].erase(fb_key);
+    }
+    auto fallbacks_of = [](const json& o) {
+        return o.contains("spec") && o["spec"].is_object()
+                   ? o["spec"].value("fallbackIssuerRefs", json())
+                   : json();
+    };
     // Owner references: ours replace any earlier controller reference (a recreated source);
     // references others added (not controllers) stay.
     std::vector<k8s::OwnerReference> refs;
@@ -292,7 +308,8 @@ Result<bool> SourceController::apply_certificate(const json& source, const k8s::
         same = same && had == updated["spec"].contains(f) &&
                (!had || existing["spec"][f] == updated["spec"][f]);
     }
-    same = same && meta::labels(existing) == meta::labels(updated) &&
+    same = same && fallbacks_of(existing) == fallbacks_of(updated) &&
+           meta::labels(existing) == meta::labels(updated) &&
            meta::annotations(existing) == meta::annotations(updated) &&
            same_refs(meta::owner_references(existing), refs);
     if (same) return true;  // idempotent: no PUT for an unchanged Certificate

@@ -47,6 +47,9 @@ struct CertificateMeta {
 // An order the CA created and we have not finished: resumed instead of ordering again.
 struct PendingOrder {
     std::string server;                  // ACME directory URL it belongs to
+    // The issuer that placed it ("ClusterIssuer/name"; "" in records written before issuer
+    // fallback existed): the order is resumed with that issuer only (controller/fallback.h).
+    std::string issuer;
     std::vector<std::string> dns_names;  // sorted
     std::vector<std::string> ip_addresses;  // sorted, canonical text
     std::string order_url;

@@ -97,6 +97,7 @@ Result<std::optional<PendingOrder>> DirStore::load_pending(const CertificateRef&
         json j = json::parse(*o);
         PendingOrder po;
         po.server = j.value("server", "");
+        po.issuer = j.value("issuer", "");
         po.order_url = j.value("order_url", "");
         po.dns_names = j.value("domains", std::vector<std::string>{});
         po.ip_addresses = j.value("ipAddresses", std::vector<std::string>{});
@@ -111,6 +112,7 @@ Status DirStore::save_pending(const CertificateRef& ref, const PendingOrder& ord
     EC_TRY(component("secretName", ref.secret_name));
     const std::string p = cert_dir(ref) + "/.pending";
     json o = {{"server", order.server},
+              {"issuer", order.issuer},
               {"domains", order.dns_names},
               {"ipAddresses", order.ip_addresses},
               {"order_url", order.order_url}};

@@ -19,6 +19,7 @@ constexpr const char* kAnnOrderServer = "edgecert.io/order-server";
 constexpr const char* kAnnOrderNames = "edgecert.io/order-dns-names";
 constexpr const char* kAnnOrderIps = "edgecert.io/order-ip-addresses";
 constexpr const char* kAnnIpSans = "edgecert.io/ip-sans";
+constexpr const char* kAnnOrderIssuer = "edgecert.io/order-issuer";
 
 std::string join(const std::vector<std::string>& v) {
     std::string s;
@@ -182,6 +183,7 @@ Result<std::optional<PendingOrder>> SecretStore::load_pending(const CertificateR
     PendingOrder po;
     po.order_url = meta::annotation(*s, kAnnOrderUrl).value_or("");
     po.server = meta::annotation(*s, kAnnOrderServer).value_or("");
+    po.issuer = meta::annotation(*s, kAnnOrderIssuer).value_or("");
     po.dns_names = split(meta::annotation(*s, kAnnOrderNames).value_or(""));
     po.ip_addresses = split(meta::annotation(*s, kAnnOrderIps).value_or(""));
     po.key_pem = SecretBytes(std::move(*key));
@@ -205,6 +207,7 @@ Status SecretStore::save_pending(const CertificateRef& ref, const PendingOrder& 
         meta::set_annotation(s, "edgecert.io/certificate-name", ref.name);
         meta::set_annotation(s, kAnnOrderUrl, order.order_url);
         meta::set_annotation(s, kAnnOrderServer, order.server);
+        meta::set_annotation(s, kAnnOrderIssuer, order.issuer);
         meta::set_annotation(s, kAnnOrderNames, join(order.dns_names));
         meta::set_annotation(s, kAnnOrderIps, join(order.ip_addresses));
         s["data"] = json{{"tls.key", base64(order.key_pem.reveal())}};

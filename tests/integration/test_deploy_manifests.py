@@ -254,7 +254,7 @@ def test_validate_cli(tmp_path):
                         sorted((DEPLOY / "examples").glob("*.yaml"))],
                         capture_output=True, text=True, timeout=30)
     assert ok.returncode == 0, ok.stdout + ok.stderr
-    assert "10 edgecert.io object(s) and 1 built-in object(s) checked, 1 skipped, 0 problem(s)" \
+    assert "11 edgecert.io object(s) and 1 built-in object(s) checked, 1 skipped, 0 problem(s)" \
         in ok.stderr, ok.stderr  # the Ingress is checked, the Gateway has no typed model
     if KUBECTL:  # the whole base through a pipe
         base = subprocess.run([KUBECTL, "kustomize", str(DEPLOY)], capture_output=True,

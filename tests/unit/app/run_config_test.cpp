@@ -63,8 +63,7 @@ Result<RunConfig> parse(const std::string& yaml, const std::string& base = "/etc
 }
 
 // Parses kBase with one line replaced (or a block appended).
-std::string with(std::string from, const std::string& to) {
-    std::string s = kBase;
+std::string with(std::string from, const std::string& to, std::string s = kBase) {
     auto p = s.find(from);
     EXPECT_NE(p, std::string::npos) << from;
     if (p != std::string::npos) s.replace(p, from.size(), to);
@@ -190,6 +189,30 @@ TEST(RunConfig, ErrorsNameTheEntry) {
         {"bad usage",
          with("    renewBefore: 720h", "    renewBefore: 720h\n    usages: [serverAuth]"),
          "certificates[0] (demo): spec.usages: usage 'serverAuth'"},
+        {"unknown fallback issuer",
+         with("    renewBefore: 720h",
+              "    renewBefore: 720h\n    fallbackIssuerRefs: [{name: zerossl}]"),
+         "certificates[0] (demo): fallbackIssuerRefs[0].name 'zerossl' is not one of the issuers "
+         "in this file"},
+        {"fallback ClusterIssuer",
+         with("    renewBefore: 720h",
+              "    renewBefore: 720h\n    fallbackIssuerRefs: [{name: pebble, kind: "
+              "ClusterIssuer}]"),
+         "certificates[0] (demo): fallbackIssuerRefs[].kind"},
+        {"fallback is the primary",
+         with("    renewBefore: 720h",
+              "    renewBefore: 720h\n    fallbackIssuerRefs: [{name: pebble}]"),
+         "certificates[0] (demo): spec.fallbackIssuerRefs[0] names spec.issuerRef again"},
+        {"bad fallbackPolicy",
+         with("    renewBefore: 720h",
+              "    renewBefore: 720h\n    fallbackPolicy: {afterAttempts: 0}"),
+         "certificates[0] (demo): spec.fallbackPolicy.afterAttempts"},
+        {"fallback to a selfSigned issuer",
+         with("    renewBefore: 720h",
+              "    renewBefore: 720h\n    fallbackIssuerRefs: [{name: internal}]",
+              with("certificates:\n", "  - name: internal\n    selfSigned: {}\ncertificates:\n")),
+         "certificates[0] (demo): fallbackIssuerRefs[0]: issuer 'internal' is selfSigned; only "
+         "ACME issuers can have or be fallbacks"},
         {"bad server", with("server: https://127.0.0.1:14000/dir", "server: ftp://x"),
          "issuers[0] (pebble): spec.acme.server"},
         {"unknown acme field",
@@ -224,6 +247,26 @@ TEST(RunConfig, ErrorsNameTheEntry) {
         EXPECT_NE(r.error().message.find(c.expect), std::string::npos)
             << c.what << ": got '" << r.error().message << "', want '" << c.expect << "'";
     }
+}
+
+TEST(RunConfig, FallbackIssuersAreIssuersOfTheFile) {
+    std::string yaml = with("        - tlsAlpn01: {}\n",
+                            "        - tlsAlpn01: {}\n  - name: zerossl\n    acme:\n"
+                            "      server: https://127.0.0.1:15000/dir\n");
+    yaml = with("    renewBefore: 720h",
+                "    renewBefore: 720h\n    fallbackIssuerRefs: [{name: zerossl}]\n"
+                "    fallbackPolicy: {afterAttempts: 2, maxRetryAfter: 10m}",
+                yaml);
+    auto r = parse(yaml);
+    ASSERT_TRUE(r) << r.error().message;
+    const auto* demo = r->certificate("demo");
+    ASSERT_EQ(demo->issuer_chain().size(), 2u);
+    EXPECT_EQ(demo->issuer_chain()[1].name, "zerossl");
+    auto p = demo->fallback_policy.with_defaults(controller::FallbackPolicy{});
+    EXPECT_EQ(p.after_attempts, 2);
+    EXPECT_EQ(p.after_duration, std::chrono::hours(1));
+    EXPECT_EQ(p.max_retry_after, std::chrono::minutes(10));
+    EXPECT_TRUE(r->certificate("api")->fallback_issuers.empty());
 }
 
 TEST(RunConfig, YamlScalarsFollowTheCoreSchema) {

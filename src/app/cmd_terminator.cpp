@@ -72,7 +72,7 @@ int cmd_terminator(int argc, char** argv) {
         .add("http-mode", "redirect|passthrough", "non-challenge requests on the HTTP listener", "redirect")
         .add("handshake-timeout", "DURATION", "TLS handshake / request head / upstream connect deadline", "10s")
         .add("idle-timeout", "DURATION", "close a proxied connection idle this long", "5m")
-        .add("max-connections", "N", "open connections across all workers; beyond it new ones are closed", "50000")
+        .add("max-connections", "N", "open connections across all workers; at it, one that sent no request yet makes room, else new ones wait in the listen queue (lowered to fit ulimit -n)", "50000")
         .add("drain-timeout", "DURATION", "on SIGTERM, how long in-flight connections may finish", "30s")
         .add("rescan-interval", "DURATION", "periodic full compare of --cert-dir (inotify fallback)", "10s")
         .add("ticket-key-rotation", "DURATION", "session-ticket key lifetime (2 previous keys still decrypt)", "12h")

@@ -153,8 +153,24 @@ void TerminatorRuntime::register_metrics() {
             out.push_back({{{"direction", "in"}}, double(s.bytes_in)});
             out.push_back({{{"direction", "out"}}, double(s.bytes_out)});
         });
-    add("edgecert_connections_rejected_total", "Connections closed at accept because max-connections was reached.",
-        "counter", [srv](std::vector<S>& out) { out.push_back({{}, double(srv->stats().rejected_max)}); });
+    add("edgecert_connections_evicted_total",
+        "Connections that had sent no request byte, closed at max-connections to admit a new one.", "counter",
+        [srv](std::vector<S>& out) { out.push_back({{}, double(srv->stats().evicted)}); });
+    add("edgecert_connection_timeouts_total", "Connections closed by a deadline, by phase.", "counter",
+        [srv](std::vector<S>& out) {
+            auto s = srv->stats();
+            out.push_back({{{"phase", "handshake"}}, double(s.hs_timeout)});
+            out.push_back({{{"phase", "request_head"}}, double(s.head_timeouts)});
+            out.push_back({{{"phase", "idle"}}, double(s.idle_timeouts)});
+        });
+    add("edgecert_accept_pauses_total",
+        "Times accepting stopped for a moment, by reason: full (max-connections and nothing to evict, 10 ms) "
+        "or fds (out of file descriptors, 100 ms).",
+        "counter", [srv](std::vector<S>& out) {
+            auto s = srv->stats();
+            out.push_back({{{"reason", "full"}}, double(s.accept_waits_full)});
+            out.push_back({{{"reason", "fds"}}, double(s.accept_paused)});
+        });
     add("edgecert_upstream_errors_total", "Upstream connect/read/write failures.", "counter",
         [srv](std::vector<S>& out) { out.push_back({{}, double(srv->stats().upstream_errors)}); });
     add("edgecert_acme_challenges_served_total", "ACME challenge answers served, by type.", "counter",

@@ -42,7 +42,7 @@ void Worker::do_handshake(Conn* c) {
         // The upstream is connected lazily, when the first application bytes arrive: an idle
         // or preconnected client costs one socket, not two (HTTP is client-speaks-first).
         c->state = Conn::State::AwaitData;
-        list_append(idle_list_, c, now_ + srv_.opts_.idle_timeout);
+        list_append(await_list_, c, now_ + srv_.opts_.idle_timeout);
         await_data(c);
         return;
     }

@@ -2,6 +2,7 @@
 
 #include <netdb.h>
 #include <netinet/tcp.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <spdlog/spdlog.h>
@@ -127,7 +128,32 @@ Result<std::unique_ptr<Server>> Server::create(ServerOptions opts, tls::TlsConte
     return s;
 }
 
+// Each proxied connection holds two sockets. A limit the process cannot reach would end in
+// EMFILE at accept() instead of in the documented behaviour at max-connections, so the soft
+// open-files limit is raised to the hard one (HAProxy does the same) and max-connections
+// lowered to what fits.
+static void fit_connections_to_fd_limit(long& max_connections, int workers) {
+    rlimit rl{};
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rlimit want = rl;
+        want.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &want) == 0) rl = want;
+    }
+    if (rl.rlim_cur == RLIM_INFINITY) return;
+    // Listeners, epoll and eventfds, the admin server, certificate reloads, logs: a margin.
+    const long reserve = 64 + 4L * workers;
+    const long fit = (static_cast<long>(rl.rlim_cur) - reserve) / 2;
+    if (fit < max_connections) {
+        spdlog::warn("terminator: max-connections lowered from {} to {}: the open-files limit is {} "
+                     "(ulimit -n / LimitNOFILE) and each proxied connection needs two",
+                     max_connections, std::max(1L, fit), static_cast<long>(rl.rlim_cur));
+        max_connections = std::max(1L, fit);
+    }
+}
+
 Status Server::start() {
+    fit_connections_to_fd_limit(opts_.max_connections, opts_.workers);
     std::vector<int> tls_fds, http_fds;
     auto cleanup = [&] {
         for (int fd : tls_fds) ::close(fd);
@@ -241,9 +267,12 @@ StatsTotals Server::stats() const {
         t.http_conns_open += r(s->http_conns_open);
         t.bytes_in += r(s->bytes_in);
         t.bytes_out += r(s->bytes_out);
-        t.rejected_max += r(s->rejected_max);
         t.upstream_errors += r(s->upstream_errors);
         t.idle_timeouts += r(s->idle_timeouts);
+        t.head_timeouts += r(s->head_timeouts);
+        t.evicted += r(s->evicted);
+        t.accept_paused += r(s->accept_paused);
+        t.accept_waits_full += r(s->accept_waits_full);
         t.http01_served += r(s->http01_served);
         t.tls_alpn01_served += r(s->tls_alpn01_served);
         t.h2_http11_required += r(s->h2_http11_required);

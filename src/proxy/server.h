@@ -41,7 +41,13 @@ struct ServerOptions {
     std::chrono::milliseconds handshake_timeout{10'000};
     std::chrono::milliseconds idle_timeout{300'000};
     std::chrono::milliseconds drain_timeout{30'000};
-    long max_connections = 50'000;  // across all workers; beyond it new connections are closed
+    // Across all workers. At the limit a connection that has sent no request byte yet is closed
+    // to make room (the one silent longest after its handshake, else the oldest mid-handshake
+    // once it has had a quarter of handshake_timeout); when there is none, new connections wait
+    // in the listen queue until there is. Workers admitting at the same moment can exceed it by
+    // one connection each.
+    // Lowered at start() if the open-files limit cannot hold two sockets per connection.
+    long max_connections = 50'000;
     size_t buffer_size = 16 * 1024; // per direction, allocated only while data is in flight
 };
 
@@ -51,7 +57,11 @@ struct alignas(64) WorkerStats {
     std::atomic<uint64_t> tls_conns_total{0}, http_conns_total{0};
     std::atomic<int64_t> tls_conns_open{0}, http_conns_open{0};
     std::atomic<uint64_t> bytes_in{0}, bytes_out{0};
-    std::atomic<uint64_t> rejected_max{0}, upstream_errors{0}, idle_timeouts{0};
+    std::atomic<uint64_t> upstream_errors{0}, idle_timeouts{0};
+    std::atomic<uint64_t> head_timeouts{0};  // plain-HTTP request head not complete in time
+    std::atomic<uint64_t> evicted{0};        // closed at max-connections to admit a new one
+    std::atomic<uint64_t> accept_paused{0};  // accept stopped for 100 ms: out of file descriptors
+    std::atomic<uint64_t> accept_waits_full{0};  // accept stopped for 10 ms: full, nothing to evict
     std::atomic<uint64_t> http01_served{0}, tls_alpn01_served{0};
     std::atomic<uint64_t> h2_http11_required{0};  // h2 clients told to retry over HTTP/1.1
     std::atomic<uint64_t> upstream_502{0};        // HTTP/1.1 clients answered 502 (upstream down)
@@ -60,7 +70,8 @@ struct alignas(64) WorkerStats {
 struct StatsTotals {
     uint64_t hs_ok = 0, hs_failed = 0, hs_timeout = 0, tls_conns_total = 0, http_conns_total = 0;
     int64_t tls_conns_open = 0, http_conns_open = 0;
-    uint64_t bytes_in = 0, bytes_out = 0, rejected_max = 0, upstream_errors = 0, idle_timeouts = 0;
+    uint64_t bytes_in = 0, bytes_out = 0, upstream_errors = 0, idle_timeouts = 0;
+    uint64_t head_timeouts = 0, evicted = 0, accept_paused = 0, accept_waits_full = 0;
     uint64_t http01_served = 0, tls_alpn01_served = 0;
     uint64_t h2_http11_required = 0, upstream_502 = 0;
 };
@@ -83,6 +94,7 @@ public:
     void stop();  // immediate: close everything
 
     int tls_port() const { return tls_port_; }
+    long max_connections() const { return opts_.max_connections; }
     int http_port() const { return http_port_; }
     StatsTotals stats() const;
     // Null unless upstream_protocol is H2c (and there is a TLS listener).

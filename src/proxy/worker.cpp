@@ -20,7 +20,8 @@ static void* const kTagTls = reinterpret_cast<void*>(8);
 static void* const kTagHttp = reinterpret_cast<void*>(16);
 static void* const kTagWake = reinterpret_cast<void*>(24);
 
-Worker::Worker(Server& server, int index, WorkerStats& stats) : srv_(server), index_(index), st_(stats) {}
+Worker::Worker(Server& server, int index, WorkerStats& stats)
+    : srv_(server), index_(index), st_(stats) {}
 
 Worker::~Worker() {
     for (char* p : pool_) std::free(p);
@@ -33,7 +34,8 @@ Status Worker::init(int tls_fd, int http_fd) {
     http_fd_ = http_fd;
     ep_ = epoll_create1(EPOLL_CLOEXEC);
     wake_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (ep_ < 0 || wake_fd_ < 0) return Error(ErrorCode::Permanent, std::string("epoll/eventfd: ") + strerror(errno));
+    if (ep_ < 0 || wake_fd_ < 0)
+        return Error(ErrorCode::Permanent, std::string("epoll/eventfd: ") + strerror(errno));
     auto add = [&](int fd, void* tag) {
         epoll_event ev{};
         ev.events = EPOLLIN;  // level-triggered: accept a bounded batch per wakeup
@@ -90,7 +92,10 @@ void Worker::list_append(List& l, Conn* c, Clock::time_point deadline) {
 void Worker::expire_timers() {
     while (hs_list_.head && hs_list_.head->deadline <= now_) {
         Conn* c = hs_list_.head;
-        if (c->state == Conn::State::Handshake) st_.hs_timeout.fetch_add(1, std::memory_order_relaxed);
+        if (c->state == Conn::State::Handshake)
+            st_.hs_timeout.fetch_add(1, std::memory_order_relaxed);
+        if (c->state == Conn::State::HttpHead)
+            st_.head_timeouts.fetch_add(1, std::memory_order_relaxed);
         if (c->state == Conn::State::Connecting) {
             st_.upstream_errors.fetch_add(1, std::memory_order_relaxed);
             upstream_failed(c);  // connect deadline: a 502 for an HTTP/1.1 client
@@ -101,17 +106,69 @@ void Worker::expire_timers() {
             close_conn(c);
         }
     }
-    while (idle_list_.head && idle_list_.head->deadline <= now_) {
-        st_.idle_timeouts.fetch_add(1, std::memory_order_relaxed);
-        close_conn(idle_list_.head);
+    for (List* l : {&await_list_, &idle_list_})
+        while (l->head && l->head->deadline <= now_) {
+            st_.idle_timeouts.fetch_add(1, std::memory_order_relaxed);
+            close_conn(l->head);
+        }
+}
+
+bool Worker::evict_one() {
+    // A connection may be closed to make room once it has had a quarter of handshake_timeout
+    // (2.5 s by default) to say something, in its handshake (or plain-HTTP request head) or
+    // after it: a client that wants something has sent its request by then (TLS 1.3 clients
+    // send it right after their Finished), and a browser's preconnect costs only a reconnect.
+    // Younger connections are left alone, so a flood that churns faster than a slow client's
+    // handshake cannot cut that handshake off; new connections wait in the listen queue
+    // instead. First the one silent longest after its handshake (the await list's head), else
+    // the oldest still in its handshake or request head (the deadline list also holds upstream
+    // connects and closes, which are not evicted).
+    const auto grace = srv_.opts_.handshake_timeout / 4;
+    Conn* victim = await_list_.head;
+    if (victim && victim->deadline - srv_.opts_.idle_timeout + grace > now_) victim = nullptr;
+    if (!victim) {
+        victim = hs_list_.head;
+        for (int i = 0; victim && i < 64; ++i, victim = victim->next)
+            if (victim->state == Conn::State::Handshake || victim->state == Conn::State::HttpHead)
+                break;
+        if (victim && victim->state != Conn::State::Handshake &&
+            victim->state != Conn::State::HttpHead)
+            victim = nullptr;
+        if (victim && victim->deadline - srv_.opts_.handshake_timeout + grace > now_)
+            victim = nullptr;
+    }
+    if (!victim) return false;
+    st_.evicted.fetch_add(1, std::memory_order_relaxed);
+    close_conn(victim);
+    return true;
+}
+
+void Worker::pause_accept(std::chrono::milliseconds how_long) {
+    if (accept_paused_) return;
+    accept_paused_ = true;
+    accept_resume_ = now_ + how_long;
+    for (int fd : {tls_fd_, http_fd_})
+        if (fd >= 0) epoll_ctl(ep_, EPOLL_CTL_DEL, fd, nullptr);
+}
+
+void Worker::resume_accept() {
+    if (!accept_paused_ || now_ < accept_resume_) return;
+    accept_paused_ = false;
+    for (auto [fd, tag] : {std::pair{tls_fd_, kTagTls}, std::pair{http_fd_, kTagHttp}}) {
+        if (fd < 0) continue;
+        epoll_event ev{};
+        ev.events = EPOLLIN;
+        ev.data.ptr = tag;
+        epoll_ctl(ep_, EPOLL_CTL_ADD, fd, &ev);
     }
 }
 
 int Worker::next_timeout_ms() const {
     if (!again_.empty()) return 0;
     auto next = now_ + std::chrono::seconds(1);
-    if (hs_list_.head && hs_list_.head->deadline < next) next = hs_list_.head->deadline;
-    if (idle_list_.head && idle_list_.head->deadline < next) next = idle_list_.head->deadline;
+    for (const List* l : {&hs_list_, &await_list_, &idle_list_})
+        if (l->head && l->head->deadline < next) next = l->head->deadline;
+    if (accept_paused_ && accept_resume_ < next) next = accept_resume_;
     if (draining_ && drain_deadline_ < next) next = drain_deadline_;
     auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(next - now_).count() + 1;
     return ms < 0 ? 0 : static_cast<int>(ms);
@@ -134,8 +191,10 @@ bool Worker::ensure(Buf& b) {
 
 void Worker::release(Buf& b) {
     if (!b.p) return;
-    if (pool_.size() < 64) pool_.push_back(b.p);
-    else std::free(b.p);
+    if (pool_.size() < 64)
+        pool_.push_back(b.p);
+    else
+        std::free(b.p);
     b.p = nullptr;
     b.off = b.len = 0;
 }
@@ -172,11 +231,7 @@ void Worker::run() {
                         }
                     // TLS connections that never sent a byte have nothing in flight: close them
                     // now instead of holding the drain for them.
-                    for (Conn* c = idle_list_.head; c;) {
-                        Conn* next = c->next;
-                        if (c->state == Conn::State::AwaitData) close_conn(c);
-                        c = next;
-                    }
+                    while (await_list_.head) close_conn(await_list_.head);
                 }
             } else {
                 auto bits = reinterpret_cast<uintptr_t>(tag);
@@ -190,6 +245,7 @@ void Worker::run() {
                 if (!c->closed) drive(c);
         }
         expire_timers();
+        resume_accept();
         if (!dead_.empty()) {
             std::erase_if(again_, [](Conn* c) { return c->closed; });  // never keep a freed pointer
             for (Conn* c : dead_) delete c;
@@ -197,28 +253,47 @@ void Worker::run() {
         }
         if (draining_ && (conns_ == 0 || now_ >= drain_deadline_)) break;
     }
-    while (hs_list_.head) close_conn(hs_list_.head);
-    while (idle_list_.head) close_conn(idle_list_.head);
+    for (List* l : {&hs_list_, &await_list_, &idle_list_})
+        while (l->head) close_conn(l->head);
     for (Conn* c : dead_) delete c;
     dead_.clear();
 }
 
 void Worker::on_accept(int lfd, bool tls) {
     for (int i = 0; i < 64; ++i) {
+        if (srv_.open_conns_.load(std::memory_order_relaxed) >= srv_.opts_.max_connections) {
+            // Full. Only the first pass knows a connection is waiting (epoll said so): later
+            // passes return, and the level-triggered listener brings us back for the rest.
+            if (i > 0) return;
+            // Make room by closing a connection that has sent nothing yet; with none, the new
+            // connection stays in the listen queue (the kernel completed its TCP handshake; it
+            // waits as under HAProxy's maxconn) and we look again shortly. Closing it instead
+            // would fail a well-behaved client that happens to arrive during a flood.
+            if (!evict_one()) {
+                st_.accept_waits_full.fetch_add(1, std::memory_order_relaxed);
+                pause_accept(std::chrono::milliseconds(10));
+                return;
+            }
+        }
         sockaddr_storage peer;
         socklen_t plen = sizeof peer;
-        int fd = accept4(lfd, reinterpret_cast<sockaddr*>(&peer), &plen, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        int fd =
+            accept4(lfd, reinterpret_cast<sockaddr*>(&peer), &plen, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
             if (errno == EINTR || errno == ECONNABORTED) continue;
-            if (errno == EMFILE || errno == ENFILE) spdlog::warn("accept: {}", strerror(errno));
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+                // The listeners are level-triggered: without a pause this would spin.
+                spdlog::warn("worker {}: accept: {}; not accepting for 100 ms", index_,
+                             strerror(errno));
+                st_.accept_paused.fetch_add(1, std::memory_order_relaxed);
+                pause_accept(std::chrono::milliseconds(100));
+            }
             return;
         }
-        if (srv_.open_conns_.fetch_add(1, std::memory_order_relaxed) >= srv_.opts_.max_connections) {
-            srv_.open_conns_.fetch_sub(1, std::memory_order_relaxed);
-            st_.rejected_max.fetch_add(1, std::memory_order_relaxed);
-            ::close(fd);
-            continue;
-        }
+        // Admitted even if another worker took the last place since the check above: the
+        // limit is exceeded by at most one connection per worker, and closing a connection
+        // already accepted would fail a client that did nothing wrong.
+        srv_.open_conns_.fetch_add(1, std::memory_order_relaxed);
         Conn* c = new Conn;
         c->cfd = fd;
         c->peer = peer;
@@ -259,7 +334,8 @@ void Worker::on_accept(int lfd, bool tls) {
 
 void Worker::on_event(Conn* c, bool upstream, uint32_t ev) {
     if (spdlog::should_log(spdlog::level::trace))
-        spdlog::trace("event cfd={} {} ev={:x} closed={}", c->cfd, upstream ? "up" : "client", ev, c->closed);
+        spdlog::trace("event cfd={} {} ev={:x} closed={}", c->cfd, upstream ? "up" : "client", ev,
+                      c->closed);
     if (c->closed) return;
     bool rd = ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR);
     bool wr = ev & (EPOLLOUT | EPOLLHUP | EPOLLERR);

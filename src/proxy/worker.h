@@ -10,8 +10,8 @@
 #include <vector>
 
 #include "edgecert/base/ossl.h"
-#include "tls/tls_context.h"
 #include "proxy/server.h"
+#include "tls/tls_context.h"
 
 namespace edgecert::proxy {
 
@@ -25,11 +25,10 @@ struct Buf {
     bool empty() const { return len == 0; }
 };
 
-
 struct Conn;
 
 class Worker {
-public:
+  public:
     friend class Server;
     Worker(Server& server, int index, WorkerStats& stats);
     ~Worker();
@@ -38,7 +37,7 @@ public:
     void wake_drain();  // thread-safe
     void wake_stop();   // thread-safe
 
-private:
+  private:
     friend struct Conn;
     // Event handlers.
     void on_accept(int lfd, bool tls);
@@ -63,6 +62,14 @@ private:
     void h2_mismatch(Conn* c);
     void h2_refuse_new_streams(Conn* c);
     void close_conn(Conn* c);
+    // At max-connections: closes a connection that has sent no request byte yet (the one silent
+    // longest after its handshake, else the oldest mid-handshake). False if there is none.
+    bool evict_one();
+    // Stops watching the listeners for a while (full, or out of file descriptors): they are
+    // level-triggered, so a connection that cannot be accepted now would wake the loop at once.
+    // resume_accept() (from the loop) watches them again when the time is up.
+    void pause_accept(std::chrono::milliseconds how_long);
+    void resume_accept();
     void expire_timers();
     int next_timeout_ms() const;
     void refresh_snapshot();
@@ -88,12 +95,17 @@ private:
     std::shared_ptr<const tls::CertSnapshot> snap_;
     uint64_t snap_gen_ = ~0ull;
     Clock::time_point now_;
-    List hs_list_, idle_list_;
+    // hs_list_: handshake, request head, upstream connect and close deadlines; await_list_:
+    // handshake done, no byte received yet (idle timeout); idle_list_: proxying (idle timeout).
+    List hs_list_, await_list_, idle_list_;
+    bool accept_paused_ = false;
+    Clock::time_point accept_resume_;
     std::vector<char*> pool_;
     size_t conns_ = 0;
     bool draining_ = false, stopping_ = false;
     std::atomic<bool> drain_req_{false}, stop_req_{false};
-    std::vector<Conn*> dead_;  // closed during this batch; freed after it (events may still name them)
+    std::vector<Conn*>
+        dead_;  // closed during this batch; freed after it (events may still name them)
     std::vector<Conn*> again_;  // connections that hit the per-wakeup work bound
     Clock::time_point drain_deadline_;
     sockaddr_storage tls_local_{}, http_local_{};
@@ -105,8 +117,16 @@ struct Conn {
     // Closing: finish_with() is delivering our own answer; the upstream is gone.
     // H2Refusing: an h2 client whose upstream is not HTTP/2: every stream it opens is refused
     // with HTTP_1_1_REQUIRED until it closes (h2_mismatch).
-    enum class State : uint8_t { Handshake, AwaitData, HttpHead, Connecting, Streaming, Responding, Closing,
-                                 H2Refusing };
+    enum class State : uint8_t {
+        Handshake,
+        AwaitData,
+        HttpHead,
+        Connecting,
+        Streaming,
+        Responding,
+        Closing,
+        H2Refusing
+    };
     // Timer list hooks.
     Worker::List* list = nullptr;
     Conn* prev = nullptr;
@@ -125,7 +145,7 @@ struct Conn {
     bool c_hup = false, u_hup = false;
     bool hs_wants_write = false, rd_wants_wr = false, wr_wants_rd = false;
     bool c_eof = false, u_eof = false, c_shut = false, u_shut = false;
-    bool more = false;  // client writes: more follows at once (MSG_MORE), see conn_bio.cpp
+    bool more = false;      // client writes: more follows at once (MSG_MORE), see conn_bio.cpp
     bool h2_check = false;  // h2 negotiated with an h2c upstream: its first bytes must be SETTINGS
     bool u_any = false;     // the upstream has sent at least one byte
     H2StreamTracker h2_streams;  // h2_check / H2Refusing: the streams the client opened so far

@@ -190,7 +190,9 @@ Result<ObtainResult> obtain(Client& client, ChallengeSolver& solver, const Obtai
         }
         if (!r) return std::move(r).error();
         order = std::move(r).value();
-        if (req.on_order_created) req.on_order_created(order.url);
+        if (req.on_order_created)
+            if (auto st = req.on_order_created(order.url); !st)
+                return st.error().with_context("order " + order.url + " not pursued: cannot record it");
     }
 
     if (auto e = order_error(order)) return *e;

@@ -301,7 +301,6 @@ Result<acme::ObtainResult> issue_and_store(AcmeSession& s, acme::ChallengeSolver
                             .preferred_chain = p.preferred_chain,
                             .resume_order_url = resume_url,
                             .on_order_created = nullptr};
-    Status persist_error;
     // Recorded the moment the CA has created the order (and not before: a failure before that
     // leaves nothing behind): key first, then the order URL that needs it.
     req.on_order_created = [&](const std::string& url) {
@@ -309,7 +308,7 @@ Result<acme::ObtainResult> issue_and_store(AcmeSession& s, acme::ChallengeSolver
         auto st = platform::write_secret_file(pending_key, key->to_pem(), platform::Durability::FileOnly);
         if (st) st = platform::write_file_atomic(pending_order, o.dump(2) + "\n", 0600, platform::Durability::FileOnly);
         if (st) st = platform::sync_dir(pending);
-        if (!st) persist_error = st;
+        return st;
     };
 
     auto res = acme::obtain(*s.client, solver, req);
@@ -330,7 +329,6 @@ Result<acme::ObtainResult> issue_and_store(AcmeSession& s, acme::ChallengeSolver
         }
         return res.error();
     }
-    if (!persist_error.ok()) spdlog::warn("could not record the order: {}", persist_error.error().message);
 
     const acme::Certificate& leaf = res->chain.front();
     if (!leaf.matches_key(*key)) return Error(ErrorCode::Permanent, "the CA returned a certificate that does not match our key");

@@ -650,7 +650,6 @@ Result<IssueResult> issue(acme::Client& client, acme::ChallengeSolver& solver,
         }
     }
     out.replaced_cert_id = oreq.replaces;
-    Status persist = Status{};
     oreq.on_order_created = [&](const std::string& url) {
         store::PendingOrder po{.server = iss.server,
                                .issuer = ref_key(issuer),
@@ -658,10 +657,7 @@ Result<IssueResult> issue(acme::Client& client, acme::ChallengeSolver& solver,
                                .ip_addresses = spec.ip_addresses,
                                .order_url = url,
                                .key_pem = key->to_pem()};
-        persist = store.save_pending(spec.ref, po);
-        if (!persist.ok())
-            spdlog::warn("certificate {}: could not record order {}: {}", spec.ref.key(), url,
-                         persist.error().message);
+        return store.save_pending(spec.ref, po);
     };
 
     PresentTracker tracked(solver);

@@ -2,9 +2,10 @@
 // File helpers with the project's safety rules: atomic replace (temp file in the same directory,
 // fsync, rename, fsync of the directory) and explicit modes, so a crash never leaves a
 // half-written certificate or key, and keys are never world-readable (0600).
+#include <sys/types.h>
 #include <string>
 #include <string_view>
-#include <sys/types.h>
+#include <vector>
 
 #include "edgecert/base/result.h"
 #include "edgecert/base/secret.h"
@@ -13,10 +14,10 @@ namespace edgecert::platform {
 
 // How hard a write insists on reaching the disk before it returns.
 enum class Durability {
-    Full,     // fsync the file, rename, fsync the directory
-    FileOnly, // fsync the file and rename; the caller fsyncs the directory once (sync_dir) after
-              // a batch of writes into it
-    None,     // rename only: for metadata that can be rebuilt
+    Full,      // fsync the file, rename, fsync the directory
+    FileOnly,  // fsync the file and rename; the caller fsyncs the directory once (sync_dir) after
+               // a batch of writes into it
+    None,      // rename only: for metadata that can be rebuilt
 };
 
 // Writes `data` to `path` atomically with `mode`. Creates missing parent directories (0700).
@@ -26,6 +27,35 @@ inline Status write_secret_file(const std::string& path, const SecretBytes& data
                                 Durability d = Durability::Full) {
     return write_file_atomic(path, data.reveal(), 0600, d);
 }
+// A file written in full (and, unless Durability::None, fsynced) under a temporary name beside
+// `path`, not yet visible there. commit() renames it into place; destroyed uncommitted it is
+// removed. Writing every file of a set first means a full or read-only disk fails before any
+// of them replaces anything (a rename needs no free space). removal(path): a commit() that
+// removes `path` instead (missing is fine).
+class PreparedFile {
+  public:
+    static Result<PreparedFile> create(const std::string& path, std::string_view data, mode_t mode,
+                                       Durability d);
+    static PreparedFile removal(std::string path) { return PreparedFile(std::move(path), {}); }
+    PreparedFile(PreparedFile&& o) noexcept : path_(std::move(o.path_)), tmp_(std::move(o.tmp_)) {
+        o.tmp_.clear();
+    }
+    PreparedFile& operator=(PreparedFile&&) = delete;
+    PreparedFile(const PreparedFile&) = delete;
+    ~PreparedFile();
+    Status commit();
+    const std::string& path() const { return path_; }
+
+  private:
+    PreparedFile(std::string path, std::string tmp)
+        : path_(std::move(path)), tmp_(std::move(tmp)) {}
+    std::string path_, tmp_;  // tmp_ empty: a removal, committed, or moved from
+};
+// Commits `files` in order (a key before the certificate that needs it). Every file is already
+// on disk in full, so only renames remain; if one fails, the files committed before it get
+// their previous content back (kept under a hard link, which needs no data blocks, until the
+// last one is in), so the old set stays whole and matching.
+Status replace_files(std::vector<PreparedFile> files);
 // fsync of a directory, so renames into it survive a crash.
 Status sync_dir(const std::string& dir);
 // Reads a whole file, refusing anything larger than max_bytes. NotFound if it does not exist.

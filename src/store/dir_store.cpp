@@ -4,6 +4,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include <vector>
+
 #include "platform/files.h"
 
 namespace edgecert::store {
@@ -13,13 +15,17 @@ using json = nlohmann::json;
 
 // A name from a spec or config becomes a single path component: never "..", no '/'.
 Result<std::string> component(std::string_view what, const std::string& s) {
-    if (s.empty() || s == "." || s == ".." || s.find('/') != std::string::npos || s.find('\0') != std::string::npos)
-        return Error(ErrorCode::InvalidConfig, std::string(what) + " '" + s + "' cannot be a folder name");
+    if (s.empty() || s == "." || s == ".." || s.find('/') != std::string::npos ||
+        s.find('\0') != std::string::npos)
+        return Error(ErrorCode::InvalidConfig,
+                     std::string(what) + " '" + s + "' cannot be a folder name");
     return s;
 }
 
 template <class T>
-Result<std::optional<T>> none() { return std::optional<T>{}; }
+Result<std::optional<T>> none() {
+    return std::optional<T>{};
+}
 
 }  // namespace
 
@@ -39,13 +45,18 @@ Result<std::optional<StoredCertificate>> DirStore::load_certificate(const Certif
     const std::string dir = cert_dir(ref);
     auto crt = platform::read_file(dir + "/tls.crt");
     auto key = platform::read_secret_file(dir + "/tls.key");
-    if (!crt && crt.error().code == ErrorCode::NotFound && !key && key.error().code == ErrorCode::NotFound)
+    if (!crt && crt.error().code == ErrorCode::NotFound && !key &&
+        key.error().code == ErrorCode::NotFound)
         return none<StoredCertificate>();
     StoredCertificate sc;
-    if (crt) sc.cert_pem = std::move(*crt);
-    else if (crt.error().code != ErrorCode::NotFound) return crt.error();
-    if (key) sc.key_pem = std::move(*key);
-    else if (key.error().code != ErrorCode::NotFound) return key.error();
+    if (crt)
+        sc.cert_pem = std::move(*crt);
+    else if (crt.error().code != ErrorCode::NotFound)
+        return crt.error();
+    if (key)
+        sc.key_pem = std::move(*key);
+    else if (key.error().code != ErrorCode::NotFound)
+        return key.error();
     if (auto ca = platform::read_file(dir + "/ca.crt"))
         sc.ca_pem = std::move(*ca);
     else if (ca.error().code != ErrorCode::NotFound)
@@ -62,15 +73,26 @@ Status DirStore::save_certificate(const CertificateRef& ref, const StoredCertifi
               {"issuerKind", meta.issuer_kind},
               {"dnsNames", meta.dns_names},
               {"ipAddresses", meta.ip_addresses}};
-    // Key and ca.crt first: a reader (the terminator) that sees the new tls.crt also finds them.
-    EC_TRY(platform::write_secret_file(dir + "/tls.key", cert.key_pem, platform::Durability::FileOnly));
-    if (!cert.ca_pem.empty())
-        EC_TRY(platform::write_file_atomic(dir + "/ca.crt", cert.ca_pem, 0644,
-                                           platform::Durability::FileOnly));
-    else
-        EC_TRY(platform::remove_file(dir + "/ca.crt"));
-    EC_TRY(platform::write_file_atomic(dir + "/tls.crt", cert.cert_pem, 0644, platform::Durability::FileOnly));
-    EC_TRY(platform::write_file_atomic(dir + "/certificate.json", m.dump(2) + "\n", 0644, platform::Durability::None));
+    // Every file is written in full under a temporary name before any of them replaces
+    // anything, so a full or read-only disk leaves the old set as it was. Then the key and
+    // ca.crt first: a reader (the terminator) that sees the new tls.crt also finds them.
+    std::vector<platform::PreparedFile> files;
+    EC_TRY_ASSIGN(auto key, platform::PreparedFile::create(dir + "/tls.key", cert.key_pem.reveal(),
+                                                           0600, platform::Durability::FileOnly));
+    files.push_back(std::move(key));
+    if (!cert.ca_pem.empty()) {
+        EC_TRY_ASSIGN(auto ca, platform::PreparedFile::create(dir + "/ca.crt", cert.ca_pem, 0644,
+                                                              platform::Durability::FileOnly));
+        files.push_back(std::move(ca));
+    } else {
+        files.push_back(platform::PreparedFile::removal(dir + "/ca.crt"));
+    }
+    EC_TRY_ASSIGN(auto crt, platform::PreparedFile::create(dir + "/tls.crt", cert.cert_pem, 0644,
+                                                           platform::Durability::FileOnly));
+    files.push_back(std::move(crt));
+    EC_TRY(platform::replace_files(std::move(files)));
+    EC_TRY(platform::write_file_atomic(dir + "/certificate.json", m.dump(2) + "\n", 0644,
+                                       platform::Durability::None));
     return platform::sync_dir(dir);
 }
 
@@ -142,7 +164,8 @@ Result<std::optional<SecretBytes>> DirStore::load_account_key(const std::string&
 
 Status DirStore::save_account_key(const std::string& id, const SecretBytes& pem) {
     EC_TRY(component("account", id));
-    return platform::write_secret_file(root_ + "/accounts/" + id + "/account.key", pem, platform::Durability::Full);
+    return platform::write_secret_file(root_ + "/accounts/" + id + "/account.key", pem,
+                                       platform::Durability::Full);
 }
 
 }  // namespace edgecert::store

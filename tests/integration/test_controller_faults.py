@@ -8,6 +8,7 @@ import base64
 import datetime
 import json
 import os
+import time
 
 import pytest
 from cryptography import x509
@@ -250,4 +251,53 @@ def test_watches_dropped_and_410_during_issuance(env):
                    for r in reqs), "no relist of certificates"
     finally:
         srv.clear_faults()
+        ctl.stop()
+
+
+@pytest.mark.skipif(not os.environ.get("EDGECERT_LONG_FAULTS"),
+                    reason="about a minute: set EDGECERT_LONG_FAULTS=1 (docs/reliability.md)")
+def test_api_server_500_429_and_slow_for_a_while_then_issues_once(env):
+    """The API server answers 500 to everything, then 429, then every answer takes 3 s, each for
+    FAULT_SECONDS (docs/reliability.md records a run with 120), while an order is in flight:
+    the controller and the terminator stay up, the terminator keeps serving what it has, and
+    when the API server is healthy again the certificate is stored with the key of its one
+    order."""
+    srv, acme, term = env["srv"], env["acme"], env["term"]
+    secs = float(os.environ.get("FAULT_SECONDS", "6"))
+    ctl = Controller(srv, env["dir"], "--leader-elect=false", name="apifaults").wait_ready()
+    try:
+        apply(srv, certificate("steady-tls", ["steady.faults.test"], "acme"))
+        steady = wait_until(lambda: secret_cert(srv, "steady-tls"), 60, interval=0.2, what="Secret steady-tls")
+        steady_serial = format(steady.serial_number, "x")
+        wait_until(lambda: tls_probe(term.tls_port, "steady.faults.test")[0] == steady_serial, 30,
+                   what="steady-tls served")
+        acme.fail("/finalize", count=10000, status=503)  # holds the next order until the faults are on
+        apply(srv, certificate("storm-tls", ["storm.faults.test"], "acme"))
+        p = wait_until(lambda: pending(srv, "storm-tls"), 30, what="the order recorded in storm-tls-next-key")
+        key = serialization.load_pem_private_key(base64.b64decode(p["data"]["tls.key"]), None)
+        served_during = []
+        for kind, kw in (("error_500", {}), ("throttle", {"retry_after": 1}), ("delay", {"ms": 3000})):
+            srv.clear_faults()
+            srv.fault(kind, count=-1, **kw)
+            if kind == "error_500":
+                acme.mgmt("POST", "clear-faults")  # the order completes while nothing can be written
+            deadline = time.monotonic() + secs
+            while time.monotonic() < deadline:
+                served_during.append(tls_probe(term.tls_port, "steady.faults.test")[0])
+                time.sleep(0.5)
+            assert ctl.alive(), ctl.logs()[-3000:]
+            assert term.alive(), term.logs()[-3000:]
+        srv.clear_faults()
+        leaf = wait_until(lambda: secret_cert(srv, "storm-tls"), 90, interval=0.5, what="Secret storm-tls")
+        assert public_pem(leaf) == public_pem(key)  # the key of the order recorded before the faults
+        assert len(orders_for(acme, "storm.faults.test")) == 1  # one order, paid once
+        assert set(served_during) == {steady_serial}  # served all along, never replaced
+        wait_until(lambda: tls_probe(term.tls_port, "storm.faults.test")[0] == format(leaf.serial_number, "x"), 30,
+                   what="storm-tls served once the API server is back")
+        wait_until(lambda: (condition(get_json(srv, "certificate", "storm-tls"), "Ready") or {}).get("status") == "True", 30,
+                   what="storm-tls Ready")
+        assert ctl.alive()
+    finally:
+        srv.clear_faults()
+        acme.mgmt("POST", "clear-faults")
         ctl.stop()

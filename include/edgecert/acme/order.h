@@ -43,8 +43,10 @@ struct ObtainRequest {
     std::string replaces;                // RFC 9773 certID of the certificate being renewed
     std::string preferred_chain;         // issuer CN of the chain's topmost certificate
     std::string resume_order_url;        // non-empty: resume this order instead of creating one
-    // Called right after newOrder so callers can persist the URL before anything else.
-    std::function<void(const std::string& order_url)> on_order_created;
+    // Called right after newOrder so callers can persist the URL (and the key) before anything
+    // else. An error stops obtain() there, before any challenge is answered or the order
+    // finalized: a certificate whose order and key cannot be kept must not be paid for.
+    std::function<Status(const std::string& order_url)> on_order_created;
 };
 
 struct ObtainResult {

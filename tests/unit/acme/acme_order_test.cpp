@@ -157,6 +157,7 @@ TEST_F(AcmeObtain, FullFlowWithRetryAfterAndPreferredChain) {
         persisted = url;
         // Persisted before any authorization work.
         EXPECT_TRUE(solver.presented.empty());
+        return Status{};
     };
     auto r = obtain(*env.client, solver, req);
     ASSERT_TRUE(r.ok()) << r.error().message;
@@ -227,6 +228,27 @@ TEST_F(AcmeObtain, InvalidChallengeCarriesProblemAndCleansUp) {
     EXPECT_NE(r.error().message.find("http-01 challenge for example.com failed"),
               std::string::npos);
     EXPECT_EQ(solver.cleaned, std::vector<std::string>{"example.com http-01 tok-1"});
+}
+
+// The order could not be recorded (a full disk): nothing more is sent to the CA, so no
+// challenge is answered and no certificate is paid for whose key could not be kept.
+TEST_F(AcmeObtain, OrderThatCannotBeRecordedIsNotPursued) {
+    env.use_account();
+    env.expect_prelude();
+    env.http
+        .expect_post(kNewOrderUrl, 201, order_json("pending", {"example.com"}, {kAuthzUrl}).dump())
+        .header("Location", kOrderUrl);
+    ObtainRequest req = request();
+    req.on_order_created = [](const std::string&) {
+        return Status(Error(ErrorCode::Transient, "cannot write store/.pending/tls.key: No space left on device"));
+    };
+    auto r = obtain(*env.client, solver, req);
+    ASSERT_FALSE(r.ok());
+    check_clean();  // no authorization fetched, no challenge, no finalize
+    EXPECT_EQ(r.error().code, ErrorCode::Transient);
+    EXPECT_NE(r.error().message.find("not pursued"), std::string::npos) << r.error().message;
+    EXPECT_NE(r.error().message.find("No space left on device"), std::string::npos) << r.error().message;
+    EXPECT_TRUE(solver.presented.empty());
 }
 
 TEST_F(AcmeObtain, PresentFailureCleansUpEverythingPresented) {
@@ -417,7 +439,10 @@ TEST_F(AcmeObtain, ResumeValidOrderDownloads) {
     ObtainRequest req = request();
     req.resume_order_url = kOrderUrl;
     bool created = false;
-    req.on_order_created = [&](const std::string&) { created = true; };
+    req.on_order_created = [&](const std::string&) {
+        created = true;
+        return Status{};
+    };
     auto r = obtain(*env.client, solver, req);
     ASSERT_TRUE(r.ok()) << r.error().message;
     EXPECT_FALSE(created);

@@ -6,12 +6,14 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <utility>
+#include <vector>
 
 namespace edgecert::platform {
 namespace {
 
 class FilesTest : public ::testing::Test {
-protected:
+  protected:
     void SetUp() override {
         char tmpl[] = "/tmp/edgecert-files-XXXXXX";
         ASSERT_NE(::mkdtemp(tmpl), nullptr);
@@ -22,7 +24,7 @@ protected:
 };
 
 mode_t mode_of(const std::string& p) {
-    struct stat st{};
+    struct stat st {};
     EXPECT_EQ(::stat(p.c_str(), &st), 0);
     return st.st_mode & 0777;
 }
@@ -54,6 +56,75 @@ TEST_F(FilesTest, ReplaceIsAtomicAndLeavesNoTemporaries) {
     }
     EXPECT_EQ(n, 1);
     EXPECT_EQ(mode_of(p), 0644u);
+}
+
+size_t entries(const std::string& dir) {
+    size_t n = 0;
+    for (const auto& e : std::filesystem::directory_iterator(dir)) {
+        (void)e;
+        ++n;
+    }
+    return n;
+}
+
+Result<PreparedFile> prep(const std::string& p, std::string_view data) {
+    return PreparedFile::create(p, data, 0600, Durability::FileOnly);
+}
+
+TEST_F(FilesTest, ReplaceFilesCommitsInOrderAndRemoves) {
+    ASSERT_TRUE(write_file_atomic(dir_ + "/tls.key", "old key").ok());
+    ASSERT_TRUE(write_file_atomic(dir_ + "/ca.crt", "old ca").ok());
+    auto key = prep(dir_ + "/tls.key", "new key");
+    auto crt = prep(dir_ + "/tls.crt", "new crt");
+    ASSERT_TRUE(key.ok() && crt.ok());
+    EXPECT_EQ(*read_file(dir_ + "/tls.key"), "old key");  // prepared, not yet visible
+    std::vector<PreparedFile> files;
+    files.push_back(std::move(*key));
+    files.push_back(PreparedFile::removal(dir_ + "/ca.crt"));
+    files.push_back(std::move(*crt));
+    ASSERT_TRUE(replace_files(std::move(files)).ok());
+    EXPECT_EQ(*read_file(dir_ + "/tls.key"), "new key");
+    EXPECT_EQ(*read_file(dir_ + "/tls.crt"), "new crt");
+    EXPECT_FALSE(file_exists(dir_ + "/ca.crt"));
+    EXPECT_EQ(mode_of(dir_ + "/tls.key"), 0600u);
+    EXPECT_EQ(entries(dir_), 2u);  // no temporary or kept copy left
+}
+
+// The last rename fails (here: tls.crt is a non-empty directory; on a real disk, remounted
+// read-only between the renames): the key and ca.crt renamed before it get their old content
+// back, so the old set stays whole and matching.
+TEST_F(FilesTest, ReplaceFilesPutsBackWhatItReplacedWhenALaterRenameFails) {
+    ASSERT_TRUE(write_file_atomic(dir_ + "/tls.key", "old key").ok());
+    ASSERT_TRUE(write_file_atomic(dir_ + "/ca.crt", "old ca").ok());
+    ASSERT_TRUE(make_dirs(dir_ + "/tls.crt/x").ok());
+    std::vector<PreparedFile> files;
+    for (auto [name, data] :
+         {std::pair{"tls.key", "new key"}, {"ca.crt", "new ca"}, {"tls.crt", "new crt"}}) {
+        auto f = prep(dir_ + "/" + name, data);
+        ASSERT_TRUE(f.ok()) << f.error().message;
+        files.push_back(std::move(*f));
+    }
+    files.push_back(PreparedFile::removal(dir_ + "/never-reached"));
+    auto st = replace_files(std::move(files));
+    ASSERT_FALSE(st.ok());
+    EXPECT_NE(st.error().message.find("tls.crt"), std::string::npos) << st.error().message;
+    EXPECT_EQ(*read_file(dir_ + "/tls.key"), "old key");
+    EXPECT_EQ(*read_file(dir_ + "/ca.crt"), "old ca");
+    EXPECT_EQ(entries(dir_), 3u);  // tls.key, ca.crt, the tls.crt directory: nothing else
+}
+
+// A file that did not exist before is removed again when a later rename fails.
+TEST_F(FilesTest, ReplaceFilesRemovesANewFileWhenALaterRenameFails) {
+    ASSERT_TRUE(make_dirs(dir_ + "/tls.crt/x").ok());
+    std::vector<PreparedFile> files;
+    auto key = prep(dir_ + "/tls.key", "new key");
+    auto crt = prep(dir_ + "/tls.crt", "new crt");
+    ASSERT_TRUE(key.ok() && crt.ok());
+    files.push_back(std::move(*key));
+    files.push_back(std::move(*crt));
+    ASSERT_FALSE(replace_files(std::move(files)).ok());
+    EXPECT_FALSE(file_exists(dir_ + "/tls.key"));
+    EXPECT_EQ(entries(dir_), 1u);
 }
 
 TEST_F(FilesTest, ReadErrorsAreTyped) {

@@ -579,13 +579,29 @@ def _testssl():
     return shutil.which("testssl") or shutil.which("testssl.sh")
 
 
+# Mozilla's server-side TLS guidelines v5.7, "intermediate" (IANA names). docs/tls-policy.md says
+# why edgecert offers exactly this minus the finite-field DHE suites.
+MOZILLA_INTERMEDIATE = {
+    "protocols": {"TLS1_2", "TLS1_3"},
+    "tls13": {"TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384", "TLS_CHACHA20_POLY1305_SHA256"},
+    "tls12": {"TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256", "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+              "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384", "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384",
+              "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256", "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256",
+              "TLS_DHE_RSA_WITH_AES_128_GCM_SHA256", "TLS_DHE_RSA_WITH_AES_256_GCM_SHA384",
+              "TLS_DHE_RSA_WITH_CHACHA20_POLY1305_SHA256"},
+    "groups": {"X25519", "prime256v1", "secp384r1"},
+}
+
+
 @pytest.mark.skipif(_testssl() is None, reason="testssl.sh not installed")
 def test_testssl_finds_no_old_protocol_weak_cipher_or_vulnerability(env, tmp_path):
     import json
     t = env["t"]
     out = tmp_path / "testssl.json"
+    # SNI a.test: the name with both an ECDSA and an RSA certificate, so every suite can show.
     p = subprocess.run([_testssl(), "--quiet", "--color", "0", "--warnings", "off", "--jsonfile-pretty", str(out),
-                        "-p", "-s", "-U", f"127.0.0.1:{t.tls_port}"], capture_output=True, text=True, timeout=240)
+                        "--ip", "127.0.0.1", "-p", "-s", "-f", "-E", "-U", f"a.test:{t.tls_port}"],
+                       capture_output=True, text=True, timeout=420)
     findings = []
 
     def walk(x):
@@ -608,3 +624,16 @@ def test_testssl_finds_no_old_protocol_weak_cipher_or_vulnerability(env, tmp_pat
     # environment notes (id engine_problem, WARN) are not about the server.
     bad = [f for f in findings if f["severity"] in ("LOW", "MEDIUM", "HIGH", "CRITICAL")]
     assert not bad, bad
+
+    # Mozilla intermediate: what each protocol offers (-E lists every suite per protocol, the
+    # IANA name last) is inside the profile, with all of its ECDHE suites; the curves are its.
+    offered = {"tls12": set(), "tls13": set()}
+    for f in findings:
+        for proto, key in (("cipher-tls1_2_", "tls12"), ("cipher-tls1_3_", "tls13")):
+            if f["id"].startswith(proto):
+                offered[key].add(f["finding"].split()[-1])
+    assert offered["tls13"] == MOZILLA_INTERMEDIATE["tls13"], offered
+    assert offered["tls12"] <= MOZILLA_INTERMEDIATE["tls12"], offered["tls12"] - MOZILLA_INTERMEDIATE["tls12"]
+    assert {c for c in MOZILLA_INTERMEDIATE["tls12"] if "ECDHE" in c} <= offered["tls12"], offered
+    curves = next(f["finding"] for f in findings if f["id"] in ("PFS_ECDHE_curves", "FS_ECDHE_curves"))
+    assert set(curves.split()) == MOZILLA_INTERMEDIATE["groups"], curves

@@ -247,6 +247,10 @@ class TcpGate:
         """Refuses new connections and cuts the open ones (a client's kept-alive connection to
         the CA must not outlive the outage)."""
         if self.sock:
+            try:
+                self.sock.shutdown(socket.SHUT_RDWR)  # wakes the accept(): close() alone does not
+            except OSError:
+                pass
             self.sock.close()
             self.sock = None
         for s in self.conns:

@@ -19,73 +19,12 @@ import tempfile
 import time
 import urllib.request
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from attacks import Attacker, GoodClients, Sampler, Upstream, proc_sample, raise_nofile  # noqa: E402
-
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-
-
-def free_port():
-    import socket
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
-def make_cert(d):
-    os.makedirs(d + "/attack", exist_ok=True)
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-                    "-keyout", d + "/attack/tls.key", "-out", d + "/attack/tls.crt", "-subj", "/CN=attack.test",
-                    "-addext", "subjectAltName=DNS:attack.test", "-days", "2"], check=True, capture_output=True)
-
-
-class Terminator:
-    def __init__(self, binary, cert_dir, upstream_port, workdir, *extra):
-        self.tls_port, self.http_port, self.admin_port = free_port(), free_port(), free_port()
-        self.log_path = os.path.join(workdir, f"terminator-{self.tls_port}.log")
-        self.log = open(self.log_path, "w")
-        self.proc = subprocess.Popen([binary, "terminator", "--listen", f"127.0.0.1:{self.tls_port}",
-                                      "--http-listen", f"127.0.0.1:{self.http_port}", "--upstream",
-                                      f"127.0.0.1:{upstream_port}", "--cert-dir", cert_dir, "--admin",
-                                      f"127.0.0.1:{self.admin_port}", "--workers", "2", *extra],
-                                     stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise SystemExit(f"terminator exited {self.proc.returncode}: {open(self.log_path).read()}")
-            try:
-                if urllib.request.urlopen(f"http://127.0.0.1:{self.admin_port}/readyz", timeout=2).status == 200:
-                    return
-            except OSError:
-                time.sleep(0.05)
-        raise SystemExit("terminator not ready")
-
-    def metrics(self):
-        out = {}
-        try:
-            body = urllib.request.urlopen(f"http://127.0.0.1:{self.admin_port}/metrics", timeout=5).read().decode()
-        except OSError:
-            return out
-        for line in body.splitlines():
-            if line and not line.startswith("#"):
-                k, v = line.rsplit(" ", 1)
-                out[k] = float(v)
-        return out
-
-    def alive(self):
-        return self.proc.poll() is None
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log.close()
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
+from attacks import Attacker, GoodClients, Sampler, Upstream, proc_sample, raise_nofile  # noqa: E402
+import terminator_fixture  # noqa: E402
+from terminator_fixture import Terminator, free_port, make_cert  # noqa: E402
 
 
 # scenario name -> (attack kind, count, seconds, port "tls"|"http", terminator flags, upstream mode, ok statuses)
@@ -112,7 +51,7 @@ def run_scenario(sc, args, work, cert_dir):
     up = Upstream(free_port())
     if up_mode != "down":
         up.start(up_mode, delay=3.0)
-    t = Terminator(args.bin, cert_dir, up.port, work, *flags)
+    t = Terminator(cert_dir, up.port, *flags, workdir=work, defaults=True)
     row = {"scenario": name, "attack": kind, "count": count, "seconds": secs, "flags": " ".join(flags)}
     try:
         base_rss, base_fds = proc_sample(t.proc.pid)
@@ -124,14 +63,14 @@ def run_scenario(sc, args, work, cert_dir):
         # Slow-upstream requests take DELAY seconds: allow for them.
         good = GoodClients(t.tls_port, ok=ok, timeout=10.0 if up_mode == "slow" else 5.0)
         t_end = time.monotonic() + secs
-        while time.monotonic() < t_end and t.alive():
+        while time.monotonic() < t_end and t.proc.poll() is None:
             time.sleep(0.2)
         row["good"] = good.stop()
         if att:
             row["attacker"] = att.wait()
             row["held"] = att.ready
         peak_rss, peak_fds = sampler.stop().peak()
-        row["alive"] = t.alive()
+        row["alive"] = t.proc.poll() is None
         # Recovery: with the attack gone (and the upstream healthy again), good clients succeed.
         if up_mode != "ok":
             up.start("ok")
@@ -140,7 +79,7 @@ def run_scenario(sc, args, work, cert_dir):
         row["after"] = after.stop()
         m1 = t.metrics()
         row["rss_kib"] = {"base": base_rss, "peak": peak_rss,
-                          "after": proc_sample(t.proc.pid)[0] if t.alive() else None}
+                          "after": proc_sample(t.proc.pid)[0] if t.proc.poll() is None else None}
         row["fds"] = {"base": base_fds, "peak": peak_fds}
         row["metrics"] = {k: m1[k] - m0.get(k, 0) for k in m1
                           if m1[k] != m0.get(k, 0) and ("_total" in k) and "bytes" not in k}
@@ -168,11 +107,12 @@ def main():
     ap.add_argument("--scale", type=float, default=1.0, help="multiply every count and duration")
     ap.add_argument("--json", default="", help="also write the rows as JSON here")
     args = ap.parse_args()
+    terminator_fixture.BIN = args.bin
     raise_nofile()
     only = set(filter(None, args.only.split(",")))
     work = tempfile.mkdtemp(prefix="edgecert-attacks.")
     cert_dir = os.path.join(work, "certs")
-    make_cert(cert_dir)
+    make_cert(os.path.join(cert_dir, "attack"), ["attack.test"], days=2)
     print(f"# edgecert terminator under attack; {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
     print("| scenario | attack (held) | good clients OK | p50 ms | p99 ms | RSS MiB base → peak (after) | peak fds "
           "| up | OK after |")

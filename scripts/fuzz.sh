@@ -18,7 +18,7 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=${EDGECERT_FUZZ_BUILD_DIR:-$ROOT/build-fuzz}
-CORPUS=$ROOT/tests/fuzz/corpus
+CORPUS=$ROOT/tests/data/fuzz-corpus
 ARTIFACTS=$BUILD/artifacts
 BIN=$BUILD/tests/fuzz
 
@@ -65,7 +65,7 @@ flags() {  # flags TARGET: the per-target libFuzzer options
   printf '%s\n' "${f[@]}"
 }
 
-# Rebuilds tests/fuzz/corpus/TARGET from its named seeds (recorded or written by hand: any file
+# Rebuilds tests/data/fuzz-corpus/TARGET from its named seeds (recorded or written by hand: any file
 # whose name is not a 40-hex SHA-1) plus the fewest generated inputs, from the corpus and the
 # extra directories given, that reach every coverage edge (libFuzzer's merge, edges only:
 # -use_counters=0, so hit-count variations do not each keep a file).

@@ -122,7 +122,7 @@ std::vector<Record> records(const ldns_rr_list* list) {
 
 // ldns_pkt_tsig_verify, but without its leak: when it cannot compute the MAC (an algorithm it does
 // not know, say) ldns 1.8 returns with the packet's TSIG RR detached, so ldns_pkt_free no longer
-// frees it. Found by fuzzing (tests/fuzz/corpus/dns_response/leak-unknown-tsig-algorithm).
+// frees it. Found by fuzzing (tests/data/fuzz-corpus/dns_response/leak-unknown-tsig-algorithm).
 bool tsig_verify(ldns_pkt* p, std::string_view wire, const TsigKey& key,
                  const ldns_rdf* request_mac) {
     ldns_rr* tsig = ldns_pkt_tsig(p);

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Records the seed inputs of tests/fuzz/corpus from real programs on loopback (docs/fuzzing.md):
+"""Records the seed inputs of tests/data/fuzz-corpus from real programs on loopback (docs/fuzzing.md):
 
   tls_client_hello  ClientHellos of openssl s_client, curl, Chromium and Python's ssl
   http_head         request heads of curl, wget, Chromium and Python's urllib
@@ -10,7 +10,7 @@
 
 Everything listens on 127.0.0.1 on ports picked here and is stopped by PID. Run it with the
 Debian python from the repository root; it only adds files (named after what sent them).
-Usage: tests/fuzz/capture_seeds.py [OUT_DIR]   (default tests/fuzz/corpus)
+Usage: tests/fuzz/capture_seeds.py [OUT_DIR]   (default tests/data/fuzz-corpus)
 """
 import os
 import socket
@@ -26,7 +26,7 @@ sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
 from bind_fixture import Bind  # noqa: E402
 from pebble_fixture import stop  # noqa: E402
 
-OUT = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "tests", "fuzz", "corpus")
+OUT = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "tests", "data", "fuzz-corpus")
 
 
 def save(target, name, data, prefix=b""):

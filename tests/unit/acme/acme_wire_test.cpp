@@ -29,7 +29,7 @@ TEST(AcmeWire, Rfc3339) {
         EXPECT_FALSE(parse_rfc3339(bad).has_value()) << bad;
 }
 
-// Found by fuzzing (tests/fuzz/corpus/acme_json/ari-far-future): a year past 2262 overflowed
+// Found by fuzzing (tests/data/fuzz-corpus/acme_json/ari-far-future): a year past 2262 overflowed
 // SystemTime's 64-bit nanoseconds (undefined behaviour). "9999-12-31T23:59:59Z" is a common
 // "never"; such times now saturate to the last second SystemTime holds, and format back.
 TEST(AcmeWire, Rfc3339OutsideSystemTimeSaturates) {

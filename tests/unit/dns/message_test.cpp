@@ -176,7 +176,7 @@ TEST(DnsMessage, RecordedBadSigAnswerIsAClearConfigError) {
     EXPECT_EQ(e.error().message.find(kRecordedSecret), std::string::npos);
 }
 
-// Found by fuzzing (tests/fuzz/corpus/dns_response/leak-unknown-tsig-algorithm): a TSIG RR naming
+// Found by fuzzing (tests/data/fuzz-corpus/dns_response/leak-unknown-tsig-algorithm): a TSIG RR naming
 // an algorithm ldns does not know ("hmac-saa256") made ldns_pkt_tsig_verify return with the RR
 // detached from the packet, and it leaked on every such answer. Refused, and (under
 // scripts/sanitize.sh) LeakSanitizer sees nothing left behind.

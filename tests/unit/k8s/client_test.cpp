@@ -80,7 +80,7 @@ TEST(Time, OutsideSystemTimeSaturates) {
     EXPECT_EQ(parse_time(format_time(kSystemTimeMin)).value(), kSystemTimeMin);
 }
 
-// Found reviewing the k8s_object fuzz target, confirmed by ASan (tests/fuzz/corpus/k8s_object/
+// Found reviewing the k8s_object fuzz target, confirmed by ASan (tests/data/fuzz-corpus/k8s_object/
 // heap-overflow-short-utc-offset): a one-digit offset read past the end of the string.
 TEST(Time, UtcOffsetMustBeHhColonMm) {
     for (const char* bad : {"2026-01-01T00:00:00+1:2", "2026-01-01T00:00:00+01:2", "2026-01-01T00:00:00+1",

@@ -212,7 +212,7 @@ TEST(CertEntryKeyFormats, Sec1KeyWithoutPublicPointMatches) {
     EXPECT_FALSE(parse_cert_entry("s", other.cert_pem, SecretBytes(pem), clock).ok());
 }
 
-// Found by fuzzing (tests/fuzz/corpus/cert_entry/crash-ec521-pkcs8-corrupted-private-scalar): a key
+// Found by fuzzing (tests/data/fuzz-corpus/cert_entry/crash-ec521-pkcs8-corrupted-private-scalar): a key
 // whose public part still matches the certificate but whose private part was changed passed the
 // public-key comparison, and would have replaced a good certificate with one that fails every
 // handshake. Each key type, each encoding the direct decoders read.

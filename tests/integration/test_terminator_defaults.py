@@ -97,6 +97,20 @@ def metric(t, name):
     return t.metrics().get(name, 0.0)
 
 
+def h2c_terminator(site, tmp_path):
+    """nghttpd (h2c only) as the upstream and a terminator declaring it, once h2 is offered."""
+    port = free_port()
+    up = h2c_server(site["www"], port, str(tmp_path))
+    t = Terminator(site["certs"], port, "--upstream-protocol", "h2c", workdir=str(tmp_path), defaults=True)
+    try:
+        assert wait_for(lambda: metric(t, "edgecert_upstream_h2_offered") == 1, timeout=10), t.logs()
+    except BaseException:
+        t.stop()
+        up.stop()
+        raise
+    return port, up, t
+
+
 def test_defaults_serve_every_client_over_http11_in_front_of_an_http11_server(site, tmp_path):
     port = free_port()
     up = http11_server(site["www"], port, str(tmp_path))
@@ -152,11 +166,8 @@ def test_alpn_h2_without_an_h2c_upstream_is_refused_at_start(site, tmp_path):
 
 @pytest.mark.skipif(NGHTTPD is None, reason="nghttpd (Debian package nghttp2-server) not installed")
 def test_h2c_upstream_gives_http2_end_to_end(site, tmp_path):
-    port = free_port()
-    up = h2c_server(site["www"], port, str(tmp_path))
-    t = Terminator(site["certs"], port, "--upstream-protocol", "h2c", workdir=str(tmp_path), defaults=True)
+    port, up, t = h2c_terminator(site, tmp_path)
     try:
-        assert wait_for(lambda: metric(t, "edgecert_upstream_h2_offered") == 1, timeout=10), t.logs()
         rc, body, version = curl(t.tls_port)
         assert rc == 0 and PAGE in body, body
         assert version == "h2", version  # and nghttpd speaks nothing else: HTTP/2 end to end
@@ -200,11 +211,8 @@ def test_upstream_loses_h2c_clients_are_sent_to_http11_and_h2_returns_with_it(si
     same port. The next h2 client gets GOAWAY(HTTP_1_1_REQUIRED) instead of the upstream's 400, curl
     retries, and the terminator has stopped offering h2: the page arrives over HTTP/1.1. Once h2c is
     back, the periodic check offers h2 again."""
-    port = free_port()
-    up = h2c_server(site["www"], port, str(tmp_path))
-    t = Terminator(site["certs"], port, "--upstream-protocol", "h2c", workdir=str(tmp_path), defaults=True)
+    port, up, t = h2c_terminator(site, tmp_path)
     try:
-        assert wait_for(lambda: metric(t, "edgecert_upstream_h2_offered") == 1, timeout=10), t.logs()
         up.stop()
         up = http11_server(site["www"], port, str(tmp_path))
         rc, body, version = curl(t.tls_port)
@@ -232,11 +240,8 @@ def test_upstream_loses_h2c_clients_are_sent_to_http11_and_h2_returns_with_it(si
 @pytest.mark.skipif(NGHTTPD is None, reason="nghttpd (Debian package nghttp2-server) not installed")
 def test_chromium_is_sent_to_http11_on_a_mismatch(site, tmp_path):
     """The same change of upstream, with Chromium as the first client to meet it."""
-    port = free_port()
-    up = h2c_server(site["www"], port, str(tmp_path))
-    t = Terminator(site["certs"], port, "--upstream-protocol", "h2c", workdir=str(tmp_path), defaults=True)
+    port, up, t = h2c_terminator(site, tmp_path)
     try:
-        assert wait_for(lambda: metric(t, "edgecert_upstream_h2_offered") == 1, timeout=10), t.logs()
         up.stop()
         up = http11_server(site["www"], port, str(tmp_path))
         with tempfile.TemporaryDirectory(dir=tmp_path) as profile:

@@ -78,7 +78,7 @@ printf 'ok\n' >"$WWW/ok"; head -c 1048576 /dev/urandom >"$WWW/1m"; chmod -R a+rX
   echo "# $(date -u +%FT%TZ) $(uname -r) cpus=$(nproc) load_before=[$(cut -d' ' -f1-3 /proc/loadavg)]"
   echo "# REPEAT=$REPEAT DUR=$DUR IDLE_NS=$IDLE_NS metrics=[$METRICS] targets=[${TARGETS[*]}] edgecert=$EDGECERT_BIN"
   echo "# $(openssl version); $(haproxy -v | head -1); $(hitch --version 2>&1); $(nginx -v 2>&1); $(h2load --version | head -1)"
-  echo "# edgecert $("$EDGECERT_BIN" version 2>&1 | head -1); tree $(git -C "$HERE" rev-parse --short HEAD 2>/dev/null)$(git -C "$HERE" diff --quiet HEAD 2>/dev/null || echo +changes)"
+  echo "# $("$EDGECERT_BIN" version 2>&1 | head -1) ($EDGECERT_BIN, built $(date -u -r "$EDGECERT_BIN" +%FT%TZ)); bench/tls at $(git -C "$HERE" rev-parse --short HEAD 2>/dev/null)$(git -C "$HERE" diff --quiet HEAD -- . 2>/dev/null || echo +changes)"
 } | tee "$W/header.txt"
 
 i=0; failed=()

@@ -199,9 +199,13 @@ void TerminatorRuntime::register_metrics() {
             });
         add("edgecert_upstream_h2_mismatches_total",
             "h2 client connections whose upstream did not answer with HTTP/2; each client was told to retry over "
-            "HTTP/1.1 (GOAWAY HTTP_1_1_REQUIRED).",
+            "HTTP/1.1 (RST_STREAM HTTP_1_1_REQUIRED).",
             "counter", [srv](std::vector<S>& out) { out.push_back({{}, double(srv->stats().h2_http11_required)}); });
     }
+    add("edgecert_ktls_kernel_available",
+        "1 if the kernel accepts the tls upper-layer protocol (kTLS); TLS records are encrypted in user space "
+        "either way.",
+        "gauge", [srv](std::vector<S>& out) { out.push_back({{}, srv->ktls().kernel ? 1.0 : 0.0}); });
     add("edgecert_loaded_certificates", "Certificates in the served snapshot.", "gauge",
         [holder](std::vector<S>& out) { out.push_back({{}, double(holder->get()->size())}); });
     add("edgecert_served_certificate_not_after_timestamp_seconds",

@@ -228,6 +228,16 @@ Status Server::start() {
         });
     }
     spdlog::info("terminator: {} worker(s), TLS on port {}, HTTP on port {}", opts_.workers, tls_port_, http_port_);
+    if (tls_port_) {
+        ktls_ = probe_ktls();
+        if (ktls_.kernel)
+            spdlog::info("terminator: TLS records are encrypted in user space (OpenSSL); the kernel offers kTLS, "
+                         "which this version does not use");
+        else
+            spdlog::info("terminator: TLS records are encrypted in user space (OpenSSL); kTLS is not available "
+                         "on this kernel ({})",
+                         ktls_.detail);
+    }
     if (h2_gate_) h2_gate_->start();
     return {};
 }

@@ -17,6 +17,7 @@
 #include "proxy/upstream_h2.h"
 #include "tls/cert_snapshot.h"
 #include "tls/challenge_source.h"
+#include "proxy/ktls.h"
 #include "tls/tls_context.h"
 
 namespace edgecert::proxy {
@@ -99,6 +100,9 @@ public:
     StatsTotals stats() const;
     // Null unless upstream_protocol is H2c (and there is a TLS listener).
     const H2Gate* h2_gate() const { return h2_gate_.get(); }
+    // What the kernel offers for TLS records (probed in start()); records are encrypted in user
+    // space either way.
+    const KtlsSupport& ktls() const { return ktls_; }
 
 private:
     Server(ServerOptions opts, tls::TlsContext& tls, tls::SnapshotHolder& snapshots,
@@ -116,6 +120,7 @@ private:
     std::vector<std::thread> threads_;
     std::atomic<int> running_{0};
     std::unique_ptr<H2Gate> h2_gate_;
+    KtlsSupport ktls_;
     friend class Worker;
 };
 

@@ -15,4 +15,6 @@ if [ $# -eq 0 ]; then
   "$ROOT/scripts/fuzz.sh" smoke "${EDGECERT_FUZZ_SMOKE_SECONDS:-20}"
 fi
 cd "$BUILD"
-ctest --output-on-failure -j 2 --timeout 900 "$@"
+# Three jobs on two cores: most integration tests wait on timers, CAs and API servers; the few that
+# keep the CPUs busy take two slots (PROCESSORS in tests/CMakeLists.txt). EDGECERT_TEST_JOBS overrides.
+ctest --output-on-failure -j "${EDGECERT_TEST_JOBS:-3}" --timeout 900 "$@"

@@ -485,9 +485,7 @@ def test_controller_permissions():
     docs = _role_docs()
     cluster, namespaced = _rules_of_account(docs, NS, "edgecert-controller")
     need = [("networking.k8s.io", "ingresses", "watch"),
-            ("networking.k8s.io", "ingressclasses", "list"),
             ("gateway.networking.k8s.io", "gateways", "watch"),
-            ("gateway.networking.k8s.io", "gatewayclasses", "watch"),
             ("gateway.networking.k8s.io", "referencegrants", "watch"),
             ("", "secrets", "create"), ("", "secrets", "update"), ("", "secrets", "delete"),
             ("edgecert.io", "certificates", "create"), ("edgecert.io", "challenges", "delete"),
@@ -498,6 +496,9 @@ def test_controller_permissions():
             ("", "events", "create"), ("", "events", "patch")]
     for g, r, v in need:
         assert _allows(cluster, g, r, v), (g, r, v)
+    # nothing it does not read (least privilege): the classes are not consulted
+    for g, r in (("networking.k8s.io", "ingressclasses"), ("gateway.networking.k8s.io", "gatewayclasses")):
+        assert not _allows(cluster, g, r, "list"), (g, r)
     # read-only on what users own
     for g, r in (("networking.k8s.io", "ingresses"), ("gateway.networking.k8s.io", "gateways"),
                  ("edgecert.io", "issuers"), ("edgecert.io", "clusterissuers")):

@@ -1,5 +1,6 @@
 #include "platform/files.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -89,11 +90,63 @@ Status PreparedFile::commit() {
     return {};
 }
 
+namespace {
+
+int crash_point = -1;  // set_replace_crash_point_for_test
+
+constexpr std::string_view kIntentPrefix = ".replace-";
+
+// One line per file: "w" (write) or "r" (removal), the path, the temporary (empty for a removal).
+// The previous content is kept at `<path>.prev-<token>`. Paths hold no tab or newline: they
+// are built from validated names (store/dir_store.cpp).
+std::string intent_text(const std::vector<PreparedFile>& files) {
+    std::string t;
+    for (const auto& f : files) t += (f.tmp().empty() ? "r\t" : "w\t") + f.path() + "\t" + f.tmp() + "\n";
+    return t;
+}
+
+struct IntentEntry {
+    bool removal = false;
+    std::string path, tmp;
+};
+
+std::vector<IntentEntry> parse_intent(const std::string& text) {
+    std::vector<IntentEntry> out;
+    size_t pos = 0;
+    while (pos < text.size()) {
+        size_t nl = text.find('\n', pos);
+        if (nl == std::string::npos) break;  // a torn last line: written before any rename
+        std::string line = text.substr(pos, nl - pos);
+        pos = nl + 1;
+        size_t a = line.find('\t'), b = a == std::string::npos ? a : line.find('\t', a + 1);
+        if (b == std::string::npos || (line[0] != 'w' && line[0] != 'r')) return {};
+        out.push_back({line[0] == 'r', line.substr(a + 1, b - a - 1), line.substr(b + 1)});
+    }
+    return out;
+}
+
+}  // namespace
+
+void set_replace_crash_point_for_test(int changes) { crash_point = changes; }
+
 Status replace_files(std::vector<PreparedFile> files) {
+    if (files.empty()) return {};
     struct Kept {
         std::string path, keep;  // keep empty: there was nothing at path before
     };
     std::vector<Kept> done;
+    int changes = 0;
+    // Stop as a SIGKILL would (tests): nothing cleaned up, temporaries left where they are.
+    auto killed = [&] {
+        if (crash_point < 0 || changes++ < crash_point) return false;
+        for (auto& f : files) f.abandon_for_test();
+        return true;
+    };
+    static thread_local std::mt19937_64 rng{std::random_device{}()};
+    const std::string token = std::to_string(rng() % 1'000'000'000);
+    const std::string intent = dirname_of(files.front().path()) + "/" + std::string(kIntentPrefix) + token;
+    EC_TRY(write_file_atomic(intent, intent_text(files), 0600, Durability::FileOnly));
+    if (killed()) return {};
     auto restore = [&] {
         for (auto it = done.rbegin(); it != done.rend(); ++it) {
             if (it->keep.empty())
@@ -101,20 +154,19 @@ Status replace_files(std::vector<PreparedFile> files) {
             else
                 ::rename(it->keep.c_str(), it->path.c_str());
         }
+        ::unlink(intent.c_str());
     };
     for (size_t i = 0; i < files.size(); ++i) {
         PreparedFile& f = files[i];
         Kept k{f.path(), {}};
-        if (i + 1 < files.size()) {  // nothing to put back after the last one
-            std::string keep = f.path() + ".prev-" + std::to_string(::getpid());
-            ::unlink(keep.c_str());
-            if (::link(f.path().c_str(), keep.c_str()) == 0)
-                k.keep = std::move(keep);
-            else if (errno != ENOENT) {
-                Error e = sys_error("cannot keep the previous", f.path());
-                restore();
-                return e;
-            }
+        std::string keep = f.path() + ".prev-" + token;
+        if (::link(f.path().c_str(), keep.c_str()) == 0) {
+            k.keep = std::move(keep);
+            if (killed()) return {};
+        } else if (errno != ENOENT) {
+            Error e = sys_error("cannot keep the previous", f.path());
+            restore();
+            return e;
         }
         if (auto st = f.commit(); !st) {
             if (!k.keep.empty()) ::unlink(k.keep.c_str());
@@ -122,10 +174,74 @@ Status replace_files(std::vector<PreparedFile> files) {
             return st;
         }
         done.push_back(std::move(k));
+        if (killed()) return {};
     }
     for (const Kept& k : done)
-        if (!k.keep.empty()) ::unlink(k.keep.c_str());
+        if (!k.keep.empty()) {
+            ::unlink(k.keep.c_str());
+            if (killed()) return {};
+        }
+    ::unlink(intent.c_str());
     return {};
+}
+
+Result<std::vector<std::string>> recover_replacements(const std::string& dir, std::chrono::seconds stale) {
+    std::vector<std::string> did;
+    DIR* d = ::opendir(dir.c_str());
+    if (!d) {
+        if (errno == ENOENT) return did;
+        return sys_error("cannot open directory", dir);
+    }
+    std::vector<std::string> intents, temps;
+    while (dirent* e = ::readdir(d)) {
+        std::string_view n = e->d_name;
+        if (n.substr(0, kIntentPrefix.size()) == kIntentPrefix && n.find(".tmp-") == std::string_view::npos)
+            intents.emplace_back(n);
+        else if (n.find(".tmp-") != std::string_view::npos)
+            temps.emplace_back(n);
+    }
+    ::closedir(d);
+    for (const std::string& name : intents) {
+        const std::string path = dir + "/" + name;
+        const std::string token = name.substr(kIntentPrefix.size());
+        auto text = read_file(path);
+        if (!text) return text.error();
+        std::vector<IntentEntry> es = parse_intent(*text);
+        // Was the last write renamed into place? Its temporary is gone only then (a rename is
+        // the one thing that removes it while the intent file exists). A removal counts as done
+        // once its path is gone.
+        bool forward = true;
+        for (auto it = es.rbegin(); it != es.rend(); ++it) {
+            forward = it->removal ? !file_exists(it->path) : !file_exists(it->tmp);
+            if (!it->removal) break;
+        }
+        for (auto it = es.rbegin(); it != es.rend(); ++it) {
+            std::string keep = it->path + ".prev-" + token;
+            bool kept = file_exists(keep);
+            bool committed = it->removal ? !file_exists(it->path) : !file_exists(it->tmp);
+            if (!it->removal && !committed) ::unlink(it->tmp.c_str());
+            if (forward || !committed) {
+                if (kept) ::unlink(keep.c_str());  // the path holds what it should
+            } else if (kept) {
+                if (::rename(keep.c_str(), it->path.c_str()) != 0) return sys_error("cannot put back", it->path);
+            } else if (!it->removal) {
+                ::unlink(it->path.c_str());  // new file where there was none before
+            }
+        }
+        did.push_back(std::string(forward ? "finished" : "undid") + " an interrupted replacement of " +
+                      std::to_string(es.size()) + " file(s) in " + dir);
+        ::unlink(path.c_str());
+    }
+    const auto now = std::chrono::system_clock::now();
+    for (const std::string& name : temps) {
+        const std::string path = dir + "/" + name;
+        struct stat st {};
+        if (::stat(path.c_str(), &st) != 0) continue;  // removed above
+        auto mtime = std::chrono::system_clock::time_point(std::chrono::seconds(st.st_mtim.tv_sec));
+        if (now - mtime < stale) continue;  // possibly another process's write in progress
+        if (::unlink(path.c_str()) == 0) did.push_back("removed the stale temporary " + path);
+    }
+    return did;
 }
 
 Status write_file_atomic(const std::string& path, std::string_view data, mode_t mode,

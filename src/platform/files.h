@@ -3,6 +3,7 @@
 // fsync, rename, fsync of the directory) and explicit modes, so a crash never leaves a
 // half-written certificate or key, and keys are never world-readable (0600).
 #include <sys/types.h>
+#include <chrono>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -45,6 +46,9 @@ class PreparedFile {
     ~PreparedFile();
     Status commit();
     const std::string& path() const { return path_; }
+    const std::string& tmp() const { return tmp_; }  // empty for a removal
+    // Forget the temporary without removing it (what a killed process leaves): tests only.
+    void abandon_for_test() { tmp_.clear(); }
 
   private:
     PreparedFile(std::string path, std::string tmp)
@@ -55,7 +59,21 @@ class PreparedFile {
 // on disk in full, so only renames remain; if one fails, the files committed before it get
 // their previous content back (kept under a hard link, which needs no data blocks, until the
 // last one is in), so the old set stays whole and matching.
+// A process killed between two of those renames would leave a mixed set (a new tls.key beside
+// the old tls.crt): before the first rename an intent file `.replace-<token>` is written in the
+// first file's folder, naming every file, its temporary and its kept previous content, and it
+// is removed last. recover_replacements() finishes or undoes what such a file describes.
 Status replace_files(std::vector<PreparedFile> files);
+// For a folder that replace_files() writes into, at start-up, before anything reads it: every
+// interrupted replacement is rolled forward if its last file was already renamed into place
+// (the new set is whole), else rolled back to the previous set; then temporaries of
+// write_file_atomic/PreparedFile older than `stale` (killed mid-write) are removed. Returns
+// what it did, one line per action, for the log. Assumes no other process is writing the folder.
+Result<std::vector<std::string>> recover_replacements(const std::string& dir,
+                                                      std::chrono::seconds stale = std::chrono::seconds(60));
+// Tests only: replace_files() stops as if killed after this many changes to the folder
+// (intent written, each link, rename, unlink), leaving everything as a SIGKILL would; -1: off.
+void set_replace_crash_point_for_test(int changes);
 // fsync of a directory, so renames into it survive a crash.
 Status sync_dir(const std::string& dir);
 // Reads a whole file, refusing anything larger than max_bytes. NotFound if it does not exist.

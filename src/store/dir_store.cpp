@@ -3,7 +3,9 @@
 #include <unistd.h>
 
 #include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
 
+#include <filesystem>
 #include <vector>
 
 #include "platform/files.h"
@@ -33,6 +35,20 @@ Result<std::unique_ptr<DirStore>> DirStore::create(std::string root) {
     while (root.size() > 1 && root.back() == '/') root.pop_back();
     EC_TRY(platform::make_dirs(root + "/certs", 0700));
     EC_TRY(platform::make_dirs(root + "/accounts", 0700));
+    // A process killed while it wrote here may have left a certificate's files half replaced
+    // (a new tls.key beside the old tls.crt) or temporaries: finish or undo that before anything
+    // reads the store (platform::recover_replacements).
+    std::vector<std::string> dirs{root + "/accounts"};
+    std::error_code ec;
+    for (const auto& e : std::filesystem::directory_iterator(root + "/certs", ec)) {
+        if (!e.is_directory(ec)) continue;
+        dirs.push_back(e.path().string());
+        dirs.push_back(e.path().string() + "/.pending");
+    }
+    for (const auto& d : dirs) {
+        EC_TRY_ASSIGN(auto did, platform::recover_replacements(d));
+        for (const auto& line : did) spdlog::warn("store: {}", line);
+    }
     return std::unique_ptr<DirStore>(new DirStore(std::move(root)));
 }
 

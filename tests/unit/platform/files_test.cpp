@@ -6,6 +6,7 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <map>
 #include <utility>
 #include <vector>
 
@@ -136,6 +137,83 @@ TEST_F(FilesTest, ReadErrorsAreTyped) {
     ASSERT_FALSE(big.ok());
     EXPECT_EQ(big.error().code, ErrorCode::InvalidConfig);
     EXPECT_TRUE(remove_file(dir_ + "/nope").ok());
+}
+
+}  // namespace
+}  // namespace edgecert::platform
+
+namespace edgecert::platform {
+namespace {
+
+// A process killed at every possible point of replace_files(), then recover_replacements() as
+// the next start does: the folder holds either the whole old set or the whole new set, never a
+// mix, and nothing else (no temporary, no kept previous file, no intent file). Once the last
+// file has been renamed into place, it is the new set.
+class ReplaceCrashTest : public FilesTest {
+  protected:
+    void TearDown() override {
+        set_replace_crash_point_for_test(-1);
+        FilesTest::TearDown();
+    }
+    std::map<std::string, std::string> contents() {
+        std::map<std::string, std::string> m;
+        for (const auto& e : std::filesystem::directory_iterator(dir_))
+            m[e.path().filename().string()] = *read_file(e.path().string());
+        return m;
+    }
+};
+
+TEST_F(ReplaceCrashTest, EveryCrashPointLeavesTheOldOrTheNewSetWhole) {
+    const std::map<std::string, std::string> old_set{{"tls.key", "old key"}, {"ca.crt", "old ca"},
+                                                     {"tls.crt", "old crt"}};
+    const std::map<std::string, std::string> new_set{{"tls.key", "new key"}, {"tls.crt", "new crt"}};
+    int finished_forward = 0, undone = 0;
+    for (int k = 0;; ++k) {
+        std::filesystem::remove_all(dir_);
+        std::filesystem::create_directories(dir_);
+        for (const auto& [n, c] : old_set) ASSERT_TRUE(write_file_atomic(dir_ + "/" + n, c, 0600).ok());
+        std::vector<PreparedFile> files;
+        files.push_back(*prep(dir_ + "/tls.key", "new key"));
+        files.push_back(PreparedFile::removal(dir_ + "/ca.crt"));
+        files.push_back(*prep(dir_ + "/tls.crt", "new crt"));
+        set_replace_crash_point_for_test(k);
+        ASSERT_TRUE(replace_files(std::move(files)).ok());
+        set_replace_crash_point_for_test(-1);
+        bool interrupted = false;
+        for (const auto& e : std::filesystem::directory_iterator(dir_))
+            interrupted |= e.path().filename().string().rfind(".replace-", 0) == 0;
+        auto did = recover_replacements(dir_, std::chrono::seconds(0));
+        ASSERT_TRUE(did.ok()) << did.error().message;
+        auto now = contents();
+        EXPECT_TRUE(now == old_set || now == new_set) << "crash point " << k;
+        if (!interrupted) {  // ran to the end: nothing to recover, the new set
+            EXPECT_EQ(now, new_set);
+            EXPECT_TRUE(did->empty());
+            EXPECT_GE(k, 5) << "too few crash points exercised";
+            break;
+        }
+        (now == new_set ? finished_forward : undone)++;
+        ASSERT_EQ(did->size(), 1u) << "crash point " << k;
+        ASSERT_LT(k, 50);
+    }
+    EXPECT_GT(finished_forward, 0);
+    EXPECT_GT(undone, 0);
+    EXPECT_EQ(mode_of(dir_ + "/tls.key"), 0600u);
+}
+
+TEST_F(ReplaceCrashTest, StaleTemporariesGoFreshOnesStay) {
+    ASSERT_TRUE(write_file_atomic(dir_ + "/tls.crt", "crt", 0644).ok());
+    ASSERT_TRUE(write_file_atomic(dir_ + "/tls.key.tmp-123", "half a key", 0600).ok());
+    auto did = recover_replacements(dir_, std::chrono::seconds(60));
+    ASSERT_TRUE(did.ok());
+    EXPECT_TRUE(did->empty());  // just written: possibly another process's write in progress
+    EXPECT_TRUE(file_exists(dir_ + "/tls.key.tmp-123"));
+    did = recover_replacements(dir_, std::chrono::seconds(0));
+    ASSERT_TRUE(did.ok());
+    ASSERT_EQ(did->size(), 1u);
+    EXPECT_FALSE(file_exists(dir_ + "/tls.key.tmp-123"));
+    EXPECT_EQ(*read_file(dir_ + "/tls.crt"), "crt");
+    EXPECT_TRUE(recover_replacements(dir_ + "/missing").ok());
 }
 
 }  // namespace

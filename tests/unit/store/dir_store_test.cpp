@@ -2,6 +2,8 @@
 // pending-order record, and names that must never escape the store.
 #include "store/dir_store.h"
 
+#include "platform/files.h"
+
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
@@ -23,7 +25,7 @@ struct DirStoreTest : ::testing::Test {
     }
     void TearDown() override { std::filesystem::remove_all(root); }
     static mode_t mode(const std::string& p) {
-        struct stat st{};
+        struct stat st {};
         EXPECT_EQ(::stat(p.c_str(), &st), 0) << p;
         return st.st_mode & 0777;
     }
@@ -53,7 +55,9 @@ TEST_F(DirStoreTest, CertificateRoundTripWithModes) {
 
 TEST_F(DirStoreTest, PendingOrderRoundTripAndClear) {
     CertificateRef ref{"", "demo", "demo-tls"};
-    PendingOrder po{.server = "https://ca/dir", .dns_names = {"a.test", "b.test"}, .order_url = "https://ca/order/1",
+    PendingOrder po{.server = "https://ca/dir",
+                    .dns_names = {"a.test", "b.test"},
+                    .order_url = "https://ca/order/1",
                     .key_pem = SecretBytes(std::string("NEWKEY"))};
     ASSERT_TRUE(store->save_pending(ref, po).ok());
     EXPECT_EQ(mode(root + "/data/certs/demo-tls/.pending/tls.key"), 0600u);
@@ -82,6 +86,38 @@ TEST_F(DirStoreTest, AccountKeysAndHostileNames) {
         EXPECT_EQ(r.error().code, ErrorCode::InvalidConfig);
     }
     EXPECT_FALSE(std::filesystem::exists(root + "/x"));
+}
+
+// A process killed between the renames of save_certificate() (a new tls.key beside the old
+// tls.crt): the next DirStore::create() finishes or undoes it, so what is loaded is a matching
+// pair, old or new, and no temporary or kept file remains.
+TEST_F(DirStoreTest, ASaveKilledHalfwayIsRepairedAtTheNextStart) {
+    CertificateRef ref{"", "demo", "demo-tls"};
+    StoredCertificate old_pair{"OLD CRT", SecretBytes(std::string("OLD KEY")), ""};
+    StoredCertificate new_pair{"NEW CRT", SecretBytes(std::string("NEW KEY")), ""};
+    int seen_old = 0, seen_new = 0;
+    for (int k = 0; k < 4; ++k) {  // after the intent, the key's link, the key's rename, the ca's
+        ASSERT_TRUE(store->save_certificate(ref, old_pair, CertificateMeta{}).ok());
+        platform::set_replace_crash_point_for_test(k);
+        ASSERT_TRUE(store->save_certificate(ref, new_pair, CertificateMeta{}).ok());
+        platform::set_replace_crash_point_for_test(-1);
+        auto reopened = DirStore::create(root + "/data");
+        ASSERT_TRUE(reopened.ok()) << reopened.error().message;
+        auto got = (*reopened)->load_certificate(ref);
+        ASSERT_TRUE(got.ok() && got->has_value());
+        const auto& sc = **got;
+        bool is_old = sc.cert_pem == "OLD CRT" && sc.key_pem.reveal() == "OLD KEY";
+        bool is_new = sc.cert_pem == "NEW CRT" && sc.key_pem.reveal() == "NEW KEY";
+        EXPECT_TRUE(is_old || is_new) << "crash point " << k << ": " << sc.cert_pem;
+        (is_old ? seen_old : seen_new) += 1;
+        for (const auto& e : std::filesystem::directory_iterator(root + "/data/certs/demo-tls")) {
+            std::string n = e.path().filename().string();
+            EXPECT_TRUE(n == "tls.crt" || n == "tls.key" || n == "certificate.json" ||
+                        n == "status.json")
+                << "left behind: " << n;
+        }
+    }
+    EXPECT_GT(seen_old, 0);
 }
 
 }  // namespace

@@ -10,6 +10,7 @@ permission the store tests skip. FAULT_SECONDS (default 8) sets how long each ou
 docs/reliability.md records runs with FAULT_SECONDS=120.
 """
 import datetime
+import json
 import os
 import random
 import re
@@ -147,13 +148,19 @@ def test_store_read_only_then_full_during_renewals_loses_no_key_order_or_certifi
     store = str(tmp_path / "run" / "store")
     mount_tmpfs(store)
     try:
-        # 40 s certificates: a renewal after ~20-30 s (ARI window, else half the lifetime).
-        with AcmeServer(tmp_path / "ca", validation="auto", validity=40, ari_window_fraction=0.5) as ca:
+        # Renewed 20 s after issue (renewBefore); valid long enough to outlive an outage and the
+        # retries' doubling backoff after it (40 s by default, 320 s with FAULT_SECONDS=120), so
+        # a long run checks what it says, the old certificate whole, served and still valid,
+        # rather than watching it expire.
+        validity = max(40, int(20 + 2.5 * FAULT_SECONDS))
+        with AcmeServer(tmp_path / "ca", validation="auto", validity=validity, ari_window_fraction=0.5) as ca:
             issuers = [{"name": "ca", "acme": {"server": ca.dir_url, "caBundleFile": ca.ca_bundle}}]
-            certs = [{"name": "shop", "dnsNames": ["shop.example.test"], "issuerRef": {"name": "ca"}}]
+            certs = [{"name": "shop", "dnsNames": ["shop.example.test"], "issuerRef": {"name": "ca"},
+                      "renewBefore": f"{validity - 20}s"}]
             r = EdgecertRun(tmp_path / "run", issuers, certs, backend.port).start()
             d = r.cert_dir("shop")
             watch = None
+            figures = {"FAULT_SECONDS": FAULT_SECONDS, "validity": validity}
             try:
                 r.wait_cert("shop")
                 r.wait_log(r"certificate shop: issued serial")
@@ -165,6 +172,7 @@ def test_store_read_only_then_full_during_renewals_loses_no_key_order_or_certifi
 
                 # 1. Read-only while the renewal writes its new key: nothing is ordered that
                 #    cannot be kept; the old pair stays whole and served.
+                orders_ro = ca.stats().get("ordersCreated")
                 subprocess.run(["mount", "-o", "remount,ro", store], check=True)
                 r.wait_log(r"certificate shop: .*Read-only file system", timeout=60)
                 t_ro = time.monotonic()
@@ -172,9 +180,18 @@ def test_store_read_only_then_full_during_renewals_loses_no_key_order_or_certifi
                 assert pair(d)[:2] == first[:2] and pair(d)[2]
                 assert served(r.tls_port, "shop.example.test")[0] == first[0]
                 time.sleep(max(0.0, FAULT_SECONDS - (time.monotonic() - t_ro)))  # the outage lasts
+                # At its end too: nothing paid, the old pair whole, served and valid, still up.
                 assert r.proc.poll() is None
+                assert ca.stats().get("certsIssued") == 1
+                assert pair(d)[:2] == first[:2] and pair(d)[2] and first[1] > time.time()
+                assert served(r.tls_port, "shop.example.test")[0] == first[0]
+                figures["read-only tries"] = len(re.findall(r"certificate shop: .*Read-only file system", r.log()))
+                figures["orders created, not paid, while read-only"] = ca.stats().get("ordersCreated") - orders_ro
                 subprocess.run(["mount", "-o", "remount,rw", store], check=True)
-                r.wait_log(r"certificate shop: renewed serial", timeout=60)
+                t_back = time.monotonic()
+                # The next try comes after the backoff, which doubles through a long outage.
+                r.wait_log(r"certificate shop: renewed serial", timeout=60 + FAULT_SECONDS)
+                figures["renewed after the remount (s)"] = round(time.monotonic() - t_back, 1)
                 second = pair(d)
                 assert second[2] and second[1] > first[1]
                 assert ca.stats().get("certsIssued") == 2
@@ -195,9 +212,17 @@ def test_store_read_only_then_full_during_renewals_loses_no_key_order_or_certifi
                 assert pair(d)[:2] == second[:2] and pair(d)[2]  # the old pair, whole
                 assert served(r.tls_port, "shop.example.test")[0] == second[0]
                 time.sleep(max(0.0, FAULT_SECONDS - (time.monotonic() - t_full)))
+                assert r.proc.poll() is None
+                st = ca.stats()
+                assert st.get("certsIssued") == 3 and st.get("ordersCreated") == orders_before, st
+                assert pair(d)[:2] == second[:2] and pair(d)[2] and second[1] > time.time()
+                assert served(r.tls_port, "shop.example.test")[0] == second[0]
+                figures["full tries"] = len(re.findall(r"certificate shop: .*No space left on device", r.log()))
                 os.remove(filler)
+                t_back = time.monotonic()
                 # The same order is resumed and its certificate stored: no second payment.
-                r.wait_log(r"certificate shop: renewed serial .* \(resumed order\)", timeout=60)
+                r.wait_log(r"certificate shop: renewed serial .* \(resumed order\)", timeout=60 + FAULT_SECONDS)
+                figures["renewed after space was back (s)"] = round(time.monotonic() - t_back, 1)
                 third = pair(d)
                 assert third[2] and third[1] > second[1]
                 st = ca.stats()
@@ -206,6 +231,8 @@ def test_store_read_only_then_full_during_renewals_loses_no_key_order_or_certifi
                          r.proc, r.log)
                 leftovers = [f for f in os.listdir(d) if ".tmp-" in f or f.startswith(".replaced-")]
                 assert not leftovers, leftovers
+                figures.update(certificates_paid=st.get("certsIssued"), orders_created=st.get("ordersCreated"))
+                print("FIGURES", json.dumps(figures))
                 assert r.stop() == 0
             finally:
                 if watch:
@@ -296,15 +323,20 @@ class TcpGate:
 @pytest.mark.skipif(not os.environ.get("EDGECERT_LONG_FAULTS"),
                     reason="about 2 minutes: set EDGECERT_LONG_FAULTS=1 (docs/reliability.md)")
 def test_ca_down_then_failing_then_back_renews_with_one_paid_order(tmp_path, backend):
-    # 90 s certificates, renewed after ~45 s: the outage and the retries' backoff (10 s, then
-    # 20 s) fit before the old certificate expires.
-    with AcmeServer(tmp_path / "ca", validation="auto", validity=90, ari_window_fraction=0.5) as ca:
+    # Renewed 45 s after issue (renewBefore); valid for 90 s, or longer when the outage is: the
+    # outage and the retries' doubling backoff (10 s, 20 s, 40 s...) fit before the old
+    # certificate expires, so a long run (FAULT_SECONDS=120: 300 s certificates) checks that the
+    # old one is served, still valid, all along.
+    validity = max(90, int(60 + 2 * FAULT_SECONDS))
+    with AcmeServer(tmp_path / "ca", validation="auto", validity=validity, ari_window_fraction=0.5) as ca:
         gate = TcpGate(ca.port)
         issuers = [{"name": "ca", "acme": {"server": f"https://127.0.0.1:{gate.port}/dir",
                                            "caBundleFile": ca.ca_bundle}}]
-        certs = [{"name": "app", "dnsNames": ["app.example.test"], "issuerRef": {"name": "ca"}}]
+        certs = [{"name": "app", "dnsNames": ["app.example.test"], "issuerRef": {"name": "ca"},
+                  "renewBefore": f"{validity - 45}s"}]
         r = EdgecertRun(tmp_path / "run", issuers, certs, backend.port).start()
         watch = None
+        figures = {"FAULT_SECONDS": FAULT_SECONDS, "validity": validity}
         try:
             r.wait_log(r"certificate app: issued serial")
             first = pair(r.cert_dir("app"))
@@ -313,21 +345,34 @@ def test_ca_down_then_failing_then_back_renews_with_one_paid_order(tmp_path, bac
             gate.down()  # before the renewal is due: every try meets a refused connection
             r.wait_log(r"certificate app: [Rr]enewing", timeout=90)
             r.wait_log(r"certificate app: .*(onnection refused|ouldn't connect|Couldn't connect)", timeout=30)
+            t_down = time.monotonic()
             time.sleep(FAULT_SECONDS / 2)
-            # Back, but answering 503 to everything for a while.
+            # Back, but answering 503 to everything for a while (the first 503 comes with the next
+            # try, after the backoff).
             ca.fail("*", count=100000, status=503, type="serverInternal")
             gate.up()
-            r.wait_log(r"certificate app: .*(503|serverInternal)", timeout=60)
+            r.wait_log(r"certificate app: .*(503|serverInternal)", timeout=60 + FAULT_SECONDS)
             time.sleep(FAULT_SECONDS / 2)
-            assert served(r.tls_port, "app.example.test")[0] == first[0]  # still the old one, still valid
+            # Still the old one, still valid; nothing paid; still up.
+            assert served(r.tls_port, "app.example.test")[0] == first[0] and first[1] > time.time()
+            assert ca.stats().get("certsIssued") == 1 and r.proc.poll() is None
+            log = r.log()
+            figures["tries refused"] = len(re.findall(
+                r"certificate app: .*(onnection refused|ouldn't connect|Couldn't connect)", log))
+            figures["tries answered 503"] = len(re.findall(r"certificate app: .*(503|serverInternal)", log))
+            figures["outage (s)"] = round(time.monotonic() - t_down, 1)
             ca.mgmt("POST", "clear-faults", {})
-            r.wait_log(r"certificate app: renewed serial", timeout=90)
+            t_back = time.monotonic()
+            r.wait_log(r"certificate app: renewed serial", timeout=90 + FAULT_SECONDS)
+            figures["renewed after the CA was back (s)"] = round(time.monotonic() - t_back, 1)
             second = pair(r.cert_dir("app"))
             assert second[2] and second[1] > first[1]
             st = ca.stats()
             assert st.get("certsIssued") == 2, st
             wait_for(lambda: serial_served(r.tls_port, "app.example.test") == second[0], 10, "renewed served",
                      r.proc, r.log)
+            figures.update(certificates_paid=st.get("certsIssued"), orders_created=st.get("ordersCreated"))
+            print("FIGURES", json.dumps(figures))
             assert r.stop() == 0
         finally:
             if watch:

@@ -110,7 +110,14 @@ class Watch:
                     serial, _, match = pair(self.cert_dir)
                     self.stored.add(serial)
                     if not match:
-                        self.mismatched.append(serial)
+                        # A replace renames tls.key before tls.crt: a reader between the two sees
+                        # the new key beside the old certificate for a moment (the store's
+                        # contract is only that the new certificate comes with its key). A
+                        # mismatch that is still there a moment later is a broken pair.
+                        self.stop_ev.wait(0.2)
+                        again = pair(self.cert_dir)
+                        if again[0] == serial and not again[2]:
+                            self.mismatched.append(serial)
                 except (OSError, ValueError):
                     pass  # between the two renames of a replace, or not written yet
             self.stop_ev.wait(0.05)

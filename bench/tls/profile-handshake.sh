@@ -53,7 +53,7 @@ timeout $((DUR / 2 + 2)) strace -c -f -p "$TPID" -o "$W/strace" 2>/dev/null & SP
 sleep 0.5; n2=$(drive $((DUR / 2))); wait $SP 2>/dev/null || true
 echo "system calls per handshake (strace -c, $n2 handshakes):"
 awk -v n="$n2" '$NF!="syscall" && $NF!="total" && NF>=5 && $1 ~ /^[0-9.]+$/ {calls=$4; err=(NF==6)?$5:0; name=$NF;
-  if (name!="rt_sigtimedwait" && name!="futex" && name!="restart_syscall") printf "  %-14s %5.2f%s\n", name, calls/n, err? sprintf(" (%.2f failed)", err/n):""}' "$W/strace"
+  if (name!="rt_sigtimedwait" && name!="futex" && name!="restart_syscall" && calls/n >= 0.01) printf "  %-14s %5.2f%s\n", name, calls/n, err? sprintf(" (%.2f failed)", err/n):""}' "$W/strace"
 if perf record -F 1999 -g -p "$TPID" -o "$W/perf.data" -- sleep "$DUR" >/dev/null 2>&1 & PP=$!; then
   sleep 0.2; drive "$DUR" >/dev/null; wait $PP 2>/dev/null || true
   echo "terminator CPU by library (perf, $DUR s):"

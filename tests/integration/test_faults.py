@@ -248,7 +248,7 @@ def test_store_read_only_then_full_during_renewals_loses_no_key_order_or_certifi
                 wait_for(lambda: (served_or_none(r.tls_port, "shop.example.test") or ("", 0))[1] >= third_na, 10,
                          "third (or a later one) served", r.proc, r.log)
                 st = ca.stats()
-                leftovers = [f for f in os.listdir(d) if ".tmp-" in f or f.startswith(".replaced-")]
+                leftovers = [f for f in os.listdir(d) if ".tmp-" in f or ".prev-" in f or f.startswith(".replace-")]
                 assert not leftovers, leftovers
                 figures.update(certificates_paid=st.get("certsIssued"), orders_created=st.get("ordersCreated"))
                 print("FIGURES", json.dumps(figures))

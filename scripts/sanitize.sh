@@ -9,10 +9,13 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 what=${1:-all}
 "$ROOT/scripts/setup.sh" "$ROOT/build" >/dev/null
+configure() {  # configure KIND BUILD_DIR: a Debug build with the sanitizer, once
+  [ -f "$2/build.ninja" ] || cmake -S "$ROOT" -B "$2" -G Ninja -DCMAKE_BUILD_TYPE=Debug \
+      -DEDGECERT_SANITIZE="$1" >/dev/null
+}
 run() {  # run KIND BUILD_DIR CTEST_ARGS...
   local kind=$1 dir=$2; shift 2
-  [ -f "$dir/build.ninja" ] || cmake -S "$ROOT" -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=Debug \
-      -DEDGECERT_SANITIZE="$kind" >/dev/null
+  configure "$kind" "$dir"
   # Only the unit-test binaries: the integration tests drive the normal build.
   local targets
   targets=$(cd "$ROOT/tests/unit" && for d in */; do ls "$d"*.cpp >/dev/null 2>&1 && echo "unit_${d%/}"; done)
@@ -24,8 +27,7 @@ run() {  # run KIND BUILD_DIR CTEST_ARGS...
 }
 terminator_tsan() {
   local dir=$ROOT/build-tsan
-  [ -f "$dir/build.ninja" ] || cmake -S "$ROOT" -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=Debug \
-      -DEDGECERT_SANITIZE=thread >/dev/null
+  configure thread "$dir"
   cmake --build "$dir" -j "$(nproc)" --target edgecert
   # halt_on_error: a report ends the terminator with exit code 66, which the tests' fixture
   # checks at stop (rc == 0), so a race fails the test that provoked it. testssl.sh is left out:

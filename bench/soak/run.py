@@ -15,11 +15,11 @@ request, a certificate served that is older than one served before, or RSS/fds t
 Everything listens on 127.0.0.1; every process is stopped by PID at the end.
 """
 import argparse
+import datetime
 import json
 import os
 import re
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -31,22 +31,18 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
 sys.path.insert(0, os.path.join(ROOT, "bench", "attacks"))
 from attacks import Upstream, proc_sample, raise_nofile  # noqa: E402
+from cryptography import x509  # noqa: E402
+from edgecert_helpers import https_request  # noqa: E402
 from pebble_fixture import Pebble, free_port  # noqa: E402
 
 
 def https_get(port, name, ctx):
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
-        with ctx.wrap_socket(raw, server_hostname=name) as s:
-            s.sendall(f"GET / HTTP/1.1\r\nHost: {name}\r\nConnection: close\r\n\r\n".encode())
-            data = b""
-            while True:
-                d = s.recv(65536)
-                if not d:
-                    break
-                data += d
-            if not data.startswith(b"HTTP/1.1 200"):
-                raise RuntimeError(f"status line {data[:40]!r}")
-            return ssl.cert_time_to_seconds(s.getpeercert()["notAfter"])
+    """GET / on a new connection; the served certificate's notAfter (seconds since the epoch)."""
+    data, der = https_request(port, name, ctx, timeout=10)
+    if not data.startswith(b"HTTP/1.1 200"):
+        raise RuntimeError(f"status line {data[:40]!r}")
+    not_after = x509.load_der_x509_certificate(der).not_valid_after.replace(tzinfo=datetime.timezone.utc)
+    return not_after.timestamp()
 
 
 class Clients:

@@ -1,7 +1,9 @@
 """Helpers shared by the integration tests: run the edgecert binary, inspect certificates."""
 import os
 import re
+import socket
 import subprocess
+import threading
 
 BIN = os.environ.get("EDGECERT_BIN") or os.path.join(
     os.path.dirname(__file__), "..", "..", "build", "edgecert")
@@ -54,3 +56,55 @@ def tree(path):
         for f in files:
             out.append(os.path.relpath(os.path.join(d, f), path))
     return sorted(out)
+
+
+def https_request(port, name, ctx, path="/", timeout=5):
+    """GET `path` through the terminator with SNI `name` on a new connection (a full handshake: no
+    session is offered); (the whole response, the peer's leaf certificate DER)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        with ctx.wrap_socket(s, server_hostname=name) as t:
+            t.sendall(f"GET {path} HTTP/1.0\r\nHost: {name}\r\nConnection: close\r\n\r\n".encode())
+            data = b""
+            while True:
+                chunk = t.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+            return data, t.getpeercert(binary_form=True)
+
+
+class ClientPool:
+    """`n` threads that each call `request()` in a loop until stop(): a return counts as a
+    success, any exception as a failure (its repr kept). Used as a context manager."""
+
+    def __init__(self, request, n):
+        self.ok = self.fail = 0
+        self.errors = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._request = request
+        self._threads = [threading.Thread(target=self._loop) for _ in range(n)]
+
+    def _loop(self):
+        while not self._stop.is_set():
+            try:
+                self._request()
+                with self._lock:
+                    self.ok += 1
+            except Exception as e:  # noqa: BLE001 — every failure counts
+                with self._lock:
+                    self.fail += 1
+                    self.errors.append(repr(e))
+
+    def __enter__(self):
+        for t in self._threads:
+            t.start()
+        return self
+
+    def stop(self):
+        self._stop.set()
+        for t in self._threads:
+            t.join()
+
+    def __exit__(self, *exc):
+        self.stop()

@@ -35,7 +35,7 @@ import apiserver_fixture
 from acmeserver_fixture import AcmeServer
 from controller_fixture import CRDS, Controller, K8sTerminator, apply, certificate, issuer, wait_until
 from terminator_fixture import Upstream, free_port
-from test_run import https_request
+from edgecert_helpers import https_request
 
 pytestmark = pytest.mark.skipif(apiserver_fixture.kubectl_path() is None, reason="kubectl is not installed")
 

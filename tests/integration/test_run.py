@@ -21,7 +21,7 @@ import pytest
 from cryptography import x509
 
 from acmeserver_fixture import AcmeServer
-from edgecert_helpers import BIN, openssl, verify_chain
+from edgecert_helpers import BIN, https_request, openssl, verify_chain
 from pebble_fixture import Pebble, free_port
 
 
@@ -121,21 +121,6 @@ class EdgecertRun:
         rc = self.proc.returncode if self.proc else None
         assert "PRIVATE KEY" not in self.log(), "a private key was logged"
         return rc
-
-
-def https_request(port, name, ctx, path="/", timeout=5):
-    """GET `path` through the terminator with SNI `name` on a new connection (a full handshake: no
-    session is offered); (the whole response, the peer's leaf certificate DER)."""
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
-        with ctx.wrap_socket(s, server_hostname=name) as t:
-            t.sendall(f"GET {path} HTTP/1.0\r\nHost: {name}\r\n\r\n".encode())
-            data = b""
-            while True:
-                chunk = t.recv(65536)
-                if not chunk:
-                    break
-                data += chunk
-            return data, t.getpeercert(binary_form=True)
 
 
 def https_get(port, name, cafile):

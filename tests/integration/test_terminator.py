@@ -13,6 +13,7 @@ import time
 
 import pytest
 
+from edgecert_helpers import ClientPool, https_request
 from terminator_fixture import (BIN, Terminator, Upstream, free_port, make_cert, tls_probe, wait_for)
 
 
@@ -368,52 +369,26 @@ def test_reload_under_load_50_replacements(env):
     folder = certs + "/load"
     first = make_cert(folder, ["load.test"], "ec")
     assert wait_for(lambda: tls_probe(t.tls_port, "load.test")[0] == first, timeout=2.0)
-    stop = threading.Event()
-    stats = {"ok": 0, "fail": 0, "errors": []}
-    lock = threading.Lock()
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
 
-    def client():
-        while not stop.is_set():
-            try:
-                with socket.create_connection(("127.0.0.1", t.tls_port), timeout=5) as raw:
-                    with ctx.wrap_socket(raw, server_hostname="load.test") as s:
-                        s.sendall(b"GET /load HTTP/1.1\r\nHost: load.test\r\nConnection: close\r\n\r\n")
-                        data = b""
-                        while True:
-                            d = s.recv(65536)
-                            if not d:
-                                break
-                            data += d
-                assert data.startswith(b"HTTP/1.1 200"), data[:100]
-                with lock:
-                    stats["ok"] += 1
-            except Exception as e:  # noqa: BLE001 — every failure counts
-                with lock:
-                    stats["fail"] += 1
-                    stats["errors"].append(repr(e))
+    def request():
+        data, _ = https_request(t.tls_port, "load.test", ctx, path="/load")
+        assert data.startswith(b"HTTP/1.1 200"), data[:100]
 
-    threads = [threading.Thread(target=client) for _ in range(6)]
-    for th in threads:
-        th.start()
     latencies = []
-    try:
+    with ClientPool(request, 6) as pool:
         for i in range(50):
             new = make_cert(folder, ["load.test"], "ec")
             t0 = time.time()
             assert wait_for(lambda: tls_probe(t.tls_port, "load.test")[0] == new, timeout=1.0, interval=0.01), \
                 f"replacement {i}: new serial not served within 1 s"
             latencies.append(time.time() - t0)
-    finally:
-        stop.set()
-        for th in threads:
-            th.join()
-    print(f"requests ok={stats['ok']} failed={stats['fail']}; reload latency max={max(latencies):.3f}s "
+    print(f"requests ok={pool.ok} failed={pool.fail}; reload latency max={max(latencies):.3f}s "
           f"median={sorted(latencies)[len(latencies) // 2]:.3f}s")
-    assert stats["fail"] == 0, stats["errors"][:5]
-    assert stats["ok"] > 100
+    assert pool.fail == 0, pool.errors[:5]
+    assert pool.ok > 100
 
 
 @pytest.mark.skipif(shutil.which("h2load") is None, reason="h2load (nghttp2-client) not installed")
@@ -577,8 +552,7 @@ def test_certificate_swaps_during_bulk_transfers_fail_no_request(env):
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
-    stop = threading.Event()
-    stats = {"ok": 0, "fail": 0, "errors": [], "inflight": 0}
+    inflight = [0]  # transfers between request and last byte
     lock = threading.Lock()
 
     def read_response(s, buf):
@@ -594,49 +568,34 @@ def test_certificate_swaps_during_bulk_transfers_fail_no_request(env):
             body += d
         return body[:n], body[n:]
 
-    def client():
-        while not stop.is_set():
+    def request():
+        raw = socket.create_connection(("127.0.0.1", t.tls_port), timeout=10)
+        with ctx.wrap_socket(raw, server_hostname="bulkswap.test") as s:
+            s.sendall(b"GET /big/%d HTTP/1.1\r\nHost: bulkswap.test\r\n\r\n" % n)
+            with lock:
+                inflight[0] += 1
             try:
-                raw = socket.create_connection(("127.0.0.1", t.tls_port), timeout=10)
-                with ctx.wrap_socket(raw, server_hostname="bulkswap.test") as s:
-                    s.sendall(b"GET /big/%d HTTP/1.1\r\nHost: bulkswap.test\r\n\r\n" % n)
-                    with lock:
-                        stats["inflight"] += 1
-                    try:
-                        body, rest = read_response(s, b"")
-                    finally:
-                        with lock:
-                            stats["inflight"] -= 1
-                    assert not rest and not s.recv(1), "bytes after the body"
-                    assert body[:4096] == pattern[:4096] and body[-64:] == expected_tail
-                    assert body[n // 2] == pattern[(n // 2) % len(pattern)]
-                    with lock:
-                        stats["ok"] += 1
-            except Exception as e:  # noqa: BLE001 — every failure counts
+                body, rest = read_response(s, b"")
+            finally:
                 with lock:
-                    stats["fail"] += 1
-                    stats["errors"].append(repr(e))
+                    inflight[0] -= 1
+            assert not rest and not s.recv(1), "bytes after the body"
+            assert body[:4096] == pattern[:4096] and body[-64:] == expected_tail
+            assert body[n // 2] == pattern[(n // 2) % len(pattern)]
 
-    threads = [threading.Thread(target=client) for _ in range(4)]
-    for th in threads:
-        th.start()
     swaps_mid_transfer = 0
-    try:
-        assert wait_for(lambda: stats["inflight"] > 0, timeout=5.0, interval=0.01)
+    with ClientPool(request, 4) as pool:
+        assert wait_for(lambda: inflight[0] > 0, timeout=5.0, interval=0.01)
         for i in range(10):
             with lock:
-                swaps_mid_transfer += stats["inflight"] > 0
+                swaps_mid_transfer += inflight[0] > 0
             new = make_cert(folder, ["bulkswap.test"], "ec")
             assert wait_for(lambda: tls_probe(t.tls_port, "bulkswap.test")[0] == new, timeout=2.0, interval=0.02), \
                 f"swap {i}: the new certificate was not served within 2 s"
         # every client finishes at least one body that a swap happened during
-        assert wait_for(lambda: stats["ok"] >= 4 or stats["fail"] > 0, timeout=30.0)
-    finally:
-        stop.set()
-        for th in threads:
-            th.join()
-    print(f"4 MB bodies ok={stats['ok']} failed={stats['fail']}; {swaps_mid_transfer} of 10 swaps with transfers in flight")
-    assert stats["fail"] == 0, stats["errors"][:5]
+        assert wait_for(lambda: pool.ok >= 4 or pool.fail > 0, timeout=30.0)
+    print(f"4 MB bodies ok={pool.ok} failed={pool.fail}; {swaps_mid_transfer} of 10 swaps with transfers in flight")
+    assert pool.fail == 0, pool.errors[:5]
     assert swaps_mid_transfer >= 8
 
 

@@ -48,11 +48,16 @@ Result<RenewalInfo> parse_renewal_info(std::string_view body,
 
 SystemTime choose_renewal_time(const RenewalWindow& window, std::mt19937_64& rng, SystemTime now) {
     if (window.end <= now) return now;  // the window has passed: renew right away
-    auto span = std::chrono::duration_cast<std::chrono::seconds>(window.end - window.start);
+    // In whole seconds: a window parsed from far-off dates is saturated to kSystemTimeMin/Max,
+    // whose difference in nanoseconds does not fit in SystemTime's int64 (found by fuzzing).
+    using std::chrono::duration_cast;
+    using std::chrono::seconds;
+    const int64_t span = duration_cast<seconds>(window.end.time_since_epoch()).count() -
+                         duration_cast<seconds>(window.start.time_since_epoch()).count();
     SystemTime t = window.start;
-    if (span.count() > 0) {
-        std::uniform_int_distribution<int64_t> dist(0, span.count() - 1);
-        t = window.start + std::chrono::seconds(dist(rng));
+    if (span > 0) {
+        std::uniform_int_distribution<int64_t> dist(0, span - 1);
+        t = window.start + seconds(dist(rng));
     }
     return std::max(t, now);
 }

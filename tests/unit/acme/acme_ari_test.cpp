@@ -88,6 +88,20 @@ TEST(AcmeAri, ChooseRenewalTimeInThePastMeansNow) {
         kNow + 1h);
 }
 
+// Fuzzing found it (corpus acme_json/ubsan-ari-window-start-before-1678): a window starting in
+// year 1015 saturates to kSystemTimeMin, and end - start overflowed SystemTime's nanoseconds.
+TEST(AcmeAri, ChooseRenewalTimeInAWindowFromTheEdgesOfSystemTime) {
+    std::mt19937_64 rng(7);
+    for (int i = 0; i < 50; ++i) {
+        SystemTime t = choose_renewal_time({kSystemTimeMin, kNow + 1h}, rng, kNow);
+        ASSERT_GE(t, kNow);
+        ASSERT_LT(t, kNow + 1h);
+        t = choose_renewal_time({kNow + 1h, kSystemTimeMax}, rng, kNow);
+        ASSERT_GE(t, kNow + 1h);
+        ASSERT_LE(t, kSystemTimeMax);
+    }
+}
+
 TEST(AcmeAri, RenewalInfoUrlJoinsWithOneSlash) {
     EXPECT_EQ(renewal_info_url("https://ca.test/ari", "a.b"), "https://ca.test/ari/a.b");
     EXPECT_EQ(renewal_info_url("https://ca.test/ari/", "a.b"), "https://ca.test/ari/a.b");

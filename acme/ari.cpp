@@ -48,16 +48,18 @@ Result<RenewalInfo> parse_renewal_info(std::string_view body,
 
 SystemTime choose_renewal_time(const RenewalWindow& window, std::mt19937_64& rng, SystemTime now) {
     if (window.end <= now) return now;  // the window has passed: renew right away
-    // In whole seconds: a window parsed from far-off dates is saturated to kSystemTimeMin/Max,
-    // whose difference in nanoseconds does not fit in SystemTime's int64 (found by fuzzing).
+    // In whole seconds since the epoch: a window parsed from far-off dates is saturated to
+    // kSystemTimeMin/Max, and neither its span nor an offset into it need fit in SystemTime's
+    // 64-bit nanoseconds (found by fuzzing). The pick is floored to a second, so it is raised
+    // back to the start when it lands before it.
     using std::chrono::duration_cast;
     using std::chrono::seconds;
-    const int64_t span = duration_cast<seconds>(window.end.time_since_epoch()).count() -
-                         duration_cast<seconds>(window.start.time_since_epoch()).count();
+    const int64_t start_s = duration_cast<seconds>(window.start.time_since_epoch()).count();
+    const int64_t span = duration_cast<seconds>(window.end.time_since_epoch()).count() - start_s;
     SystemTime t = window.start;
     if (span > 0) {
         std::uniform_int_distribution<int64_t> dist(0, span - 1);
-        t = window.start + seconds(dist(rng));
+        t = std::max(system_time_from_unix(start_s + dist(rng)), window.start);
     }
     return std::max(t, now);
 }

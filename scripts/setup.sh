@@ -18,6 +18,7 @@ PKGS=(
   chromium  # headless browser through the terminator (test_terminator_chromium.py)
   prometheus  # promtool check metrics (admin server exposition)
   clang libclang-rt-14-dev  # libFuzzer + ASan/UBSan: the fuzz smoke run of scripts/test.sh (scripts/fuzz.sh)
+  qemu-system-x86 busybox-static  # the kTLS guest of scripts/vm.sh (Debian's kernel: vm.sh setup fetches it)
 )
 missing=()
 for p in "${PKGS[@]}"; do

@@ -718,6 +718,7 @@ int cmd_run(int argc, char** argv) {
     to.server.proxy_protocol = t.proxy_protocol;
     to.server.upstream_protocol = t.upstream_protocol;
     to.server.h2_upstream = t.upstream_h2;
+    to.server.ktls = t.ktls;
     to.server.http_mode = t.http_mode;
     to.server.drain_timeout = t.drain_timeout;
     to.tls.alpn = t.alpn;

@@ -69,6 +69,11 @@ int cmd_terminator(int argc, char** argv) {
              "offered (checked like h2c)")
         .add("proxy-protocol", "none|v1|v2",
              "PROXY protocol header sent upstream (client address, SNI, ALPN); the upstream must expect it", "none")
+        .add("ktls", "off|auto|on",
+             "kernel TLS for what is sent to clients: auto = the kernel encrypts after the handshake when it offers "
+             "kTLS (upstream bytes are then spliced, never copied through user space), else OpenSSL does; on = "
+             "refuse to start without it",
+             "off")
         .add("http-mode", "redirect|passthrough", "non-challenge requests on the HTTP listener", "redirect")
         .add("handshake-timeout", "DURATION", "TLS handshake / request head / upstream connect deadline", "10s")
         .add("idle-timeout", "DURATION", "close a proxied connection idle this long", "5m")
@@ -133,6 +138,9 @@ int cmd_terminator(int argc, char** argv) {
     if (!up) return fail(up.error().with_context("--upstream-protocol"));
     so.upstream_protocol = *up;
     so.h2_upstream = f.get("upstream-h2");
+    auto km = parse_ktls_mode(f.get("ktls"));
+    if (!km) return fail(km.error().with_context("--ktls"));
+    so.ktls = *km;
     tls::TlsOptions to;
     std::vector<std::string> alpn_flag = split_list(f.get("alpn"));
     auto alpn = offered_alpn(so, f.has("alpn") ? &alpn_flag : nullptr);

@@ -245,7 +245,7 @@ Result<RunTerminator> parse_terminator(const json& t) {
     if (!t.is_object()) return bad("must be a map");
     EC_TRY(only_keys(t,
                      {"listen", "httpListen", "upstream", "proxyProtocol", "httpMode", "admin", "workers", "strictSni",
-                      "defaultCertificate", "drainTimeout", "alpn", "upstreamProtocol", "upstreamH2"},
+                      "defaultCertificate", "drainTimeout", "alpn", "upstreamProtocol", "upstreamH2", "ktls"},
                      ""));
     auto str = [&](const char* k, std::string& dst) -> Status {
         if (!t.contains(k)) return {};
@@ -287,6 +287,11 @@ Result<RunTerminator> parse_terminator(const json& t) {
     if (!up) return bad(up.error().message);
     out.upstream_protocol = *up;
     EC_TRY(str("upstreamH2", out.upstream_h2));
+    std::string ktls = "off";
+    EC_TRY(str("ktls", ktls));
+    auto km = parse_ktls_mode(ktls);
+    if (!km) return bad(km.error().message);
+    out.ktls = *km;
     std::vector<std::string> alpn;
     if (t.contains("alpn")) {
         if (!t["alpn"].is_array()) return bad("alpn must be a list such as [h2, http/1.1]");

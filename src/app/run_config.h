@@ -78,6 +78,7 @@ struct RunTerminator {
     // (upstreamProtocol: h2c); an application behind `run` usually speaks HTTP/1.1 only.
     proxy::UpstreamProtocol upstream_protocol = proxy::UpstreamProtocol::Http1;
     std::string upstream_h2;  // upstreamH2: a separate HTTP/2-only port for h2 clients
+    proxy::KtlsMode ktls = proxy::KtlsMode::Off;  // ktls: off | auto | on
     std::vector<std::string> alpn = {"http/1.1"};  // resolved by offered_alpn()
 };
 

@@ -15,6 +15,15 @@ Result<proxy::UpstreamProtocol> parse_upstream_protocol(const std::string& s) {
                  "upstream protocol '" + s + "': use http1 (HTTP/1.1) or h2c (HTTP/2 with prior knowledge, and HTTP/1.1)");
 }
 
+Result<proxy::KtlsMode> parse_ktls_mode(const std::string& s) {
+    if (s == "off") return proxy::KtlsMode::Off;
+    if (s == "auto") return proxy::KtlsMode::Auto;
+    if (s == "on") return proxy::KtlsMode::On;
+    return Error(ErrorCode::InvalidConfig,
+                 "ktls '" + s + "': use off (OpenSSL encrypts every record), auto (the kernel encrypts what is "
+                 "sent when it offers kTLS) or on (like auto, and refuse to start without it)");
+}
+
 Result<std::vector<std::string>> offered_alpn(const proxy::ServerOptions& server,
                                               const std::vector<std::string>* explicit_list) {
     bool h2 = server.upstream_protocol == proxy::UpstreamProtocol::H2c || !server.h2_upstream.empty();
@@ -202,10 +211,24 @@ void TerminatorRuntime::register_metrics() {
             "HTTP/1.1 (RST_STREAM HTTP_1_1_REQUIRED).",
             "counter", [srv](std::vector<S>& out) { out.push_back({{}, double(srv->stats().h2_http11_required)}); });
     }
-    add("edgecert_ktls_kernel_available",
-        "1 if the kernel accepts the tls upper-layer protocol (kTLS); TLS records are encrypted in user space "
-        "either way.",
+    add("edgecert_ktls_kernel_available", "1 if the kernel accepts the tls upper-layer protocol (kTLS), probed at start.",
         "gauge", [srv](std::vector<S>& out) { out.push_back({{}, srv->ktls().kernel ? 1.0 : 0.0}); });
+    add("edgecert_ktls_tx_enabled",
+        "1 if the kernel encrypts what is sent to clients after the handshake (--ktls auto or on, and the kernel "
+        "offers kTLS); 0: OpenSSL encrypts every record.",
+        "gauge", [srv](std::vector<S>& out) { out.push_back({{}, srv->ktls_tx() ? 1.0 : 0.0}); });
+    add("edgecert_ktls_tx_handshakes_total",
+        "Completed handshakes with kTLS enabled, by record layer for what is sent: kernel, or user_space when the "
+        "cipher suite or the kernel did not allow it on that connection.",
+        "counter", [srv](std::vector<S>& out) {
+            auto s = srv->stats();
+            out.push_back({{{"layer", "kernel"}}, double(s.ktls_tx_conns)});
+            out.push_back({{{"layer", "user_space"}}, double(s.ktls_tx_declined)});
+        });
+    add("edgecert_ktls_spliced_bytes_total",
+        "Bytes moved from the upstream to kTLS clients with splice(2), without a copy through user space (also in "
+        "edgecert_bytes_total{direction=\"out\"}).",
+        "counter", [srv](std::vector<S>& out) { out.push_back({{}, double(srv->stats().ktls_spliced_bytes)}); });
     add("edgecert_loaded_certificates", "Certificates in the served snapshot.", "gauge",
         [holder](std::vector<S>& out) { out.push_back({{}, double(holder->get()->size())}); });
     add("edgecert_served_certificate_not_after_timestamp_seconds",

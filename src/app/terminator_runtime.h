@@ -58,6 +58,9 @@ struct TerminatorRuntimeOptions {
 // "http1" | "h2c" (the --upstream-protocol / upstreamProtocol setting).
 Result<proxy::UpstreamProtocol> parse_upstream_protocol(const std::string& s);
 
+// "off" | "auto" | "on" (the --ktls / ktls setting).
+Result<proxy::KtlsMode> parse_ktls_mode(const std::string& s);
+
 // The ALPN list offered to clients. Without an explicit list: what the upstream speaks
 // (http/1.1; h2 first when the upstream is h2c or an h2 upstream is given). An explicit list may
 // not offer h2 otherwise: the decrypted bytes are forwarded unchanged, so those clients would

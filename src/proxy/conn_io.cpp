@@ -2,6 +2,7 @@
 // upstream connect and the bidirectional copy with backpressure. Sockets are edge-triggered;
 // Conn's c_rd/c_wr/u_rd/u_wr say whether a side may have progress to make, so no call is made
 // that is known to return EAGAIN.
+#include <fcntl.h>
 #include <netinet/tcp.h>
 #include <sys/epoll.h>
 #include <unistd.h>
@@ -26,6 +27,8 @@ void Worker::do_handshake(Conn* c) {
     int r = SSL_do_handshake(c->ssl);
     if (r == 1) {
         st_.hs_ok.fetch_add(1, std::memory_order_relaxed);
+        if (c->ktls_tx) st_.ktls_tx_conns.fetch_add(1, std::memory_order_relaxed);
+        else if (c->ktls_allowed) st_.ktls_tx_declined.fetch_add(1, std::memory_order_relaxed);
         if (c->info.acme_tls_alpn) {  // RFC 8737 §3: validation only, no application data
             st_.tls_alpn01_served.fetch_add(1, std::memory_order_relaxed);
             SSL_shutdown(c->ssl);
@@ -158,6 +161,8 @@ void Worker::start_upstream(Conn* c, std::string prefix) {
 }
 
 void Worker::finish_with(Conn* c, std::string_view bytes) {
+    c->pipe_len = 0;  // what the upstream sent is replaced by `bytes`
+    give_pipe(c);
     if (c->ufd >= 0) {
         ::close(c->ufd);  // also leaves epoll; a queued event for it finds ufd < 0
         c->ufd = -1;
@@ -419,7 +424,9 @@ void Worker::pump(Conn* c) {
         }
         // ---- upstream → client ----
         Buf& b = c->u2c;
-        if (!c->u_eof && c->u_rd && c->ufd >= 0 && (!b.p || b.off + b.len < cap)) {
+        if (c->ktls_tx && c->state == Conn::State::Streaming && !c->h2_check && b.len == 0 && !c->no_splice) {
+            if (!splice_u2c(c, progress)) return;  // closed
+        } else if (!c->u_eof && c->u_rd && c->ufd >= 0 && (!b.p || b.off + b.len < cap)) {
             if (!ensure(b)) return close_conn(c);
             if (b.len == 0) b.off = 0;
             uint32_t space = cap - b.off - b.len;
@@ -489,7 +496,7 @@ void Worker::pump(Conn* c) {
             }
             if (b.len == 0) release(b);
         }
-        if (c->u_eof && b.len == 0 && !c->c_shut) {
+        if (c->u_eof && b.len == 0 && c->pipe_len == 0 && !c->c_shut) {
             if (c->state == Conn::State::Responding) return close_conn(c);
             if (c->ssl) {
                 c->more = true;
@@ -500,7 +507,7 @@ void Worker::pump(Conn* c) {
             c->c_shut = true;
             progress = true;
         }
-        if (c->c_eof && c->u_eof && c->c2u.len == 0 && c->u2c.len == 0) return close_conn(c);
+        if (c->c_eof && c->u_eof && c->c2u.len == 0 && c->u2c.len == 0 && c->pipe_len == 0) return close_conn(c);
         if (spdlog::should_log(spdlog::level::trace))
             spdlog::trace("conn cfd={} ufd={} st={} c_rd={} c_wr={} u_rd={} u_wr={} c_eof={} u_eof={} c2u={} u2c={} progress={}",
                           c->cfd, c->ufd, int(c->state), c->c_rd, c->c_wr, c->u_rd, c->u_wr, c->c_eof, c->u_eof,
@@ -511,6 +518,51 @@ void Worker::pump(Conn* c) {
     }
     if (any && c->state == Conn::State::Streaming)
         list_append(idle_list_, c, now_ + srv_.opts_.idle_timeout);
+}
+
+// Upstream → client with kernel TLS: splice(2) moves the bytes from the upstream socket into a
+// pipe and from the pipe into the client socket, where the kernel encrypts them; they never
+// reach user space. The pipe is filled only when it is empty, so EAGAIN from the upstream means
+// "drained" (edge-triggered readiness), never "pipe full".
+bool Worker::splice_u2c(Conn* c, bool& progress) {
+    if (c->pipe_r < 0 && !take_pipe(c)) {
+        c->no_splice = true;  // out of file descriptors: copy through user space instead
+        return true;
+    }
+    if (c->pipe_len == 0 && !c->u_eof && c->u_rd && c->ufd >= 0) {
+        ssize_t n = ::splice(c->ufd, nullptr, c->pipe_w, nullptr, kPipeChunk, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+        if (n > 0) {
+            c->pipe_len = static_cast<uint32_t>(n);
+            c->u_any = true;
+            progress = true;
+        } else if (n == 0) {
+            c->u_eof = true;
+            progress = true;
+        } else if (would_block(errno)) {
+            c->u_rd = false;
+        } else if (errno != EINTR) {
+            st_.upstream_errors.fetch_add(1, std::memory_order_relaxed);
+            upstream_failed(c);
+            return false;
+        }
+    }
+    if (c->pipe_len > 0 && c->c_wr) {
+        ssize_t n = ::splice(c->pipe_r, nullptr, c->cfd, nullptr, c->pipe_len, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+        if (n > 0) {
+            c->pipe_len -= static_cast<uint32_t>(n);
+            st_.bytes_out.fetch_add(static_cast<uint64_t>(n), std::memory_order_relaxed);
+            st_.ktls_spliced_bytes.fetch_add(static_cast<uint64_t>(n), std::memory_order_relaxed);
+            progress = true;
+        } else if (n < 0 && would_block(errno)) {
+            c->c_wr = false;
+        } else if (n < 0 && errno != EINTR) {
+            close_conn(c);
+            return false;
+        }
+    }
+    // A drained connection gives its empty pipe back: an idle keep-alive connection holds none.
+    if (c->pipe_len == 0 && (!c->u_rd || c->u_eof)) give_pipe(c);
+    return true;
 }
 
 }  // namespace edgecert::proxy

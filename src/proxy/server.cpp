@@ -154,6 +154,14 @@ static void fit_connections_to_fd_limit(long& max_connections, int workers) {
 
 Status Server::start() {
     fit_connections_to_fd_limit(opts_.max_connections, opts_.workers);
+    if (!opts_.listen.empty()) {
+        ktls_ = probe_ktls();
+        if (opts_.ktls == KtlsMode::On && !ktls_.kernel)
+            return Error(ErrorCode::InvalidConfig,
+                         "--ktls on: kTLS is not available on this kernel (" + ktls_.detail +
+                             "); use --ktls auto to fall back to user space");
+        ktls_tx_ = opts_.ktls != KtlsMode::Off && ktls_.kernel;
+    }
     std::vector<int> tls_fds, http_fds;
     auto cleanup = [&] {
         for (int fd : tls_fds) ::close(fd);
@@ -229,10 +237,15 @@ Status Server::start() {
     }
     spdlog::info("terminator: {} worker(s), TLS on port {}, HTTP on port {}", opts_.workers, tls_port_, http_port_);
     if (tls_port_) {
-        ktls_ = probe_ktls();
-        if (ktls_.kernel)
-            spdlog::info("terminator: TLS records are encrypted in user space (OpenSSL); the kernel offers kTLS, "
-                         "which this version does not use");
+        if (ktls_tx_)
+            spdlog::info("terminator: the kernel encrypts what is sent to clients after the handshake (kTLS, "
+                         "--ktls {}); upstream bytes are spliced to clients; received records are decrypted "
+                         "in user space (OpenSSL)",
+                         opts_.ktls == KtlsMode::On ? "on" : "auto");
+        else if (opts_.ktls == KtlsMode::Off)
+            spdlog::info("terminator: TLS records are encrypted in user space (OpenSSL; --ktls off); the kernel "
+                         "{}",
+                         ktls_.kernel ? "offers kTLS" : "does not offer kTLS (" + ktls_.detail + ")");
         else
             spdlog::info("terminator: TLS records are encrypted in user space (OpenSSL); kTLS is not available "
                          "on this kernel ({})",
@@ -287,6 +300,9 @@ StatsTotals Server::stats() const {
         t.tls_alpn01_served += r(s->tls_alpn01_served);
         t.h2_http11_required += r(s->h2_http11_required);
         t.upstream_502 += r(s->upstream_502);
+        t.ktls_tx_conns += r(s->ktls_tx_conns);
+        t.ktls_tx_declined += r(s->ktls_tx_declined);
+        t.ktls_spliced_bytes += r(s->ktls_spliced_bytes);
     }
     return t;
 }

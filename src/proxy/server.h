@@ -24,6 +24,12 @@ namespace edgecert::proxy {
 
 enum class HttpMode { Redirect, Passthrough };
 
+// Kernel TLS for what the terminator sends (docs/tls-policy.md#record-layer-and-ktls).
+// Off: OpenSSL encrypts every record. Auto: the kernel encrypts after the handshake when it
+// offers kTLS and the cipher suite allows it, else OpenSSL does (one log line says which).
+// On: like Auto, but start() fails when the kernel does not offer kTLS.
+enum class KtlsMode { Off, Auto, On };
+
 struct ServerOptions {
     std::string listen = "0.0.0.0:443";
     std::string http_listen = "0.0.0.0:80";  // empty: no plain-HTTP listener
@@ -50,6 +56,7 @@ struct ServerOptions {
     // Lowered at start() if the open-files limit cannot hold two sockets per connection.
     long max_connections = 50'000;
     size_t buffer_size = 16 * 1024; // per direction, allocated only while data is in flight
+    KtlsMode ktls = KtlsMode::Off;
 };
 
 // Counters, one cache line per worker (no sharing on the hot path); summed by stats().
@@ -66,6 +73,10 @@ struct alignas(64) WorkerStats {
     std::atomic<uint64_t> http01_served{0}, tls_alpn01_served{0};
     std::atomic<uint64_t> h2_http11_required{0};  // h2 clients told to retry over HTTP/1.1
     std::atomic<uint64_t> upstream_502{0};        // HTTP/1.1 clients answered 502 (upstream down)
+    // Kernel TLS: handshakes after which the kernel encrypted what we send, and those that
+    // stayed in user space although kTLS was on (cipher suite, or the kernel refused the keys);
+    // bytes spliced from the upstream to such a client without a copy through user space.
+    std::atomic<uint64_t> ktls_tx_conns{0}, ktls_tx_declined{0}, ktls_spliced_bytes{0};
 };
 
 struct StatsTotals {
@@ -75,6 +86,7 @@ struct StatsTotals {
     uint64_t head_timeouts = 0, evicted = 0, accept_paused = 0, accept_waits_full = 0;
     uint64_t http01_served = 0, tls_alpn01_served = 0;
     uint64_t h2_http11_required = 0, upstream_502 = 0;
+    uint64_t ktls_tx_conns = 0, ktls_tx_declined = 0, ktls_spliced_bytes = 0;
 };
 
 class Worker;
@@ -100,9 +112,10 @@ public:
     StatsTotals stats() const;
     // Null unless upstream_protocol is H2c (and there is a TLS listener).
     const H2Gate* h2_gate() const { return h2_gate_.get(); }
-    // What the kernel offers for TLS records (probed in start()); records are encrypted in user
-    // space either way.
+    // What the kernel offers for TLS records (probed in start()), and whether the workers hand
+    // the send keys to it (--ktls auto/on on a kernel that offers it).
     const KtlsSupport& ktls() const { return ktls_; }
+    bool ktls_tx() const { return ktls_tx_; }
 
 private:
     Server(ServerOptions opts, tls::TlsContext& tls, tls::SnapshotHolder& snapshots,
@@ -121,6 +134,7 @@ private:
     std::atomic<int> running_{0};
     std::unique_ptr<H2Gate> h2_gate_;
     KtlsSupport ktls_;
+    bool ktls_tx_ = false;
     friend class Worker;
 };
 

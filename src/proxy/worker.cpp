@@ -1,5 +1,6 @@
 #include "proxy/worker.h"
 
+#include <fcntl.h>
 #include <netinet/tcp.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
@@ -9,6 +10,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <tuple>
 
 #include "proxy/http_head.h"
 
@@ -25,6 +27,10 @@ Worker::Worker(Server& server, int index, WorkerStats& stats)
 
 Worker::~Worker() {
     for (char* p : pool_) std::free(p);
+    for (auto [r, w] : pipes_) {
+        ::close(r);
+        ::close(w);
+    }
     for (int fd : {ep_, tls_fd_, http_fd_, wake_fd_})
         if (fd >= 0) ::close(fd);
 }
@@ -199,6 +205,31 @@ void Worker::release(Buf& b) {
     b.off = b.len = 0;
 }
 
+bool Worker::take_pipe(Conn* c) {
+    if (!pipes_.empty()) {
+        std::tie(c->pipe_r, c->pipe_w) = pipes_.back();
+        pipes_.pop_back();
+        return true;
+    }
+    int p[2];
+    if (::pipe2(p, O_NONBLOCK | O_CLOEXEC) != 0) return false;
+    c->pipe_r = p[0];
+    c->pipe_w = p[1];
+    return true;
+}
+
+void Worker::give_pipe(Conn* c) {
+    if (c->pipe_r < 0) return;
+    if (c->pipe_len == 0 && pipes_.size() < 16) {
+        pipes_.emplace_back(c->pipe_r, c->pipe_w);
+    } else {  // bytes still in it (connection closed early), or the pool is full
+        ::close(c->pipe_r);
+        ::close(c->pipe_w);
+    }
+    c->pipe_r = c->pipe_w = -1;
+    c->pipe_len = 0;
+}
+
 // ---- loop ----
 
 void Worker::run() {
@@ -306,6 +337,10 @@ void Worker::on_accept(int lfd, bool tls) {
                 close_conn(c);
                 continue;
             }
+            if (srv_.ktls_tx_) {
+                c->ktls_allowed = true;
+                SSL_set_options(c->ssl, SSL_OP_ENABLE_KTLS);
+            }
             SSL_set_accept_state(c->ssl);
             tls::TlsContext::attach(c->ssl, &c->info);
             c->info.fd = fd;
@@ -394,6 +429,7 @@ void Worker::close_conn(Conn* c) {
     if (c->cfd >= 0) ::close(c->cfd);  // close() also removes the fd from epoll
     if (c->ufd >= 0) ::close(c->ufd);
     c->cfd = c->ufd = -1;
+    give_pipe(c);
     release(c->c2u);
     release(c->u2c);
     --conns_;

@@ -27,6 +27,9 @@ struct Buf {
 
 struct Conn;
 
+// The most one splice() moves from the upstream into an empty pipe (a pipe holds 64 KiB).
+constexpr size_t kPipeChunk = 64 * 1024;
+
 class Worker {
   public:
     friend class Server;
@@ -49,6 +52,12 @@ class Worker {
     std::string tls_proxy_prefix(Conn* c);
     void start_upstream(Conn* c, std::string prefix);
     void pump(Conn* c);
+    // pump()'s upstream → client step with kernel TLS (splice through a pipe); false if it
+    // closed the connection.
+    bool splice_u2c(Conn* c, bool& progress);
+    // Pipes for splice_u2c, kept in a small per-worker pool while empty.
+    bool take_pipe(Conn* c);
+    void give_pipe(Conn* c);
     void respond_and_close(Conn* c, std::string response);
     // Replaces the upstream: `bytes` go to the client, then close_notify and the FIN; what the
     // client still sends is read and dropped until it closes (a close with unread data would
@@ -101,6 +110,7 @@ class Worker {
     bool accept_paused_ = false;
     Clock::time_point accept_resume_;
     std::vector<char*> pool_;
+    std::vector<std::pair<int, int>> pipes_;  // empty pipes (read end, write end)
     size_t conns_ = 0;
     bool draining_ = false, stopping_ = false;
     std::atomic<bool> drain_req_{false}, stop_req_{false};
@@ -146,6 +156,16 @@ struct Conn {
     bool hs_wants_write = false, rd_wants_wr = false, wr_wants_rd = false;
     bool c_eof = false, u_eof = false, c_shut = false, u_shut = false;
     bool more = false;      // client writes: more follows at once (MSG_MORE), see conn_bio.cpp
+    // Kernel TLS for the client's send direction (conn_bio.cpp): allowed on this connection
+    // (--ktls), the kernel holds the send keys, it refused them; the record type of the next
+    // write when OpenSSL marked it as a non-application record (-1: application data).
+    bool ktls_allowed = false, ktls_tx = false, ktls_failed = false;
+    int16_t ktls_record = -1;
+    // With ktls_tx: upstream bytes move to the client through this pipe with splice(2), never
+    // through user space. Opened at the first splice, closed with the connection.
+    int pipe_r = -1, pipe_w = -1;
+    uint32_t pipe_len = 0;
+    bool no_splice = false;  // no pipe could be opened: copy through user space
     bool h2_check = false;  // h2 negotiated with an h2c upstream: its first bytes must be SETTINGS
     bool u_any = false;     // the upstream has sent at least one byte
     H2StreamTracker h2_streams;  // h2_check / H2Refusing: the streams the client opened so far

@@ -18,6 +18,8 @@ import urllib.request
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from edgecert_helpers import ClientPool
+
 CHROMIUM = "/usr/bin/chromium"
 BIN = os.environ.get("EDGECERT_BIN") or os.path.join(os.path.dirname(__file__), "..", "..", "build", "edgecert")
 PP2_SIG = b"\r\n\r\n\x00\r\nQUIT\n"
@@ -363,3 +365,66 @@ def wait_for(pred, timeout=5.0, interval=0.02):
             return last
         time.sleep(interval)
     return last
+
+
+def swaps_during_bulk_transfers(t, certs, name="bulkswap"):
+    """Four clients download 4 MB bodies back to back while the certificate they are served under
+    is replaced ten times, so transfers are in flight at every swap: every body arrives whole and
+    byte-exact, no request fails, and new connections get the new certificate (a swap changes
+    what new handshakes present, never what an open connection is doing)."""
+    folder = certs + "/" + name
+    host = name + ".test"
+    first = make_cert(folder, [host], "ec")
+    assert wait_for(lambda: tls_probe(t.tls_port, host)[0] == first, timeout=2.0)
+    n = 4 * 1000 * 1000
+    pattern = bytes(range(256)) * 256
+    expected_tail = bytes(pattern[i % len(pattern)] for i in range(n - 64, n))
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    inflight = [0]  # transfers between request and last byte
+    lock = threading.Lock()
+
+    def read_response(s, buf):
+        while b"\r\n\r\n" not in buf:
+            d = s.recv(1 << 16)
+            assert d, "connection closed before the response head"
+            buf += d
+        head, body = buf.split(b"\r\n\r\n", 1)
+        assert head.startswith(b"HTTP/1.1 200"), head[:80]
+        while len(body) < n:
+            d = s.recv(1 << 20)
+            assert d, f"connection closed after {len(body)} of {n} body bytes"
+            body += d
+        return body[:n], body[n:]
+
+    def request():
+        raw = socket.create_connection(("127.0.0.1", t.tls_port), timeout=10)
+        with ctx.wrap_socket(raw, server_hostname=host) as s:
+            s.sendall(b"GET /big/%d HTTP/1.1\r\nHost: %s\r\n\r\n" % (n, host.encode()))
+            with lock:
+                inflight[0] += 1
+            try:
+                body, rest = read_response(s, b"")
+            finally:
+                with lock:
+                    inflight[0] -= 1
+            assert not rest and not s.recv(1), "bytes after the body"
+            assert body[:4096] == pattern[:4096] and body[-64:] == expected_tail
+            assert body[n // 2] == pattern[(n // 2) % len(pattern)]
+
+    swaps_mid_transfer = 0
+    with ClientPool(request, 4) as pool:
+        assert wait_for(lambda: inflight[0] > 0, timeout=5.0, interval=0.01)
+        for i in range(10):
+            with lock:
+                swaps_mid_transfer += inflight[0] > 0
+            new = make_cert(folder, [host], "ec")
+            assert wait_for(lambda: tls_probe(t.tls_port, host)[0] == new, timeout=2.0, interval=0.02), \
+                f"swap {i}: the new certificate was not served within 2 s"
+        # every client finishes at least one body that a swap happened during
+        assert wait_for(lambda: pool.ok >= 4 or pool.fail > 0, timeout=30.0)
+    print(f"4 MB bodies ok={pool.ok} failed={pool.fail}; {swaps_mid_transfer} of 10 swaps with transfers in flight")
+    assert pool.fail == 0, pool.errors[:5]
+    assert swaps_mid_transfer >= 8
+    return pool.ok, swaps_mid_transfer

@@ -132,6 +132,19 @@ TEST(RunConfig, TerminatorDefaults) {
     EXPECT_EQ(c->terminator.workers, 1);
     EXPECT_EQ(c->terminator.upstream_protocol, proxy::UpstreamProtocol::Http1);
     EXPECT_EQ(c->terminator.alpn, (std::vector<std::string>{"http/1.1"}));
+    EXPECT_EQ(c->terminator.ktls, proxy::KtlsMode::Off);
+}
+
+TEST(RunConfig, KtlsModes) {
+    for (auto [text, mode] : {std::pair{"off", proxy::KtlsMode::Off}, {"auto", proxy::KtlsMode::Auto},
+                              {"on", proxy::KtlsMode::On}}) {
+        auto c = parse(std::string("store: s\nterminator: {upstream: 127.0.0.1:80, ktls: ") + text + "}\n");
+        ASSERT_TRUE(c) << c.error().message;
+        EXPECT_EQ(c->terminator.ktls, mode) << text;
+    }
+    auto bad = parse("store: s\nterminator: {upstream: 127.0.0.1:80, ktls: yes}\n");
+    ASSERT_FALSE(bad);
+    EXPECT_NE(bad.error().message.find("ktls 'yes': use off"), std::string::npos) << bad.error().message;
 }
 
 TEST(RunConfig, H2IsOfferedOnlyToAnH2cUpstream) {

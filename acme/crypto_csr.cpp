@@ -124,7 +124,7 @@ std::string der_uint(std::string_view be) {
     return out;
 }
 
-std::string jwk_bytes(const nlohmann::json& jwk, const char* member) {
+std::string jwk_bytes_or_empty(const nlohmann::json& jwk, const char* member) {
     return enc::base64url_decode(jwk.value(member, "")).value_or("");
 }
 
@@ -143,17 +143,17 @@ Status set_spki(X509_PUBKEY* pub, const PrivateKey& key) {
             alg_nid = NID_X9_62_id_ecPublicKey;
             ptype = V_ASN1_OBJECT;
             pval = OBJ_nid2obj(key.type() == KeyType::EcP256 ? NID_X9_62_prime256v1 : NID_secp384r1);
-            bits = "\x04" + jwk_bytes(jwk, "x") + jwk_bytes(jwk, "y");  // SEC1 uncompressed point
+            bits = "\x04" + jwk_bytes_or_empty(jwk, "x") + jwk_bytes_or_empty(jwk, "y");  // SEC1 uncompressed point
             break;
         case KeyType::Ed25519:
             alg_nid = NID_ED25519;
             ptype = V_ASN1_UNDEF;  // RFC 8410 §3: parameters absent
-            bits = jwk_bytes(jwk, "x");
+            bits = jwk_bytes_or_empty(jwk, "x");
             break;
         default: {
             alg_nid = NID_rsaEncryption;
             ptype = V_ASN1_NULL;
-            std::string body = der_uint(jwk_bytes(jwk, "n")) + der_uint(jwk_bytes(jwk, "e"));
+            std::string body = der_uint(jwk_bytes_or_empty(jwk, "n")) + der_uint(jwk_bytes_or_empty(jwk, "e"));
             bits = "\x30";  // RSAPublicKey ::= SEQUENCE { modulus, publicExponent } (RFC 8017 A.1.1)
             der_length(bits, body.size());
             bits += body;

@@ -6,6 +6,7 @@
 #include <set>
 
 #include "controller/shim.h"
+#include "edgecert/base/http.h"
 #include "edgecert/base/encoding.h"
 
 namespace edgecert::controller {
@@ -18,11 +19,6 @@ std::vector<std::string> sorted_unique(std::vector<std::string> v) {
     std::sort(v.begin(), v.end());
     v.erase(std::unique(v.begin(), v.end()), v.end());
     return v;
-}
-
-std::string lower(std::string s) {
-    for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    return s;
 }
 
 std::map<std::string, std::string> string_map(const json& j) {
@@ -131,7 +127,7 @@ Result<std::vector<std::string>> dns_names_of(const json& spec) {
         if (acme::has_numeric_last_label(n))
             return bad("spec.dnsNames: '" + n +
                        "' is neither a DNS name (its last label is numeric) nor an IP address");
-        std::string name = lower(n);
+        std::string name = ascii_lower(n);
         if (auto why = invalid_dns_name_reason(name))
             return bad("spec.dnsNames: '" + n + "' " + *why);
         out.push_back(std::move(name));
@@ -382,7 +378,7 @@ Result<AcmeIssuerSpec> parse_acme_issuer(const json& issuer_spec) {
                         if (!sel[f].is_array()) return bad(std::string("spec.acme.solvers[].selector.") + f + " must be a list");
                         for (const auto& n : sel[f]) {
                             if (!n.is_string()) continue;
-                            std::string v = lower(n.get<std::string>());
+                            std::string v = ascii_lower(n.get<std::string>());
                             if (auto ip = acme::canonical_ip(v))
                                 v = *ip;  // an address, as ipAddresses keeps it
                             (f[3] == 'N' ? so.dns_names : so.dns_zones).push_back(std::move(v));
@@ -548,7 +544,7 @@ Evaluation evaluate(const CertificateSpec& spec, const std::optional<store::Stor
         return ev;
     }
     std::vector<std::string> have;
-    for (auto& n : ev.leaf->dns_names()) have.push_back(lower(n));
+    for (auto& n : ev.leaf->dns_names()) have.push_back(ascii_lower(n));
     have = sorted_unique(std::move(have));
     if (have != spec.dns_names) {
         ev.reason = IssueReason::SANsChanged;

@@ -7,6 +7,7 @@
 #include <tuple>
 #include <utility>
 
+#include "edgecert/base/http.h"
 #include "edgecert/acme/types.h"
 #include "controller/fallback.h"
 #include "edgecert/k8s/models.h"
@@ -15,12 +16,6 @@ namespace edgecert::controller {
 namespace {
 
 constexpr std::string_view kGatewayGroup = "gateway.networking.k8s.io";
-
-std::string lower(std::string_view s) {
-    std::string out(s);
-    for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    return out;
-}
 
 std::string quote(std::string_view s) { return "\"" + std::string(s) + "\""; }
 
@@ -89,7 +84,7 @@ ShimResult build(const Source& src, const Wants& wants, std::vector<Skipped> ski
         const auto& [ns, secret] = key;
         std::set<std::string> names, addresses;
         for (const HostWant& h : hosts) {
-            std::string n = lower(h.host);
+            std::string n = ascii_lower(h.host);
             // An IP address in tls[].hosts (Ingress validation allows one there, not in rules)
             // becomes an RFC 8738 identifier in spec.ipAddresses, as cert-manager's ingress-shim
             // does; an IPv4-mapped one is refused like in a Certificate.

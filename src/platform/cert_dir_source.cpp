@@ -24,7 +24,7 @@ constexpr uint32_t kFolderMask = IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | 
 constexpr uint32_t kRootMask = IN_CREATE | IN_DELETE | IN_MOVED_TO | IN_MOVED_FROM | IN_ONLYDIR;
 
 // Reads a whole file (following symlinks, as the ..data layout needs), bounded.
-std::optional<std::string> read_file(const std::string& path) {
+std::optional<std::string> read_pair_file(const std::string& path) {
     int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) return std::nullopt;
     std::string out;
@@ -144,8 +144,8 @@ void CertDirSource::scan_all(bool force) {
             continue;
         }
         watch_folder(n);
-        auto crt = read_file(path + "/tls.crt");
-        auto key = read_file(path + "/tls.key");
+        auto crt = read_pair_file(path + "/tls.crt");
+        auto key = read_pair_file(path + "/tls.key");
         if (!crt || !key) continue;  // incomplete folder: nothing to deliver yet
         SecretBytes keyb(std::move(*key));
         std::string fp = fingerprint(*crt, keyb.reveal());
@@ -179,8 +179,8 @@ void CertDirSource::scan_names(const std::set<std::string>& names) {
             continue;
         }
         watch_folder(n);
-        auto crt = read_file(path + "/tls.crt");
-        auto key = read_file(path + "/tls.key");
+        auto crt = read_pair_file(path + "/tls.crt");
+        auto key = read_pair_file(path + "/tls.key");
         if (!crt || !key) continue;
         SecretBytes keyb(std::move(*key));
         std::string fp = fingerprint(*crt, keyb.reveal());

@@ -14,7 +14,7 @@ using std::chrono::hours;
 using std::chrono::nanoseconds;
 using std::chrono::seconds;
 
-const SystemTime kT0 = SystemTime(seconds(1'800'000'000));
+const SystemTime kRenewT0 = SystemTime(seconds(1'800'000'000));
 constexpr hours kDay{24};
 
 // ---- Go durations ----
@@ -113,33 +113,33 @@ struct RenewCase {
 
 TEST(RenewalTime, LifetimeAndOverrideTable) {
     std::vector<RenewCase> cases = {
-        {"90-day: 2/3 → day 60", 90 * kDay, {}, kT0 + 60 * kDay, RenewalBasis::TwoThirds},
-        {"6-day: 1/2 → day 3", 6 * kDay, {}, kT0 + 3 * kDay, RenewalBasis::Half},
-        {"10-day is short-lived: 1/2", 10 * kDay, {}, kT0 + 5 * kDay, RenewalBasis::Half},
-        {"11-day: 2/3", 11 * kDay, {}, kT0 + 176h, RenewalBasis::TwoThirds},
-        {"47-day: 2/3", 47 * kDay, {}, kT0 + 752h, RenewalBasis::TwoThirds},
-        {"renewBefore 720h on 90-day", 90 * kDay, {"720h", std::nullopt}, kT0 + 60 * kDay,
+        {"90-day: 2/3 → day 60", 90 * kDay, {}, kRenewT0 + 60 * kDay, RenewalBasis::TwoThirds},
+        {"6-day: 1/2 → day 3", 6 * kDay, {}, kRenewT0 + 3 * kDay, RenewalBasis::Half},
+        {"10-day is short-lived: 1/2", 10 * kDay, {}, kRenewT0 + 5 * kDay, RenewalBasis::Half},
+        {"11-day: 2/3", 11 * kDay, {}, kRenewT0 + 176h, RenewalBasis::TwoThirds},
+        {"47-day: 2/3", 47 * kDay, {}, kRenewT0 + 752h, RenewalBasis::TwoThirds},
+        {"renewBefore 720h on 90-day", 90 * kDay, {"720h", std::nullopt}, kRenewT0 + 60 * kDay,
          RenewalBasis::RenewBefore},
-        {"renewBefore 240h on 90-day", 90 * kDay, {"240h", std::nullopt}, kT0 + 80 * kDay,
+        {"renewBefore 240h on 90-day", 90 * kDay, {"240h", std::nullopt}, kRenewT0 + 80 * kDay,
          RenewalBasis::RenewBefore},
         {"renewBefore 1h30m on 6-day", 6 * kDay, {"1h30m", std::nullopt},
-         kT0 + 6 * kDay - 90min, RenewalBasis::RenewBefore},
+         kRenewT0 + 6 * kDay - 90min, RenewalBasis::RenewBefore},
         {"renewBefore longer than lifetime → 2/3 with warning", 90 * kDay,
-         {"2400h", std::nullopt}, kT0 + 60 * kDay, RenewalBasis::TwoThirds, true},
+         {"2400h", std::nullopt}, kRenewT0 + 60 * kDay, RenewalBasis::TwoThirds, true},
         {"renewBefore equal to lifetime → fallback", 6 * kDay, {"144h", std::nullopt},
-         kT0 + 3 * kDay, RenewalBasis::Half, true},
-        {"percentage 50 on 90-day", 90 * kDay, {std::nullopt, 50}, kT0 + 45 * kDay,
+         kRenewT0 + 3 * kDay, RenewalBasis::Half, true},
+        {"percentage 50 on 90-day", 90 * kDay, {std::nullopt, 50}, kRenewT0 + 45 * kDay,
          RenewalBasis::RenewBeforePercentage},
-        {"percentage 10 on 90-day", 90 * kDay, {std::nullopt, 10}, kT0 + 81 * kDay,
+        {"percentage 10 on 90-day", 90 * kDay, {std::nullopt, 10}, kRenewT0 + 81 * kDay,
          RenewalBasis::RenewBeforePercentage},
         {"percentage 99 on 6-day", 6 * kDay, {std::nullopt, 99},
-         kT0 + 5184s,  // renew while 99% remains: 1% of 144 h = 1.44 h after notBefore
+         kRenewT0 + 5184s,  // renew while 99% remains: 1% of 144 h = 1.44 h after notBefore
          RenewalBasis::RenewBeforePercentage},
     };
     std::mt19937_64 rng(1);
     for (const auto& c : cases) {
         SCOPED_TRACE(c.name);
-        auto r = renewal_time(kT0, kT0 + c.lifetime, c.spec, std::nullopt, rng, kT0);
+        auto r = renewal_time(kRenewT0, kRenewT0 + c.lifetime, c.spec, std::nullopt, rng, kRenewT0);
         ASSERT_TRUE(r.ok()) << r.error().message;
         EXPECT_EQ(r->renewal_time, c.want);
         EXPECT_EQ(r->basis, c.basis) << to_string(r->basis);
@@ -150,9 +150,9 @@ TEST(RenewalTime, LifetimeAndOverrideTable) {
 TEST(RenewalTime, TruncatedToSeconds) {
     std::mt19937_64 rng(1);
     // 7 s lifetime: 1/2 = 3.5 s → 3 s.
-    auto r = renewal_time(kT0, kT0 + 7s, {}, std::nullopt, rng, kT0);
+    auto r = renewal_time(kRenewT0, kRenewT0 + 7s, {}, std::nullopt, rng, kRenewT0);
     ASSERT_TRUE(r.ok());
-    EXPECT_EQ(r->renewal_time, kT0 + 3s);
+    EXPECT_EQ(r->renewal_time, kRenewT0 + 3s);
 }
 
 TEST(RenewalTime, InvalidInputs) {
@@ -163,18 +163,18 @@ TEST(RenewalTime, InvalidInputs) {
         RenewalSpec spec;
     };
     std::vector<C> cases = {
-        {"notAfter before notBefore", kT0, kT0 - 1s, {}},
-        {"zero lifetime", kT0, kT0, {}},
-        {"both overrides", kT0, kT0 + 90 * kDay, {"720h", 10}},
-        {"garbage renewBefore", kT0, kT0 + 90 * kDay, {"30 days", std::nullopt}},
-        {"negative renewBefore", kT0, kT0 + 90 * kDay, {"-1h", std::nullopt}},
-        {"zero renewBefore", kT0, kT0 + 90 * kDay, {"0s", std::nullopt}},
-        {"percentage 0", kT0, kT0 + 90 * kDay, {std::nullopt, 0}},
-        {"percentage 100", kT0, kT0 + 90 * kDay, {std::nullopt, 100}},
+        {"notAfter before notBefore", kRenewT0, kRenewT0 - 1s, {}},
+        {"zero lifetime", kRenewT0, kRenewT0, {}},
+        {"both overrides", kRenewT0, kRenewT0 + 90 * kDay, {"720h", 10}},
+        {"garbage renewBefore", kRenewT0, kRenewT0 + 90 * kDay, {"30 days", std::nullopt}},
+        {"negative renewBefore", kRenewT0, kRenewT0 + 90 * kDay, {"-1h", std::nullopt}},
+        {"zero renewBefore", kRenewT0, kRenewT0 + 90 * kDay, {"0s", std::nullopt}},
+        {"percentage 0", kRenewT0, kRenewT0 + 90 * kDay, {std::nullopt, 0}},
+        {"percentage 100", kRenewT0, kRenewT0 + 90 * kDay, {std::nullopt, 100}},
     };
     for (const auto& c : cases) {
         SCOPED_TRACE(c.name);
-        auto r = renewal_time(c.nb, c.na, c.spec, std::nullopt, rng, kT0);
+        auto r = renewal_time(c.nb, c.na, c.spec, std::nullopt, rng, kRenewT0);
         ASSERT_FALSE(r.ok());
         EXPECT_EQ(r.error().code, ErrorCode::InvalidConfig);
     }
@@ -188,20 +188,20 @@ acme::RenewalInfo ari(SystemTime start, SystemTime end) {
 
 TEST(RenewalTime, AriWindowUniformInside) {
     // 90-day certificate, CA suggests days 59..61 (the default rule would say day 60).
-    const SystemTime ws = kT0 + 59 * kDay, we = kT0 + 61 * kDay;
+    const SystemTime ws = kRenewT0 + 59 * kDay, we = kRenewT0 + 61 * kDay;
     std::mt19937_64 rng(42);
     SystemTime lo = SystemTime::max(), hi = SystemTime::min();
     int first_half = 0;
     const int n = 2000;
     for (int i = 0; i < n; ++i) {
-        auto r = renewal_time(kT0, kT0 + 90 * kDay, {}, ari(ws, we), rng, kT0 + 10 * kDay);
+        auto r = renewal_time(kRenewT0, kRenewT0 + 90 * kDay, {}, ari(ws, we), rng, kRenewT0 + 10 * kDay);
         ASSERT_TRUE(r.ok());
         EXPECT_EQ(r->basis, RenewalBasis::Ari);
         ASSERT_GE(r->renewal_time, ws);
         ASSERT_LT(r->renewal_time, we);
         lo = std::min(lo, r->renewal_time);
         hi = std::max(hi, r->renewal_time);
-        if (r->renewal_time < kT0 + 60 * kDay) ++first_half;
+        if (r->renewal_time < kRenewT0 + 60 * kDay) ++first_half;
     }
     // Spread over the window, not a fixed point: both halves get roughly half the draws.
     EXPECT_LT(lo, ws + 2h);
@@ -211,7 +211,7 @@ TEST(RenewalTime, AriWindowUniformInside) {
 }
 
 TEST(RenewalTime, AriTable) {
-    const SystemTime na = kT0 + 90 * kDay;
+    const SystemTime na = kRenewT0 + 90 * kDay;
     struct C {
         std::string name;
         RenewalSpec spec;
@@ -220,27 +220,27 @@ TEST(RenewalTime, AriTable) {
         std::optional<SystemTime> exact;  // when the outcome is deterministic
     };
     std::vector<C> cases = {
-        {"window overrides the 2/3 rule", {}, kT0 + 70 * kDay, kT0 + 71 * kDay, kT0,
+        {"window overrides the 2/3 rule", {}, kRenewT0 + 70 * kDay, kRenewT0 + 71 * kDay, kRenewT0,
          RenewalBasis::Ari, std::nullopt},
-        {"window in the past → now (revocation)", {}, kT0 + 1 * kDay, kT0 + 2 * kDay,
-         kT0 + 5 * kDay, RenewalBasis::Ari, kT0 + 5 * kDay},
-        {"renewBefore wins over a later window", {"720h", std::nullopt}, kT0 + 70 * kDay,
-         kT0 + 71 * kDay, kT0, RenewalBasis::RenewBefore, kT0 + 60 * kDay},
-        {"earlier window wins over renewBefore", {"240h", std::nullopt}, kT0 + 20 * kDay,
-         kT0 + 21 * kDay, kT0, RenewalBasis::Ari, std::nullopt},
-        {"percentage wins over a later window", {std::nullopt, 50}, kT0 + 70 * kDay,
-         kT0 + 71 * kDay, kT0, RenewalBasis::RenewBeforePercentage, kT0 + 45 * kDay},
-        {"window ending after notAfter ignored → 2/3", {}, kT0 + 89 * kDay, kT0 + 91 * kDay,
-         kT0, RenewalBasis::TwoThirds, kT0 + 60 * kDay},
-        {"window ending exactly at notAfter used", {}, kT0 + 89 * kDay, kT0 + 90 * kDay, kT0,
+        {"window in the past → now (revocation)", {}, kRenewT0 + 1 * kDay, kRenewT0 + 2 * kDay,
+         kRenewT0 + 5 * kDay, RenewalBasis::Ari, kRenewT0 + 5 * kDay},
+        {"renewBefore wins over a later window", {"720h", std::nullopt}, kRenewT0 + 70 * kDay,
+         kRenewT0 + 71 * kDay, kRenewT0, RenewalBasis::RenewBefore, kRenewT0 + 60 * kDay},
+        {"earlier window wins over renewBefore", {"240h", std::nullopt}, kRenewT0 + 20 * kDay,
+         kRenewT0 + 21 * kDay, kRenewT0, RenewalBasis::Ari, std::nullopt},
+        {"percentage wins over a later window", {std::nullopt, 50}, kRenewT0 + 70 * kDay,
+         kRenewT0 + 71 * kDay, kRenewT0, RenewalBasis::RenewBeforePercentage, kRenewT0 + 45 * kDay},
+        {"window ending after notAfter ignored → 2/3", {}, kRenewT0 + 89 * kDay, kRenewT0 + 91 * kDay,
+         kRenewT0, RenewalBasis::TwoThirds, kRenewT0 + 60 * kDay},
+        {"window ending exactly at notAfter used", {}, kRenewT0 + 89 * kDay, kRenewT0 + 90 * kDay, kRenewT0,
          RenewalBasis::Ari, std::nullopt},
-        {"unusable renewBefore → window", {"9999h", std::nullopt}, kT0 + 70 * kDay,
-         kT0 + 71 * kDay, kT0, RenewalBasis::Ari, std::nullopt},
+        {"unusable renewBefore → window", {"9999h", std::nullopt}, kRenewT0 + 70 * kDay,
+         kRenewT0 + 71 * kDay, kRenewT0, RenewalBasis::Ari, std::nullopt},
     };
     std::mt19937_64 rng(7);
     for (const auto& c : cases) {
         SCOPED_TRACE(c.name);
-        auto r = renewal_time(kT0, na, c.spec, ari(c.ws, c.we), rng, c.now);
+        auto r = renewal_time(kRenewT0, na, c.spec, ari(c.ws, c.we), rng, c.now);
         ASSERT_TRUE(r.ok()) << r.error().message;
         EXPECT_EQ(r->basis, c.basis) << to_string(r->basis);
         if (c.exact) {
@@ -254,8 +254,8 @@ TEST(RenewalTime, AriTable) {
 
 TEST(RenewalTime, AriWindowPastNotAfterWarns) {
     std::mt19937_64 rng(5);
-    auto r = renewal_time(kT0, kT0 + 90 * kDay, {}, ari(kT0 + 95 * kDay, kT0 + 96 * kDay), rng,
-                          kT0);
+    auto r = renewal_time(kRenewT0, kRenewT0 + 90 * kDay, {}, ari(kRenewT0 + 95 * kDay, kRenewT0 + 96 * kDay), rng,
+                          kRenewT0);
     ASSERT_TRUE(r.ok());
     EXPECT_EQ(r->basis, RenewalBasis::TwoThirds);
     ASSERT_TRUE(r->warning);
@@ -275,7 +275,7 @@ TEST(Backoff, SequenceAndCap) {
     for (const auto& c : cases) {
         SCOPED_TRACE(c.n);
         EXPECT_EQ(failure_backoff(c.n), c.want);
-        EXPECT_EQ(next_retry_time(kT0, c.n), kT0 + c.want);
+        EXPECT_EQ(next_retry_time(kRenewT0, c.n), kRenewT0 + c.want);
     }
 }
 
@@ -307,14 +307,14 @@ TEST(Backoff, RateLimitPrecedence) {
     for (const auto& c : cases) {
         SCOPED_TRACE(c.name);
         EXPECT_EQ(failure_backoff(c.n, c.e), c.want);
-        EXPECT_EQ(next_retry_time(kT0, c.n, c.e), kT0 + c.want);
+        EXPECT_EQ(next_retry_time(kRenewT0, c.n, c.e), kRenewT0 + c.want);
     }
 }
 
 // ---- overdue ----
 
 TEST(Overdue, Table) {
-    const SystemTime rt = kT0 + 60 * kDay;
+    const SystemTime rt = kRenewT0 + 60 * kDay;
     struct C {
         std::string name;
         SystemTime now;
@@ -340,7 +340,7 @@ TEST(Overdue, Table) {
 // Renewed certificates move the renewal time forward, so they stop being overdue.
 TEST(Overdue, RenewalClearsIt) {
     std::mt19937_64 rng(3);
-    auto old_rt = renewal_time(kT0, kT0 + 90 * kDay, {}, std::nullopt, rng, kT0);
+    auto old_rt = renewal_time(kRenewT0, kRenewT0 + 90 * kDay, {}, std::nullopt, rng, kRenewT0);
     ASSERT_TRUE(old_rt.ok());
     SystemTime now = old_rt->renewal_time + 2 * kDay;
     EXPECT_TRUE(is_overdue(old_rt->renewal_time, now));

@@ -46,12 +46,12 @@ class MemoryStore final : public store::CertificateStore {
     }
 };
 
-json cert(json spec, const std::string& name = "c") {
+json signing_cert(json spec, const std::string& name = "c") {
     return json{{"metadata", {{"name", name}, {"namespace", "ns"}}}, {"spec", std::move(spec)}};
 }
 
 CertificateSpec parse(json spec, const std::string& name = "c") {
-    auto s = parse_certificate_spec(cert(std::move(spec), name));
+    auto s = parse_certificate_spec(signing_cert(std::move(spec), name));
     EXPECT_TRUE(s.ok()) << s.error().message;
     return *s;
 }
@@ -116,7 +116,7 @@ TEST(SigningSpec, BadFieldsNameThemselves) {
     for (auto& c : cases) {
         json j = ca_spec();
         c.mutate(j);
-        auto r = parse_certificate_spec(cert(j));
+        auto r = parse_certificate_spec(signing_cert(j));
         ASSERT_FALSE(r.ok()) << j.dump();
         EXPECT_EQ(r.error().code, ErrorCode::InvalidConfig);
         EXPECT_NE(r.error().message.find(c.needle), std::string::npos) << r.error().message;

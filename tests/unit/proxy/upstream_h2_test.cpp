@@ -21,36 +21,36 @@ namespace {
 
 using namespace std::chrono_literals;
 
-std::string bytes(std::initializer_list<int> b) {
+std::string frame_bytes(std::initializer_list<int> b) {
     std::string s;
     for (int x : b) s.push_back(static_cast<char>(x));
     return s;
 }
 
 TEST(H2Preface, SettingsFirstIsHttp2) {
-    EXPECT_EQ(h2_preface_verdict(bytes({0, 0, 0, 4, 0, 0, 0, 0, 0})), PrefaceVerdict::Settings);
+    EXPECT_EQ(h2_preface_verdict(frame_bytes({0, 0, 0, 4, 0, 0, 0, 0, 0})), PrefaceVerdict::Settings);
     // One parameter (6 bytes), as nghttpd and most servers send it, followed by more frames.
-    EXPECT_EQ(h2_preface_verdict(bytes({0, 0, 6, 4, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0, 100, 0, 0})),
+    EXPECT_EQ(h2_preface_verdict(frame_bytes({0, 0, 6, 4, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0, 100, 0, 0})),
               PrefaceVerdict::Settings);
 }
 
 TEST(H2Preface, AnythingElseIsNot) {
     EXPECT_EQ(h2_preface_verdict("HTTP/1.1 400 Bad Request\r\n"), PrefaceVerdict::NotH2);
     EXPECT_EQ(h2_preface_verdict("HTTP"), PrefaceVerdict::NotH2);  // decided at the 4th byte
-    EXPECT_EQ(h2_preface_verdict(bytes({0, 0, 0, 4, 1, 0, 0, 0, 0})),
+    EXPECT_EQ(h2_preface_verdict(frame_bytes({0, 0, 0, 4, 1, 0, 0, 0, 0})),
               PrefaceVerdict::NotH2);  // ACK first
-    EXPECT_EQ(h2_preface_verdict(bytes({0, 0, 5, 4, 0, 0, 0, 0, 0})),
+    EXPECT_EQ(h2_preface_verdict(frame_bytes({0, 0, 5, 4, 0, 0, 0, 0, 0})),
               PrefaceVerdict::NotH2);  // not 6n long
-    EXPECT_EQ(h2_preface_verdict(bytes({0, 0, 0, 4, 0, 0, 0, 0, 1})),
+    EXPECT_EQ(h2_preface_verdict(frame_bytes({0, 0, 0, 4, 0, 0, 0, 0, 1})),
               PrefaceVerdict::NotH2);  // stream 1
-    EXPECT_EQ(h2_preface_verdict(bytes({0, 0, 8, 7, 0, 0, 0, 0, 0})),
+    EXPECT_EQ(h2_preface_verdict(frame_bytes({0, 0, 8, 7, 0, 0, 0, 0, 0})),
               PrefaceVerdict::NotH2);  // GOAWAY first
 }
 
 TEST(H2Preface, ShortPrefixesWait) {
     EXPECT_EQ(h2_preface_verdict(""), PrefaceVerdict::NeedMore);
-    EXPECT_EQ(h2_preface_verdict(bytes({0, 0, 0})), PrefaceVerdict::NeedMore);
-    EXPECT_EQ(h2_preface_verdict(bytes({0, 0, 0, 4, 0, 0, 0})), PrefaceVerdict::NeedMore);
+    EXPECT_EQ(h2_preface_verdict(frame_bytes({0, 0, 0})), PrefaceVerdict::NeedMore);
+    EXPECT_EQ(h2_preface_verdict(frame_bytes({0, 0, 0, 4, 0, 0, 0})), PrefaceVerdict::NeedMore);
 }
 
 TEST(H2Preface, RefusalIsPrefaceThenRstStreamHttp11RequiredPerStream) {
@@ -58,21 +58,21 @@ TEST(H2Preface, RefusalIsPrefaceThenRstStreamHttp11RequiredPerStream) {
     // SETTINGS, SETTINGS ACK, RST_STREAM(1), RST_STREAM(3); no GOAWAY.
     ASSERT_EQ(f.size(), 9u + 9u + 2 * 13u);
     EXPECT_EQ(h2_preface_verdict(f), PrefaceVerdict::Settings);
-    EXPECT_EQ(f.substr(9, 9), bytes({0, 0, 0, 4, 1, 0, 0, 0, 0}));
-    EXPECT_EQ(f.substr(18, 13), bytes({0, 0, 4, 3, 0, 0, 0, 0, 1, 0, 0, 0, 0x0d}));
-    EXPECT_EQ(f.substr(31, 13), bytes({0, 0, 4, 3, 0, 0, 0, 0, 3, 0, 0, 0, 0x0d}));
+    EXPECT_EQ(f.substr(9, 9), frame_bytes({0, 0, 0, 4, 1, 0, 0, 0, 0}));
+    EXPECT_EQ(f.substr(18, 13), frame_bytes({0, 0, 4, 3, 0, 0, 0, 0, 1, 0, 0, 0, 0x0d}));
+    EXPECT_EQ(f.substr(31, 13), frame_bytes({0, 0, 4, 3, 0, 0, 0, 0, 3, 0, 0, 0, 0x0d}));
     // Later streams: just their resets.
-    EXPECT_EQ(h2_refuse_frames(5, 5, false), bytes({0, 0, 4, 3, 0, 0, 0, 0, 5, 0, 0, 0, 0x0d}));
+    EXPECT_EQ(h2_refuse_frames(5, 5, false), frame_bytes({0, 0, 4, 3, 0, 0, 0, 0, 5, 0, 0, 0, 0x0d}));
     EXPECT_EQ(h2_refuse_frames(5, 3, false), "");
 }
 
 TEST(H2Preface, StreamTrackerFollowsFramesAcrossReads) {
     std::string preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-    std::string settings = bytes({0, 0, 6, 4, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0, 100});
-    std::string headers1 = bytes({0, 0, 2, 1, 5, 0, 0, 0, 1, 0x82, 0x84});
-    std::string headers3 = bytes({0, 0, 2, 1, 5, 0, 0, 0, 3, 0x82, 0x84});
+    std::string settings = frame_bytes({0, 0, 6, 4, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0, 100});
+    std::string headers1 = frame_bytes({0, 0, 2, 1, 5, 0, 0, 0, 1, 0x82, 0x84});
+    std::string headers3 = frame_bytes({0, 0, 2, 1, 5, 0, 0, 0, 3, 0x82, 0x84});
     // A DATA frame whose payload looks like a HEADERS frame header: skipped as payload.
-    std::string data = bytes({0, 0, 9, 0, 0, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 9});
+    std::string data = frame_bytes({0, 0, 9, 0, 0, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 9});
     std::string all = preface + settings + headers1 + data + headers3;
     H2StreamTracker one;
     one.feed(preface + settings);
@@ -90,7 +90,7 @@ TEST(H2Preface, StreamTrackerFollowsFramesAcrossReads) {
     for (char ch : all) byte_by_byte.feed(std::string_view(&ch, 1));
     EXPECT_EQ(byte_by_byte.max_stream, 3u);
     EXPECT_FALSE(byte_by_byte.settings_acked);
-    byte_by_byte.feed(bytes({0, 0, 0, 4, 1, 0, 0, 0, 0}));  // the client's ACK of our SETTINGS
+    byte_by_byte.feed(frame_bytes({0, 0, 0, 4, 1, 0, 0, 0, 0}));  // the client's ACK of our SETTINGS
     EXPECT_TRUE(byte_by_byte.settings_acked);
 }
 
@@ -99,7 +99,7 @@ TEST(H2Preface, DescribeAnswers) {
         describe_upstream_answer("HTTP/1.0 400 Bad request version ('HTTP/2.0')\r\nServer: x\r\n"),
         "\"HTTP/1.0 400 Bad request version ('HTTP/2.0')\"");
     EXPECT_EQ(describe_upstream_answer(""), "nothing (it closed the connection)");
-    EXPECT_EQ(describe_upstream_answer(bytes({0x15, 0x03, 0x03, 0x00, 0x02})), "bytes 1503030002");
+    EXPECT_EQ(describe_upstream_answer(frame_bytes({0x15, 0x03, 0x03, 0x00, 0x02})), "bytes 1503030002");
     // Python's http.server answers an HTTP/2.0 request line HTTP/0.9-style: the error page only.
     EXPECT_EQ(describe_upstream_answer("<!DOCTYPE HTML>\n<html lang=\"en\">"),
               "\"<!DOCTYPE HTML>\"");
@@ -184,7 +184,7 @@ class FakeUpstream {
     std::thread thread_;
 };
 
-const std::string kSettings = bytes({0, 0, 6, 4, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0, 100});
+const std::string kSettings = frame_bytes({0, 0, 6, 4, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0, 100});
 const char kPreface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 TEST(H2Probe, SpeaksWhenSettingsComeBackAndSendsPrefaceAfterProxyLocal) {
@@ -195,8 +195,8 @@ TEST(H2Probe, SpeaksWhenSettingsComeBackAndSendsPrefaceAfterProxyLocal) {
     // PROXY v2 signature, version 2 + LOCAL, AF_UNSPEC, no addresses; then the client preface.
     ASSERT_GE(got.size(), 16u + 24u);
     EXPECT_EQ(got.substr(0, 12),
-              bytes({0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A}));
-    EXPECT_EQ(got.substr(12, 4), bytes({0x20, 0x00, 0x00, 0x00}));
+              frame_bytes({0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A}));
+    EXPECT_EQ(got.substr(12, 4), frame_bytes({0x20, 0x00, 0x00, 0x00}));
     EXPECT_EQ(got.substr(16, 24), kPreface);
 }
 

@@ -666,6 +666,21 @@ Result<IssueResult> issue(acme::Client& client, acme::ChallengeSolver& solver,
     } else if (res) {
         out.resumed = !oreq.resume_order_url.empty();
     }
+    // A resumed order that had already been finished and stored (the process stopped between
+    // storing the certificate and clearing the order) hands back the certificate in service: that
+    // is no renewal. Drop the order and place a new one, with a new key where rotation asks for it.
+    if (res && out.resumed && current_leaf && res->chain.front().to_der() == current_leaf->to_der()) {
+        spdlog::info("certificate {}: order {} was already finished and its certificate stored; placing a new order",
+                     spec.ref.key(), oreq.resume_order_url);
+        if (auto st = store.clear_pending(spec.ref); !st) return local(st.error());
+        auto k = key_for_issuance(spec, req.current);
+        if (!k) return local(k.error());
+        key = std::move(*k);
+        oreq.cert_key = *key;
+        oreq.resume_order_url.clear();
+        out.resumed = false;
+        res = acme::obtain(client, tracked, oreq);
+    }
     if (!res) {
         if (req.origin) *req.origin = tracked.failed() ? FailureOrigin::Local : FailureOrigin::Ca;
         // Keep the order (and its key) while retrying it can still succeed.

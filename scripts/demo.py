@@ -10,7 +10,6 @@ Starts, all on 127.0.0.1 and stopped by PID at the end:
 Then it prints the exact curl line that fetches the page through edgecert and its output, and
 keeps running until Ctrl-C (EDGECERT_DEMO_EXIT=1 or --check: exit right after the check).
 """
-import json
 import os
 import shutil
 import signal

@@ -11,6 +11,7 @@ PKGS=(
   nlohmann-json3-dev libspdlog-dev libfmt-dev libgtest-dev libgmock-dev libyaml-cpp-dev libldns-dev
   # test and benchmark components (real ones, not mocks: see DESIGN.md)
   openssl curl iproute2 procps python3-pytest python3-cryptography python3-yaml python3-kubernetes
+  python3-pyflakes  # lint_python (tests/CMakeLists.txt)
   pebble lego
   bind9  # dns-01: named for test_dns01.py; libldns-dev above is the RFC 2136 + TSIG wire format
   nghttp2-client testssl.sh  # h2load, TLS scanner: terminator integration tests and bench/tls

@@ -13,14 +13,12 @@ controller's /metrics). The Python API server and Pebble share the two cores wit
 wall time is bounded by them; controller CPU per certificate is the figure edgecert owns.
 """
 import argparse
-import json
 import os
 import ssl
 import socket
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -64,7 +62,7 @@ def main():
     ap.add_argument("--timeout", type=int, default=1800)
     a = ap.parse_args()
     os.environ["EDGECERT_BIN"] = str(Path(a.build) / "edgecert")
-    from controller_fixture import CRDS, Controller, K8sTerminator, apply, get_json, issuer  # noqa: E402
+    from controller_fixture import CRDS, Controller, K8sTerminator, apply, issuer  # noqa: E402
     from terminator_fixture import Upstream, free_port  # noqa: E402
 
     d = Path(tempfile.mkdtemp(prefix="edgecert-bench-controller-"))

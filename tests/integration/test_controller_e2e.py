@@ -4,7 +4,6 @@ answers served by a separate `edgecert terminator` process that reads Challenges
 the API, and a separate `edgecert controller` process. Certificates are 6 minutes long (Pebble's
 certificateValidityPeriod), so renewal happens during the test."""
 import base64
-import os
 import subprocess
 import threading
 import time

@@ -110,7 +110,7 @@ def wait_issued_by(srv, name, issuer_name, timeout=60, newer_than=None):
 
 
 def test_primary_500_falls_back_to_pebble_and_the_renewal_returns(env):
-    srv, acme, pebble, ctl = env["srv"], env["acme"], env["pebble"], env["procs"]["ctl"]
+    srv, acme, ctl = env["srv"], env["acme"], env["procs"]["ctl"]
     acme.fail("/new-order", count=100000, status=500, type="serverInternal", retry_after=1, detail="database down")
     try:
         apply(srv, {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",

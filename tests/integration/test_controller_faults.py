@@ -12,7 +12,6 @@ import os
 import time
 
 import pytest
-from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 import apiserver_fixture

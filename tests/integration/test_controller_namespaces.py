@@ -30,7 +30,7 @@ import yaml
 
 import apiserver_fixture
 import pebble_fixture
-from controller_fixture import (CRDS, REPO, Controller, K8sTerminator, apply, condition, get_json, issuer,
+from controller_fixture import (REPO, Controller, K8sTerminator, apply, condition, get_json, issuer,
                                 secret_cert, wait_until)
 from terminator_fixture import Upstream, free_port
 

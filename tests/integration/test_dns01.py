@@ -3,7 +3,6 @@ Debian's Pebble resolving through it (-dnsserver) and validating dns-01 for real
 `edgecert issue --challenge dns-01` publishing through RFC 2136 or through a webhook.
 Everything listens on 127.0.0.1 on ports picked here and is stopped by PID."""
 import json
-import os
 import subprocess
 import threading
 import time

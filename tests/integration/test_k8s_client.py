@@ -11,7 +11,6 @@ import base64
 import concurrent.futures
 import json
 import os
-import queue
 import signal
 import stat
 import subprocess

@@ -8,10 +8,19 @@ import os
 import re
 import subprocess
 
+import pytest
+
 from acmeserver_fixture import AcmeServer
 from edgecert_helpers import BIN
 from pebble_fixture import Pebble, free_port
-from test_run import EdgecertRun, backend, https_get, wait_for  # noqa: F401 (backend: a fixture)
+from test_run import Backend, EdgecertRun, https_get, wait_for
+
+
+@pytest.fixture
+def backend(tmp_path):
+    b = Backend(str(tmp_path / "www"))
+    yield b
+    b.stop()
 
 
 def test_unknown_fallback_issuer_exits_2(tmp_path, backend):

@@ -21,7 +21,6 @@ import shutil
 import struct
 import subprocess
 import tempfile
-import time
 import urllib.request
 import zlib
 from pathlib import Path

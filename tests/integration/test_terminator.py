@@ -1,7 +1,6 @@
 """`edgecert terminator` end to end with real clients (openssl s_client, curl, h2load, Python ssl):
 SNI selection, ECDSA/RSA, ALPN, PROXY v2 checked by the upstream, hot reload (file replace and
 kubelet's ..data symlink swap), bad input, limits, ACME challenges, drain."""
-import concurrent.futures
 import os
 import shutil
 import signal
@@ -13,7 +12,7 @@ import time
 import pytest
 
 from edgecert_helpers import ClientPool, https_request
-from terminator_fixture import (BIN, Terminator, Upstream, free_port, make_cert, swaps_during_bulk_transfers,
+from terminator_fixture import (BIN, Terminator, Upstream, make_cert, swaps_during_bulk_transfers,
                                 tls_probe, wait_for)
 
 
@@ -55,7 +54,7 @@ def curl(port, host, path="/", *extra):
 
 
 def test_sni_exact_wildcard_default_with_curl_and_proxy_v2(env):
-    t, up, s = env["t"], env["up"], env["serials"]
+    t, s = env["t"], env["serials"]
     assert tls_probe(t.tls_port, "a.test")[0] == s["a-ec"]
     assert tls_probe(t.tls_port, "x.w.test")[0] == s["a-ec"]          # one-label wildcard
     assert tls_probe(t.tls_port, "a.b.w.test")[0] == s["default"]     # two labels: no match

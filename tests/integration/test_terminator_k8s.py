@@ -163,7 +163,7 @@ def test_serves_labelled_secret_with_loaded_event(env):
     # involvedObject fields the recorder filled in.
     out = srv.kubectl("events", "--for", "secret/site").stdout_text
     assert "Loaded" in out and event_serial(out) == int(serial, 16), out
-    assert f'name="default/site",serial="' in t.metrics_text()
+    assert 'name="default/site",serial="' in t.metrics_text()
 
 
 def test_replaced_secret_served_within_one_second(env):

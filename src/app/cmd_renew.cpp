@@ -130,12 +130,15 @@ std::vector<std::vector<std::string>> certificates_of(const std::string& out, co
 }  // namespace
 
 int cmd_renew(int argc, char** argv) {
+    if (renew_targets_cluster(argc, argv)) return cmd_renew_cluster(argc, argv);
     Flags f("renew", "--server URL (--domains a.example | --all) [flags]",
             "Renews OUT/<first-domain>/tls.crt when it is due: inside the CA's ARI window (RFC 9773,\n"
             "a random time in the suggested window, with 'replaces' sent) when the CA offers ARI,\n"
             "otherwise after 2/3 of the lifetime (1/2 for certificates of 10 days or less).\n"
             "--all checks every certificate under OUT that this CA issued, in one process.\n"
-            "A new private key is made each time unless --reuse-key. Exits 0 when nothing failed.");
+            "A new private key is made each time unless --reuse-key. Exits 0 when nothing failed.\n"
+            "In a cluster, `edgecert renew [-n NS] NAME...` asks the controller to renew Certificates\n"
+            "now, like `cmctl renew` (`edgecert renew -n NS --help` for its flags).");
     add_account_flags(f);
     add_order_flags(f);
     add_dns_flags(f);
@@ -146,6 +149,7 @@ int cmd_renew(int argc, char** argv) {
         .add("days", "N", "renew when fewer than N days are left (instead of the lifetime rule)");
     if (auto st = f.parse(argc, argv); !st) return std::fprintf(stderr, "edgecert renew: %s\n", st.error().message.c_str()), 2;
     if (f.help_requested()) return std::printf("%s", f.help_text().c_str()), 0;
+    if (!f.positional().empty()) return cmd_renew_cluster(argc, argv);  // Certificate names
 
     RenewOptions o;
     o.force = f.get_bool("force");

@@ -26,36 +26,6 @@
 namespace edgecert::app {
 namespace {
 
-// kubectl's short spellings: -A, -n NS, -nNS, -o FMT, -oFMT.
-std::vector<std::string> expand_short_flags(int argc, char** argv) {
-    std::vector<std::string> out;
-    for (int i = 0; i < argc; ++i) {
-        std::string a = argv[i];
-        if (a == "-A")
-            out.push_back("--all-namespaces");
-        else if (a.size() >= 2 && a[0] == '-' && (a[1] == 'n' || a[1] == 'o') &&
-                 a.rfind("--", 0) != 0) {
-            out.push_back(a[1] == 'n' ? "--namespace" : "--output");
-            if (a.size() > 2) out.push_back(a.substr(a[2] == '=' ? 3 : 2));
-        } else
-            out.push_back(a);
-    }
-    return out;
-}
-
-// $KUBECONFIG (its first file), else ~/.kube/config when it exists: where kubectl looks.
-std::string default_kubeconfig() {
-    if (const char* k = std::getenv("KUBECONFIG"); k && *k) {
-        std::string s = k;
-        return s.substr(0, s.find(':'));
-    }
-    if (const char* h = std::getenv("HOME"); h && *h) {
-        std::string p = std::string(h) + "/.kube/config";
-        if (platform::file_exists(p)) return p;
-    }
-    return {};
-}
-
 Result<std::vector<status::ServedEntry>> ask_terminator(HttpClient& http, const std::string& base,
                                                         std::chrono::milliseconds timeout) {
     HttpRequest req;
@@ -95,7 +65,7 @@ int cmd_status(int argc, char** argv) {
         .add("color", "auto|always|never",
              "colour in the table (auto: when stdout is a terminal and NO_COLOR is unset)", "auto")
         .add("timeout", "DURATION", "per request to the API server or a terminator", "10s");
-    std::vector<std::string> args = expand_short_flags(argc, argv);
+    std::vector<std::string> args = expand_kubectl_flags(argc, argv, {{'n', "namespace"}, {'o', "output"}});
     std::vector<char*> ptrs;
     for (auto& a : args) ptrs.push_back(a.data());
     auto usage = [](const std::string& msg) {
@@ -158,20 +128,13 @@ int cmd_status(int argc, char** argv) {
             return usage(
                 "no source: give --kubeconfig FILE (or set KUBECONFIG), --store DIR or --config "
                 "FILE");
-        k8s::KubeconfigOptions ko;
-        ko.context = f.get("context");
-        auto cfg = k8s::load_kubeconfig(path, ko);
-        if (!cfg) return fail(cfg.error().with_context("kubeconfig " + path));
-        auto http = kube_http_client(*cfg);
-        if (!http) return fail(http.error());
-        k8s::ClientOptions co{cfg->server, cfg->token_source};
-        co.timeout = *timeout;
-        k8s::Client client(**http, std::move(co), clock);
+        auto kube = connect_kube(path, f.get("context"), *timeout, clock);
+        if (!kube) return fail(kube.error());
         status::K8sScope scope;
         scope.all_namespaces = f.has("all-namespaces") && f.get_bool("all-namespaces");
-        scope.namespace_ = f.has("namespace") ? f.get("namespace") : cfg->namespace_;
+        scope.namespace_ = f.has("namespace") ? f.get("namespace") : kube->cfg.namespace_;
         if (scope.namespace_.empty()) scope.namespace_ = "default";
-        report = status::collect_kubernetes(client, scope, clock.now());
+        report = status::collect_kubernetes(*kube->client, scope, clock.now());
     }
     if (!report) return fail(report.error());
 

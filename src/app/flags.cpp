@@ -134,4 +134,22 @@ std::string Flags::help_text() const {
     return o.str();
 }
 
+std::vector<std::string> expand_kubectl_flags(int argc, char** argv,
+                                              const std::map<char, std::string>& with_value) {
+    std::vector<std::string> out;
+    for (int i = 0; i < argc; ++i) {
+        std::string a = argv[i];
+        auto letter = a.size() >= 2 && a[0] == '-' && a[1] != '-' ? with_value.find(a[1]) : with_value.end();
+        if (a == "-A") {
+            out.push_back("--all-namespaces");
+        } else if (letter != with_value.end()) {
+            out.push_back("--" + letter->second);
+            if (a.size() > 2) out.push_back(a.substr(a[2] == '=' ? 3 : 2));
+        } else {
+            out.push_back(a);
+        }
+    }
+    return out;
+}
+
 }  // namespace edgecert::app

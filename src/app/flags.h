@@ -54,4 +54,9 @@ private:
     const Spec* find(const std::string& name) const;
 };
 
+// kubectl's short spellings, rewritten to long flags: -A is --all-namespaces, and each letter of
+// `with_value` takes a value as "-x V", "-xV" or "-x=V" (e.g. {'n', "namespace"}).
+std::vector<std::string> expand_kubectl_flags(int argc, char** argv,
+                                              const std::map<char, std::string>& with_value);
+
 }  // namespace edgecert::app

@@ -66,14 +66,29 @@ void CertificateController::stop() {
     issuer_runner_->stop();
 }
 
+namespace {
+// `edgecert renew NAME` (cmctl renew's convention): Issuing=True with reason ManuallyTriggered.
+bool manually_triggered(const json& cert) {
+    auto st = cert.find("status");
+    if (st == cert.end()) return false;
+    const json* c = find_condition(*st, "Issuing");
+    return c && c->value("status", "") == "True" && c->value("reason", "") == kManuallyTriggered;
+}
+}  // namespace
+
 void CertificateController::register_handlers() {
     auto& inf = ctx_.informers;
     k8s::EventHandlers certs;
     certs.on_add = [this](const k8s::ObjectPtr& o) { runner_->enqueue(meta::key(*o)); };
     certs.on_update = [this](const k8s::ObjectPtr& old_obj, const k8s::ObjectPtr& o) {
-        // Our own status writes come back as updates: only spec/metadata changes matter.
+        // Our own status writes come back as updates: only spec/metadata changes matter, and a
+        // manual renewal asked for in the status.
         const json& a = *old_obj;
         const json& b = *o;
+        if (manually_triggered(b) && !manually_triggered(a)) {
+            runner_->enqueue(meta::key(b));
+            return;
+        }
         if (a.value("spec", json()) == b.value("spec", json()) &&
             meta::annotations(a) == meta::annotations(b) && meta::finalizers(a) == meta::finalizers(b) &&
             meta::deletion_timestamp(a) == meta::deletion_timestamp(b))
@@ -387,6 +402,14 @@ Result<Requeue> CertificateController::reconcile(const std::string& key) {
         }
     }
 
+    // A manual renewal: a new certificate now, whatever the schedule says (the old one is served
+    // meanwhile). Consumed when the issuance ends: success removes Issuing, failure sets it False.
+    const bool manual = manually_triggered(cert);
+    if (ev.reason == IssueReason::None && ev.leaf && ev.renewal && manual) {
+        ev.reason = IssueReason::ManuallyTriggered;
+        ev.detail = "Re-issuing certificate as it was manually triggered";
+    }
+
     auto describe_ready = [&](const Evaluation& e) {
         status["notBefore"] = fmt_time(e.leaf->not_before());
         status["notAfter"] = fmt_time(e.leaf->not_after());
@@ -454,7 +477,7 @@ Result<Requeue> CertificateController::reconcile(const std::string& key) {
     const bool serving =
         ev.leaf && ev.leaf->not_after() > now &&
         (ev.reason == IssueReason::Renewing || ev.reason == IssueReason::RequestChanged ||
-         ev.reason == IssueReason::IncorrectIssuer);
+         ev.reason == IssueReason::IncorrectIssuer || ev.reason == IssueReason::ManuallyTriggered);
     st.ready = serving;
     if (ev.leaf && ev.renewal) {
         describe_ready(ev);
@@ -489,8 +512,13 @@ Result<Requeue> CertificateController::reconcile(const std::string& key) {
         choice = choose_issuer(chain, fb, pending_issuer(*pending), now);
     } else if (attempts > 0 && status.contains("lastFailureTime") &&
                status["lastFailureTime"].is_string()) {
+        // A manual renewal skips the failure backoff ("fixed it, try now"), not a CA's Retry-After.
         if (auto lf = k8s::parse_time(status["lastFailureTime"].get<std::string>()))
-            choice.not_before = *lf + backoff(attempts, last_err);
+            choice.not_before = *lf + (!manual ? backoff(attempts, last_err)
+                                       : last_err && last_err->code == ErrorCode::RateLimited &&
+                                                 last_err->retry_after
+                                           ? std::chrono::duration_cast<seconds>(*last_err->retry_after)
+                                           : seconds(0));
     }
     const size_t idx = choice.index;
     const Resolved& active = issuers[idx];
@@ -690,7 +718,8 @@ Result<Requeue> CertificateController::reconcile(const std::string& key) {
     remove_condition(status, "RenewalOverdue");
     set_condition(status, "Ready", "True", "Ready", ready_message(leaf), done_at, gen);
     patch_status(base, status);
-    const bool renewed = ev.reason == IssueReason::Renewing || ev.reason == IssueReason::Expired;
+    const bool renewed = ev.reason == IssueReason::Renewing || ev.reason == IssueReason::Expired ||
+                         ev.reason == IssueReason::ManuallyTriggered;
     const size_t n_names = spec->dns_names.size() + spec->ip_addresses.size();
     const std::string names =
         n_names == 0 ? "CN " + spec->subject.common_name : std::to_string(n_names) + " name(s)";

@@ -511,6 +511,8 @@ std::string_view to_string(IssueReason r) {
             return "RequestChanged";
         case IssueReason::IncorrectIssuer:
             return "IncorrectIssuer";
+        case IssueReason::ManuallyTriggered:
+            return kManuallyTriggered;
     }
     return "Unknown";
 }

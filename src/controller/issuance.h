@@ -142,8 +142,11 @@ enum class IssueReason {
     Renewing,
     Expired,
     RequestChanged,
-    IncorrectIssuer
+    IncorrectIssuer,
+    ManuallyTriggered  // `edgecert renew NAME`: condition Issuing=True, reason ManuallyTriggered
 };
+// The reason of the Issuing condition that asks for a new certificate now (cmctl renew's).
+inline constexpr const char* kManuallyTriggered = "ManuallyTriggered";
 std::string_view to_string(IssueReason r);
 
 struct Evaluation {

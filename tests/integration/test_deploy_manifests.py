@@ -109,6 +109,7 @@ def test_kustomize_builds_the_whole_base():
         ("ServiceAccount", "edgecert-controller"), ("ServiceAccount", "edgecert-terminator"),
         ("ClusterRole", "edgecert-controller"), ("ClusterRole", "edgecert-controller-secrets"),
         ("ClusterRole", "edgecert-terminator"), ("ClusterRole", "edgecert-terminator-secrets"),
+        ("ClusterRole", "edgecert-view"), ("ClusterRole", "edgecert-edit"),
         ("ClusterRoleBinding", "edgecert-controller"),
         ("ClusterRoleBinding", "edgecert-terminator"),
         ("Role", "edgecert-controller-leader-election"),

@@ -1,11 +1,14 @@
 // --config FILE for terminator/controller: YAML keys are the flags (camelCase or kebab-case),
 // lists join with commas, the command line wins, unknown keys are errors.
 #include "app/flag_file.h"
+#include "app/flags.h"
 
 #include <gtest/gtest.h>
 #include <unistd.h>
 
 #include <fstream>
+#include <string>
+#include <vector>
 
 namespace edgecert::app {
 namespace {
@@ -69,3 +72,15 @@ TEST_F(FlagFileTest, ErrorsNameTheKey) {
 
 }  // namespace
 }  // namespace edgecert::app
+
+TEST(KubectlFlags, ShortSpellingsBecomeLongFlags) {
+    std::vector<std::string> in = {"-n", "shop", "-nteam", "-n=a", "-A", "-l", "app=web", "-o", "--namespace=x",
+                                   "web", "--all"};
+    std::vector<char*> argv;
+    for (auto& s : in) argv.push_back(s.data());
+    auto out = edgecert::app::expand_kubectl_flags(static_cast<int>(argv.size()), argv.data(),
+                                                   {{'n', "namespace"}, {'l', "selector"}});
+    EXPECT_EQ(out, (std::vector<std::string>{"--namespace", "shop", "--namespace", "team", "--namespace", "a",
+                                             "--all-namespaces", "--selector", "app=web", "-o", "--namespace=x",
+                                             "web", "--all"}));
+}

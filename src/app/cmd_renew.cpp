@@ -130,6 +130,7 @@ std::vector<std::vector<std::string>> certificates_of(const std::string& out, co
 }  // namespace
 
 int cmd_renew(int argc, char** argv) {
+    if (renew_targets_run(argc, argv)) return cmd_renew_run(argc, argv);
     if (renew_targets_cluster(argc, argv)) return cmd_renew_cluster(argc, argv);
     Flags f("renew", "--server URL (--domains a.example | --all) [flags]",
             "Renews OUT/<first-domain>/tls.crt when it is due: inside the CA's ARI window (RFC 9773,\n"
@@ -138,7 +139,8 @@ int cmd_renew(int argc, char** argv) {
             "--all checks every certificate under OUT that this CA issued, in one process.\n"
             "A new private key is made each time unless --reuse-key. Exits 0 when nothing failed.\n"
             "In a cluster, `edgecert renew [-n NS] NAME...` asks the controller to renew Certificates\n"
-            "now, like `cmctl renew` (`edgecert renew -n NS --help` for its flags).");
+            "now, like `cmctl renew` (`edgecert renew -n NS --help` for its flags); `edgecert renew\n"
+            "--config FILE NAME...` asks a running `edgecert run` (`edgecert renew --config F --help`).");
     add_account_flags(f);
     add_order_flags(f);
     add_dns_flags(f);

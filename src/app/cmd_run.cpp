@@ -10,8 +10,10 @@
 // The controller and the terminator share nothing but the directory and the challenge map, the
 // same seam the Kubernetes deployment has (Secrets and Challenge objects), so `run` exercises the
 // production paths rather than a shortcut.
+#include <dirent.h>
 #include <fmt/ranges.h>
 #include <spdlog/spdlog.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <cstdio>
@@ -20,6 +22,7 @@
 #include <memory>
 #include <mutex>
 #include <random>
+#include <set>
 
 #include "app/clients.h"
 #include "app/commands.h"
@@ -84,6 +87,7 @@ struct CertState {
     status::RunCertStatus view;  // Ready, last failure; failures/renewal/next attempt at publish
     int failures = 0;
     std::optional<SystemTime> next_retry;
+    std::optional<SystemTime> ca_not_before;  // a rate limit's Retry-After: even `edgecert renew` waits
     std::optional<SystemTime> renewal_time;  // kept inside one ARI window (no dice per pass)
     std::string ari_serial;                  // the leaf `ari` belongs to
     std::optional<acme::RenewalInfo> ari;
@@ -152,6 +156,12 @@ class RunController {
     }
 
     Result<controller::Requeue> reconcile(const std::string& name);
+    // `edgecert renew --config FILE NAME`: renew now (skipping a failure backoff, not a CA's
+    // Retry-After); used once, when the attempt starts. The caller enqueues `name`.
+    void request_renewal(const std::string& name) {
+        std::lock_guard lk(mu_);
+        manual_.insert(name);
+    }
     // Called after a certificate is stored (the runner enqueues what a ca issuer signs with it).
     std::function<void(const std::string& secret_name)> on_stored;
 
@@ -160,6 +170,7 @@ class RunController {
     status::Report report(const TerminatorRuntime* served) const;
 
   private:
+    std::set<std::string> manual_;  // renewals asked for by name (mu_)
     static Result<std::unique_ptr<HttpClient>> http_factory(const controller::AcmeIssuerSpec& spec) {
         return acme_http_client(spec);
     }
@@ -380,6 +391,8 @@ Result<controller::Requeue> RunController::failed(const CertificateSpec& spec, C
         set_active_issuer(spec, st, next.name);
     }
     st.next_retry = now + wait;
+    st.ca_not_before.reset();
+    if (e.code == ErrorCode::RateLimited && e.retry_after) st.ca_not_before = now + *e.retry_after;
     if (e.code == ErrorCode::RateLimited) {
         spdlog::warn("certificate {}: rate limited by the CA, retrying{} at {} ({})",
                      spec.ref.key(), with, rfc3339(*st.next_retry), e.message);
@@ -513,8 +526,19 @@ Result<controller::Requeue> RunController::reconcile(const std::string& name) {
     }
     const RunIssuer* iss = issuers[signer_idx];
     SystemTime now = clock_.now();
-    if (st.next_retry && now < *st.next_retry)
-        return controller::Requeue::in(std::chrono::duration_cast<milliseconds>(*st.next_retry - now));
+    bool manual = false;
+    {
+        std::lock_guard lk(mu_);
+        manual = manual_.count(spec.ref.name) > 0;
+    }
+    if (st.next_retry && now < *st.next_retry) {
+        if (!manual || (st.ca_not_before && now < *st.ca_not_before))
+            return controller::Requeue::in(std::chrono::duration_cast<milliseconds>(
+                (manual ? *st.ca_not_before : *st.next_retry) - now));
+        spdlog::info("certificate {}: renewal requested: trying now instead of at {}", spec.ref.key(),
+                     rfc3339(*st.next_retry));
+        st.next_retry.reset();
+    }
 
     EC_TRY_ASSIGN(auto stored, store_.load_certificate(spec.ref));
     const RunIssuer& primary = *issuers[0];
@@ -535,6 +559,10 @@ Result<controller::Requeue> RunController::reconcile(const std::string& name) {
     if (ev.reason == controller::IssueReason::None && ev.leaf && acme_issuer) {
         refresh_ari(spec, *iss, *ev.leaf, st);
         ev = eval();
+    }
+    if (ev.reason == controller::IssueReason::None && ev.leaf && ev.renewal && manual) {
+        ev.reason = controller::IssueReason::ManuallyTriggered;
+        ev.detail = "Renewing certificate as a renewal was requested (edgecert renew)";
     }
     if (ev.reason == controller::IssueReason::None && ev.renewal) {
         if (st.renewal_time != ev.renewal->renewal_time)
@@ -564,7 +592,8 @@ Result<controller::Requeue> RunController::reconcile(const std::string& name) {
     const bool in_service = ev.leaf && ev.leaf->not_after() > clock_.now() &&
                             (ev.reason == controller::IssueReason::Renewing ||
                              ev.reason == controller::IssueReason::RequestChanged ||
-                             ev.reason == controller::IssueReason::IncorrectIssuer);
+                             ev.reason == controller::IssueReason::IncorrectIssuer ||
+                             ev.reason == controller::IssueReason::ManuallyTriggered);
     if (!in_service) {
         set_ready(spec, "False");
         set_view(st, "False", std::string(controller::to_string(ev.reason)), ev.detail);
@@ -621,6 +650,10 @@ Result<controller::Requeue> RunController::reconcile(const std::string& name) {
                                   }};
     const FallbackAttempt* fa = has_fallbacks ? &attempt : nullptr;
     auto t0 = clock_.steady_now();
+    if (manual) {  // this attempt is the one asked for, whatever its outcome
+        std::lock_guard lk(mu_);
+        manual_.erase(spec.ref.name);
+    }
     std::optional<store::StoredCertificate> current;
     if (stored && ev.leaf) current = std::move(stored);
     const bool renewing = current.has_value();
@@ -663,6 +696,32 @@ Result<controller::Requeue> RunController::reconcile(const std::string& name) {
     if (on_stored) on_stored(spec.ref.secret_name);
     // Evaluate the new certificate right away: schedules its renewal and sets the metrics.
     return controller::Requeue::in(milliseconds(1));
+}
+
+// Renewals asked for with `edgecert renew --config FILE NAME` (run_config.h): each request file is
+// removed and its certificate enqueued to renew now; a name the config does not have is said and
+// dropped.
+void take_renew_requests(const std::string& store_root, const RunConfig& cfg, RunController& ctl,
+                         controller::Runner& runner) {
+    const std::string dir = store_root + "/" + kRenewRequestsDir;
+    DIR* d = ::opendir(dir.c_str());
+    if (!d) return;
+    std::vector<std::string> names;
+    while (const dirent* e = ::readdir(d)) {
+        std::string n = e->d_name;
+        if (!n.empty() && n[0] != '.') names.push_back(std::move(n));
+    }
+    ::closedir(d);
+    for (const auto& n : names) {
+        ::unlink((dir + "/" + n).c_str());
+        if (!cfg.certificate(n)) {
+            spdlog::warn("run: a renewal was requested for '{}', which is not a certificate of the config; ignored", n);
+            continue;
+        }
+        spdlog::info("certificate {}: renewal requested (edgecert renew)", n);
+        ctl.request_renewal(n);
+        runner.enqueue(n);
+    }
 }
 
 }  // namespace
@@ -764,6 +823,7 @@ int cmd_run(int argc, char** argv) {
     while (true) {
         auto ev = signals.wait(seconds(1));
         (*rt)->tick();
+        take_renew_requests(cfg->store, *ctl.config(), ctl, runner);
         if (ev == platform::SignalWaiter::Event::Reload) {
             auto next = load_run_config(config_path);
             if (!next) {

@@ -11,6 +11,9 @@ int cmd_renew(int argc, char** argv);
 // `edgecert renew` against a cluster (cmd_renew_cluster.cpp): NAMEs or a cluster flag select it.
 bool renew_targets_cluster(int argc, char** argv);
 int cmd_renew_cluster(int argc, char** argv);
+// `edgecert renew --config FILE NAME` for a running `edgecert run` (cmd_renew_run.cpp).
+bool renew_targets_run(int argc, char** argv);
+int cmd_renew_run(int argc, char** argv);
 int cmd_revoke(int argc, char** argv);
 int cmd_terminator(int argc, char** argv);
 int cmd_run(int argc, char** argv);

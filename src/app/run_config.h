@@ -82,6 +82,10 @@ struct RunTerminator {
     std::vector<std::string> alpn = {"http/1.1"};  // resolved by offered_alpn()
 };
 
+// `edgecert renew --config FILE NAME` asks a running `edgecert run` for a renewal by leaving an
+// empty file STORE/renew-requests/NAME; run takes it within a second (cmd_run.cpp).
+inline constexpr const char* kRenewRequestsDir = "renew-requests";
+
 struct RunConfig {
     std::string store;  // a relative path in the file is taken from the config file's folder
     std::vector<RunIssuer> issuers;

@@ -338,6 +338,51 @@ def test_an_order_finished_before_a_kill_is_not_taken_for_the_next_renewal(tmp_p
             r.stop()
 
 
+def test_renew_asks_the_running_process_to_renew_now(tmp_path, backend):
+    # `edgecert renew --config FILE NAME`: run renews at once, skipping the failure backoff.
+    with AcmeServer(tmp_path / "ca", validation="auto", validity=3600) as ca:
+        ca.fail("/new-order", count=1000, status=500, type="serverInternal", detail="database down")
+        issuers = [{"name": "ca", "acme": {"server": ca.dir_url, "caBundleFile": ca.ca_bundle}}]
+        certs = [{"name": "app", "dnsNames": ["app.example.test"], "issuerRef": {"name": "ca"}},
+                 {"name": "other", "dnsNames": ["other.example.test"], "issuerRef": {"name": "ca"}}]
+        r = EdgecertRun(tmp_path / "run", issuers, certs, backend.port).start()
+
+        def renew(*args):
+            p = subprocess.run([BIN, "renew", *args], capture_output=True, text=True, timeout=30)
+            assert "PRIVATE KEY" not in p.stdout + p.stderr
+            return p
+        try:
+            retry_at = r.wait_log(r"certificate app: issuance failed \(attempt 1\): .*; retrying at (\S+)").group(1)
+            ca.mgmt("POST", "clear-faults", {})
+            p = renew("--config", r.config, "app")
+            assert p.returncode == 0 and "Renewal of app requested" in p.stdout, (p.stdout, p.stderr)
+            r.wait_log(r"certificate app: renewal requested: trying now instead of at " + re.escape(retry_at))
+            t_issued = r.wait_log(r"(\S+) \S+\s+certificate app: issued serial (\S+)", timeout=10)
+            assert t_issued.group(1)[:19] < retry_at[:19], (t_issued.group(0), retry_at)  # before the backoff ended
+            first = t_issued.group(2)
+            other = r.wait_log(r"certificate other: issued serial (\S+)", timeout=40).group(1)
+
+            # A valid certificate: renewed now, the other one left alone; the request is used up.
+            p = renew("--config", r.config, "app")
+            assert p.returncode == 0, p.stderr
+            m = r.wait_log(r"certificate app: renewed serial (\S+)", timeout=15)
+            assert m.group(1) != first
+            assert not os.listdir(os.path.join(r.store, "renew-requests"))
+            assert "certificate other: renewed" not in r.log() and other in r.log()
+
+            # Names are checked against the config; through --store, run says so in its log.
+            p = renew("--config", r.config, "nope")
+            assert p.returncode == 2 and "'nope' is not a certificate of" in p.stderr, (p.returncode, p.stderr)
+            p = renew("--store", r.store, "nope")
+            assert p.returncode == 0, p.stderr
+            r.wait_log(r"run: a renewal was requested for 'nope', which is not a certificate of the config; ignored")
+            p = renew("--store", str(tmp_path / "missing"), "app")
+            assert p.returncode == 1 and "missing" in p.stderr, (p.returncode, p.stderr)
+            assert r.stop() == 0
+        finally:
+            r.stop()
+
+
 def test_rate_limited_logs_one_clear_line_and_issues_after_the_fault_clears(tmp_path, backend):
     with AcmeServer(tmp_path / "ca", validation="auto") as ca:
         ca.fail("/new-order", count=1000, status=429, type="rateLimited", retry_after=3,

@@ -63,13 +63,8 @@ Outcome trigger(k8s::Client& client, json cert, Clock& clock) {
 }  // namespace
 
 bool renew_targets_cluster(int argc, char** argv) {
-    for (int i = 0; i < argc; ++i) {
-        std::string a = argv[i];
-        for (const char* p : {"--kubeconfig", "--context", "--namespace", "--all-namespaces", "--selector"})
-            if (a == p || a.rfind(std::string(p) + "=", 0) == 0) return true;
-        if (a == "-A" || (a.size() >= 2 && a[0] == '-' && (a[1] == 'n' || a[1] == 'l'))) return true;
-    }
-    return false;
+    return has_any_flag(argc, argv, {"--kubeconfig", "--context", "--namespace", "--all-namespaces", "--selector"},
+                        "nlA");
 }
 
 int cmd_renew_cluster(int argc, char** argv) {

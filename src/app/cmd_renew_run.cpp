@@ -18,14 +18,7 @@
 
 namespace edgecert::app {
 
-bool renew_targets_run(int argc, char** argv) {
-    for (int i = 0; i < argc; ++i) {
-        std::string a = argv[i];
-        for (const char* p : {"--config", "--store"})
-            if (a == p || a.rfind(std::string(p) + "=", 0) == 0) return true;
-    }
-    return false;
-}
+bool renew_targets_run(int argc, char** argv) { return has_any_flag(argc, argv, {"--config", "--store"}); }
 
 int cmd_renew_run(int argc, char** argv) {
     Flags f("renew", "(--config FILE | --store DIR) NAME...",

@@ -134,6 +134,18 @@ std::string Flags::help_text() const {
     return o.str();
 }
 
+bool has_any_flag(int argc, char** argv, std::initializer_list<const char*> long_names,
+                  std::string_view short_letters) {
+    for (int i = 0; i < argc; ++i) {
+        std::string_view a = argv[i];
+        for (std::string_view p : long_names)
+            if (a.substr(0, p.size()) == p && (a.size() == p.size() || a[p.size()] == '=')) return true;
+        if (a.size() >= 2 && a[0] == '-' && a[1] != '-' && short_letters.find(a[1]) != std::string_view::npos)
+            return true;
+    }
+    return false;
+}
+
 std::vector<std::string> expand_kubectl_flags(int argc, char** argv,
                                               const std::map<char, std::string>& with_value) {
     std::vector<std::string> out;

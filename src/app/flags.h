@@ -3,9 +3,11 @@
 // boolean `--name`, repeated flags, and a generated --help. Unknown flags are an error.
 #include <chrono>
 #include <functional>
+#include <initializer_list>
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "edgecert/base/result.h"
@@ -53,6 +55,11 @@ private:
     bool help_ = false;
     const Spec* find(const std::string& name) const;
 };
+
+// Whether argv holds one of these long flags (as "--name" or "--name=value") or, with
+// `short_letters`, a single-dash flag starting with one of those letters ("-n", "-nNS", "-A").
+bool has_any_flag(int argc, char** argv, std::initializer_list<const char*> long_names,
+                  std::string_view short_letters = "");
 
 // kubectl's short spellings, rewritten to long flags: -A is --all-namespaces, and each letter of
 // `with_value` takes a value as "-x V", "-xV" or "-x=V" (e.g. {'n', "namespace"}).

@@ -84,3 +84,14 @@ TEST(KubectlFlags, ShortSpellingsBecomeLongFlags) {
                                              "--all-namespaces", "--selector", "app=web", "-o", "--namespace=x",
                                              "web", "--all"}));
 }
+
+TEST(KubectlFlags, HasAnyFlagSeesLongAndShortSpellings) {
+    std::vector<std::string> in = {"--kubeconfig=/k", "--config-dir", "x", "-nshop"};
+    std::vector<char*> argv;
+    for (auto& s : in) argv.push_back(s.data());
+    const int n = static_cast<int>(argv.size());
+    EXPECT_TRUE(edgecert::app::has_any_flag(n, argv.data(), {"--kubeconfig"}));
+    EXPECT_FALSE(edgecert::app::has_any_flag(n, argv.data(), {"--config"}));  // --config-dir is another flag
+    EXPECT_TRUE(edgecert::app::has_any_flag(n, argv.data(), {"--store"}, "n"));
+    EXPECT_FALSE(edgecert::app::has_any_flag(n, argv.data(), {"--store"}, "lA"));
+}

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""peers_table.py RESULTS_TLS_DIR TARGET... : the table run-peers.sh prints, from the
+"""peers_table.py RESULTS_TLS_DIR TARGET... : the table run-peers.sh and ktls-bulk.sh print, from the
 tls.<target>.<metric> lines of RESULTS_TLS_DIR/<target>/summary.txt (the first target is edgecert;
 every other column pair is its ratio to a peer), then issue 14's goals against this run.
 Rerun it on a finished run's folder to print the table again."""
@@ -8,6 +8,9 @@ import sys
 
 root, targets = sys.argv[1], sys.argv[2:]
 vals = {t: {} for t in targets}
+suites = {}  # ktls-bulk.sh: suite key -> IANA name
+strace_suites = []
+sys_kinds = {}  # suite -> the sys.NAME / err.ERRNO keys any target has
 LINE = re.compile(r"tls\.(\S+?)\.(\S+)\s+(\S+)\s+(\S+)\s*(.*)")
 
 
@@ -51,10 +54,47 @@ for t in targets:
             v["bulk_wall"], v["bulk_cpu"], v["bulk_busy"] = x, num(kv, "MB_per_term_cpu_s"), num(kv, "term_cpu%")
         elif metric.startswith("idle_"):
             v["idle_kib"], v["idle_held"], v["idle_peak"] = num(kv, "KiB_per_conn(pss)"), kv.get("established_on_port"), x
+        elif metric.startswith("ktls_bulk_"):  # ktls-bulk.sh: one line per round, medians below
+            s = metric[len("ktls_bulk_"):]
+            suites.setdefault(s, kv.get("suite", s))
+            for k, key in (("wall", None), ("cpu", "MB_per_term_cpu_s"), ("ms", "term_cpu_ms_per_MiB"),
+                           ("busy", "term_cpu%"), ("sys", "term_sys%"), ("tx", "tls_tx_sw_delta")):
+                v.setdefault(f"kb_{s}_{k}_runs", []).append(x if key is None else num(kv, key))
+            for k, key in (("neg", "negotiated(s_client)"), ("ulp", "ulp"), ("check", "ktls_check")):
+                v.setdefault(f"kb_{s}_{k}_runs", []).append(kv.get(key))
+            if "kernel_hs_delta" in kv:
+                v.setdefault(f"kb_{s}_ec_runs", []).append(
+                    f"enabled={kv.get('edgecert_ktls_tx_enabled')},kernel_hs={kv['kernel_hs_delta']},"
+                    f"user_space_hs={kv.get('user_space_hs_delta')},spliced_MiB/MiB={kv.get('spliced_MiB_per_MiB')}")
+            v["tcg"] = v.get("tcg") or kv.get("cpu") == "tcg"
+        elif metric.startswith("ktls_sys_"):
+            s = metric[len("ktls_sys_"):]
+            if s not in strace_suites:
+                strace_suites.append(s)
+            v[f"ks_{s}_calls"] = x
+            for k in kv:
+                if k.startswith(("sys.", "err.")):
+                    v[f"ks_{s}_{k}"] = num(kv, k)
+                    sys_kinds.setdefault(s, set()).add(k)
+            for k in ("user_in_KiB", "user_out_KiB", "spliced_KiB", "sendfile_KiB"):
+                v[f"ks_{s}_{k}"] = num(kv, k)
+            if v[f"ks_{s}_user_in_KiB"] is not None and v[f"ks_{s}_user_out_KiB"] is not None:
+                v[f"ks_{s}_user_KiB"] = v[f"ks_{s}_user_in_KiB"] + v[f"ks_{s}_user_out_KiB"]
         elif re.match(r"hs_(ecdsa|rsa)_workers\d+$", metric):
             v[metric], v[metric + "_cpu"] = x, num(kv, "hs_per_term_cpu_s")
             split = re.findall(r"busiest_threads_cpu%=(\S+?),", rest)
             v[metric + "_split"] = " ".join(split) if split else None
+    # ktls-bulk.sh's rounds: the median of each figure, every round's value beside it, and the
+    # text figures (negotiated suite, ULP, checks) once when all rounds agree
+    for k in [k for k in v if k.startswith("kb_") and k.endswith("_runs")]:
+        runs, base = v[k], k[:-len("_runs")]
+        nums = sorted(r for r in runs if isinstance(r, float))
+        if nums:
+            mid = len(nums) // 2
+            v[base] = nums[mid] if len(nums) % 2 else (nums[mid - 1] + nums[mid]) / 2
+            v[base + "_each"] = " / ".join(f"{r:,.1f}" for r in runs if isinstance(r, float))
+        elif runs:
+            v[base] = runs[0] if len(set(runs)) == 1 else " / ".join(str(r) for r in runs)
     # µs of terminator CPU per handshake, and what it adds to libssl's own cost
     for hs, fl in (("hs_ecdsa", "floor_hs_ecdsa"), ("hs_rsa", "floor_hs_rsa"),
                    ("hs_resume_ecdsa", "floor_resume_ecdsa")):
@@ -104,6 +144,37 @@ for kind, name in (("ecdsa", "ECDSA"), ("rsa", "RSA")):
         rows.append((f"{name} full handshakes / wall s, --workers {w}, nothing pinned", k, 0, None))
         rows.append((f"  per terminator CPU-s, --workers {w}", k + "_cpu", 0, None))
         rows.append((f"  busiest two threads, % of a CPU (per run), --workers {w}", k + "_split", None, None))
+# ktls-bulk.sh's rows. CPU was measured in a guest emulated by TCG when it ran under scripts/vm.sh
+# without KVM ("[TCG]" where the run says so); system calls and bytes are exact counts.
+TCG = " [TCG]" if any(vals[t].get("tcg") for t in targets) else ""
+for s, name in suites.items():
+    rows += [
+        (f"1 MiB GETs, {name}: MB / terminator CPU-s{TCG} (median)", f"kb_{s}_cpu", 1, True),
+        (f"  … each round{TCG}", f"kb_{s}_cpu_each", None, None),
+        (f"  terminator CPU ms per MiB{TCG}", f"kb_{s}_ms", 2, False),
+        (f"  MB / wall s{TCG}", f"kb_{s}_wall", 1, True),
+        (f"  terminator CPU %{TCG}", f"kb_{s}_busy", 0, None),
+        ("  share of it in the kernel (stime), %", f"kb_{s}_sys", 0, None),
+        ("  negotiated (s_client with the clients' configuration)", f"kb_{s}_neg", None, None),
+        ("  kTLS TX sockets opened during the wrk run (tls_stat TlsTxSw delta)", f"kb_{s}_tx", 0, None),
+        ("  wrk's connections by `ss -ti` ULP (count x tls version, cipher, rx/tx)", f"kb_{s}_ulp", None, None),
+        ("  edgecert /metrics during the run", f"kb_{s}_ec", None, None),
+        ("  kTLS check", f"kb_{s}_check", None, None),
+    ]
+for s in strace_suites:
+    name = suites.get(s, s)
+    rows.append((f"system calls per MiB delivered (strace pass, {name})", f"ks_{s}_calls", 1, False))
+    kinds = sorted(sys_kinds.get(s, ()), key=lambda k: (k.startswith("err."), -max(vals[t].get(f"ks_{s}_{k}") or 0 for t in targets)))
+    for k in kinds:
+        label = f"  {k[4:]}" if k.startswith("sys.") else f"  failed with {k[4:]} (any call)"
+        rows.append((label, f"ks_{s}_{k}", 2, False))
+    rows += [
+        ("KiB copied between kernel and user space per MiB (read/recv* + write/send* bytes)", f"ks_{s}_user_KiB", 1, False),
+        ("  into the terminator (read, readv, recvfrom, recvmsg)", f"ks_{s}_user_in_KiB", 1, False),
+        ("  out of the terminator (write, writev, sendto, sendmsg)", f"ks_{s}_user_out_KiB", 1, False),
+        ("KiB moved inside the kernel per MiB (splice)", f"ks_{s}_spliced_KiB", 1, None),
+        ("KiB moved inside the kernel per MiB (sendfile)", f"ks_{s}_sendfile_KiB", 1, None),
+    ]
 present = [r for r in rows if any(vals[t].get(r[1]) is not None for t in targets)]
 
 
@@ -133,9 +204,12 @@ hitch = vals.get("hitch", {})
 haproxy = vals.get("haproxy", {})
 
 
+unmeasured = []
+
+
 def goal(text, x, limit, higher, unit=""):
     if x is None:
-        print(f"- {text}: not measured")
+        unmeasured.append(text)
         return
     met = x >= limit if higher else x <= limit
     verdict = "met" if met else "not met"
@@ -154,8 +228,13 @@ goal("overhead over the libssl floor per full RSA handshake", e.get("hs_rsa_over
 goal("keep-alive requests ÷ hitch", ratio(e.get("ka_cpu"), hitch.get("ka_cpu")), 1.2, True, "x")
 goal("HTTP/2 requests ÷ hitch", ratio(e.get("h2_cpu"), hitch.get("h2_cpu")), 1.2, True, "x")
 goal("bulk MB ÷ HAProxy", ratio(e.get("bulk_cpu"), haproxy.get("bulk_cpu")), 1.5, True, "x")
+for s, name in suites.items():  # ktls-bulk.sh: the first target is edgecert --ktls on
+    goal(f"bulk MB with kTLS and splice ÷ HAProxy, {name}{TCG}",
+         ratio(e.get(f"kb_{s}_cpu"), haproxy.get(f"kb_{s}_cpu")), 1.5, True, "x")
 goal("KiB per idle TLS connection", e.get("idle_kib"), 10, False, " KiB")
 for kind in ("ecdsa", "rsa"):
     r = ratio(e.get(f"hs_{kind}_workers2"), e.get(f"hs_{kind}_workers1"))
     if r:
         print(f"- {kind.upper()} handshakes per wall second, --workers 2 ÷ --workers 1 (2 CPUs shared with the load): {r:.2f}x")
+if unmeasured:
+    print(f"- not measured in this run: {'; '.join(unmeasured)}")

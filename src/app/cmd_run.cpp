@@ -560,10 +560,7 @@ Result<controller::Requeue> RunController::reconcile(const std::string& name) {
         refresh_ari(spec, *iss, *ev.leaf, st);
         ev = eval();
     }
-    if (ev.reason == controller::IssueReason::None && ev.leaf && ev.renewal && manual) {
-        ev.reason = controller::IssueReason::ManuallyTriggered;
-        ev.detail = "Renewing certificate as a renewal was requested (edgecert renew)";
-    }
+    if (manual) controller::apply_manual_renewal(ev);
     if (ev.reason == controller::IssueReason::None && ev.renewal) {
         if (st.renewal_time != ev.renewal->renewal_time)
             spdlog::info("certificate {}: serial {}, valid until {}, renewal at {} ({})", spec.ref.key(),
@@ -589,11 +586,8 @@ Result<controller::Requeue> RunController::reconcile(const std::string& name) {
 
     // Issue (or resume the pending order).
     spdlog::info("certificate {}: {}", spec.ref.key(), ev.detail);
-    const bool in_service = ev.leaf && ev.leaf->not_after() > clock_.now() &&
-                            (ev.reason == controller::IssueReason::Renewing ||
-                             ev.reason == controller::IssueReason::RequestChanged ||
-                             ev.reason == controller::IssueReason::IncorrectIssuer ||
-                             ev.reason == controller::IssueReason::ManuallyTriggered);
+    const bool in_service =
+        ev.leaf && ev.leaf->not_after() > clock_.now() && controller::keeps_serving(ev.reason);
     if (!in_service) {
         set_ready(spec, "False");
         set_view(st, "False", std::string(controller::to_string(ev.reason)), ev.detail);

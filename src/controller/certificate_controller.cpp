@@ -163,11 +163,14 @@ void CertificateController::set_metrics(const std::string& key, const CertState&
 }
 
 std::chrono::seconds CertificateController::backoff(int attempts, const std::optional<Error>& err) const {
-    if (attempts <= 0) return seconds(0);
-    // failure_backoff() with the 1 h base scaled to --failure-backoff-base.
-    seconds d = opts_.failure_backoff_base;
-    for (int i = 1; i < attempts && d < kBackoffCap; ++i) d *= 2;
-    d = std::min(d, seconds(kBackoffCap.count() * opts_.failure_backoff_base.count() / kBackoffBase.count()));
+    // failure_backoff() with the 1 h base scaled to --failure-backoff-base; none without attempts.
+    seconds d{0};
+    if (attempts > 0) {
+        d = opts_.failure_backoff_base;
+        for (int i = 1; i < attempts && d < kBackoffCap; ++i) d *= 2;
+        d = std::min(d, seconds(kBackoffCap.count() * opts_.failure_backoff_base.count() / kBackoffBase.count()));
+    }
+    // A CA's Retry-After holds whatever the count (even for a manual renewal).
     if (err && err->code == ErrorCode::RateLimited && err->retry_after && *err->retry_after > d) d = *err->retry_after;
     return d;
 }
@@ -405,10 +408,7 @@ Result<Requeue> CertificateController::reconcile(const std::string& key) {
     // A manual renewal: a new certificate now, whatever the schedule says (the old one is served
     // meanwhile). Consumed when the issuance ends: success removes Issuing, failure sets it False.
     const bool manual = manually_triggered(cert);
-    if (ev.reason == IssueReason::None && ev.leaf && ev.renewal && manual) {
-        ev.reason = IssueReason::ManuallyTriggered;
-        ev.detail = "Re-issuing certificate as it was manually triggered";
-    }
+    if (manual) apply_manual_renewal(ev);
 
     auto describe_ready = [&](const Evaluation& e) {
         status["notBefore"] = fmt_time(e.leaf->not_before());
@@ -474,10 +474,7 @@ Result<Requeue> CertificateController::reconcile(const std::string& key) {
     }
 
     // Issuance is due. A stored certificate that is still valid keeps Ready=True meanwhile.
-    const bool serving =
-        ev.leaf && ev.leaf->not_after() > now &&
-        (ev.reason == IssueReason::Renewing || ev.reason == IssueReason::RequestChanged ||
-         ev.reason == IssueReason::IncorrectIssuer || ev.reason == IssueReason::ManuallyTriggered);
+    const bool serving = ev.leaf && ev.leaf->not_after() > now && keeps_serving(ev.reason);
     st.ready = serving;
     if (ev.leaf && ev.renewal) {
         describe_ready(ev);
@@ -512,13 +509,10 @@ Result<Requeue> CertificateController::reconcile(const std::string& key) {
         choice = choose_issuer(chain, fb, pending_issuer(*pending), now);
     } else if (attempts > 0 && status.contains("lastFailureTime") &&
                status["lastFailureTime"].is_string()) {
-        // A manual renewal skips the failure backoff ("fixed it, try now"), not a CA's Retry-After.
+        // A manual renewal skips the failure backoff ("fixed it, try now"), not a CA's Retry-After
+        // (backoff() with no attempts counted is just that).
         if (auto lf = k8s::parse_time(status["lastFailureTime"].get<std::string>()))
-            choice.not_before = *lf + (!manual ? backoff(attempts, last_err)
-                                       : last_err && last_err->code == ErrorCode::RateLimited &&
-                                                 last_err->retry_after
-                                           ? std::chrono::duration_cast<seconds>(*last_err->retry_after)
-                                           : seconds(0));
+            choice.not_before = *lf + backoff(manual ? 0 : attempts, last_err);
     }
     const size_t idx = choice.index;
     const Resolved& active = issuers[idx];

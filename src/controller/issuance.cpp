@@ -498,6 +498,17 @@ Result<const SolverSpec*> select_solver(const AcmeIssuerSpec& issuer,
     return chosen;
 }
 
+void apply_manual_renewal(Evaluation& ev) {
+    if (ev.reason != IssueReason::None || !ev.leaf || !ev.renewal) return;
+    ev.reason = IssueReason::ManuallyTriggered;
+    ev.detail = "Renewing certificate as it was manually triggered (edgecert renew)";
+}
+
+bool keeps_serving(IssueReason r) {
+    return r == IssueReason::Renewing || r == IssueReason::RequestChanged || r == IssueReason::IncorrectIssuer ||
+           r == IssueReason::ManuallyTriggered;
+}
+
 std::string_view to_string(IssueReason r) {
     switch (r) {
         case IssueReason::None: return "UpToDate";

@@ -148,6 +148,9 @@ enum class IssueReason {
 // The reason of the Issuing condition that asks for a new certificate now (cmctl renew's).
 inline constexpr const char* kManuallyTriggered = "ManuallyTriggered";
 std::string_view to_string(IssueReason r);
+// Whether a valid stored certificate stays in service (Ready True) while issuance for `r` runs:
+// a renewal or a change of request, not a missing, broken or expired certificate.
+bool keeps_serving(IssueReason r);
 
 struct Evaluation {
     IssueReason reason = IssueReason::None;
@@ -162,6 +165,9 @@ Evaluation evaluate(const CertificateSpec& spec, const std::optional<store::Stor
                     const std::optional<acme::RenewalInfo>& ari,
                     std::optional<SystemTime> previous_renewal_time, std::mt19937_64& rng,
                     SystemTime now);
+// A renewal asked for by hand (`edgecert renew`): a valid certificate that is not due yet is
+// renewed now (reason ManuallyTriggered). Any other reason to issue already wins.
+void apply_manual_renewal(Evaluation& ev);
 
 struct IssueRequest {
     const CertificateSpec* spec = nullptr;

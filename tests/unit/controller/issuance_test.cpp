@@ -314,6 +314,22 @@ TEST_F(EvalFixture, FreshRenewingAndExpired) {
     EXPECT_EQ(evaluate(spec, s, std::nullopt, std::nullopt, rng, now + 61 * 24h).reason, IssueReason::Expired);
 }
 
+TEST_F(EvalFixture, AManualRenewalRenewsAValidCertificateAndKeepsItServing) {
+    auto s = stored({"example.com", "www.example.com"}, now - 30 * 24h, now + 60 * 24h);
+    auto ev = evaluate(spec, s, std::nullopt, std::nullopt, rng, now);
+    apply_manual_renewal(ev);
+    EXPECT_EQ(ev.reason, IssueReason::ManuallyTriggered);
+    EXPECT_TRUE(keeps_serving(ev.reason));
+    // Another reason to issue wins; nothing stored is not a renewal.
+    auto expired = evaluate(spec, s, std::nullopt, std::nullopt, rng, now + 61 * 24h);
+    apply_manual_renewal(expired);
+    EXPECT_EQ(expired.reason, IssueReason::Expired);
+    EXPECT_FALSE(keeps_serving(expired.reason));
+    auto none = evaluate(spec, std::nullopt, std::nullopt, std::nullopt, rng, now);
+    apply_manual_renewal(none);
+    EXPECT_EQ(none.reason, IssueReason::DoesNotExist);
+}
+
 TEST_F(EvalFixture, AriWindowKeepsAnEarlierPickInsideIt) {
     auto s = stored(spec.dns_names, now - 30 * 24h, now + 60 * 24h);
     acme::RenewalInfo ari;
